@@ -1,0 +1,15 @@
+"""Typed keys for everything the application object holds."""
+
+import asyncpg
+from aiohttp import web
+
+from mediasvc.auth import TokenVerifier
+from mediasvc.config import Settings
+from mediasvc.imaging.pool import ImagingPool
+from mediasvc.storage import Storage
+
+SETTINGS = web.AppKey("mediasvc.settings", Settings)
+VERIFIER = web.AppKey("mediasvc.verifier", TokenVerifier)
+DB = web.AppKey("mediasvc.db", asyncpg.Pool)
+STORAGE = web.AppKey("mediasvc.storage", Storage)
+POOL = web.AppKey("mediasvc.pool", ImagingPool)

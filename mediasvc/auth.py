@@ -1,0 +1,72 @@
+"""Bearer JWTs: verify incoming tokens, mint tokens for `python -m mediasvc token`.
+
+HS256 with `MEDIASVC_JWT_SECRET`, or RS256 when `MEDIASVC_JWT_PUBLIC_KEY_FILE` names a PEM
+public key (the issuer keeps the private key). `sub` is the owner id, `exp` is required,
+`role: "admin"` may act on anyone's media.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from mediasvc.errors import Unauthorized
+
+# Tokens minted by the CLI live this long unless asked otherwise.
+DEFAULT_TOKEN_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling."""
+
+    sub: str
+    admin: bool
+
+    def may_act_on(self, owner: str) -> bool:
+        """Owners act on their own media; admins on anyone's."""
+        return self.admin or self.sub == owner
+
+
+class TokenVerifier:
+    """Checks signature, expiry and claims of bearer tokens."""
+
+    def __init__(self, *, secret: str | None, public_key: str | None = None) -> None:
+        if public_key is not None:
+            self._key, self._algorithms = public_key, ["RS256"]
+        elif secret:
+            self._key, self._algorithms = secret, ["HS256"]
+        else:
+            raise ValueError("a JWT secret or public key is required")
+
+    def verify(self, token: str) -> Principal:
+        """The principal a valid token names; `Unauthorized` for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                options={"require": ["exp", "sub"]},
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The token has expired.") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"The token is not valid: {exc}") from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
+            raise Unauthorized("The token's subject must be a non-empty string.")
+        return Principal(sub=sub, admin=claims.get("role") == "admin")
+
+
+def mint_token(
+    secret: str, sub: str, *, admin: bool = False, ttl_s: int = DEFAULT_TOKEN_TTL_S
+) -> str:
+    """An HS256 token for `sub`, valid for `ttl_s` seconds."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": sub, "iat": now, "exp": now + ttl_s}
+    if admin:
+        claims["role"] = "admin"
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,162 @@
+"""Settings: one frozen object read once from `MEDIASVC_*` environment variables.
+
+Every variable is documented in `deploy/mediasvc.env.example`. A bad value raises
+`ConfigError` with one line naming the variable; `main()` prints it and exits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+
+OutputFormat = Literal["webp", "jpeg", "avif"]
+StorageKind = Literal["local"]
+LogFormat = Literal["auto", "json", "console"]
+
+MiB = 1024 * 1024
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment, validated."""
+
+    database_url: str
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = field(default=None, repr=False)
+    data_dir: Path = Path("var")
+    media_dir: Path = Path("var/media")
+    spool_dir: Path = Path("var/spool")
+    app_host: str = "127.0.0.1"
+    app_port: int = 8081
+    http_port: int = 8080
+    public_media_url: str = "/media"
+    storage: StorageKind = "local"
+    max_upload_bytes: int = 25 * MiB
+    max_pixels: int = 60_000_000
+    max_frames: int = 200
+    max_animation_pixels: int = 64_000_000
+    output_format: OutputFormat = "webp"
+    output_quality: int = 80
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    queue_max: int = 16
+    job_timeout_s: float = 60.0
+    db_timeout_s: float = 10.0
+    log_format: LogFormat = "auto"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `MEDIASVC_*` variables (default: `os.environ`)."""
+        src = os.environ if env is None else env
+        reader = _Reader(src)
+        data_dir = reader.get("DATA_DIR", Path, Path("var"))
+        public_key = reader.get("JWT_PUBLIC_KEY_FILE", _read_text, None)
+        return cls(
+            database_url=reader.require("DATABASE_URL"),
+            # With a public key (RS256) no shared secret is needed.
+            jwt_secret=reader.get("JWT_SECRET", str, None)
+            if public_key
+            else reader.require("JWT_SECRET"),
+            jwt_public_key=public_key,
+            data_dir=data_dir,
+            media_dir=reader.get("MEDIA_DIR", Path, data_dir / "media"),
+            spool_dir=reader.get("SPOOL_DIR", Path, data_dir / "spool"),
+            app_host=reader.get("APP_HOST", str, "127.0.0.1"),
+            app_port=reader.get("APP_PORT", _port, 8081),
+            http_port=reader.get("HTTP_PORT", _port, 8080),
+            public_media_url=reader.get("PUBLIC_MEDIA_URL", str, "/media").rstrip("/"),
+            storage=reader.choice("STORAGE", StorageKind, "local"),
+            max_upload_bytes=reader.get("MAX_UPLOAD_BYTES", _positive, 25 * MiB),
+            max_pixels=reader.get("MAX_PIXELS", _positive, 60_000_000),
+            max_frames=reader.get("MAX_FRAMES", _positive, 200),
+            max_animation_pixels=reader.get("MAX_ANIMATION_PIXELS", _positive, 64_000_000),
+            output_format=reader.choice("OUTPUT_FORMAT", OutputFormat, "webp"),
+            output_quality=reader.get("OUTPUT_QUALITY", _quality, 80),
+            workers=reader.get("WORKERS", _positive, os.cpu_count() or 1),
+            queue_max=reader.get("QUEUE_MAX", _non_negative, 16),
+            job_timeout_s=reader.get("JOB_TIMEOUT_S", _positive_float, 60.0),
+            db_timeout_s=reader.get("DB_TIMEOUT_S", _positive_float, 10.0),
+            log_format=reader.choice("LOG_FORMAT", LogFormat, "auto"),
+        )
+
+    @property
+    def body_limit_bytes(self) -> int:
+        """The request-body cap nginx enforces: the file cap plus room for the form around it."""
+        return self.max_upload_bytes + 64 * 1024
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def require(self, name: str) -> str:
+        value = self._env.get(f"MEDIASVC_{name}", "")
+        if not value:
+            raise ConfigError(f"MEDIASVC_{name} is required and not set")
+        return value
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._env.get(f"MEDIASVC_{name}")
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"MEDIASVC_{name}={raw!r}: {exc}") from None
+
+    def choice(self, name: str, literal: object, default: str) -> Any:
+        """One of the values of a `Literal` type; the caller's field type narrows it."""
+        allowed: tuple[str, ...] = get_args(literal)
+        value = self._env.get(f"MEDIASVC_{name}") or default
+        if value not in allowed:
+            raise ConfigError(f"MEDIASVC_{name}={value!r}: expected one of {', '.join(allowed)}")
+        return value
+
+
+def _read_text(raw: str) -> str:
+    try:
+        return Path(raw).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror}") from None
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port (1-65535)")
+    return value
+
+
+def _quality(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 100:
+        raise ValueError("must be between 1 and 100")
+    return value

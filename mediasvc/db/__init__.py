@@ -1,0 +1,58 @@
+"""PostgreSQL access: the asyncpg pool. Queries live in `db.queries`, migrations in `db.migrate`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from mediasvc.config import Settings
+from mediasvc.errors import Busy
+
+# What query functions take: a plain connection or one lent by the pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool with bounded connect and command times, so a hung server means 503."""
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=10,
+        timeout=settings.db_timeout_s,
+        command_timeout=settings.db_timeout_s,
+        init=_init_connection,
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+# What a down, hung or restarting server raises: these become 503, never 500.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A pooled connection; an unreachable database surfaces as `Busy` (503)."""
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        raise Busy("The database is unavailable; try again shortly.") from exc

@@ -1,0 +1,72 @@
+"""Apply the numbered `sql/NNNN_*.sql` files, once each, under an advisory lock.
+
+Several nodes may start at once: the lock makes one of them migrate while the others wait,
+and they then find nothing left to do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# An arbitrary constant: the lock only has to be the same number on every node.
+_LOCK_ID = 0x6D656469617376
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered SQL file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(directory: Path = SQL_DIR) -> list[Migration]:
+    """Every migration file in version order; a misnamed or duplicate file is an error."""
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match is None:
+            raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
+        migrations.append(Migration(int(match[1]), path.name, path.read_text()))
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {directory}")
+    return migrations
+
+
+async def migrate(conn: asyncpg.Connection, directory: Path = SQL_DIR) -> list[str]:
+    """Apply what is pending, each file in its own transaction; returns the names applied."""
+    applied_now = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    try:
+        await conn.execute(_CREATE_LEDGER)
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in load_migrations(directory):
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            applied_now.append(migration.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+    return applied_now

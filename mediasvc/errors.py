@@ -1,0 +1,89 @@
+"""Every refusal the service makes, as one exception tree with a stable `code`.
+
+    MediaError (500 internal)
+    ├── BadRequest (400 bad_request)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not_found)
+    ├── Conflict (409 conflict)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
+    ├── Busy (503 busy, with Retry-After)
+    └── ProcessingFailed (500 processing_failed: a worker crashed or hung)
+
+Raise them anywhere; `web.problems` renders them once as RFC 9457 problem+json.
+Extra keyword arguments (`limit`, `actual`, ...) become members of the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class MediaError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.instance_code = code or self.code
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        """Response headers this error needs besides the content type."""
+        return {}
+
+
+class BadRequest(MediaError):
+    status, code, title = 400, "bad_request", "Bad request"
+
+
+class Unauthorized(MediaError):
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="mediasvc"'}
+
+
+class Forbidden(MediaError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(MediaError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(MediaError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(MediaError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaType(MediaError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class InvalidImage(MediaError):
+    status, code, title = 422, "invalid_image", "Invalid image"
+
+
+class Busy(MediaError):
+    status, code, title = 503, "busy", "Service busy"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ProcessingFailed(MediaError):
+    status, code, title = 500, "processing_failed", "Processing failed"

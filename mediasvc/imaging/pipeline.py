@@ -1,0 +1,230 @@
+"""The pure imaging function: one source file in, five clean variant files and facts out.
+
+Runs in worker processes (see `imaging.pool`). Only plain picklable data crosses in or out.
+Order of work, so hostile files cost little:
+
+1. Open with the one loader that matches the sniffed type and read the header only:
+   pixel count, frame count and orientation are checked before any pixel is decoded.
+2. One decode: `thumbnail` shrinks on load straight to the largest variant, applies the
+   EXIF orientation and converts to sRGB (CMYK and ICC-tagged inputs included).
+3. The smaller variants are derived from that one in-memory image.
+4. Encoders write with `keep="none"`: no EXIF, GPS, XMP, IPTC, ICC, comments or text chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyvips
+
+from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
+from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
+
+# Orientations 5-8 turn the image a quarter, so displayed width and height swap.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+class ImageRejected(Exception):
+    """The input is not an image we will process; `code` is the problem code for the client."""
+
+    def __init__(self, code: str, detail: str, reason: str = "") -> None:
+        super().__init__(code, detail, reason)
+        self.code = code
+        self.detail = detail
+        self.reason = reason  # libvips' own words, for the log only: they may name paths
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What one upload asks of a worker."""
+
+    source: str
+    out_dir: str
+    mime: str
+    kind: Kind
+    output_format: str
+    quality: int
+    max_pixels: int
+    max_frames: int
+    max_animation_pixels: int
+
+
+@dataclass(frozen=True, slots=True)
+class VariantFile:
+    """One written variant. `height` is per frame for animations."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+    bytes: int
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the pipeline learned and made. Width and height are as displayed (after EXIF)."""
+
+    width: int
+    height: int
+    frames: int
+    variants: tuple[VariantFile, ...]
+
+
+def init_worker() -> None:
+    """Harden and size libvips in a fresh worker process.
+
+    Only the loaders on the allow-list stay callable, so even a sniffing mistake can never
+    reach SVG, PDF, matload or any other loader libvips ships.
+    """
+    pyvips.cache_set_max(0)  # every job reads a new file: the operation cache only holds memory
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for loader in set(LOADERS.values()):
+        # By type name: `jpegload` is VipsForeignLoadJpegFile, `gifload` VipsForeignLoadNsgifFile.
+        type_name = pyvips.type_name(pyvips.type_find("VipsOperation", loader))
+        pyvips.operation_block_set(type_name, False)
+
+
+def ping() -> int:
+    """A no-op job: proves a worker can start and run libvips."""
+    return int(pyvips.version(0))
+
+
+def process(job: Job) -> Facts:
+    """Turn `job.source` into the variant files in `job.out_dir`, or raise `ImageRejected`."""
+    loader = LOADERS.get(job.mime)
+    if loader is None:
+        raise ImageRejected("unsupported_media_type", f"{job.mime} is not accepted")
+    output = OUTPUT_FORMATS[job.output_format]
+    try:
+        header = _open_header(job.source, loader)
+        width, height, frames = _check_header(header, loader, job)
+        image = _decode_largest(job, loader, frames, width, height)
+        variants = tuple(_write_variants(image, job, output))
+    except pyvips.Error as exc:
+        raise ImageRejected(
+            "invalid_image", "The file is damaged or not a decodable image.", str(exc)
+        ) from None
+    return Facts(width=width, height=height, frames=frames, variants=variants)
+
+
+def _open_header(source: str, loader: str) -> Any:
+    """The lazily opened image: libvips reads the header now and pixels only when asked."""
+    open_with = getattr(pyvips.Image, loader)
+    return open_with(source, access="sequential", fail_on="error")
+
+
+def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
+    """Displayed width, height and frame count, after the limits are enforced."""
+    width, height = header.width, header.height
+    frames = 1
+    if loader in ANIMATED_LOADERS and header.get_typeof("n-pages"):
+        frames = max(1, int(header.get("n-pages")))
+    if width * height > job.max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image is {width}x{height}; at most {job.max_pixels} pixels are accepted.",
+        )
+    if frames > job.max_frames:
+        raise ImageRejected(
+            "too_many_frames",
+            f"The animation has {frames} frames; at most {job.max_frames} are accepted.",
+        )
+    if width * height * frames > job.max_animation_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The animation has {width * height * frames} pixels over all frames; "
+            f"at most {job.max_animation_pixels} are accepted.",
+        )
+    orientation = int(header.get("orientation")) if header.get_typeof("orientation") else 1
+    if orientation in _TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    return width, height, frames
+
+
+def _decode_largest(job: Job, loader: str, frames: int, width: int, height: int) -> Any:
+    """The one decode: shrink-on-load to the largest variant, upright, sRGB, 8-bit, in memory."""
+    options = "fail_on=error" + (",n=-1" if frames > 1 else "")
+    source = f"{job.source}[{options}]"
+    if job.kind == "avatar":
+        side = min(LARGEST.size, width, height)
+        if frames == 1:
+            image = pyvips.Image.thumbnail(source, side, height=side, size="down", crop="attention")
+        else:
+            # `crop` would cut the whole frame strip at once: scale to cover, crop each frame.
+            scale = side / min(width, height)
+            image = pyvips.Image.thumbnail(
+                source, math.ceil(width * scale), height=math.ceil(height * scale), size="down"
+            )
+            image = _centre_crop_frames(image, frames)
+    else:
+        image = pyvips.Image.thumbnail(source, LARGEST.size, height=LARGEST.size, size="down")
+    if image.get("vips-loader") != loader:
+        raise ImageRejected("invalid_image", "The file does not match its detected type.")
+    return _to_srgb8(image).copy_memory()
+
+
+def _centre_crop_frames(image: Any, frames: int) -> Any:
+    page_height = _page_height(image)
+    side = min(image.width, page_height)
+    left = (image.width - side) // 2
+    top = (page_height - side) // 2
+    pages = [image.crop(left, p * page_height + top, side, side) for p in range(frames)]
+    joined = pyvips.Image.arrayjoin(pages, across=1).copy()
+    joined.set_type(pyvips.GValue.gint_type, "page-height", side)
+    return joined
+
+
+def _to_srgb8(image: Any) -> Any:
+    """8-bit sRGB (alpha kept): 16-bit PNGs, greyscale and odd spaces end up the same."""
+    if image.interpretation != "srgb" or image.format != "uchar":
+        image = image.colourspace("srgb")
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    return image
+
+
+def _page_height(image: Any) -> int:
+    return int(image.get("page-height")) if image.get_typeof("page-height") else image.height
+
+
+def _write_variants(full: Any, job: Job, output: OutputFormat) -> list[VariantFile]:
+    if not output.animated and _page_height(full) != full.height:
+        full = full.crop(0, 0, full.width, _page_height(full)).copy()
+        full.remove("page-height")
+    if not output.alpha and full.hasalpha():
+        full = full.flatten(background=[255, 255, 255])
+    written = []
+    for spec in VARIANTS:
+        image = (
+            full
+            if spec is LARGEST
+            else full.thumbnail_image(spec.size, height=spec.size, size="down")
+        )
+        path = Path(job.out_dir) / f"{spec.name}{output.extension}"
+        _encode(image, path, output, job.quality)
+        written.append(
+            VariantFile(
+                name=spec.name,
+                path=str(path),
+                width=image.width,
+                height=_page_height(image),
+                bytes=os.path.getsize(path),
+                mime=output.mime,
+            )
+        )
+    return written
+
+
+def _encode(image: Any, path: Path, output: OutputFormat, quality: int) -> None:
+    if output.name == "webp":
+        image.webpsave(str(path), Q=quality, keep="none", effort=4)
+    elif output.name == "jpeg":
+        image.jpegsave(str(path), Q=quality, keep="none", optimize_coding=True, interlace=True)
+    else:
+        image.heifsave(str(path), Q=quality, keep="none", compression="av1", effort=4)

@@ -1,0 +1,50 @@
+"""The media record as the service sees it (one row of `media`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+Status = Literal["processing", "ready", "deleting"]
+Visibility = Literal["public", "private"]
+VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVariant:
+    """One variant as stored: its storage key and what it is."""
+
+    key: str
+    width: int
+    height: int
+    bytes: int
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """Facts about the uploaded file; width/height are known once processing is done."""
+
+    mime: str
+    bytes: int
+    sha256: str
+    width: int | None
+    height: int | None
+    frames: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One upload and its variants."""
+
+    id: str
+    owner: str
+    kind: str
+    collection: str | None
+    position: int
+    visibility: Visibility
+    status: Status
+    original: Original
+    variants: dict[str, StoredVariant]
+    created_at: datetime

@@ -1,0 +1,48 @@
+"""Where variant files live: one small Protocol, one module per backend.
+
+Keys look like `k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp`: the id's first two characters
+spread files over directories, the id makes them unguessable, and the client's filename
+is never part of a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+from mediasvc.config import Settings
+
+
+class StorageError(Exception):
+    """The backend could not complete an operation (unreachable, full, refusing)."""
+
+
+class Storage(Protocol):
+    """Writes, removes and checks variant objects. Every write is atomic per object."""
+
+    async def put(self, key: str, source: Path, content_type: str) -> None:
+        """Store the file at `source` under `key`, all or nothing."""
+        ...
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        """Remove the objects; keys that do not exist are not an error."""
+        ...
+
+    async def check(self) -> None:
+        """Raise `StorageError` unless the backend can take writes now."""
+        ...
+
+
+def variant_key(media_id: str, filename: str) -> str:
+    """The storage key of one variant file of one media."""
+    return f"{media_id[:2]}/{media_id}/{filename}"
+
+
+@asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    """The configured backend, opened for the lifetime of the app."""
+    from mediasvc.storage.local import LocalStorage
+
+    yield LocalStorage(settings.media_dir)

@@ -1,0 +1,88 @@
+"""Local-disk backend: files under one root, served by nginx straight from disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from mediasvc.storage import StorageError
+
+
+class LocalStorage:
+    """Variant files under `root`, each written with temp file + fsync + rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, key: str) -> Path:
+        """The file a key maps to; keys are ours, but refuse anything that escapes `root`."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"storage key escapes the root: {key!r}")
+        return path
+
+    async def put(self, key: str, source: Path, content_type: str) -> None:
+        try:
+            await asyncio.to_thread(_write_atomic, source, self.path_of(key))
+        except OSError as exc:
+            raise StorageError(f"cannot write {key}: {exc.strerror}") from exc
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        paths = [self.path_of(key) for key in keys]
+        try:
+            await asyncio.to_thread(_remove_all, paths)
+        except OSError as exc:
+            raise StorageError(f"cannot delete: {exc.strerror}") from exc
+
+    async def check(self) -> None:
+        try:
+            await asyncio.to_thread(_check_writable, self.root)
+        except OSError as exc:
+            raise StorageError(f"media directory not writable: {exc.strerror}") from exc
+
+
+def _write_atomic(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Dot-prefixed so nginx never serves a half-written file; random so writers never clash.
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with source.open("rb") as src, tmp.open("xb") as out:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest.parent)
+
+
+def _remove_all(paths: list[Path]) -> None:
+    parents = set()
+    for path in paths:
+        path.unlink(missing_ok=True)
+        parents.add(path.parent)
+    for parent in parents:
+        # The per-media directory goes once it is empty; a non-empty one is left alone.
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+def _check_writable(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    probe = root / f".readyz.{secrets.token_hex(4)}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""HTTP: routes, handlers, middlewares and problem responses."""

@@ -1,0 +1,58 @@
+"""Request middlewares: one canonical log line per request, and errors as problems."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from mediasvc.errors import MediaError
+from mediasvc.web import problems
+
+log = structlog.get_logger("mediasvc.request")
+_MAX_REQUEST_ID = 64
+
+
+@web.middleware
+async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id (nginx's, or a fresh one) and log one line when the request ends."""
+    request_id = request.headers.get("X-Request-Id", "")[:_MAX_REQUEST_ID] or secrets.token_hex(8)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        log.info(
+            "request.finished",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            bytes_in=request.content_length,
+        )
+
+
+@web.middleware
+async def problem_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as problem+json; an unexpected one is logged, never shown."""
+    try:
+        return await handler(request)
+    except MediaError as exc:
+        return problems.from_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problems.from_http_exception(exc)
+    except Exception:
+        log.exception("request.failed")
+        return problems.problem_response(
+            500, "internal", "Internal error", "Something went wrong on our side."
+        )

@@ -1,0 +1,588 @@
+"""Test-image factory: every fixture image is built in code with pyvips.
+
+Nothing binary is committed. Each ``make_*`` function returns the encoded file
+as ``bytes``; the pixel content is always derived from :func:`reference_pattern`
+(four coloured quadrants) so that a test can sample an output with
+:func:`quadrant_colours` and tell whether it was rotated, mirrored or had its
+colours mangled. The container parsers at the bottom (:func:`jpeg_segments`,
+:func:`png_chunks`, :func:`webp_chunks`, :func:`jpeg_exif_tags`) let tests prove
+that metadata was stripped without trusting libvips to report it.
+
+Import it as ``import images`` (pytest puts ``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import pyvips
+
+RGB = tuple[int, int, int]
+Quadrants = tuple[RGB, RGB, RGB, RGB]
+
+# Quadrant order everywhere in this module: top-left, top-right, bottom-left,
+# bottom-right. The colours are "red, green, blue, yellow" but deliberately
+# not fully saturated: they sit inside the gamut of libvips' built-in CMYK
+# profile, so a CMYK round trip lands within a few units of them instead of
+# being clipped (pure sRGB green comes back ~190 units off).
+REFERENCE_COLOURS: Quadrants = (
+    (210, 40, 40),
+    (40, 160, 70),
+    (30, 75, 150),
+    (240, 220, 40),
+)
+
+# What a CMYK or P3 file decodes to once converted to sRGB: the reference.
+CMYK_EXPECTED_SRGB: Quadrants = REFERENCE_COLOURS
+ICC_EXPECTED_SRGB: Quadrants = REFERENCE_COLOURS
+
+# Alpha per quadrant for images built with ``alpha=True``: opaque top half,
+# half-transparent bottom-left, fully transparent bottom-right.
+REFERENCE_ALPHAS: tuple[int, int, int, int] = (255, 255, 128, 0)
+
+EXIF_MARKER = "MEDIASVC-EXIF-MARKER"
+XMP_MARKER = "MEDIASVC-XMP-MARKER"
+PNG_TEXT_MARKER = "MEDIASVC-PNG-TEXT-MARKER"
+COMMENT_MARKER = "MEDIASVC-COMMENT-MARKER"
+
+# A made-up location (Berlin-ish), written as libvips reads rationals back.
+GPS_FIELDS: dict[str, str] = {
+    "exif-ifd3-GPSLatitudeRef": "N",
+    "exif-ifd3-GPSLatitude": "52/1 31/1 12/1",
+    "exif-ifd3-GPSLongitudeRef": "E",
+    "exif-ifd3-GPSLongitude": "13/1 24/1 36/1",
+}
+
+XMP_PACKET: bytes = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    b'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">'
+    + XMP_MARKER.encode()
+    + b"</rdf:li></rdf:Alt></dc:description>"
+    b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+    b'<?xpacket end="w"?>'
+)
+
+# Background colours for animation frames; consecutive frames always differ,
+# so encoders cannot merge them away.
+FRAME_COLOURS: tuple[RGB, ...] = (
+    (210, 40, 40),
+    (40, 160, 70),
+    (30, 75, 150),
+    (240, 220, 40),
+    (150, 60, 190),
+    (40, 190, 200),
+)
+
+# EXIF tag numbers that tests look for in :func:`jpeg_exif_tags` output.
+EXIF_TAG_ORIENTATION = 0x0112
+EXIF_TAG_IMAGE_DESCRIPTION = 0x010E
+EXIF_TAG_ARTIST = 0x013B
+EXIF_TAG_EXIF_IFD = 0x8769
+EXIF_TAG_GPS_IFD = 0x8825
+GPS_TAG_LATITUDE = 0x0002
+GPS_TAG_LONGITUDE = 0x0004
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------
+# Pixels
+# --------------------------------------------------------------------------
+
+
+def reference_pattern(width: int, height: int) -> pyvips.Image:
+    """Make the upright sRGB uchar 3-band four-quadrant reference image."""
+    if width < 2 or height < 2:
+        raise ValueError("reference pattern needs at least 2x2 pixels")
+    return _quadrant_image(width, height, [list(c) for c in REFERENCE_COLOURS]).copy(
+        interpretation="srgb"
+    )
+
+
+def alpha_plane(width: int, height: int) -> pyvips.Image:
+    """Make the 1-band uchar alpha plane matching :data:`REFERENCE_ALPHAS`."""
+    return _quadrant_image(width, height, [[a] for a in REFERENCE_ALPHAS])
+
+
+def _quadrant_image(width: int, height: int, values: list[list[int]]) -> pyvips.Image:
+    # Split at width // 2 and height // 2, the same place quadrant sampling uses.
+    xy = pyvips.Image.xyz(width, height)
+    left = xy.extract_band(0) < width // 2
+    top = xy.extract_band(1) < height // 2
+    # ifthenelse with constants takes the condition's uchar format.
+    upper = left.ifthenelse(values[0], values[1])
+    lower = left.ifthenelse(values[2], values[3])
+    return top.ifthenelse(upper, lower).cast("uchar")
+
+
+def _quadrant_boxes(width: int, height: int) -> list[tuple[int, int, int]]:
+    """Return (left, top, side) of a small square at each quadrant's centre."""
+    if width < 2 or height < 2:
+        raise ValueError(f"image too small to have quadrants: {width}x{height}")
+    half_w, half_h = width // 2, height // 2
+    side = max(1, min(half_w, half_h) // 4)
+    boxes = []
+    for y0, qh in ((0, half_h), (half_h, height - half_h)):
+        for x0, qw in ((0, half_w), (half_w, width - half_w)):
+            cx, cy = x0 + qw // 2, y0 + qh // 2
+            boxes.append((max(0, cx - side // 2), max(0, cy - side // 2), side))
+    return boxes
+
+
+def _scale(image: pyvips.Image) -> float:
+    fmt = image.format
+    if fmt == "uchar":
+        return 1.0
+    if fmt == "ushort":
+        return 257.0
+    raise ValueError(f"unsupported band format for sampling: {fmt}")
+
+
+def quadrant_colours(image: pyvips.Image) -> Quadrants:
+    """Sample the centre of each quadrant (TL, TR, BL, BR) as 8-bit RGB.
+
+    Averages a small box (a quarter of the quadrant's short side) so JPEG noise
+    does not decide the result. Extra bands (alpha) are ignored, grey images are
+    reported as (v, v, v), 16-bit values are scaled to 0..255.
+    """
+    if image.interpretation == "cmyk":
+        raise ValueError("convert CMYK to sRGB (icc_transform) before sampling")
+    scale = _scale(image)
+    if image.bands >= 3:
+        rgb = image.extract_band(0, n=3)
+    else:
+        grey = image.extract_band(0)
+        rgb = grey.bandjoin(grey).bandjoin(grey)
+    out: list[RGB] = []
+    for left, top, side in _quadrant_boxes(image.width, image.height):
+        box = rgb.extract_area(left, top, side, side)
+        r, g, b = (round(box.extract_band(i).avg() / scale) for i in range(3))
+        out.append((r, g, b))
+    return (out[0], out[1], out[2], out[3])
+
+
+def quadrant_alphas(image: pyvips.Image) -> tuple[int, int, int, int]:
+    """Sample alpha (0..255) at each quadrant's centre; 255s if there is none."""
+    if image.bands not in (2, 4):
+        return (255, 255, 255, 255)
+    scale = _scale(image)
+    alpha = image.extract_band(image.bands - 1)
+    values = [
+        round(alpha.extract_area(left, top, side, side).avg() / scale)
+        for left, top, side in _quadrant_boxes(image.width, image.height)
+    ]
+    return (values[0], values[1], values[2], values[3])
+
+
+def max_channel_delta(actual: Quadrants, expected: Quadrants) -> int:
+    """Return the largest per-channel difference between two quadrant samples."""
+    return max(
+        abs(a - e)
+        for qa, qe in zip(actual, expected, strict=True)
+        for a, e in zip(qa, qe, strict=True)
+    )
+
+
+def _to_stored(image: pyvips.Image, orientation: int) -> pyvips.Image:
+    """Apply the inverse of EXIF orientation ``orientation`` to upright pixels."""
+    # EXIF n says "to display, apply T_n to the stored pixels", so we store
+    # T_n^-1(upright). Only 6 and 8 are not their own inverse.
+    if orientation == 1:
+        return image
+    if orientation == 2:
+        return image.fliphor()
+    if orientation == 3:
+        return image.rot180()
+    if orientation == 4:
+        return image.flipver()
+    if orientation == 5:  # transpose
+        return image.rot90().fliphor()
+    if orientation == 6:  # display turns 90 clockwise, so store 90 anticlockwise
+        return image.rot270()
+    if orientation == 7:  # transverse
+        return image.rot90().flipver()
+    if orientation == 8:
+        return image.rot90()
+    raise ValueError(f"EXIF orientation must be 1..8, got {orientation}")
+
+
+def _with_markers(image: pyvips.Image, *, xmp: bool) -> pyvips.Image:
+    """Return a copy carrying EXIF :data:`EXIF_MARKER` (and XMP if asked)."""
+    # copy() first: set_type on a shared (cached) image would leak metadata.
+    marked = image.copy()
+    marked.set_type(pyvips.GValue.gstr_type, "exif-ifd0-ImageDescription", EXIF_MARKER)
+    marked.set_type(pyvips.GValue.gstr_type, "exif-ifd0-Artist", EXIF_MARKER)
+    if xmp:
+        marked.set_type(pyvips.GValue.blob_type, "xmp-data", XMP_PACKET)
+    return marked
+
+
+def _profile_option(icc: bool) -> dict[str, Any]:
+    # "srgb" names libvips' built-in profile; it is embedded, pixels untouched.
+    return {"profile": "srgb"} if icc else {}
+
+
+# --------------------------------------------------------------------------
+# JPEG
+# --------------------------------------------------------------------------
+
+
+def make_jpeg(
+    *,
+    width: int = 640,
+    height: int = 480,
+    orientation: int = 1,
+    gps: bool = False,
+    xmp: bool = False,
+    comment: str | None = None,
+    icc: bool = False,
+    quality: int = 90,
+) -> bytes:
+    """Make a JPEG that displays as ``reference_pattern(width, height)``.
+
+    The stored pixels are pre-transformed so that honouring the EXIF
+    ``orientation`` tag shows the reference upright. EXIF always carries
+    :data:`EXIF_MARKER` (ImageDescription and Artist); ``gps`` adds a GPS IFD,
+    ``xmp`` an APP1 XMP packet with :data:`XMP_MARKER`, ``comment`` a COM
+    segment, ``icc`` an APP2 sRGB ICC profile (pixels unchanged).
+    """
+    stored = _with_markers(_to_stored(reference_pattern(width, height), orientation), xmp=xmp)
+    stored.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    if gps:
+        for name, value in GPS_FIELDS.items():
+            stored.set_type(pyvips.GValue.gstr_type, name, value)
+    data: bytes = stored.jpegsave_buffer(Q=quality, **_profile_option(icc))
+    if comment is not None:
+        data = _insert_jpeg_comment(data, comment)
+    return data
+
+
+def _insert_jpeg_comment(data: bytes, comment: str) -> bytes:
+    # libvips 8.18 reads "jpeg-comment" but jpegsave never writes it, so the
+    # COM (0xFFFE) segment is spliced in by hand, straight after SOI.
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no SOI)")
+    payload = comment.encode("utf-8")
+    if len(payload) > 0xFFFF - 2:
+        raise ValueError("JPEG comment too long for one COM segment")
+    segment = b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload
+    return data[:2] + segment + data[2:]
+
+
+def make_cmyk_jpeg(*, width: int = 400, height: int = 300, quality: int = 90) -> bytes:
+    """Make a 4-band CMYK JPEG with libvips' built-in CMYK ICC profile embedded.
+
+    Converted back to sRGB it shows :data:`CMYK_EXPECTED_SRGB`. The embedded
+    profile is ~940 KB, so the file is ~1 MB whatever its pixel size.
+    """
+    cmyk = reference_pattern(width, height).icc_transform("cmyk", intent="relative")
+    data: bytes = cmyk.jpegsave_buffer(Q=quality)
+    return data
+
+
+def make_icc_tagged_jpeg(
+    *, width: int = 400, height: int = 300, profile: str = "p3", quality: int = 90
+) -> bytes:
+    """Make an RGB JPEG whose pixels are in a non-sRGB space (default Display P3).
+
+    The profile is embedded; converted to sRGB the quadrants show
+    :data:`ICC_EXPECTED_SRGB`, while the raw stored values differ noticeably
+    (green and yellow by ~40), so ignoring the profile is detectable.
+    """
+    tagged = reference_pattern(width, height).icc_transform(profile, intent="relative")
+    data: bytes = tagged.jpegsave_buffer(Q=quality)
+    return data
+
+
+def make_panorama(*, width: int = 4000, height: int = 200) -> bytes:
+    """Make a very wide (20:1 by default) JPEG."""
+    return make_jpeg(width=width, height=height, quality=85)
+
+
+# --------------------------------------------------------------------------
+# PNG
+# --------------------------------------------------------------------------
+
+
+def make_png(
+    *,
+    width: int = 320,
+    height: int = 240,
+    bits: int = 8,
+    alpha: bool = False,
+    text_chunk: str | None = None,
+    metadata: bool = False,
+) -> bytes:
+    """Make an RGB(A) PNG of the reference pattern, 8 or 16 bits per sample.
+
+    With ``alpha`` the quadrants get :data:`REFERENCE_ALPHAS`; ``text_chunk``
+    adds an uncompressed tEXt "Comment" chunk with that (Latin-1) text;
+    ``metadata`` adds eXIf (with :data:`EXIF_MARKER`), an sRGB iCCP and an
+    uncompressed iTXt XMP packet (with :data:`XMP_MARKER`).
+    """
+    image = reference_pattern(width, height)
+    if metadata:
+        image = _with_markers(image, xmp=False)
+    if alpha:
+        image = image.bandjoin(alpha_plane(width, height))
+    if bits == 16:
+        # 255 * 257 == 65535: stretch to the full 16-bit range exactly.
+        image = (image.cast("ushort") * 257).cast("ushort").copy(interpretation="rgb16")
+    elif bits != 8:
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    data: bytes = image.pngsave_buffer(bitdepth=bits, **_profile_option(metadata))
+    if metadata:
+        data = _insert_png_chunk(data, b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + XMP_PACKET)
+    if text_chunk is not None:
+        payload = b"Comment\0" + text_chunk.encode("latin-1")
+        data = _insert_png_chunk(data, b"tEXt", payload)
+    return data
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def _insert_png_chunk(data: bytes, kind: bytes, payload: bytes) -> bytes:
+    # libvips writes "png-comment-*" text and XMP as compressed zTXt, where the
+    # marker bytes are not visible, so text chunks are spliced in by hand
+    # (uncompressed, right after IHDR) to keep the markers greppable.
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return data[:ihdr_end] + _png_chunk(kind, payload) + data[ihdr_end:]
+
+
+def make_tiny(*, size: int = 8) -> bytes:
+    """Make a tiny square PNG (8x8 by default)."""
+    return make_png(width=size, height=size)
+
+
+# --------------------------------------------------------------------------
+# WebP, AVIF, GIF (still)
+# --------------------------------------------------------------------------
+
+
+def make_webp(
+    *,
+    width: int = 320,
+    height: int = 240,
+    alpha: bool = False,
+    lossless: bool = False,
+    metadata: bool = False,
+    quality: int = 80,
+) -> bytes:
+    """Make a still WebP of the reference pattern (optionally with alpha).
+
+    ``metadata`` adds EXIF, XMP and ICCP chunks carrying :data:`EXIF_MARKER`,
+    :data:`XMP_MARKER` and the sRGB profile.
+    """
+    image = reference_pattern(width, height)
+    if metadata:
+        image = _with_markers(image, xmp=True)
+    if alpha:
+        image = image.bandjoin(alpha_plane(width, height))
+    data: bytes = image.webpsave_buffer(Q=quality, lossless=lossless, **_profile_option(metadata))
+    return data
+
+
+def make_avif(*, width: int = 160, height: int = 120, quality: int = 60) -> bytes:
+    """Make a small still AVIF (HEIF container, AV1) of the reference pattern."""
+    image = reference_pattern(width, height)
+    data: bytes = image.heifsave_buffer(compression="av1", Q=quality, effort=2)
+    return data
+
+
+def make_gif(*, width: int = 160, height: int = 120) -> bytes:
+    """Make a single-frame GIF of the reference pattern."""
+    data: bytes = reference_pattern(width, height).gifsave_buffer()
+    return data
+
+
+# mime type -> factory with defaults, for "each accepted format" parametrising.
+STILL_FACTORIES: dict[str, Callable[[], bytes]] = {
+    "image/jpeg": make_jpeg,
+    "image/png": make_png,
+    "image/webp": make_webp,
+    "image/gif": make_gif,
+    "image/avif": make_avif,
+}
+
+
+# --------------------------------------------------------------------------
+# Animations
+# --------------------------------------------------------------------------
+
+
+def _animation_strip(width: int, height: int, frames: int, delay_ms: int) -> pyvips.Image:
+    """Stack ``frames`` frames vertically with libvips' animation metadata set."""
+    if frames < 1:
+        raise ValueError("an animation needs at least one frame")
+    side = max(1, min(width, height) // 3)
+    pages = []
+    for i in range(frames):
+        colour = list(FRAME_COLOURS[i % len(FRAME_COLOURS)])
+        page = pyvips.Image.black(width, height, bands=3).new_from_image(colour)
+        # A white square sliding left to right makes every frame unique.
+        x = (width - side) * i // max(1, frames - 1)
+        page = page.draw_rect([255, 255, 255], x, (height - side) // 2, side, side, fill=True)
+        pages.append(page.cast("uchar").copy(interpretation="srgb"))
+    strip = pyvips.Image.arrayjoin(pages, across=1).copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", height)
+    strip.set_type(pyvips.GValue.array_int_type, "delay", [delay_ms] * frames)
+    strip.set_type(pyvips.GValue.gint_type, "loop", 0)  # 0 = loop forever
+    return strip
+
+
+def make_animated_gif(
+    *, width: int = 120, height: int = 90, frames: int = 6, delay_ms: int = 100
+) -> bytes:
+    """Make a looping animated GIF; frame i has background ``FRAME_COLOURS[i]``."""
+    data: bytes = _animation_strip(width, height, frames, delay_ms).gifsave_buffer()
+    return data
+
+
+def make_animated_webp(
+    *, width: int = 120, height: int = 90, frames: int = 6, delay_ms: int = 100
+) -> bytes:
+    """Make a looping animated WebP; frame i has background ``FRAME_COLOURS[i]``."""
+    strip = _animation_strip(width, height, frames, delay_ms)
+    data: bytes = strip.webpsave_buffer(Q=80)
+    return data
+
+
+# --------------------------------------------------------------------------
+# Container parsers (independent of libvips, for "was it stripped?" checks)
+# --------------------------------------------------------------------------
+
+
+def jpeg_segment_payloads(data: bytes) -> list[tuple[int, bytes]]:
+    """Return (marker, payload) for every JPEG segment between SOI and SOS."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no SOI)")
+    out: list[tuple[int, bytes]] = []
+    pos = 2
+    while True:
+        if pos >= len(data) or data[pos] != 0xFF:
+            raise ValueError(f"expected a JPEG marker at offset {pos}")
+        while pos < len(data) and data[pos] == 0xFF:  # fill bytes are legal
+            pos += 1
+        if pos >= len(data):
+            raise ValueError("truncated JPEG: marker without code")
+        marker = data[pos]
+        pos += 1
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            return out
+        if marker == 0xD9:
+            raise ValueError("EOI before SOS")
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone, no length
+            out.append((marker, b""))
+            continue
+        if pos + 2 > len(data):
+            raise ValueError("truncated JPEG segment length")
+        (length,) = struct.unpack_from(">H", data, pos)
+        if length < 2 or pos + length > len(data):
+            raise ValueError(f"bad JPEG segment length {length} at offset {pos}")
+        out.append((marker, data[pos + 2 : pos + length]))
+        pos += length
+
+
+def jpeg_segments(data: bytes) -> list[int]:
+    """Return the marker byte of each JPEG segment before SOS (0xE1 APP1 ...)."""
+    return [marker for marker, _ in jpeg_segment_payloads(data)]
+
+
+def jpeg_exif_tags(data: bytes) -> dict[str, list[int]]:
+    """Return tag numbers of the EXIF "ifd0", "exif" and "gps" IFDs of a JPEG.
+
+    Only IFDs actually present appear as keys; no APP1 Exif segment gives {}.
+    """
+    tiff = next(
+        (p[6:] for m, p in jpeg_segment_payloads(data) if m == 0xE1 and p[:6] == b"Exif\0\0"),
+        None,
+    )
+    if tiff is None:
+        return {}
+    if tiff[:4] not in (b"II*\0", b"MM\0*"):
+        raise ValueError("bad TIFF header in EXIF")
+    order = "<" if tiff[:2] == b"II" else ">"
+
+    def read_ifd(offset: int) -> dict[int, int]:
+        # Maps tag -> raw 4-byte value field (an offset for sub-IFD pointers).
+        if offset + 2 > len(tiff):
+            raise ValueError(f"EXIF IFD offset {offset} out of range")
+        (count,) = struct.unpack_from(order + "H", tiff, offset)
+        if offset + 2 + 12 * count > len(tiff):
+            raise ValueError("truncated EXIF IFD")
+        entries: dict[int, int] = {}
+        for i in range(count):
+            tag, _type, _n, value = struct.unpack_from(order + "HHII", tiff, offset + 2 + 12 * i)
+            entries[tag] = value
+        return entries
+
+    (ifd0_offset,) = struct.unpack_from(order + "I", tiff, 4)
+    ifd0 = read_ifd(ifd0_offset)
+    tags = {"ifd0": sorted(ifd0)}
+    for name, pointer in (("exif", EXIF_TAG_EXIF_IFD), ("gps", EXIF_TAG_GPS_IFD)):
+        if pointer in ifd0:
+            tags[name] = sorted(read_ifd(ifd0[pointer]))
+    return tags
+
+
+def png_chunks(data: bytes) -> list[str]:
+    """Return the type of every PNG chunk, in order, checking each CRC."""
+    if data[:8] != _PNG_SIGNATURE:
+        raise ValueError("not a PNG (bad signature)")
+    out: list[str] = []
+    pos = 8
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise ValueError("truncated PNG chunk header")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length + 4
+        if end > len(data):
+            raise ValueError(f"truncated PNG chunk {kind!r}")
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) & 0xFFFFFFFF != crc:
+            raise ValueError(f"bad CRC in PNG chunk {kind!r}")
+        out.append(kind.decode("latin-1"))
+        pos = end
+        if kind == b"IEND":
+            if pos != len(data):
+                raise ValueError("trailing bytes after PNG IEND")
+            return out
+    raise ValueError("PNG has no IEND chunk")
+
+
+def webp_chunks(data: bytes) -> list[str]:
+    """Return the FourCC of every top-level chunk of a RIFF/WEBP file.
+
+    Strict: the RIFF size must cover the whole buffer exactly, and every chunk
+    (padded to an even length) must fit inside it.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("not a RIFF/WEBP container")
+    (riff_size,) = struct.unpack_from("<I", data, 4)
+    if riff_size + 8 != len(data):
+        raise ValueError(f"RIFF size {riff_size} does not match buffer length {len(data)}")
+    out: list[str] = []
+    pos = 12
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise ValueError("truncated WebP chunk header")
+        kind, size = struct.unpack_from("<4sI", data, pos)
+        end = pos + 8 + size + (size & 1)
+        if end > len(data):
+            raise ValueError(f"truncated WebP chunk {kind!r}")
+        out.append(kind.decode("latin-1"))
+        pos = end
+    if not out:
+        raise ValueError("WebP container has no chunks")
+    return out
