@@ -92,6 +92,11 @@ class Settings:
         return self.max_upload_bytes + 64 * 1024
 
 
+def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """Only `MEDIASVC_DATABASE_URL`, for commands that need nothing else (migrate, gc)."""
+    return _Reader(os.environ if env is None else env).require("DATABASE_URL")
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env

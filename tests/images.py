@@ -264,8 +264,9 @@ def make_jpeg(
 
 
 def _insert_jpeg_comment(data: bytes, comment: str) -> bytes:
-    # libvips 8.18 reads "jpeg-comment" but jpegsave never writes it, so the
-    # COM (0xFFFE) segment is spliced in by hand, straight after SOI.
+    # libvips 8.18 neither writes nor reports JPEG comments ("jpeg-comment" is
+    # ignored by jpegsave), so the COM (0xFFFE) segment is spliced in by hand,
+    # straight after SOI.
     if data[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG (no SOI)")
     payload = comment.encode("utf-8")
@@ -289,11 +290,13 @@ def make_cmyk_jpeg(*, width: int = 400, height: int = 300, quality: int = 90) ->
 def make_icc_tagged_jpeg(
     *, width: int = 400, height: int = 300, profile: str = "p3", quality: int = 90
 ) -> bytes:
-    """Make an RGB JPEG whose pixels are in a non-sRGB space (default Display P3).
+    """Make an RGB JPEG whose pixels are in a non-sRGB space.
 
-    The profile is embedded; converted to sRGB the quadrants show
-    :data:`ICC_EXPECTED_SRGB`, while the raw stored values differ noticeably
-    (green and yellow by ~40), so ignoring the profile is detectable.
+    ``profile`` is a libvips built-in name or ICC file path; the default "p3"
+    is libvips' compact P3 profile (description "sP3C"). It is embedded;
+    converted to sRGB the quadrants show :data:`ICC_EXPECTED_SRGB`, while the
+    raw stored values differ noticeably (green and yellow by ~40), so ignoring
+    the profile is detectable.
     """
     tagged = reference_pattern(width, height).icc_transform(profile, intent="relative")
     data: bytes = tagged.jpegsave_buffer(Q=quality)

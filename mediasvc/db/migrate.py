@@ -70,3 +70,12 @@ async def migrate(conn: asyncpg.Connection, directory: Path = SQL_DIR) -> list[s
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
     return applied_now
+
+
+async def migrate_database(database_url: str) -> list[str]:
+    """Connect, apply what is pending, disconnect."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()

@@ -1,0 +1,1 @@
+"""mediasvc: image uploads for web products, streamed, verified, resized, stripped and stored."""

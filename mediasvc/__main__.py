@@ -1,0 +1,5 @@
+import sys
+
+from mediasvc.cli import main
+
+sys.exit(main())

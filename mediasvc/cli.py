@@ -1,0 +1,77 @@
+"""`python -m mediasvc COMMAND`: serve, migrate, token, dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from mediasvc import devstack
+from mediasvc.app import create_app
+from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
+from mediasvc.config import ConfigError, Settings, database_url_from_env
+from mediasvc.db.migrate import migrate_database
+from mediasvc.log import configure_logging
+
+# Time given to in-flight uploads after SIGTERM before the app exits.
+SHUTDOWN_DRAIN_S = 30.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m mediasvc")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the app (config from MEDIASVC_* variables)")
+    commands.add_parser("migrate", help="apply pending SQL migrations")
+    token = commands.add_parser("token", help="print a JWT for SUB signed with the secret")
+    token.add_argument("sub")
+    token.add_argument("--admin", action="store_true", help="add role=admin")
+    token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL_S, help="seconds valid")
+    commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve()
+        if args.command == "migrate":
+            return _migrate()
+        if args.command == "token":
+            print(mint_token(_token_secret(), args.sub, admin=args.admin, ttl_s=args.ttl))
+            return 0
+        return devstack.run()
+    except (ConfigError, devstack.DevError) as exc:
+        print(f"mediasvc: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve() -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_format)
+    web.run_app(
+        create_app(settings),
+        host=settings.app_host,
+        port=settings.app_port,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_DRAIN_S,
+        print=None,
+    )
+    return 0
+
+
+def _migrate() -> int:
+    configure_logging()
+    applied = asyncio.run(migrate_database(database_url_from_env()))
+    print("applied: " + (", ".join(applied) or "nothing pending"))
+    return 0
+
+
+def _token_secret() -> str:
+    secret = os.environ.get("MEDIASVC_JWT_SECRET")
+    if secret:
+        return secret
+    data_dir = Path(os.environ.get("MEDIASVC_DATA_DIR") or "var")
+    return devstack.dev_secret(data_dir, create=False)

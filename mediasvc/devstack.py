@@ -1,0 +1,189 @@
+"""`python -m mediasvc dev` (what `make run` starts): the whole service on one machine.
+
+Starts, in order, a private PostgreSQL cluster under `$MEDIASVC_DATA_DIR/postgres` (unless
+`MEDIASVC_DATABASE_URL` is set), the migrations, the app (`serve`) as a child process, and
+nginx on 127.0.0.1:`$MEDIASVC_HTTP_PORT`. Ctrl-C or SIGTERM stops them in reverse order:
+nginx, then the app (which drains its uploads and stops its workers), then PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, MutableMapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+
+import asyncpg
+
+from mediasvc.auth import mint_token
+from mediasvc.config import Settings
+from mediasvc.db.migrate import migrate_database
+from mediasvc.nginxconf import NginxError, NginxProcess, Site, render
+from mediasvc.pgcluster import ClusterError, PostgresCluster, free_port
+
+DATABASE = "mediasvc"
+SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+_APP_START_TIMEOUT_S = 60.0
+_APP_STOP_TIMEOUT_S = 40.0
+
+
+class DevError(Exception):
+    """The dev stack could not start; the message says what to do."""
+
+
+def dev_secret(data_dir: Path, *, create: bool = True) -> str:
+    """The JWT secret kept in the data dir, so `token` works beside a running `make run`."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        if not create:
+            raise DevError(f"no MEDIASVC_JWT_SECRET and no {path}: start `make run` first")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def run() -> int:
+    """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
+    env = dict(os.environ)
+    data_dir = Path(env.get("MEDIASVC_DATA_DIR") or "var").resolve()
+    env["MEDIASVC_DATA_DIR"] = str(data_dir)
+    env.setdefault("MEDIASVC_JWT_SECRET", dev_secret(data_dir))
+    env["MEDIASVC_APP_PORT"] = str(free_port())
+    stop = _StopFlag()
+    try:
+        with ExitStack() as stack:
+            if not env.get("MEDIASVC_DATABASE_URL"):
+                env["MEDIASVC_DATABASE_URL"] = stack.enter_context(_postgres(data_dir))
+            settings = Settings.from_env(env)
+            asyncio.run(migrate_database(settings.database_url))
+            app = stack.enter_context(_app(env, settings))
+            nginx = stack.enter_context(_nginx(settings, data_dir))
+            _print_welcome(settings)
+            while not stop.requested:
+                if app.poll() is not None:
+                    print("mediasvc: the app exited; stopping", file=sys.stderr)
+                    return 1
+                if not nginx.running:
+                    print("mediasvc: nginx exited; stopping", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+            print("\nmediasvc: stopping", file=sys.stderr)
+    except (ClusterError, NginxError) as exc:
+        raise DevError(str(exc)) from exc
+    return 0
+
+
+class _StopFlag:
+    """Set by SIGINT or SIGTERM; the main loop checks it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._set)
+        signal.signal(signal.SIGTERM, self._set)
+
+    def _set(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+@contextmanager
+def _postgres(data_dir: Path) -> Iterator[str]:
+    cluster = PostgresCluster(data_dir / "postgres")
+    cluster.ensure_initialised()
+    port = free_port()
+    cluster.start(port)
+    try:
+        asyncio.run(_ensure_database(cluster.dsn(port)))
+        yield cluster.dsn(port, DATABASE)
+    finally:
+        cluster.stop()
+
+
+async def _ensure_database(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def _app(env: MutableMapping[str, str], settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mediasvc", "serve"],
+        env=dict(env),
+        start_new_session=True,  # we deliver the signals, in order
+    )
+    try:
+        _wait_for_port(settings.app_host, settings.app_port, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(_APP_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def _nginx(settings: Settings, data_dir: Path) -> Iterator[NginxProcess]:
+    config = render(
+        Site(
+            listen=f"127.0.0.1:{settings.http_port}",
+            upstreams=[f"{settings.app_host}:{settings.app_port}"],
+            media_root=settings.media_dir,
+            max_upload_bytes=settings.max_upload_bytes,
+            body_limit_bytes=settings.body_limit_bytes,
+        ),
+        data_dir / "nginx",
+    )
+    settings.media_dir.mkdir(parents=True, exist_ok=True)
+    nginx = NginxProcess(config)
+    nginx.start(wait_for=("127.0.0.1", settings.http_port))
+    try:
+        yield nginx
+    finally:
+        nginx.stop()
+
+
+def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _APP_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DevError("the app exited at start; its error is printed above")
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise DevError(f"the app did not listen on {host}:{port} in {_APP_START_TIMEOUT_S:.0f}s")
+
+
+def _print_welcome(settings: Settings) -> None:
+    assert settings.jwt_secret is not None
+    token = mint_token(settings.jwt_secret, "dev")
+    base = f"http://127.0.0.1:{settings.http_port}"
+    print(
+        f"""
+mediasvc is running at {base}  (Ctrl-C stops everything)
+
+  export TOKEN={token}
+  curl -H "Authorization: Bearer $TOKEN" -F file=@photo.jpg {base}/v1/media
+
+More tokens: .venv/bin/python -m mediasvc token SUB [--admin]
+""",
+        flush=True,
+    )

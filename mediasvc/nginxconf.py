@@ -1,0 +1,131 @@
+"""The nginx in front: render the project's templates from `nginx/` and run nginx on them.
+
+Templates use `${MEDIASVC_*}` placeholders (the envsubst convention), which never clash with
+nginx's own `$variables`; rendering fails if a placeholder is left unfilled.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "nginx"
+_PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
+
+
+class NginxError(Exception):
+    """nginx refused its config or did not start; the message carries its own words."""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What the templates need to know."""
+
+    listen: str
+    upstreams: Sequence[str]
+    media_root: Path
+    max_upload_bytes: int
+    body_limit_bytes: int
+
+    def values(self, runtime_dir: Path) -> dict[str, str]:
+        """The placeholder values for rendering into `runtime_dir`."""
+        return {
+            "MEDIASVC_LISTEN": self.listen,
+            "MEDIASVC_UPSTREAM_SERVERS": "\n".join(
+                f"    server {address} max_fails=1 fail_timeout=5s;" for address in self.upstreams
+            ),
+            "MEDIASVC_MEDIA_ROOT": str(self.media_root.resolve()),
+            "MEDIASVC_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "MEDIASVC_BODY_LIMIT": str(self.body_limit_bytes),
+            "MEDIASVC_NGINX_DIR": str(runtime_dir.resolve()),
+        }
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """Fill every `${MEDIASVC_*}` placeholder; an unknown one is an error, not a blank."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in values:
+            raise KeyError(f"no value for placeholder ${{{name}}}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
+def render(site: Site, runtime_dir: Path, template_dir: Path = TEMPLATE_DIR) -> Path:
+    """Write nginx.conf and mediasvc.conf into `runtime_dir`; returns the nginx.conf path."""
+    (runtime_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    values = site.values(runtime_dir)
+    for template in sorted(template_dir.glob("*.conf.template")):
+        target = runtime_dir / template.name.removesuffix(".template")
+        target.write_text(render_template(template.read_text(), values))
+    return runtime_dir / "nginx.conf"
+
+
+class NginxProcess:
+    """nginx in the foreground (`daemon off`) as our child, stopped by `stop()`."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the nginx master is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, wait_for: tuple[str, int], timeout_s: float = 15.0) -> None:
+        """Check the config, start nginx and wait until it accepts connections."""
+        binary = _nginx_binary()
+        prefix = str(self.config.parent)
+        error_log = str(self.config.parent / "error.log")
+        check = subprocess.run(
+            [binary, "-t", "-q", "-p", prefix, "-e", error_log, "-c", str(self.config)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            raise NginxError(f"nginx rejected {self.config}: {check.stderr.strip()}")
+        self._process = subprocess.Popen(
+            [binary, "-p", prefix, "-e", error_log, "-c", str(self.config)],
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise NginxError(f"nginx exited at start; see {error_log}")
+            try:
+                socket.create_connection(wait_for, timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise NginxError(f"nginx did not listen on {wait_for[0]}:{wait_for[1]} in {timeout_s}s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop (SIGQUIT lets workers finish responses), SIGKILL if it lingers."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _nginx_binary() -> str:
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise NginxError("nginx not found: install it (make install does)")
