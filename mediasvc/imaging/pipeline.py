@@ -149,21 +149,29 @@ def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
 
 def _decode_largest(job: Job, loader: str, frames: int, width: int, height: int) -> Any:
     """The one decode: shrink-on-load to the largest variant, upright, sRGB, 8-bit, in memory."""
-    options = "fail_on=error" + (",n=-1" if frames > 1 else "")
-    source = f"{job.source}[{options}]"
+    # `fail_on` must be thumbnail's own option: in the filename's [options] it is overridden.
+    source = f"{job.source}[n=-1]" if frames > 1 else job.source
     if job.kind == "avatar":
         side = min(LARGEST.size, width, height)
         if frames == 1:
-            image = pyvips.Image.thumbnail(source, side, height=side, size="down", crop="attention")
+            image = pyvips.Image.thumbnail(
+                source, side, height=side, size="down", crop="attention", fail_on="error"
+            )
         else:
             # `crop` would cut the whole frame strip at once: scale to cover, crop each frame.
             scale = side / min(width, height)
             image = pyvips.Image.thumbnail(
-                source, math.ceil(width * scale), height=math.ceil(height * scale), size="down"
+                source,
+                math.ceil(width * scale),
+                height=math.ceil(height * scale),
+                size="down",
+                fail_on="error",
             )
             image = _centre_crop_frames(image, frames)
     else:
-        image = pyvips.Image.thumbnail(source, LARGEST.size, height=LARGEST.size, size="down")
+        image = pyvips.Image.thumbnail(
+            source, LARGEST.size, height=LARGEST.size, size="down", fail_on="error"
+        )
     if image.get("vips-loader") != loader:
         raise ImageRejected("invalid_image", "The file does not match its detected type.")
     return _to_srgb8(image).copy_memory()

@@ -1,0 +1,40 @@
+"""Helpers shared by tests: tokens, upload forms, and the "nothing left behind" check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from mediasvc.appkeys import DB
+from mediasvc.auth import mint_token
+from mediasvc.config import Settings
+
+JWT_SECRET = "test-secret-" + "x" * 32
+
+
+def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
+    """An Authorization header for `sub`, signed with the test secret."""
+    return {"Authorization": f"Bearer {mint_token(JWT_SECRET, sub, admin=admin)}"}
+
+
+def upload_form(
+    data: bytes, *, filename: str = "photo.jpg", content_type: str = "image/jpeg", **fields: str
+) -> aiohttp.FormData:
+    """A multipart form with one `file` part and optional text fields."""
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field("file", data, filename=filename, content_type=content_type)
+    return form
+
+
+async def assert_nothing_left(client: TestClient[Any, Any], settings: Settings) -> None:
+    """No media row, no stored file, no spool file: a refused upload left no trace."""
+    rows = await client.app[DB].fetchval("SELECT count(*) FROM media")
+    assert rows == 0
+    stored = [p for p in settings.media_dir.rglob("*") if p.is_file()]
+    assert stored == []
+    spooled = list(settings.spool_dir.iterdir()) if settings.spool_dir.exists() else []
+    assert spooled == []

@@ -1,0 +1,301 @@
+"""The upload API against the real app, real PostgreSQL and real files."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import images
+import pyvips
+import pytest
+from aiohttp.test_utils import TestClient
+from support import assert_nothing_left, bearer, upload_form
+
+from mediasvc.appkeys import DB
+from mediasvc.config import Settings
+from mediasvc.imaging.variants import VARIANTS
+
+Client = TestClient[Any, Any]
+
+
+def stored_file(settings: Settings, url: str) -> bytes:
+    """The bytes on disk behind a variant URL."""
+    return (settings.media_dir / url.removeprefix("/media/")).read_bytes()
+
+
+class TestUpload:
+    async def test_upload_answers_201_with_location_and_five_ready_variants(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A good JPEG becomes a ready media whose JSON matches the design's shape."""
+        data = images.make_jpeg(width=1600, height=1200, orientation=6)
+        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        assert response.status == 201, await response.text()
+        body = await response.json()
+        assert response.headers["Location"] == f"/v1/media/{body['id']}"
+        assert len(body["id"]) == 22
+        assert body["owner"] == "alice"
+        assert body["status"] == "ready"
+        assert body["kind"] == "post"
+        assert body["visibility"] == "public"
+        assert body["original"] == {
+            "mime": "image/jpeg",
+            "bytes": len(data),
+            "width": 1600,
+            "height": 1200,
+            "frames": 1,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        assert list(body["variants"]) == [spec.name for spec in VARIANTS]
+        for spec in VARIANTS:
+            variant = body["variants"][spec.name]
+            assert variant["url"] == f"/media/{body['id'][:2]}/{body['id']}/{spec.name}.webp"
+            assert max(variant["width"], variant["height"]) == min(spec.size, 1600)
+            assert variant["mime"] == "image/webp"
+            assert variant["bytes"] == len(stored_file(settings, variant["url"]))
+
+    async def test_stored_variants_are_upright_webp_of_the_announced_size(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """The files on disk decode to the sizes in the JSON, rotated by EXIF."""
+        data = images.make_jpeg(width=640, height=480, orientation=8)
+        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        body = await response.json()
+        full = body["variants"]["full"]
+        image = pyvips.Image.new_from_buffer(stored_file(settings, full["url"]), "")
+        assert (image.width, image.height) == (full["width"], full["height"]) == (640, 480)
+        delta = images.max_channel_delta(images.quadrant_colours(image), images.REFERENCE_COLOURS)
+        assert delta <= 30
+
+    async def test_row_is_ready_with_variants_and_spool_is_empty(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """After a 201 the row says ready, lists every key, and no spool file is left."""
+        response = await client.post(
+            "/v1/media",
+            data=upload_form(images.make_png(alpha=True), filename="x.png"),
+            headers=bearer("bob"),
+        )
+        body = await response.json()
+        row = await client.app[DB].fetchrow("SELECT * FROM media WHERE id = $1", body["id"])
+        assert row["status"] == "ready"
+        assert row["owner"] == "bob"
+        assert set(row["variants"]) == {spec.name for spec in VARIANTS}
+        assert list(settings.spool_dir.iterdir()) == []
+
+    async def test_avatar_variants_are_square(self, client: Client) -> None:
+        """kind=avatar crops to a square before resizing."""
+        response = await client.post(
+            "/v1/media",
+            data=upload_form(images.make_jpeg(width=900, height=600), kind="avatar"),
+            headers=bearer(),
+        )
+        body = await response.json()
+        assert body["kind"] == "avatar"
+        assert all(v["width"] == v["height"] for v in body["variants"].values())
+        assert body["variants"]["full"]["width"] == 600
+
+    async def test_collection_uploads_take_the_next_position(self, client: Client) -> None:
+        """Items appended to a collection are numbered 0, 1, 2 in upload order."""
+        positions = []
+        for _ in range(3):
+            response = await client.post(
+                "/v1/media",
+                data=upload_form(images.make_tiny(), filename="t.png", collection="profile"),
+                headers=bearer(),
+            )
+            positions.append((await response.json())["position"])
+        assert positions == [0, 1, 2]
+
+
+class TestRefusals:
+    async def test_missing_token_is_401_problem(self, client: Client, settings: Settings) -> None:
+        """Without a bearer token nothing is read and the answer is an RFC 9457 problem."""
+        response = await client.post("/v1/media", data=upload_form(images.make_tiny()))
+        assert response.status == 401
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        problem = await response.json()
+        assert problem["code"] == "unauthorized"
+        assert problem["status"] == 401
+        await assert_nothing_left(client, settings)
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "Bearer not-a-jwt",
+            "Basic YWxpY2U6cHc=",
+            "Bearer " + bearer("x")["Authorization"].split()[1][:-4] + "AAAA",
+        ],
+    )
+    async def test_bad_credentials_are_401(self, client: Client, header: str) -> None:
+        """Malformed, foreign-scheme or tampered tokens are refused."""
+        response = await client.post(
+            "/v1/media", data=upload_form(images.make_tiny()), headers={"Authorization": header}
+        )
+        assert response.status == 401
+        assert (await response.json())["code"] == "unauthorized"
+
+    async def test_not_multipart_is_400(self, client: Client, settings: Settings) -> None:
+        """A raw body instead of a form is a bad request."""
+        response = await client.post(
+            "/v1/media",
+            data=images.make_tiny(),
+            headers={**bearer(), "Content-Type": "image/png"},
+        )
+        assert response.status == 400
+        assert (await response.json())["code"] == "bad_request"
+        await assert_nothing_left(client, settings)
+
+    async def test_form_without_file_is_400(self, client: Client, settings: Settings) -> None:
+        """A form with only text fields has nothing to process."""
+        import aiohttp
+
+        form = aiohttp.FormData()
+        form.add_field("kind", "post")
+        form.add_field("dummy", "x", content_type="text/plain", filename="")
+        response = await client.post("/v1/media", data=form, headers=bearer())
+        assert response.status == 400
+        await assert_nothing_left(client, settings)
+
+    async def test_two_files_are_400(self, client: Client, settings: Settings) -> None:
+        """Exactly one file per upload."""
+        form = upload_form(images.make_tiny(), filename="a.png")
+        form.add_field("file", images.make_tiny(), filename="b.png", content_type="image/png")
+        response = await client.post("/v1/media", data=form, headers=bearer())
+        assert response.status == 400
+        assert "exactly one" in (await response.json())["detail"]
+        await assert_nothing_left(client, settings)
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("kind", "banner"), ("visibility", "secret"), ("collection", "../etc")],
+    )
+    async def test_bad_fields_are_400(
+        self, client: Client, settings: Settings, field: str, value: str
+    ) -> None:
+        """Field values outside their allowed sets are refused, naming the field."""
+        response = await client.post(
+            "/v1/media", data=upload_form(images.make_tiny(), **{field: value}), headers=bearer()
+        )
+        assert response.status == 400
+        assert (await response.json())["field"] == field
+        await assert_nothing_left(client, settings)
+
+    @pytest.mark.parametrize(
+        ("data", "filename", "declared"),
+        [
+            (b"<!DOCTYPE html><html><script>alert(1)</script></html>" * 50, "a.jpg", "image/jpeg"),
+            (b"%PDF-1.7\n" + b"0" * 4000, "doc.png", "image/png"),
+            (
+                b'<svg xmlns="http://www.w3.org/2000/svg"><script>x</script></svg>',
+                "i.svg",
+                "image/svg+xml",
+            ),
+        ],
+        ids=["html-as-jpeg", "pdf-as-png", "svg"],
+    )
+    async def test_wrong_magic_bytes_are_415_whatever_the_name_says(
+        self, client: Client, settings: Settings, data: bytes, filename: str, declared: str
+    ) -> None:
+        """The type is decided by the bytes, not the filename or declared Content-Type."""
+        response = await client.post(
+            "/v1/media",
+            data=upload_form(data, filename=filename, content_type=declared),
+            headers=bearer(),
+        )
+        assert response.status == 415
+        assert (await response.json())["code"] == "unsupported_media_type"
+        await assert_nothing_left(client, settings)
+
+    async def test_file_over_the_cap_is_413_and_leaves_nothing(
+        self, make_settings: Any, aiohttp_client: Any
+    ) -> None:
+        """One byte over MEDIASVC_MAX_UPLOAD_BYTES is refused with the limit in the problem."""
+        from mediasvc.app import create_app
+
+        data = images.make_jpeg(width=800, height=600)
+        settings = make_settings(max_upload_bytes=len(data) - 1)
+        client = await aiohttp_client(create_app(settings))
+        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        assert response.status == 413
+        problem = await response.json()
+        assert problem["code"] == "payload_too_large"
+        assert problem["limit"] == len(data) - 1
+        await assert_nothing_left(client, settings)
+
+    async def test_truncated_jpeg_is_422_and_leaves_nothing(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A cut-off file is refused, never stored with grey padding."""
+        data = images.make_jpeg(width=800, height=600)
+        response = await client.post(
+            "/v1/media", data=upload_form(data[: len(data) // 2]), headers=bearer()
+        )
+        assert response.status == 422
+        assert (await response.json())["code"] == "invalid_image"
+        await assert_nothing_left(client, settings)
+
+    async def test_next_upload_succeeds_after_a_refusal(self, client: Client) -> None:
+        """A refused file does not disturb the workers."""
+        bad = images.make_jpeg()[:500]
+        assert (
+            await client.post("/v1/media", data=upload_form(bad), headers=bearer())
+        ).status == 422
+        good = await client.post(
+            "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
+        )
+        assert good.status == 201
+
+
+class TestRead:
+    async def test_get_returns_the_same_json_as_the_upload(self, client: Client) -> None:
+        """GET /v1/media/{id} answers what POST answered, even without a token (public)."""
+        created = await (
+            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
+        ).json()
+        response = await client.get(f"/v1/media/{created['id']}")
+        assert response.status == 200
+        assert await response.json() == created
+
+    async def test_private_media_is_404_for_others_and_200_for_owner_and_admin(
+        self, client: Client
+    ) -> None:
+        """Private media exist only for their owner and admins."""
+        created = await (
+            await client.post(
+                "/v1/media",
+                data=upload_form(images.make_jpeg(), visibility="private"),
+                headers=bearer("alice"),
+            )
+        ).json()
+        path = f"/v1/media/{created['id']}"
+        assert (await client.get(path)).status == 404
+        assert (await client.get(path, headers=bearer("mallory"))).status == 404
+        assert (await client.get(path, headers=bearer("alice"))).status == 200
+        assert (await client.get(path, headers=bearer("root", admin=True))).status == 200
+
+    @pytest.mark.parametrize("media_id", ["nope", "A" * 22, "../../etc/passwd"])
+    async def test_unknown_ids_are_404_problems(self, client: Client, media_id: str) -> None:
+        """Ids that do not exist, or cannot exist, are the same 404."""
+        response = await client.get(f"/v1/media/{media_id}")
+        assert response.status == 404
+        assert (await response.json())["code"] == "not_found"
+
+
+class TestHealth:
+    async def test_healthz_and_readyz_are_200(self, client: Client) -> None:
+        """With database, storage and workers up, both probes pass."""
+        assert (await client.get("/healthz")).status == 200
+        response = await client.get("/readyz")
+        assert response.status == 200
+        assert (await response.json())["checks"] == {
+            "database": "ok",
+            "storage": "ok",
+            "workers": "ok",
+        }
+
+    async def test_unknown_route_is_a_404_problem(self, client: Client) -> None:
+        """aiohttp's own 404 is rendered as a problem too."""
+        response = await client.get("/nope")
+        assert response.status == 404
+        assert response.headers["Content-Type"].startswith("application/problem+json")
