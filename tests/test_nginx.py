@@ -1,0 +1,141 @@
+"""The project's nginx templates, rendered and run in front of the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import images
+import pytest
+from aiohttp.test_utils import TestClient
+from support import bearer, upload_form
+
+from mediasvc.config import Settings
+from mediasvc.nginxconf import render_template
+
+Client = TestClient[Any, Any]
+
+
+async def upload_through(
+    http: aiohttp.ClientSession, nginx: str, data: bytes, **fields: str
+) -> dict[str, Any]:
+    async with http.post(
+        f"{nginx}/v1/media", data=upload_form(data, **fields), headers=bearer()
+    ) as response:
+        assert response.status == 201, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+class TestUploadThroughNginx:
+    async def test_upload_streams_through_nginx_and_variants_are_served_from_disk(
+        self, nginx: str, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        """Every variant URL of a fresh upload is served by nginx with the bytes on disk."""
+        body = await upload_through(http, nginx, images.make_jpeg(width=1200, height=900))
+        for variant in body["variants"].values():
+            async with http.get(nginx + variant["url"]) as response:
+                assert response.status == 200
+                served = await response.read()
+            on_disk = (settings.media_dir / variant["url"].removeprefix("/media/")).read_bytes()
+            assert served == on_disk
+            assert len(served) == variant["bytes"]
+            # The app stamps X-Request-Id on everything it answers: nginx alone served this.
+            assert "X-Request-Id" not in response.headers
+
+    async def test_variant_responses_carry_the_safe_headers(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """Immutable caching, nosniff, a locked-down CSP and the right type."""
+        body = await upload_through(http, nginx, images.make_png(alpha=True))
+        async with http.get(nginx + body["variants"]["small"]["url"]) as response:
+            assert response.headers["Content-Type"] == "image/webp"
+            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+            assert "nginx/" not in response.headers.get("Server", "")
+
+    async def test_get_media_through_nginx_matches_the_upload(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """The API answers through nginx with the same JSON."""
+        body = await upload_through(http, nginx, images.make_jpeg())
+        async with http.get(f"{nginx}/v1/media/{body['id']}") as response:
+            assert response.status == 200
+            assert await response.json() == body
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/media/",
+            "/media/ab/",
+            "/media/ab/{id}/",
+            "/media/ab/{id}/.full.webp.0123.tmp",
+            "/media/ab/{id}/original.jpg",
+            "/media/../etc/passwd",
+        ],
+    )
+    async def test_only_variant_file_names_are_served(
+        self, nginx: str, http: aiohttp.ClientSession, path: str, settings: Settings
+    ) -> None:
+        """Directories, temp files and anything not shaped like a variant are 404."""
+        body = await upload_through(http, nginx, images.make_jpeg())
+        media_dir = settings.media_dir / body["id"][:2] / body["id"]
+        (media_dir / ".full.webp.0123.tmp").write_bytes(b"half-written")
+        (media_dir / "original.jpg").write_bytes(b"not ours")
+        url = nginx + path.replace("ab/{id}", f"{body['id'][:2]}/{body['id']}")
+        async with http.get(url) as response:
+            assert response.status in (400, 404)
+            assert "Cache-Control" not in response.headers
+
+    async def test_missing_variant_is_404_without_immutable_caching(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """A well-shaped key that does not exist is not cached for a year."""
+        async with http.get(f"{nginx}/media/ab/{'a' * 22}/full.webp") as response:
+            assert response.status == 404
+            assert "Cache-Control" not in response.headers
+
+
+class TestLimitsAtNginx:
+    async def test_declared_oversize_body_is_refused_by_nginx_as_a_problem(
+        self, nginx: str, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        """A Content-Length over the body limit never reaches the app; the 413 is a problem."""
+        host, port = nginx.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        # Only the head is sent: nginx must answer from the declared length alone.
+        head = (
+            "POST /v1/media HTTP/1.1\r\n"
+            f"Host: {host}\r\n"
+            f"Authorization: {bearer()['Authorization']}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n"
+            f"Content-Length: {settings.body_limit_bytes + 1}\r\n\r\n"
+        )
+        writer.write(head.encode())
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(65536), 10)
+        writer.close()
+        status_line, _, rest = response.partition(b"\r\n")
+        headers, _, payload = rest.partition(b"\r\n\r\n")
+        assert status_line.split()[1] == b"413"
+        assert b"Content-Type: application/problem+json" in headers
+        problem = json.loads(payload)
+        assert problem["code"] == "payload_too_large"
+        assert problem["limit"] == settings.max_upload_bytes
+
+
+class TestTemplateRendering:
+    def test_unknown_placeholder_is_an_error_not_a_blank(self) -> None:
+        """A template asking for a value nobody provides fails loudly."""
+        with pytest.raises(KeyError, match="MEDIASVC_NOPE"):
+            render_template("listen ${MEDIASVC_NOPE};", {})
+
+    def test_nginx_variables_are_left_alone(self) -> None:
+        """Only ${MEDIASVC_*} placeholders are filled; nginx's $vars stay."""
+        text = "proxy_set_header Host $host; listen ${MEDIASVC_LISTEN};"
+        assert render_template(text, {"MEDIASVC_LISTEN": "1"}) == (
+            "proxy_set_header Host $host; listen 1;"
+        )
