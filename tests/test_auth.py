@@ -1,0 +1,71 @@
+"""Bearer tokens: what is accepted and what is refused."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mediasvc.auth import Principal, TokenVerifier, mint_token
+from mediasvc.errors import Unauthorized
+
+SECRET = "s" * 40
+
+
+def test_minted_token_verifies_to_its_subject() -> None:
+    """A token from `mint_token` names its subject, not admin by default."""
+    principal = TokenVerifier(secret=SECRET).verify(mint_token(SECRET, "alice"))
+    assert principal == Principal(sub="alice", admin=False)
+
+
+def test_admin_role_is_carried() -> None:
+    """role=admin makes an admin, who may act on anyone's media."""
+    principal = TokenVerifier(secret=SECRET).verify(mint_token(SECRET, "root", admin=True))
+    assert principal.admin
+    assert principal.may_act_on("alice")
+    assert not Principal("bob", admin=False).may_act_on("alice")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "alice"},  # no exp
+        {"exp": int(time.time()) + 60},  # no sub
+        {"sub": "alice", "exp": int(time.time()) - 3600},  # expired
+        {"sub": "", "exp": int(time.time()) + 60},  # empty subject
+    ],
+    ids=["no-exp", "no-sub", "expired", "empty-sub"],
+)
+def test_tokens_without_required_claims_are_refused(claims: dict[str, object]) -> None:
+    """`exp` and a non-empty `sub` are required; expired tokens are refused."""
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthorized):
+        TokenVerifier(secret=SECRET).verify(token)
+
+
+def test_wrong_secret_and_alg_none_are_refused() -> None:
+    """Signatures are checked and the algorithm is pinned."""
+    claims = {"sub": "alice", "exp": int(time.time()) + 60}
+    verifier = TokenVerifier(secret=SECRET)
+    with pytest.raises(Unauthorized):
+        verifier.verify(jwt.encode(claims, "other" * 10, algorithm="HS256"))
+    with pytest.raises(Unauthorized):
+        verifier.verify(jwt.encode(claims, None, algorithm="none"))
+
+
+def test_rs256_with_a_public_key() -> None:
+    """With a public key, RS256 tokens from the issuer verify and HS256 ones do not."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    verifier = TokenVerifier(secret=None, public_key=public_pem)
+    claims = {"sub": "carol", "exp": int(time.time()) + 60}
+    assert verifier.verify(jwt.encode(claims, private, algorithm="RS256")).sub == "carol"
+    with pytest.raises(Unauthorized):
+        verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))

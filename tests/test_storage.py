@@ -1,0 +1,71 @@
+"""The local storage backend: atomic writes, idempotent deletes, keys that stay inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mediasvc.storage import StorageError, variant_key
+from mediasvc.storage.local import LocalStorage
+
+
+def test_variant_key_fans_out_by_id_prefix() -> None:
+    """Keys are prefix/id/filename, nothing from the client."""
+    assert variant_key("k3Jx9QmT2vLr8WcA5nYpZb", "full.webp") == (
+        "k3/k3Jx9QmT2vLr8WcA5nYpZb/full.webp"
+    )
+
+
+async def test_put_writes_the_bytes_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    """After put, the key holds exactly the source bytes and nothing else is in the folder."""
+    source = tmp_path / "src"
+    source.write_bytes(b"webp-bytes")
+    storage = LocalStorage(tmp_path / "media")
+    await storage.put("ab/abc/full.webp", source, "image/webp")
+    folder = tmp_path / "media" / "ab" / "abc"
+    assert (folder / "full.webp").read_bytes() == b"webp-bytes"
+    assert [p.name for p in folder.iterdir()] == ["full.webp"]
+
+
+async def test_put_replaces_atomically(tmp_path: Path) -> None:
+    """A second put of the same key swaps the whole file."""
+    storage = LocalStorage(tmp_path / "media")
+    for content in (b"one", b"two-longer"):
+        source = tmp_path / "src"
+        source.write_bytes(content)
+        await storage.put("ab/abc/full.webp", source, "image/webp")
+    assert (tmp_path / "media/ab/abc/full.webp").read_bytes() == b"two-longer"
+
+
+async def test_failed_put_is_a_storage_error_and_leaves_nothing(tmp_path: Path) -> None:
+    """A source that cannot be read fails cleanly without a temp file."""
+    storage = LocalStorage(tmp_path / "media")
+    with pytest.raises(StorageError):
+        await storage.put("ab/abc/full.webp", tmp_path / "missing", "image/webp")
+    assert [p for p in (tmp_path / "media").rglob("*") if p.is_file()] == []
+
+
+async def test_delete_removes_files_and_empty_folder_and_ignores_missing(tmp_path: Path) -> None:
+    """Deleting is idempotent and tidies the per-media folder."""
+    source = tmp_path / "src"
+    source.write_bytes(b"x")
+    storage = LocalStorage(tmp_path / "media")
+    await storage.put("ab/abc/full.webp", source, "image/webp")
+    await storage.delete(["ab/abc/full.webp", "ab/abc/small.webp"])
+    await storage.delete(["ab/abc/full.webp"])
+    assert not (tmp_path / "media/ab/abc").exists()
+
+
+def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:
+    """A key with .. is refused before any file operation."""
+    with pytest.raises(ValueError, match="escapes"):
+        LocalStorage(tmp_path / "media").path_of("../../etc/passwd")
+
+
+async def test_check_fails_when_the_root_is_not_writable(tmp_path: Path) -> None:
+    """Readiness notices a media directory that cannot be created or written."""
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(StorageError):
+        await LocalStorage(blocker / "media").check()
