@@ -30,12 +30,13 @@ test: install lint
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check mediasvc tests bench
-	$(VENV)/bin/ruff format --check mediasvc tests bench
+	$(VENV)/bin/ruff check mediasvc tests
+	$(VENV)/bin/ruff format --check mediasvc tests
 	$(VENV)/bin/mypy
 
+# The benchmark (bench/) is its own issue; until it lands this says so instead of failing oddly.
 bench: install
-	$(PY) -m bench
+	@if [ -f bench/__main__.py ]; then $(PY) -m bench; else echo "make bench: not built yet"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -6,8 +6,8 @@ import hashlib
 from typing import Any
 
 import images
-import pyvips
 import pytest
+import pyvips
 from aiohttp.test_utils import TestClient
 from support import assert_nothing_left, bearer, upload_form
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import select
@@ -43,11 +44,7 @@ def processes_mentioning(text: str) -> list[str]:
 def dev_env(public_tmp: Path) -> Iterator[dict[str, str]]:
     """Environment for a dev stack with its own data dir and port."""
     data_dir = public_tmp / f"dev-{os.getpid()}-{time.monotonic_ns()}"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("MEDIASVC_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEDIASVC_")}
     env.update(MEDIASVC_DATA_DIR=str(data_dir), MEDIASVC_HTTP_PORT=str(free_port()))
     env.update(MEDIASVC_WORKERS="1")
     yield env
@@ -90,7 +87,7 @@ async def test_dev_stack_serves_uploads_and_stops_cleanly_twice(dev_env: dict[st
     """Start, upload through nginx, fetch a variant, SIGTERM; again; nothing left running."""
     base = f"http://127.0.0.1:{dev_env['MEDIASVC_HTTP_PORT']}"
     for _ in range(2):
-        process, token = start_dev(dev_env)
+        process, token = await asyncio.to_thread(start_dev, dev_env)
         try:
             async with aiohttp.ClientSession() as http:
                 async with http.post(
@@ -106,15 +103,16 @@ async def test_dev_stack_serves_uploads_and_stops_cleanly_twice(dev_env: dict[st
                 async with http.get(f"{base}/readyz") as response:
                     assert response.status == 200
         finally:
-            assert stop_dev(process) == 0
+            assert await asyncio.to_thread(stop_dev, process) == 0
         assert processes_mentioning(dev_env["MEDIASVC_DATA_DIR"]) == []
 
 
 async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[str, str]) -> None:
     """`python -m mediasvc token bob --admin` uses the secret in the data dir."""
-    process, _ = start_dev(dev_env)
+    process, _ = await asyncio.to_thread(start_dev, dev_env)
     try:
-        minted = subprocess.run(
+        minted = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "mediasvc", "token", "bob", "--admin"],
             env=dev_env,
             capture_output=True,
@@ -122,13 +120,15 @@ async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[st
             check=True,
         ).stdout.strip()
         base = f"http://127.0.0.1:{dev_env['MEDIASVC_HTTP_PORT']}"
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
                 f"{base}/v1/media",
                 data=upload_form(images.make_tiny(), filename="t.png"),
                 headers={"Authorization": f"Bearer {minted}"},
-            ) as response:
-                assert response.status == 201
-                assert (await response.json())["owner"] == "bob"
+            ) as response,
+        ):
+            assert response.status == 201
+            assert (await response.json())["owner"] == "bob"
     finally:
-        assert stop_dev(process) == 0
+        assert await asyncio.to_thread(stop_dev, process) == 0

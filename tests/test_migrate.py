@@ -38,7 +38,7 @@ async def test_migrating_an_up_to_date_database_does_nothing(database_url: str) 
 def test_misnamed_migration_files_are_refused(tmp_path: Path) -> None:
     """Files must be NNNN_name.sql with unique numbers."""
     (tmp_path / "1_init.sql").write_text("SELECT 1")
-    with pytest.raises(ValueError, match="0001_name.sql"):
+    with pytest.raises(ValueError, match=r"0001_name\.sql"):
         load_migrations(tmp_path)
     (tmp_path / "1_init.sql").unlink()
     (tmp_path / "0001_a.sql").write_text("SELECT 1")
