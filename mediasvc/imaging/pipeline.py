@@ -155,7 +155,13 @@ def _decode_largest(job: Job, loader: str, frames: int, width: int, height: int)
         side = min(LARGEST.size, width, height)
         if frames == 1:
             image = pyvips.Image.thumbnail(
-                source, side, height=side, size="down", crop="attention", fail_on="error"
+                source,
+                side,
+                height=side,
+                size="down",
+                crop="attention",
+                fail_on="error",
+                output_profile="srgb",
             )
         else:
             # `crop` would cut the whole frame strip at once: scale to cover, crop each frame.
@@ -166,11 +172,17 @@ def _decode_largest(job: Job, loader: str, frames: int, width: int, height: int)
                 height=math.ceil(height * scale),
                 size="down",
                 fail_on="error",
+                output_profile="srgb",
             )
             image = _centre_crop_frames(image, frames)
     else:
         image = pyvips.Image.thumbnail(
-            source, LARGEST.size, height=LARGEST.size, size="down", fail_on="error"
+            source,
+            LARGEST.size,
+            height=LARGEST.size,
+            size="down",
+            fail_on="error",
+            output_profile="srgb",
         )
     if image.get("vips-loader") != loader:
         raise ImageRejected("invalid_image", "The file does not match its detected type.")

@@ -1,0 +1,820 @@
+"""Tests for the imaging pipeline (`mediasvc.imaging`): sizes, orientation, colour, stripping.
+
+Every source image comes from the factory in ``tests/images.py`` and every assertion is made
+on the files the pipeline wrote: decoded pixels (quadrant colours, alpha, frames) or raw
+container bytes (WebP chunks, JPEG segments). `pipeline.process` runs in this process without
+`init_worker()`, which would block the buffer loaders used here to inspect outputs; the
+hardening itself is tested in subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import images
+import pytest
+import pyvips
+
+from mediasvc.imaging import pipeline
+from mediasvc.imaging.pool import ImagingPool, PoolBusy
+from mediasvc.imaging.variants import VARIANTS
+
+# The repository root: subprocesses run there so `import mediasvc` finds this checkout.
+ROOT = Path(__file__).resolve().parents[1]
+
+# Lossy WebP/JPEG at quality 80 moves quadrant centres by a few units, never by tens.
+COLOUR_TOLERANCE = 12
+# Per-channel distance after a CMYK -> sRGB round trip through libvips' built-in profile.
+CMYK_TOLERANCE = 20
+# GIF quantisation plus lossy WebP re-encoding of flat animation frames.
+FRAME_TOLERANCE = 20
+ALPHA_TOLERANCE = 8
+
+VARIANT_NAMES = tuple(spec.name for spec in VARIANTS)
+WEBP_METADATA_CHUNKS = frozenset({"EXIF", "XMP ", "ICCP"})
+JPEG_APP1, JPEG_APP2, JPEG_APP13, JPEG_COM = 0xE1, 0xE2, 0xED, 0xFE
+JPEG_METADATA_SEGMENTS = frozenset({JPEG_APP1, JPEG_APP2, JPEG_APP13, JPEG_COM})
+MARKERS = (
+    images.EXIF_MARKER,
+    images.XMP_MARKER,
+    images.COMMENT_MARKER,
+    images.PNG_TEXT_MARKER,
+)
+
+# The production defaults (mediasvc.config), so only the limit under test is ever tight.
+DEFAULT_JOB: dict[str, Any] = {
+    "kind": "post",
+    "output_format": "webp",
+    "quality": 80,
+    "max_pixels": 60_000_000,
+    "max_frames": 200,
+    "max_animation_pixels": 64_000_000,
+}
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def make_job(tmp_path: Path, data: bytes, mime: str, **job_overrides: Any) -> pipeline.Job:
+    """Write `data` to a fresh directory under `tmp_path` and describe a job for it."""
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    source = work / "source"
+    source.write_bytes(data)
+    out_dir = work / "out"
+    out_dir.mkdir()
+    fields = {**DEFAULT_JOB, **job_overrides}
+    return pipeline.Job(source=str(source), out_dir=str(out_dir), mime=mime, **fields)
+
+
+def run(tmp_path: Path, data: bytes, mime: str, **job_overrides: Any) -> pipeline.Facts:
+    """Run the pipeline in this process on `data` declared as `mime`."""
+    return pipeline.process(make_job(tmp_path, data, mime, **job_overrides))
+
+
+def load(variant: pipeline.VariantFile, **options: Any) -> pyvips.Image:
+    """Decode a written variant from its bytes (all pixels in memory)."""
+    return pyvips.Image.new_from_buffer(Path(variant.path).read_bytes(), "", **options)
+
+
+def variant(facts: pipeline.Facts, name: str) -> pipeline.VariantFile:
+    """The variant called `name`."""
+    return next(v for v in facts.variants if v.name == name)
+
+
+def frame_colours(image: pyvips.Image, page_height: int) -> list[images.RGB]:
+    """The background colour of every frame, sampled in a box at its top-left corner."""
+    side = max(1, min(image.width, page_height) // 8)
+    colours = []
+    for top in range(0, image.height, page_height):
+        box = image.extract_area(0, top, side, side)
+        r, g, b = (round(box.extract_band(i).avg()) for i in range(3))
+        colours.append((r, g, b))
+    return colours
+
+
+def colour_delta(a: images.RGB, b: images.RGB) -> int:
+    """The largest per-channel difference between two colours."""
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def flattened_on_white(colour: images.RGB, alpha: int) -> images.RGB:
+    """`colour` at opacity `alpha` composited over white."""
+    r, g, b = (round(c * alpha / 255 + 255 * (1 - alpha / 255)) for c in colour)
+    return (r, g, b)
+
+
+def assert_fits(
+    made: pipeline.VariantFile, size: int, source_width: int, source_height: int
+) -> None:
+    """`made` is the source scaled to `size` on its longest side (never up), aspect kept."""
+    longest = min(size, max(source_width, source_height))
+    scale = longest / max(source_width, source_height)
+    assert max(made.width, made.height) == longest, (made, size)
+    assert abs(made.width - source_width * scale) <= 1, (made, size)
+    assert abs(made.height - source_height * scale) <= 1, (made, size)
+    assert min(made.width, made.height) >= 1, made
+
+
+# --------------------------------------------------------------------------
+# Orientation
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_displayed_upright(tmp_path: Path, orientation: int) -> None:
+    """Each EXIF orientation yields the upright 640x480 reference in every variant."""
+    facts = run(tmp_path, images.make_jpeg(orientation=orientation), "image/jpeg")
+
+    assert (facts.width, facts.height, facts.frames) == (640, 480, 1)
+    full = variant(facts, "full")
+    thumbnail = variant(facts, "thumbnail")
+    assert (full.width, full.height) == (640, 480)
+    assert (thumbnail.width, thumbnail.height) == (64, 48)
+    for made in (full, thumbnail):
+        image = load(made)
+        assert (image.width, image.height) == (made.width, made.height)
+        delta = images.max_channel_delta(images.quadrant_colours(image), images.REFERENCE_COLOURS)
+        assert delta <= COLOUR_TOLERANCE, (made.name, images.quadrant_colours(image))
+
+
+# --------------------------------------------------------------------------
+# Variant ladder
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factory", "mime", "source_size"),
+    [
+        pytest.param(
+            lambda: images.make_jpeg(width=3000, height=2000), "image/jpeg", (3000, 2000), id="3:2"
+        ),
+        pytest.param(images.make_panorama, "image/jpeg", (4000, 200), id="panorama-20:1"),
+        pytest.param(images.make_jpeg, "image/jpeg", (640, 480), id="640x480"),
+        pytest.param(images.make_tiny, "image/png", (8, 8), id="tiny-8x8"),
+    ],
+)
+def test_post_variants_bound_the_longest_side_and_never_upscale(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str, source_size: tuple[int, int]
+) -> None:
+    """Each variant's longest side is min(size, source's), its aspect kept within 1px."""
+    facts = run(tmp_path, factory(), mime)
+
+    assert (facts.width, facts.height) == source_size
+    assert tuple(v.name for v in facts.variants) == VARIANT_NAMES
+    for spec, made in zip(VARIANTS, facts.variants, strict=True):
+        assert_fits(made, spec.size, *source_size)
+        image = load(made)
+        assert (image.width, image.height) == (made.width, made.height)
+
+
+def test_tiny_image_is_never_upscaled(tmp_path: Path) -> None:
+    """An 8x8 source gives five 8x8 files."""
+    facts = run(tmp_path, images.make_tiny(), "image/png")
+
+    assert [(v.width, v.height) for v in facts.variants] == [(8, 8)] * len(VARIANTS)
+    assert {(load(v).width, load(v).height) for v in facts.variants} == {(8, 8)}
+
+
+@pytest.mark.parametrize(
+    ("factory", "mime", "short_side"),
+    [
+        pytest.param(
+            lambda: images.make_jpeg(width=3000, height=2000), "image/jpeg", 2000, id="3:2"
+        ),
+        pytest.param(images.make_panorama, "image/jpeg", 200, id="panorama"),
+        pytest.param(images.make_tiny, "image/png", 8, id="tiny"),
+    ],
+)
+def test_avatar_variants_are_square_and_never_upscaled(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str, short_side: int
+) -> None:
+    """Avatar variants are squares of side min(size, the source's shorter side)."""
+    facts = run(tmp_path, factory(), mime, kind="avatar")
+
+    for spec, made in zip(VARIANTS, facts.variants, strict=True):
+        side = min(spec.size, short_side)
+        assert (made.width, made.height) == (side, side), made
+        image = load(made)
+        assert (image.width, image.height) == (side, side), made.name
+
+
+# --------------------------------------------------------------------------
+# Colour
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output_format", ["webp", "jpeg"])
+def test_cmyk_jpeg_is_converted_to_srgb(tmp_path: Path, output_format: str) -> None:
+    """A CMYK JPEG with an embedded profile comes out as 3-band sRGB with the right colours."""
+    facts = run(tmp_path, images.make_cmyk_jpeg(), "image/jpeg", output_format=output_format)
+
+    for made in facts.variants:
+        image = load(made)
+        assert (image.interpretation, image.format, image.bands) == ("srgb", "uchar", 3)
+        colours = images.quadrant_colours(image)
+        delta = images.max_channel_delta(colours, images.CMYK_EXPECTED_SRGB)
+        assert delta <= CMYK_TOLERANCE, (made.name, colours)
+
+
+@pytest.mark.parametrize("output_format", ["webp", "jpeg"])
+def test_icc_tagged_jpeg_is_converted_to_srgb(tmp_path: Path, output_format: str) -> None:
+    """A P3-tagged JPEG's pixels are converted to sRGB, not passed through as stored."""
+    data = images.make_icc_tagged_jpeg()
+    stored = images.quadrant_colours(pyvips.Image.new_from_buffer(data, ""))
+    # Precondition: the raw values really differ from what sRGB should show.
+    assert images.max_channel_delta(stored, images.ICC_EXPECTED_SRGB) > 3 * COLOUR_TOLERANCE
+
+    facts = run(tmp_path, data, "image/jpeg", output_format=output_format)
+
+    for made in facts.variants:
+        image = load(made)
+        assert (image.interpretation, image.format, image.bands) == ("srgb", "uchar", 3)
+        colours = images.quadrant_colours(image)
+        assert images.max_channel_delta(colours, images.ICC_EXPECTED_SRGB) <= COLOUR_TOLERANCE, (
+            f"{made.name}: {colours} is not the sRGB reference {images.ICC_EXPECTED_SRGB}; "
+            f"the stored P3 values are {stored}"
+        )
+
+
+def grey_png(bits: int, *, alpha: bool = False) -> bytes:
+    """A greyscale PNG of the reference pattern (optionally with its alpha plane)."""
+    grey = images.reference_pattern(64, 48).colourspace("b-w")
+    if alpha:
+        grey = grey.bandjoin(images.alpha_plane(64, 48))
+    if bits == 16:
+        grey = (grey.cast("ushort") * 257).cast("ushort").copy(interpretation="grey16")
+    data: bytes = grey.pngsave_buffer(bitdepth=bits)
+    return data
+
+
+@pytest.mark.parametrize("output_format", ["jpeg", "avif"])
+@pytest.mark.parametrize(
+    ("bits", "alpha"), [(8, False), (16, False), (8, True)], ids=["grey8", "grey16", "grey-alpha"]
+)
+def test_greyscale_input_becomes_srgb(
+    tmp_path: Path, output_format: str, bits: int, alpha: bool
+) -> None:
+    """Greyscale PNGs come out as 8-bit sRGB with 3 colour bands and their grey levels kept."""
+    expected = images.quadrant_colours(images.reference_pattern(64, 48).colourspace("b-w"))
+
+    facts = run(tmp_path, grey_png(bits, alpha=alpha), "image/png", output_format=output_format)
+
+    bands = 4 if alpha and output_format != "jpeg" else 3
+    for made in facts.variants:
+        image = load(made)
+        assert (image.interpretation, image.format, image.bands) == ("srgb", "uchar", bands)
+        # JPEG flattens the transparent half on white; the opaque top half must be unchanged.
+        kept = 2 if alpha and output_format == "jpeg" else 4
+        colours = images.quadrant_colours(image)[:kept]
+        delta = max(colour_delta(a, e) for a, e in zip(colours, expected[:kept], strict=True))
+        assert delta <= COLOUR_TOLERANCE, (made.name, colours)
+
+
+# --------------------------------------------------------------------------
+# Metadata stripping
+# --------------------------------------------------------------------------
+
+METADATA_SOURCES = [
+    pytest.param(
+        lambda: images.make_jpeg(gps=True, xmp=True, comment=images.COMMENT_MARKER, icc=True),
+        "image/jpeg",
+        (images.EXIF_MARKER, images.XMP_MARKER, images.COMMENT_MARKER),
+        id="jpeg",
+    ),
+    pytest.param(
+        lambda: images.make_png(text_chunk=images.PNG_TEXT_MARKER, metadata=True),
+        "image/png",
+        (images.EXIF_MARKER, images.XMP_MARKER, images.PNG_TEXT_MARKER),
+        id="png",
+    ),
+    pytest.param(
+        lambda: images.make_webp(metadata=True),
+        "image/webp",
+        (images.EXIF_MARKER, images.XMP_MARKER),
+        id="webp",
+    ),
+]
+
+
+def assert_no_markers(made: pipeline.VariantFile) -> bytes:
+    """No fixture marker appears anywhere in `made`'s bytes; returns the bytes."""
+    data = Path(made.path).read_bytes()
+    found = [marker for marker in MARKERS if marker.encode() in data]
+    assert not found, (made.name, found)
+    return data
+
+
+@pytest.mark.parametrize(("factory", "mime", "source_markers"), METADATA_SOURCES)
+def test_webp_variants_carry_no_metadata(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str, source_markers: tuple[str, ...]
+) -> None:
+    """WebP variants have no EXIF, XMP or ICCP chunk and none of the source's marker text."""
+    data = factory()
+    assert all(marker.encode() in data for marker in source_markers)  # precondition
+
+    facts = run(tmp_path, data, mime)
+
+    for made in facts.variants:
+        chunks = images.webp_chunks(assert_no_markers(made))
+        assert not WEBP_METADATA_CHUNKS.intersection(chunks), (made.name, chunks)
+
+
+@pytest.mark.parametrize(("factory", "mime", "source_markers"), METADATA_SOURCES)
+def test_jpeg_variants_carry_no_metadata(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str, source_markers: tuple[str, ...]
+) -> None:
+    """JPEG variants have no APP1, APP2, APP13 or COM segment and none of the marker text."""
+    data = factory()
+    assert all(marker.encode() in data for marker in source_markers)  # precondition
+
+    facts = run(tmp_path, data, mime, output_format="jpeg")
+
+    for made in facts.variants:
+        segments = images.jpeg_segments(assert_no_markers(made))
+        assert not JPEG_METADATA_SEGMENTS.intersection(segments), (made.name, segments)
+
+
+def test_gps_position_is_not_kept(tmp_path: Path) -> None:
+    """A JPEG's GPS IFD is gone from every variant: no EXIF is written at all."""
+    data = images.make_jpeg(gps=True)
+    assert images.GPS_TAG_LATITUDE in images.jpeg_exif_tags(data)["gps"]  # precondition
+
+    for output_format in ("jpeg", "webp"):
+        facts = run(tmp_path, data, "image/jpeg", output_format=output_format)
+        for made in facts.variants:
+            written = Path(made.path).read_bytes()
+            assert b"Exif\0\0" not in written, (output_format, made.name)
+            if output_format == "jpeg":
+                assert images.jpeg_exif_tags(written) == {}
+
+
+def test_avif_variants_carry_no_metadata(tmp_path: Path) -> None:
+    """AVIF variants hold no Exif item and none of the source's marker text."""
+    data = images.make_jpeg(gps=True, xmp=True, comment=images.COMMENT_MARKER, icc=True)
+
+    facts = run(tmp_path, data, "image/jpeg", output_format="avif")
+
+    for made in facts.variants:
+        written = assert_no_markers(made)
+        assert b"Exif" not in written, made.name
+
+
+# --------------------------------------------------------------------------
+# Alpha and bit depth
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output_format", ["webp", "avif"])
+def test_alpha_is_kept_and_16_bit_becomes_8_bit(tmp_path: Path, output_format: str) -> None:
+    """A 16-bit RGBA PNG gives 8-bit RGBA variants with the reference colours and alphas."""
+    data = images.make_png(bits=16, alpha=True)
+
+    facts = run(tmp_path, data, "image/png", output_format=output_format)
+
+    for made in facts.variants:
+        image = load(made)
+        assert (image.bands, image.format, image.interpretation) == (4, "uchar", "srgb")
+        alphas = images.quadrant_alphas(image)
+        assert all(
+            abs(a - e) <= ALPHA_TOLERANCE
+            for a, e in zip(alphas, images.REFERENCE_ALPHAS, strict=True)
+        ), (made.name, alphas)
+        # The fully transparent quadrant's colour is undefined; compare the other three.
+        colours = images.quadrant_colours(image)[:3]
+        delta = max(
+            colour_delta(a, e) for a, e in zip(colours, images.REFERENCE_COLOURS[:3], strict=True)
+        )
+        assert delta <= COLOUR_TOLERANCE, (made.name, colours)
+
+
+def test_jpeg_output_flattens_alpha_on_white(tmp_path: Path) -> None:
+    """With JPEG output, transparency is composited over white into 3 bands."""
+    data = images.make_png(bits=16, alpha=True)
+    expected = tuple(
+        flattened_on_white(c, a)
+        for c, a in zip(images.REFERENCE_COLOURS, images.REFERENCE_ALPHAS, strict=True)
+    )
+
+    facts = run(tmp_path, data, "image/png", output_format="jpeg")
+
+    for made in facts.variants:
+        image = load(made)
+        assert (image.bands, image.format) == (3, "uchar")
+        colours = images.quadrant_colours(image)
+        assert images.max_channel_delta(colours, expected) <= COLOUR_TOLERANCE, (made.name, colours)
+
+
+# --------------------------------------------------------------------------
+# Animation
+# --------------------------------------------------------------------------
+
+ANIMATIONS = [
+    pytest.param(images.make_animated_gif, "image/gif", id="gif"),
+    pytest.param(images.make_animated_webp, "image/webp", id="webp"),
+]
+ANIMATION_FRAMES = 6  # the factory default
+ANIMATION_SIZE = (120, 90)  # the factory default
+
+
+def assert_animated_webp(made: pipeline.VariantFile) -> None:
+    """`made` is an animated WebP of every source frame, in order, at the stated frame size."""
+    chunks = images.webp_chunks(Path(made.path).read_bytes())
+    assert "ANIM" in chunks, (made.name, chunks)
+    assert chunks.count("ANMF") == ANIMATION_FRAMES, (made.name, chunks)
+    image = load(made, n=-1)
+    assert image.get("n-pages") == ANIMATION_FRAMES
+    assert image.get("page-height") == made.height
+    assert (image.width, image.height) == (made.width, made.height * ANIMATION_FRAMES)
+    assert image.get("delay") == [100] * ANIMATION_FRAMES
+    colours = frame_colours(image, made.height)
+    expected = images.FRAME_COLOURS[:ANIMATION_FRAMES]
+    assert all(
+        colour_delta(c, e) <= FRAME_TOLERANCE for c, e in zip(colours, expected, strict=True)
+    ), (made.name, colours)
+
+
+@pytest.mark.parametrize(("factory", "mime"), ANIMATIONS)
+def test_animation_stays_animated_in_webp(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str
+) -> None:
+    """Animated input gives animated WebP variants with all frames; heights are per frame."""
+    facts = run(tmp_path, factory(), mime)
+
+    assert (facts.width, facts.height, facts.frames) == (*ANIMATION_SIZE, ANIMATION_FRAMES)
+    for spec, made in zip(VARIANTS, facts.variants, strict=True):
+        assert_fits(made, spec.size, *ANIMATION_SIZE)
+        assert_animated_webp(made)
+
+
+@pytest.mark.parametrize(("factory", "mime"), ANIMATIONS)
+def test_animated_avatar_crops_every_frame_square(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str
+) -> None:
+    """An animated avatar keeps all frames, each a square of side min(size, shorter side)."""
+    facts = run(tmp_path, factory(), mime, kind="avatar")
+
+    short_side = min(ANIMATION_SIZE)
+    for spec, made in zip(VARIANTS, facts.variants, strict=True):
+        side = min(spec.size, short_side)
+        assert (made.width, made.height) == (side, side), made
+        assert_animated_webp(made)
+
+
+@pytest.mark.parametrize("kind", ["post", "avatar"])
+@pytest.mark.parametrize(("factory", "mime"), ANIMATIONS)
+def test_animation_becomes_first_frame_still_in_jpeg(
+    tmp_path: Path, factory: Callable[[], bytes], mime: str, kind: str
+) -> None:
+    """With JPEG output an animation gives one still of its first frame."""
+    facts = run(tmp_path, factory(), mime, kind=kind, output_format="jpeg")
+
+    assert facts.frames == ANIMATION_FRAMES
+    for spec, made in zip(VARIANTS, facts.variants, strict=True):
+        if kind == "avatar":
+            side = min(spec.size, min(ANIMATION_SIZE))
+            assert (made.width, made.height) == (side, side), made
+        else:
+            assert_fits(made, spec.size, *ANIMATION_SIZE)
+        image = load(made)
+        assert (image.width, image.height) == (made.width, made.height)  # one frame, no strip
+        [colour] = frame_colours(image, image.height)
+        assert colour_delta(colour, images.FRAME_COLOURS[0]) <= FRAME_TOLERANCE, made.name
+
+
+# --------------------------------------------------------------------------
+# Accepted formats and output formats
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mime", sorted(images.STILL_FACTORIES))
+def test_every_accepted_still_format_gives_five_webp_files(tmp_path: Path, mime: str) -> None:
+    """Each accepted format yields the five WebP files the facts describe, showing the image."""
+    job = make_job(tmp_path, images.STILL_FACTORIES[mime](), mime)
+
+    facts = pipeline.process(job)
+
+    assert tuple(v.name for v in facts.variants) == VARIANT_NAMES
+    assert sorted(p.name for p in Path(job.out_dir).iterdir()) == sorted(
+        f"{name}.webp" for name in VARIANT_NAMES
+    )
+    for made in facts.variants:
+        path = Path(made.path)
+        assert path.parent == Path(job.out_dir)
+        assert path.name == f"{made.name}.webp"
+        assert made.mime == "image/webp"
+        assert path.stat().st_size == made.bytes
+        images.webp_chunks(path.read_bytes())  # a well-formed RIFF/WEBP file
+        image = load(made)
+        assert (image.width, image.height) == (made.width, made.height)
+    full = load(variant(facts, "full"))
+    delta = images.max_channel_delta(images.quadrant_colours(full), images.REFERENCE_COLOURS)
+    assert delta <= COLOUR_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("output_format", "mime", "extension", "magic"),
+    [
+        ("webp", "image/webp", ".webp", b"RIFF"),
+        ("jpeg", "image/jpeg", ".jpg", b"\xff\xd8\xff"),
+        ("avif", "image/avif", ".avif", b"ftypavif"),
+    ],
+)
+def test_output_format_decides_encoder_mime_and_extension(
+    tmp_path: Path, output_format: str, mime: str, extension: str, magic: bytes
+) -> None:
+    """Each output format writes files of that type, named and labelled to match."""
+    facts = run(tmp_path, images.make_jpeg(), "image/jpeg", output_format=output_format)
+
+    for made in facts.variants:
+        data = Path(made.path).read_bytes()
+        assert magic in data[:12], made.name
+        assert made.path.endswith(extension)
+        assert made.mime == mime
+        assert made.bytes == len(data)
+        image = load(made)
+        assert (image.width, image.height) == (made.width, made.height)
+
+
+# --------------------------------------------------------------------------
+# Refusals
+# --------------------------------------------------------------------------
+
+
+def truncated(data: bytes) -> bytes:
+    """The first half of `data`."""
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("factory", "mime", "overrides", "code"),
+    [
+        pytest.param(
+            lambda: truncated(images.make_jpeg()),
+            "image/jpeg",
+            {},
+            "invalid_image",
+            id="truncated-jpeg",
+        ),
+        pytest.param(
+            lambda: truncated(images.make_png()),
+            "image/png",
+            {},
+            "invalid_image",
+            id="truncated-png",
+        ),
+        pytest.param(images.make_png, "image/jpeg", {}, "invalid_image", id="png-declared-jpeg"),
+        pytest.param(images.make_jpeg, "image/png", {}, "invalid_image", id="jpeg-declared-png"),
+        pytest.param(
+            lambda: b"not an image at all" * 20, "image/webp", {}, "invalid_image", id="garbage"
+        ),
+        pytest.param(
+            images.make_jpeg,
+            "image/jpeg",
+            {"max_pixels": 640 * 480 - 1},
+            "too_many_pixels",
+            id="max-pixels",
+        ),
+        pytest.param(
+            images.make_animated_gif,
+            "image/gif",
+            {"max_frames": ANIMATION_FRAMES - 1},
+            "too_many_frames",
+            id="max-frames-gif",
+        ),
+        pytest.param(
+            images.make_animated_webp,
+            "image/webp",
+            {"max_frames": ANIMATION_FRAMES - 1},
+            "too_many_frames",
+            id="max-frames-webp",
+        ),
+        pytest.param(
+            images.make_animated_gif,
+            "image/gif",
+            {"max_animation_pixels": 120 * 90 * ANIMATION_FRAMES - 1},
+            "too_many_pixels",
+            id="max-animation-pixels",
+        ),
+        pytest.param(images.make_jpeg, "image/svg+xml", {}, "unsupported_media_type", id="svg"),
+        pytest.param(images.make_jpeg, "image/heic", {}, "unsupported_media_type", id="heic"),
+    ],
+)
+def test_bad_input_is_rejected_with_its_code(
+    tmp_path: Path,
+    factory: Callable[[], bytes],
+    mime: str,
+    overrides: dict[str, int],
+    code: str,
+) -> None:
+    """Damaged, mislabelled, oversized and unaccepted inputs raise ImageRejected(code)."""
+    with pytest.raises(pipeline.ImageRejected) as caught:
+        run(tmp_path, factory(), mime, **overrides)
+
+    assert caught.value.code == code
+    assert caught.value.detail
+
+
+def test_limits_are_inclusive(tmp_path: Path) -> None:
+    """An input exactly at max_pixels, max_frames and max_animation_pixels is accepted."""
+    still = run(tmp_path, images.make_jpeg(), "image/jpeg", max_pixels=640 * 480)
+    animation = run(
+        tmp_path,
+        images.make_animated_gif(),
+        "image/gif",
+        max_pixels=120 * 90,
+        max_frames=ANIMATION_FRAMES,
+        max_animation_pixels=120 * 90 * ANIMATION_FRAMES,
+    )
+
+    assert (still.width, still.height) == (640, 480)
+    assert animation.frames == ANIMATION_FRAMES
+
+
+# --------------------------------------------------------------------------
+# Worker hardening (fresh interpreters: init_worker changes process-wide libvips state)
+# --------------------------------------------------------------------------
+
+LOADER_PROBE = textwrap.dedent(
+    """
+    import sys
+
+    import pyvips
+
+    from mediasvc.imaging import pipeline
+
+    if sys.argv[1] == "harden":
+        pipeline.init_worker()
+    for path in sys.argv[2:]:
+        try:
+            pyvips.Image.thumbnail(path, 10).avg()
+        except pyvips.Error:
+            print(f"{path}: blocked")
+        else:
+            print(f"{path}: loaded")
+    """
+)
+
+PIPELINE_PROBE = textwrap.dedent(
+    """
+    import sys
+
+    from mediasvc.imaging import pipeline
+
+    pipeline.init_worker()
+    for arg in sys.argv[1:]:
+        mime, source, out_dir = arg.split("|")
+        job = pipeline.Job(
+            source=source,
+            out_dir=out_dir,
+            mime=mime,
+            kind="post",
+            output_format="webp",
+            quality=80,
+            max_pixels=60_000_000,
+            max_frames=200,
+            max_animation_pixels=64_000_000,
+        )
+        try:
+            facts = pipeline.process(job)
+        except pipeline.ImageRejected as exc:
+            print(f"{mime}: rejected {exc.code} {exc.reason!r}")
+        else:
+            print(f"{mime}: {len(facts.variants)} variants, {facts.frames} frames")
+    """
+)
+
+
+def run_python(script: str, *args: str) -> list[str]:
+    """Run `script` in a fresh interpreter at the repository root; its stdout lines."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_hardened_worker_loads_jpeg_but_not_svg_or_tiff(tmp_path: Path) -> None:
+    """After init_worker, libvips refuses SVG and TIFF files that it loads otherwise."""
+    svg = tmp_path / "image.svg"
+    svg.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30">'
+        '<rect width="40" height="30" fill="red"/></svg>'
+    )
+    tiff = tmp_path / "image.tif"
+    images.reference_pattern(40, 30).tiffsave(str(tiff))
+    jpeg = tmp_path / "image.jpg"
+    jpeg.write_bytes(images.make_jpeg(width=40, height=30))
+    paths = [str(svg), str(tiff), str(jpeg)]
+
+    # Control: this libvips build can load all three, so "blocked" below is init_worker's doing.
+    assert run_python(LOADER_PROBE, "plain", *paths) == [f"{p}: loaded" for p in paths]
+    assert run_python(LOADER_PROBE, "harden", *paths) == [
+        f"{svg}: blocked",
+        f"{tiff}: blocked",
+        f"{jpeg}: loaded",
+    ]
+
+
+def test_hardened_worker_still_processes_every_accepted_format(tmp_path: Path) -> None:
+    """The loader allow-list in init_worker admits every accepted format, animations too."""
+    sources = {mime: factory() for mime, factory in images.STILL_FACTORIES.items()}
+    sources["image/gif;animated"] = images.make_animated_gif()
+    sources["image/webp;animated"] = images.make_animated_webp()
+    args = []
+    for label, data in sources.items():
+        job = make_job(tmp_path, data, label.split(";")[0])
+        args.append(f"{job.mime}|{job.source}|{job.out_dir}")
+
+    lines = run_python(PIPELINE_PROBE, *args)
+
+    assert lines == [
+        f"{label.split(';')[0]}: 5 variants, {6 if 'animated' in label else 1} frames"
+        for label in sources
+    ]
+
+
+# --------------------------------------------------------------------------
+# Pool
+# --------------------------------------------------------------------------
+
+
+def assert_same_files(expected: pipeline.Facts, actual: pipeline.Facts) -> None:
+    """Both runs wrote the same variants: same names, sizes, mime types and bytes."""
+    for e, a in zip(expected.variants, actual.variants, strict=True):
+        assert (a.name, a.width, a.height, a.bytes, a.mime) == (
+            e.name,
+            e.width,
+            e.height,
+            e.bytes,
+            e.mime,
+        )
+        assert Path(a.path).read_bytes() == Path(e.path).read_bytes(), a.name
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[ImagingPool]:
+    """A real one-worker pool with no queue, closed after the test."""
+    imaging_pool = ImagingPool(workers=1, queue_max=0, timeout_s=60)
+    try:
+        yield imaging_pool
+    finally:
+        await imaging_pool.close()
+
+
+async def test_pool_returns_the_same_facts_as_a_direct_call(
+    tmp_path: Path, pool: ImagingPool
+) -> None:
+    """A job run in a hardened worker process writes the same files as a direct call."""
+    data = images.make_jpeg(orientation=6)
+    direct_job = make_job(tmp_path, data, "image/jpeg")
+    pooled_job = make_job(tmp_path, data, "image/jpeg")
+
+    direct = pipeline.process(direct_job)
+    pooled = await pool.process(pooled_job)
+
+    assert (pooled.width, pooled.height, pooled.frames) == (direct.width, direct.height, 1)
+    assert_same_files(direct, pooled)
+    assert {Path(v.path).parent for v in pooled.variants} == {Path(pooled_job.out_dir)}
+
+
+async def test_pool_passes_image_rejected_back_with_its_code(
+    tmp_path: Path, pool: ImagingPool
+) -> None:
+    """ImageRejected raised in a worker reaches the caller with code and detail intact."""
+    job = make_job(tmp_path, images.make_png(), "image/jpeg")
+
+    with pytest.raises(pipeline.ImageRejected) as caught:
+        await pool.process(job)
+
+    assert caught.value.code == "invalid_image"
+    assert caught.value.detail == "The file is damaged or not a decodable image."
+    assert "Not a JPEG file" in caught.value.reason
+
+
+async def test_full_pool_refuses_at_once_and_recovers(tmp_path: Path, pool: ImagingPool) -> None:
+    """With one worker and no queue a concurrent second job gets PoolBusy; later ones run."""
+    job = make_job(tmp_path, images.make_jpeg(), "image/jpeg")
+
+    first, second = await asyncio.gather(
+        pool.process(job), pool.process(job), return_exceptions=True
+    )
+
+    assert isinstance(first, pipeline.Facts), first
+    assert isinstance(second, PoolBusy), second
+    assert pool.has_room
+    third = await pool.process(job)
+    assert third == first
