@@ -111,14 +111,15 @@ async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[st
     """`python -m mediasvc token bob --admin` uses the secret in the data dir."""
     process, _ = await asyncio.to_thread(start_dev, dev_env)
     try:
-        minted = await asyncio.to_thread(
+        result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "mediasvc", "token", "bob", "--admin"],
             env=dev_env,
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.strip()
+        )
+        minted = result.stdout.strip()
         base = f"http://127.0.0.1:{dev_env['MEDIASVC_HTTP_PORT']}"
         async with (
             aiohttp.ClientSession() as http,
