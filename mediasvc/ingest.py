@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mediasvc.errors import BadRequest, InvalidImage, PayloadTooLarge, UnsupportedMediaType
 from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
@@ -53,6 +54,17 @@ async def spooled_upload(
 
 
 async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
+    try:
+        return await _read_form(request, path, max_bytes)
+    except (ConnectionError, HttpProcessingError):
+        # The client went away or sent a broken body: nobody may be left to read an answer,
+        # but if someone is, this is what happened. Not a server fault, so no traceback.
+        raise BadRequest(
+            "The request body ended early or is malformed.", code="incomplete_body"
+        ) from None
+
+
+async def _read_form(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
     if request.content_type != "multipart/form-data":
         raise BadRequest("Send the image as multipart/form-data with one part named 'file'.")
     # Refuse a declared oversize body before reading any of it; chunked bodies are caught

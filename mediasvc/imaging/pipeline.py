@@ -22,6 +22,7 @@ from typing import Any
 import pyvips
 
 from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
+from mediasvc.imaging.gif import gif_is_complete
 from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
@@ -101,6 +102,8 @@ def process(job: Job) -> Facts:
     if loader is None:
         raise ImageRejected("unsupported_media_type", f"{job.mime} is not accepted")
     output = OUTPUT_FORMATS[job.output_format]
+    if loader == "gifload" and not gif_is_complete(Path(job.source).read_bytes()):
+        raise ImageRejected("invalid_image", "The GIF is truncated or damaged.")
     try:
         header = _open_header(job.source, loader)
         width, height, frames = _check_header(header, loader, job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -29,6 +30,9 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
+    except asyncio.CancelledError:
+        status = 499  # nginx's "client closed request": the client left mid-request
+        raise
     finally:
         log.info(
             "request.finished",
