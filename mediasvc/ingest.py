@@ -9,6 +9,7 @@ file is removed when the `spooled_upload` context exits, on every path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
@@ -19,12 +20,12 @@ from typing import BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader
 
 from mediasvc.errors import BadRequest, InvalidImage, PayloadTooLarge, UnsupportedMediaType
 from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
 
 CHUNK_BYTES = 256 * 1024
-MAX_PARTS = 8
 MAX_FIELD_BYTES = 256
 FIELD_NAMES = frozenset({"kind", "collection", "visibility"})
 _IDENTITY_ENCODINGS = frozenset({"binary", "8bit", "7bit"})
@@ -56,12 +57,14 @@ async def spooled_upload(
 async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
     try:
         return await _read_form(request, path, max_bytes)
-    except (ConnectionError, HttpProcessingError):
-        # The client went away or sent a broken body: nobody may be left to read an answer,
-        # but if someone is, this is what happened. Not a server fault, so no traceback.
-        raise BadRequest(
-            "The request body ended early or is malformed.", code="incomplete_body"
-        ) from None
+    except ConnectionError:
+        # The client went away: nobody may be left to read an answer, but if someone is,
+        # this is what happened. Not a server fault, so no traceback.
+        raise BadRequest("The request body ended early.", code="incomplete_body") from None
+    except (HttpProcessingError, BadContentDispositionHeader) as exc:
+        # aiohttp's parser refusing a line or header (too long, malformed). The header
+        # warning is only raised when warnings are errors; otherwise the part has no name.
+        raise BadRequest(f"The multipart body is malformed: {exc}") from None
 
 
 async def _read_form(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
@@ -80,10 +83,11 @@ async def _read_form(request: web.Request, path: Path, max_bytes: int) -> Spoole
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
     fields: dict[str, str] = {}
     spooled: tuple[int, str, str] | None = None
-    for _ in range(MAX_PARTS + 1):
-        part = await _next_part(reader)
-        if part is None:
-            break
+    # No part counter is needed: only one `file` and one of each field are valid, so any
+    # further part is refused when it arrives, and at most five parts are ever read.
+    while (part := await _next_part(reader)) is not None:
+        if part.name is None:
+            raise BadRequest("Each part needs a Content-Disposition header with a name.")
         if part.name == "file":
             if spooled is not None:
                 raise BadRequest("Send exactly one part named 'file'.")
@@ -94,8 +98,6 @@ async def _read_form(request: web.Request, path: Path, max_bytes: int) -> Spoole
             fields[part.name] = await _read_field(part)
         else:
             raise BadRequest(f"Unknown form field {part.name!r}; expected file, {_field_list()}.")
-    else:
-        raise BadRequest(f"Too many parts in the form; at most {MAX_PARTS} are read.")
     if spooled is None:
         raise BadRequest("The form has no part named 'file'.")
     size, digest, mime = spooled
@@ -119,11 +121,10 @@ async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> tuple
     encoding = part.headers.get(hdrs.CONTENT_TRANSFER_ENCODING, "binary").lower()
     if encoding not in _IDENTITY_ENCODINGS:
         raise BadRequest(f"Content-Transfer-Encoding {encoding!r} is not accepted; send raw bytes.")
-    hasher = hashlib.sha256()
     size = 0
     head = b""
     mime: str | None = None
-    out = await asyncio.to_thread(path.open, "xb")
+    writer = _SpoolWriter(path)
     try:
         while chunk := await part.read_chunk(CHUNK_BYTES):
             size += len(chunk)
@@ -135,19 +136,46 @@ async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> tuple
                 head += chunk[: SNIFF_BYTES - len(head)]
                 if len(head) >= SNIFF_BYTES:
                     mime = _allowed_type(head)
-            await asyncio.to_thread(_write, out, hasher, chunk)
+            await writer.write(chunk)
     finally:
-        await asyncio.to_thread(out.close)
+        await writer.close()
     if size == 0:
         raise InvalidImage("The file is empty.", code="empty_file")
     if mime is None:
         mime = _allowed_type(head)
-    return size, hasher.hexdigest(), mime
+    return size, writer.sha256.hexdigest(), mime
 
 
-def _write(out: BinaryIO, hasher: hashlib._Hash, chunk: bytes) -> None:
-    hasher.update(chunk)
-    out.write(chunk)
+class _SpoolWriter:
+    """Hashes and writes chunks in a worker thread, one operation at a time.
+
+    A cancelled request (client gone) abandons the await, not the thread: `close` first
+    waits for the operation in flight, so the file is never opened or written after it
+    was closed and removed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sha256 = hashlib.sha256()
+        self._file: BinaryIO | None = None
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def write(self, chunk: bytes) -> None:
+        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write, chunk)
+        await asyncio.shield(self._in_flight)
+
+    def _write(self, chunk: bytes) -> None:
+        if self._file is None:
+            self._file = self.path.open("xb")
+        self.sha256.update(chunk)
+        self._file.write(chunk)
+
+    async def close(self) -> None:
+        if self._in_flight is not None:
+            with contextlib.suppress(Exception):
+                await self._in_flight
+        if self._file is not None:
+            await asyncio.to_thread(self._file.close)
 
 
 def _allowed_type(head: bytes) -> str:

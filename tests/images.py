@@ -462,6 +462,83 @@ def make_animated_webp(
 
 
 # --------------------------------------------------------------------------
+# Hostile files: bombs, lies and polyglots
+# --------------------------------------------------------------------------
+
+
+def make_png_header_bomb(*, width: int = 30000, height: int = 30000) -> bytes:
+    """A PNG whose IHDR claims `width`x`height`, followed by a tiny bogus IDAT.
+
+    Only a header check can refuse it cheaply: decoding would allocate gigabytes.
+    """
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def make_jpeg_header_bomb(*, width: int = 60000, height: int = 60000) -> bytes:
+    """A small real JPEG whose SOF frame header is patched to claim `width`x`height`."""
+    data = bytearray(make_jpeg(width=64, height=48))
+    for marker, _payload in jpeg_segment_payloads(bytes(data)):
+        if marker in (0xC0, 0xC1, 0xC2):
+            break
+    else:
+        raise ValueError("no SOF segment")
+    sof = data.index(bytes([0xFF, marker]))
+    # SOF payload: length(2) precision(1) height(2) width(2)
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def make_zero_png(*, width: int = 10000, height: int = 10000) -> bytes:
+    """A real, valid PNG of `width`x`height` black pixels: a few hundred KB on the wire,
+    hundreds of MB once decoded (a decompression bomb under the byte cap)."""
+    image = pyvips.Image.black(width, height).cast("uchar")
+    data: bytes = image.pngsave_buffer(compression=9, keep="none")
+    return data
+
+
+def make_many_frame_gif(*, frames: int = 5000, side: int = 2) -> bytes:
+    """A GIF with `frames` tiny frames: cheap on the wire, expensive to decode whole."""
+    # Alternate black and white frames: gifsave merges identical neighbours into one.
+    rows = pyvips.Image.xyz(side, side * frames)[1]
+    strip = ((rows / side).floor() % 2 * 255).cast("uchar").copy(interpretation="b-w")
+    strip.set_type(pyvips.GValue.gint_type, "page-height", side)
+    strip.set_type(pyvips.GValue.array_int_type, "delay", [20] * frames)
+    data: bytes = strip.gifsave_buffer()
+    return data
+
+
+HTML_PAYLOAD = b"<html><body><script>alert('mediasvc-polyglot')</script></body></html>"
+
+
+def make_jpeg_with_appended_html() -> bytes:
+    """A JPEG followed by an HTML/JS document: a browser sniffing it might run the script."""
+    return make_jpeg() + HTML_PAYLOAD
+
+
+def make_jpeg_with_script_comment() -> bytes:
+    """A JPEG carrying the HTML/JS payload in a COM segment."""
+    return _insert_jpeg_comment(make_jpeg(), HTML_PAYLOAD.decode())
+
+
+def make_gifar() -> bytes:
+    """A GIF with a ZIP (JAR) archive appended, the classic GIFAR polyglot."""
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nMEDIASVC-GIFAR\n")
+    return make_gif() + archive.getvalue()
+
+
+# --------------------------------------------------------------------------
 # Container parsers (independent of libvips, for "was it stripped?" checks)
 # --------------------------------------------------------------------------
 

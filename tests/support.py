@@ -38,3 +38,35 @@ async def assert_nothing_left(client: TestClient[Any, Any], settings: Settings) 
     assert stored == []
     spooled = list(settings.spool_dir.iterdir()) if settings.spool_dir.exists() else []
     assert spooled == []
+
+
+def multipart_body(
+    parts: list[tuple[dict[str, str], bytes]], boundary: str = "mediasvc-boundary"
+) -> tuple[bytes, str]:
+    """A hand-built multipart body (so tests can send shapes no client library would)
+    and the Content-Type header that goes with it."""
+    out = b""
+    for headers, content in parts:
+        out += f"--{boundary}\r\n".encode()
+        for name, value in headers.items():
+            out += f"{name}: {value}\r\n".encode("utf-8", "surrogateescape")
+        out += b"\r\n" + content + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
+
+
+def file_part(
+    data: bytes, *, filename: str = "photo.jpg", content_type: str = "image/jpeg", **extra: str
+) -> tuple[dict[str, str], bytes]:
+    """One `file` part for `multipart_body`."""
+    headers = {
+        "Content-Disposition": f'form-data; name="file"; filename="{filename}"',
+        "Content-Type": content_type,
+        **extra,
+    }
+    return headers, data
+
+
+def field_part(name: str, value: str) -> tuple[dict[str, str], bytes]:
+    """One text field part for `multipart_body`."""
+    return {"Content-Disposition": f'form-data; name="{name}"'}, value.encode()

@@ -119,22 +119,6 @@ class TestRefusals:
         assert problem["status"] == 401
         await assert_nothing_left(client, settings)
 
-    @pytest.mark.parametrize(
-        "header",
-        [
-            "Bearer not-a-jwt",
-            "Basic YWxpY2U6cHc=",
-            "Bearer " + bearer("x")["Authorization"].split()[1][:-4] + "AAAA",
-        ],
-    )
-    async def test_bad_credentials_are_401(self, client: Client, header: str) -> None:
-        """Malformed, foreign-scheme or tampered tokens are refused."""
-        response = await client.post(
-            "/v1/media", data=upload_form(images.make_tiny()), headers={"Authorization": header}
-        )
-        assert response.status == 401
-        assert (await response.json())["code"] == "unauthorized"
-
     async def test_not_multipart_is_400(self, client: Client, settings: Settings) -> None:
         """A raw body instead of a form is a bad request."""
         response = await client.post(
@@ -181,32 +165,6 @@ class TestRefusals:
         assert (await response.json())["field"] == field
         await assert_nothing_left(client, settings)
 
-    @pytest.mark.parametrize(
-        ("data", "filename", "declared"),
-        [
-            (b"<!DOCTYPE html><html><script>alert(1)</script></html>" * 50, "a.jpg", "image/jpeg"),
-            (b"%PDF-1.7\n" + b"0" * 4000, "doc.png", "image/png"),
-            (
-                b'<svg xmlns="http://www.w3.org/2000/svg"><script>x</script></svg>',
-                "i.svg",
-                "image/svg+xml",
-            ),
-        ],
-        ids=["html-as-jpeg", "pdf-as-png", "svg"],
-    )
-    async def test_wrong_magic_bytes_are_415_whatever_the_name_says(
-        self, client: Client, settings: Settings, data: bytes, filename: str, declared: str
-    ) -> None:
-        """The type is decided by the bytes, not the filename or declared Content-Type."""
-        response = await client.post(
-            "/v1/media",
-            data=upload_form(data, filename=filename, content_type=declared),
-            headers=bearer(),
-        )
-        assert response.status == 415
-        assert (await response.json())["code"] == "unsupported_media_type"
-        await assert_nothing_left(client, settings)
-
     async def test_file_over_the_cap_is_413_and_leaves_nothing(
         self, make_settings: Any, aiohttp_client: Any
     ) -> None:
@@ -221,18 +179,6 @@ class TestRefusals:
         problem = await response.json()
         assert problem["code"] == "payload_too_large"
         assert problem["limit"] == len(data) - 1
-        await assert_nothing_left(client, settings)
-
-    async def test_truncated_jpeg_is_422_and_leaves_nothing(
-        self, client: Client, settings: Settings
-    ) -> None:
-        """A cut-off file is refused, never stored with grey padding."""
-        data = images.make_jpeg(width=800, height=600)
-        response = await client.post(
-            "/v1/media", data=upload_form(data[: len(data) // 2]), headers=bearer()
-        )
-        assert response.status == 422
-        assert (await response.json())["code"] == "invalid_image"
         await assert_nothing_left(client, settings)
 
     async def test_next_upload_succeeds_after_a_refusal(self, client: Client) -> None:
