@@ -7,6 +7,7 @@ Every variable is documented in `deploy/mediasvc.env.example`. A bad value raise
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ class Settings:
     """Everything the service reads from its environment, validated."""
 
     database_url: str
+    url_signing_secret: str = field(repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
     data_dir: Path = Path("var")
@@ -38,6 +40,9 @@ class Settings:
     app_port: int = 8081
     http_port: int = 8080
     public_media_url: str = "/media"
+    private_media_url: str = "/private"
+    signed_url_ttl_s: int = 300
+    collection_max: int = 5
     storage: StorageKind = "local"
     max_upload_bytes: int = 25 * MiB
     max_pixels: int = 60_000_000
@@ -60,6 +65,7 @@ class Settings:
         public_key = reader.get("JWT_PUBLIC_KEY_FILE", _read_text, None)
         return cls(
             database_url=reader.require("DATABASE_URL"),
+            url_signing_secret=reader.require("URL_SIGNING_SECRET", _signing_secret),
             # With a public key (RS256) no shared secret is needed.
             jwt_secret=reader.get("JWT_SECRET", str, None)
             if public_key
@@ -72,6 +78,9 @@ class Settings:
             app_port=reader.get("APP_PORT", _port, 8081),
             http_port=reader.get("HTTP_PORT", _port, 8080),
             public_media_url=reader.get("PUBLIC_MEDIA_URL", str, "/media").rstrip("/"),
+            private_media_url=reader.get("PRIVATE_MEDIA_URL", str, "/private").rstrip("/"),
+            signed_url_ttl_s=reader.get("SIGNED_URL_TTL", _positive, 300),
+            collection_max=reader.get("COLLECTION_MAX", _positive, 5),
             storage=reader.choice("STORAGE", StorageKind, "local"),
             max_upload_bytes=reader.get("MAX_UPLOAD_BYTES", _positive, 25 * MiB),
             max_pixels=reader.get("MAX_PIXELS", _positive, 60_000_000),
@@ -101,11 +110,14 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
-    def require(self, name: str) -> str:
+    def require(self, name: str, parse: Callable[[str], str] = str) -> str:
         value = self._env.get(f"MEDIASVC_{name}", "")
         if not value:
             raise ConfigError(f"MEDIASVC_{name} is required and not set")
-        return value
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"MEDIASVC_{name}: {exc}") from None
 
     def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
         raw = self._env.get(f"MEDIASVC_{name}")
@@ -123,6 +135,14 @@ class _Reader:
         if value not in allowed:
             raise ConfigError(f"MEDIASVC_{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
+
+
+def _signing_secret(raw: str) -> str:
+    # nginx's secure_link checks it, so it is written into nginx config: keep it to
+    # characters that need no quoting there, and long enough not to be guessed.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{32,}", raw):
+        raise ValueError("must be at least 32 characters of A-Z a-z 0-9 _ -")
+    return raw
 
 
 def _read_text(raw: str) -> str:

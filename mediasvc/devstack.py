@@ -30,7 +30,9 @@ from mediasvc.nginxconf import NginxError, NginxProcess, Site, render
 from mediasvc.pgcluster import ClusterError, PostgresCluster, free_port
 
 DATABASE = "mediasvc"
-SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+# Secrets `make run` generates once and keeps in the data dir (mode 0600).
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+SIGNING_SECRET_FILE = "url-signing-secret"  # noqa: S105 - a file name, not a secret
 _APP_START_TIMEOUT_S = 60.0
 _APP_STOP_TIMEOUT_S = 40.0
 
@@ -39,9 +41,9 @@ class DevError(Exception):
     """The dev stack could not start; the message says what to do."""
 
 
-def dev_secret(data_dir: Path, *, create: bool = True) -> str:
-    """The JWT secret kept in the data dir, so `token` works beside a running `make run`."""
-    path = data_dir / SECRET_FILE
+def dev_secret(data_dir: Path, name: str = JWT_SECRET_FILE, *, create: bool = True) -> str:
+    """A secret kept in the data dir; the JWT one lets `token` work beside `make run`."""
+    path = data_dir / name
     if not path.exists():
         if not create:
             raise DevError(f"no MEDIASVC_JWT_SECRET and no {path}: start `make run` first")
@@ -58,6 +60,7 @@ def run() -> int:
     data_dir = Path(env.get("MEDIASVC_DATA_DIR") or "var").resolve()
     env["MEDIASVC_DATA_DIR"] = str(data_dir)
     env.setdefault("MEDIASVC_JWT_SECRET", dev_secret(data_dir))
+    env.setdefault("MEDIASVC_URL_SIGNING_SECRET", dev_secret(data_dir, SIGNING_SECRET_FILE))
     env["MEDIASVC_APP_PORT"] = str(free_port())
     stop = _StopFlag()
     try:
@@ -141,12 +144,10 @@ def _app(env: MutableMapping[str, str], settings: Settings) -> Iterator[subproce
 @contextmanager
 def _nginx(settings: Settings, data_dir: Path) -> Iterator[NginxProcess]:
     config = render(
-        Site(
+        Site.for_settings(
+            settings,
             listen=f"127.0.0.1:{settings.http_port}",
             upstreams=[f"{settings.app_host}:{settings.app_port}"],
-            media_root=settings.media_dir,
-            max_upload_bytes=settings.max_upload_bytes,
-            body_limit_bytes=settings.body_limit_bytes,
         ),
         data_dir / "nginx",
     )

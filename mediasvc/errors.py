@@ -6,9 +6,11 @@
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
+    │   └── CollectionFull (409 collection_full)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
+    ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused)
     ├── Busy (503 busy, with Retry-After)
     └── ProcessingFailed (500 processing_failed: a worker crashed or hung)
 
@@ -62,6 +64,10 @@ class Conflict(MediaError):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class CollectionFull(Conflict):
+    code, title = "collection_full", "Collection full"
+
+
 class PayloadTooLarge(MediaError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 
@@ -72,6 +78,10 @@ class UnsupportedMediaType(MediaError):
 
 class InvalidImage(MediaError):
     status, code, title = 422, "invalid_image", "Invalid image"
+
+
+class Unprocessable(MediaError):
+    status, code, title = 422, "unprocessable", "Unprocessable request"
 
 
 class Busy(MediaError):

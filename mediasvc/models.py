@@ -35,6 +35,14 @@ class Original:
 
 
 @dataclass(frozen=True, slots=True)
+class Placeholder:
+    """What a client can paint before the image arrives."""
+
+    thumbhash: str
+    dominant_color: str
+
+
+@dataclass(frozen=True, slots=True)
 class Media:
     """One upload and its variants."""
 
@@ -47,4 +55,10 @@ class Media:
     status: Status
     original: Original
     variants: dict[str, StoredVariant]
+    placeholder: Placeholder | None
+    processing: dict[str, object] | None
     created_at: datetime
+
+    @property
+    def is_private(self) -> bool:
+        return self.visibility == "private"

@@ -6,6 +6,7 @@ nginx's own `$variables`; rendering fails if a placeholder is left unfilled.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -13,8 +14,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from mediasvc.config import Settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
@@ -33,6 +36,21 @@ class Site:
     media_root: Path
     max_upload_bytes: int
     body_limit_bytes: int
+    url_signing_secret: str = field(repr=False)
+    signed_url_ttl_s: int
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
+        """The site serving `settings`' media in front of the app nodes at `upstreams`."""
+        return cls(
+            listen=listen,
+            upstreams=upstreams,
+            media_root=settings.media_dir,
+            max_upload_bytes=settings.max_upload_bytes,
+            body_limit_bytes=settings.body_limit_bytes,
+            url_signing_secret=settings.url_signing_secret,
+            signed_url_ttl_s=settings.signed_url_ttl_s,
+        )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
         """The placeholder values for rendering into `runtime_dir`."""
@@ -45,6 +63,8 @@ class Site:
             "MEDIASVC_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
             "MEDIASVC_BODY_LIMIT": str(self.body_limit_bytes),
             "MEDIASVC_NGINX_DIR": str(runtime_dir.resolve()),
+            "MEDIASVC_URL_SIGNING_SECRET": self.url_signing_secret,
+            "MEDIASVC_SIGNED_URL_TTL": str(self.signed_url_ttl_s),
         }
 
 
@@ -66,7 +86,10 @@ def render(site: Site, runtime_dir: Path, template_dir: Path = TEMPLATE_DIR) -> 
     values = site.values(runtime_dir)
     for template in sorted(template_dir.glob("*.conf.template")):
         target = runtime_dir / template.name.removesuffix(".template")
-        target.write_text(render_template(template.read_text(), values))
+        # The site config holds the URL signing secret: readable by its owner only.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(render_template(template.read_text(), values))
     return runtime_dir / "nginx.conf"
 
 

@@ -1,6 +1,7 @@
 """The upload flow after the file is spooled: record, process, store, mark ready.
 
-    insert row `processing` → pool makes variants → storage.put each → mark `ready`
+    reserve (idempotency key, collection cap, insert `processing`, one transaction)
+    → pool makes variants → storage.put each → mark `ready`
 
 Any failure on the way undoes what was written (stored objects, then the row) before the
 error reaches the client. If the process dies before the undo, the row stays `processing`
@@ -22,10 +23,12 @@ from mediasvc.config import Settings
 from mediasvc.db import queries
 from mediasvc.errors import (
     Busy,
+    CollectionFull,
     Conflict,
     InvalidImage,
     MediaError,
     ProcessingFailed,
+    Unprocessable,
     UnsupportedMediaType,
 )
 from mediasvc.ids import new_media_id
@@ -34,10 +37,13 @@ from mediasvc.imaging.pipeline import Facts, ImageRejected, Job
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
 from mediasvc.imaging.variants import VARIANTS, Kind
 from mediasvc.ingest import SpooledUpload
-from mediasvc.models import Media, StoredVariant, Visibility
+from mediasvc.models import Media, Placeholder, StoredVariant, Visibility
 from mediasvc.storage import Storage, StorageError, variant_key
 
 log = structlog.get_logger(__name__)
+
+# How long an Idempotency-Key names its upload; after that the key may be used afresh.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,28 +65,23 @@ class Uploader:
     storage: Storage
     pool: ImagingPool
 
-    async def create(self, owner: str, upload: SpooledUpload, options: UploadOptions) -> Media:
-        """Turn a spooled file into a `ready` media, or leave no trace and raise."""
+    async def create(
+        self, owner: str, upload: SpooledUpload, options: UploadOptions
+    ) -> tuple[Media, bool]:
+        """Turn a spooled file into a `ready` media, or leave no trace and raise.
+
+        Returns the media and whether it was created now (False: an idempotent retry).
+        """
         media_id = new_media_id()
-        async with db.connection(self.db) as conn:
-            await queries.insert_processing(
-                conn,
-                media_id=media_id,
-                owner=owner,
-                kind=options.kind,
-                collection=options.collection,
-                visibility=options.visibility,
-                mime=upload.mime,
-                size=upload.size,
-                sha256=upload.sha256,
-                idempotency_key=options.idempotency_key,
-            )
+        existing = await self._reserve(media_id, owner, upload, options)
+        if existing is not None:
+            return existing, False
         structlog.contextvars.bind_contextvars(media_id=media_id)
         work_dir = self.settings.spool_dir / f"{media_id}.out"
         try:
             await asyncio.to_thread(work_dir.mkdir)
             facts = await self._process(upload, options, work_dir)
-            stored = await self._store(media_id, facts)
+            stored = await self._store(media_id, facts, private=options.visibility == "private")
             async with db.connection(self.db) as conn:
                 media = await queries.mark_ready(
                     conn,
@@ -89,15 +90,59 @@ class Uploader:
                     height=facts.height,
                     frames=facts.frames,
                     variants=stored,
+                    placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
+                    processing=facts.processing,
                 )
             if media is None:
                 raise Conflict("The media was removed while it was being processed.")
-            return media
+            return media, True
         except BaseException:
-            await asyncio.shield(self._undo(media_id))
+            await asyncio.shield(self._undo(media_id, private=options.visibility == "private"))
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+
+    async def _reserve(
+        self, media_id: str, owner: str, upload: SpooledUpload, options: UploadOptions
+    ) -> Media | None:
+        """Insert the `processing` row; or return the media an idempotent retry refers to."""
+        key = options.idempotency_key
+        try:
+            async with db.connection(self.db) as conn, conn.transaction():
+                if key is not None:
+                    await queries.release_expired_key(conn, owner, key, IDEMPOTENCY_WINDOW_S)
+                    existing = await queries.find_by_idempotency_key(conn, owner, key)
+                    if existing is not None:
+                        return _replay(existing, upload)
+                if options.collection is not None:
+                    await queries.lock_collection(conn, owner, options.collection)
+                    count = await queries.count_collection(conn, owner, options.collection)
+                    if count >= self.settings.collection_max:
+                        raise CollectionFull(
+                            f"The collection {options.collection!r} already holds {count} items.",
+                            limit=self.settings.collection_max,
+                        )
+                await queries.insert_processing(
+                    conn,
+                    media_id=media_id,
+                    owner=owner,
+                    kind=options.kind,
+                    collection=options.collection,
+                    visibility=options.visibility,
+                    mime=upload.mime,
+                    size=upload.size,
+                    sha256=upload.sha256,
+                    idempotency_key=key,
+                )
+        except asyncpg.UniqueViolationError:
+            # A concurrent request with the same key inserted first; answer as its retry.
+            assert key is not None, "only the idempotency index can clash"
+            async with db.connection(self.db) as conn:
+                existing = await queries.find_by_idempotency_key(conn, owner, key)
+            if existing is None:
+                raise Busy("A concurrent upload with this Idempotency-Key failed; retry.") from None
+            return _replay(existing, upload)
+        return None
 
     async def _process(
         self, upload: SpooledUpload, options: UploadOptions, work_dir: Path
@@ -130,10 +175,12 @@ class Uploader:
                 "The image worker stopped while processing this file.", code="worker_crashed"
             ) from None
 
-    async def _store(self, media_id: str, facts: Facts) -> dict[str, StoredVariant]:
+    async def _store(
+        self, media_id: str, facts: Facts, *, private: bool
+    ) -> dict[str, StoredVariant]:
         stored = {
             v.name: StoredVariant(
-                key=variant_key(media_id, Path(v.path).name),
+                key=variant_key(media_id, Path(v.path).name, private=private),
                 width=v.width,
                 height=v.height,
                 bytes=v.bytes,
@@ -153,13 +200,29 @@ class Uploader:
             raise Busy("Storage is unavailable; try again shortly.") from None
         return stored
 
-    async def _undo(self, media_id: str) -> None:
+    async def _undo(self, media_id: str, *, private: bool) -> None:
         """Remove whatever this upload may have written; the reaper retries what fails here."""
         extension = OUTPUT_FORMATS[self.settings.output_format].extension
-        keys = [variant_key(media_id, f"{spec.name}{extension}") for spec in VARIANTS]
+        keys = [
+            variant_key(media_id, f"{spec.name}{extension}", private=private) for spec in VARIANTS
+        ]
         try:
             await self.storage.delete(keys)
-            async with db.connection(self.db) as conn:
-                await queries.delete_media(conn, media_id)
+            async with db.connection(self.db) as conn, conn.transaction():
+                await queries.remove_row(conn, media_id)
         except (StorageError, MediaError) as exc:
             log.warning("upload.undo_failed", error=str(exc))
+
+
+def _replay(existing: Media, upload: SpooledUpload) -> Media:
+    """What a retry with an already used Idempotency-Key gets."""
+    if existing.original.sha256 != upload.sha256:
+        raise Unprocessable(
+            "This Idempotency-Key was used for a different file.", code="idempotency_key_reused"
+        )
+    if existing.status != "ready":
+        raise Conflict(
+            "An upload with this Idempotency-Key is still in progress; retry shortly.",
+            code="idempotency_in_progress",
+        )
+    return existing

@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from support import JWT_SECRET
+from support import JWT_SECRET, SIGNING_SECRET
 
 from mediasvc.app import create_app
 from mediasvc.config import Settings
@@ -98,6 +98,7 @@ def make_settings(database_url: str, data_dir: Path) -> Callable[..., Settings]:
     """Settings for this test; keyword arguments override single fields."""
     base = Settings(
         database_url=database_url,
+        url_signing_secret=SIGNING_SECRET,
         jwt_secret=JWT_SECRET,
         data_dir=data_dir,
         media_dir=data_dir / "media",
@@ -133,12 +134,8 @@ async def nginx(client: TestClient[Any, Any], settings: Settings) -> AsyncIterat
     """nginx from the project's templates in front of `client`'s server; yields its base URL."""
     port = free_port()
     config = render(
-        Site(
-            listen=f"127.0.0.1:{port}",
-            upstreams=[f"127.0.0.1:{client.server.port}"],
-            media_root=settings.media_dir,
-            max_upload_bytes=settings.max_upload_bytes,
-            body_limit_bytes=settings.body_limit_bytes,
+        Site.for_settings(
+            settings, listen=f"127.0.0.1:{port}", upstreams=[f"127.0.0.1:{client.server.port}"]
         ),
         settings.data_dir / "nginx",
     )

@@ -47,6 +47,7 @@ EXIF_MARKER = "MEDIASVC-EXIF-MARKER"
 XMP_MARKER = "MEDIASVC-XMP-MARKER"
 PNG_TEXT_MARKER = "MEDIASVC-PNG-TEXT-MARKER"
 COMMENT_MARKER = "MEDIASVC-COMMENT-MARKER"
+IPTC_MARKER = "MEDIASVC-IPTC-MARKER"
 
 # A made-up location (Berlin-ish), written as libvips reads rationals back.
 GPS_FIELDS: dict[str, str] = {
@@ -66,6 +67,17 @@ XMP_PACKET: bytes = (
     + b"</rdf:li></rdf:Alt></dc:description>"
     b"</rdf:Description></rdf:RDF></x:xmpmeta>"
     b'<?xpacket end="w"?>'
+)
+
+# A Photoshop APP13 resource block with one IPTC-IIM record: 2:120, Caption/Abstract.
+# libvips reports APP13 as "iptc-data" only when it starts with "Photoshop 3.0".
+_IPTC_RECORD: bytes = b"\x1c\x02\x78" + struct.pack(">H", len(IPTC_MARKER)) + IPTC_MARKER.encode()
+IPTC_BLOCK: bytes = (
+    b"Photoshop 3.0\0"
+    + b"8BIM\x04\x04\0\0"  # resource 0x0404 (IPTC-NAA), empty padded name
+    + struct.pack(">I", len(_IPTC_RECORD))
+    + _IPTC_RECORD
+    + b"\0" * (len(_IPTC_RECORD) % 2)  # resource data is padded to an even length
 )
 
 # Background colours for animation frames; consecutive frames always differ,
@@ -242,6 +254,7 @@ def make_jpeg(
     xmp: bool = False,
     comment: str | None = None,
     icc: bool = False,
+    iptc: bool = False,
     quality: int = 90,
 ) -> bytes:
     """Make a JPEG that displays as ``reference_pattern(width, height)``.
@@ -250,13 +263,16 @@ def make_jpeg(
     ``orientation`` tag shows the reference upright. EXIF always carries
     :data:`EXIF_MARKER` (ImageDescription and Artist); ``gps`` adds a GPS IFD,
     ``xmp`` an APP1 XMP packet with :data:`XMP_MARKER`, ``comment`` a COM
-    segment, ``icc`` an APP2 sRGB ICC profile (pixels unchanged).
+    segment, ``icc`` an APP2 sRGB ICC profile (pixels unchanged), ``iptc`` an
+    APP13 IPTC caption with :data:`IPTC_MARKER`.
     """
     stored = _with_markers(_to_stored(reference_pattern(width, height), orientation), xmp=xmp)
     stored.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     if gps:
         for name, value in GPS_FIELDS.items():
             stored.set_type(pyvips.GValue.gstr_type, name, value)
+    if iptc:
+        stored.set_type(pyvips.GValue.blob_type, "iptc-data", IPTC_BLOCK)
     data: bytes = stored.jpegsave_buffer(Q=quality, **_profile_option(icc))
     if comment is not None:
         data = _insert_jpeg_comment(data, comment)
@@ -276,13 +292,19 @@ def _insert_jpeg_comment(data: bytes, comment: str) -> bytes:
     return data[:2] + segment + data[2:]
 
 
-def make_cmyk_jpeg(*, width: int = 400, height: int = 300, quality: int = 90) -> bytes:
+def make_cmyk_jpeg(
+    *, width: int = 400, height: int = 300, icc: bool = True, quality: int = 90
+) -> bytes:
     """Make a 4-band CMYK JPEG with libvips' built-in CMYK ICC profile embedded.
 
     Converted back to sRGB it shows :data:`CMYK_EXPECTED_SRGB`. The embedded
-    profile is ~940 KB, so the file is ~1 MB whatever its pixel size.
+    profile is ~940 KB, so the file is ~1 MB whatever its pixel size; with
+    ``icc=False`` the same pixels are saved untagged.
     """
     cmyk = reference_pattern(width, height).icc_transform("cmyk", intent="relative")
+    if not icc:
+        cmyk = cmyk.copy()  # remove() on a shared (cached) image would leak into others
+        cmyk.remove("icc-profile-data")
     data: bytes = cmyk.jpegsave_buffer(Q=quality)
     return data
 
@@ -403,9 +425,40 @@ def make_avif(*, width: int = 160, height: int = 120, quality: int = 60) -> byte
     return data
 
 
-def make_gif(*, width: int = 160, height: int = 120) -> bytes:
-    """Make a single-frame GIF of the reference pattern."""
+def make_gif(*, width: int = 160, height: int = 120, comment: str | None = None) -> bytes:
+    """Make a single-frame GIF of the reference pattern.
+
+    ``comment`` adds a comment extension with that (ASCII) text before the image.
+    """
     data: bytes = reference_pattern(width, height).gifsave_buffer()
+    if comment is not None:
+        data = _insert_gif_comment(data, comment)
+    return data
+
+
+def _insert_gif_comment(data: bytes, comment: str) -> bytes:
+    # gifsave writes no comments, so the extension (0x21 0xFE, sub-blocks of at most 255
+    # bytes, a zero-length terminator) is spliced in after the global colour table.
+    packed = data[10]
+    table = 3 * (1 << ((packed & 0x07) + 1)) if packed & 0x80 else 0
+    text = comment.encode("ascii")
+    blocks = b"".join(
+        bytes([len(text[i : i + 255])]) + text[i : i + 255] for i in range(0, len(text), 255)
+    )
+    start = 13 + table
+    return data[:start] + b"\x21\xfe" + blocks + b"\0" + data[start:]
+
+
+def make_flat_png(
+    *, colour: RGB, patch: RGB | None = None, width: int = 200, height: int = 150
+) -> bytes:
+    """Make a PNG of one ``colour``; ``patch`` paints a centred quarter of its area."""
+    image = pyvips.Image.black(width, height, bands=3).new_from_image(list(colour))
+    if patch is not None:
+        image = image.draw_rect(
+            list(patch), width // 4, height // 4, width // 2, height // 2, fill=True
+        )
+    data: bytes = image.cast("uchar").copy(interpretation="srgb").pngsave_buffer()
     return data
 
 

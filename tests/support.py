@@ -12,6 +12,7 @@ from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 
 JWT_SECRET = "test-secret-" + "x" * 32
+SIGNING_SECRET = "test-signing-secret-" + "y" * 32
 
 
 def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:

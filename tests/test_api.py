@@ -245,3 +245,36 @@ class TestHealth:
         response = await client.get("/nope")
         assert response.status == 404
         assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+class TestLimitsAndReport:
+    async def test_limits_tell_clients_what_to_send(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """GET /v1/limits reports the settings in force, without a token."""
+        response = await client.get("/v1/limits")
+        assert response.status == 200
+        limits = await response.json()
+        assert limits["max_upload_bytes"] == settings.max_upload_bytes
+        assert limits["max_pixels"] == settings.max_pixels
+        assert limits["max_frames"] == settings.max_frames
+        assert limits["collection_max"] == settings.collection_max
+        assert "image/jpeg" in limits["accepted_types"]
+        assert [v["size"] for v in limits["variants"]] == [spec.size for spec in VARIANTS]
+        assert limits["output"]["mime"] == "image/webp"
+
+    async def test_media_json_carries_placeholder_and_processing_report(
+        self, client: Client
+    ) -> None:
+        """A photo with GPS and orientation 6 reports both, and gets a placeholder."""
+        data = images.make_jpeg(orientation=6, gps=True)
+        body = await (
+            await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        ).json()
+        assert body["placeholder"]["dominant_color"].startswith("#")
+        assert len(body["placeholder"]["thumbhash"]) > 10
+        assert body["processing"]["rotated_from_orientation"] == 6
+        assert "gps" in body["processing"]["removed"]
+        fetched = await (await client.get(f"/v1/media/{body['id']}")).json()
+        assert fetched["placeholder"] == body["placeholder"]
+        assert fetched["processing"] == body["processing"]

@@ -8,7 +8,11 @@ import pytest
 
 from mediasvc.config import ConfigError, Settings
 
-REQUIRED = {"MEDIASVC_DATABASE_URL": "postgresql://x@127.0.0.1/db", "MEDIASVC_JWT_SECRET": "s"}
+REQUIRED = {
+    "MEDIASVC_DATABASE_URL": "postgresql://x@127.0.0.1/db",
+    "MEDIASVC_JWT_SECRET": "s",
+    "MEDIASVC_URL_SIGNING_SECRET": "k" * 32,
+}
 
 
 def test_defaults_put_media_and_spool_under_the_data_dir() -> None:
@@ -44,6 +48,8 @@ def test_values_are_parsed_to_their_types() -> None:
         ("MEDIASVC_OUTPUT_FORMAT", "bmp", "expected one of webp, jpeg, avif"),
         ("MEDIASVC_OUTPUT_QUALITY", "0", "between 1 and 100"),
         ("MEDIASVC_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem", "cannot read"),
+        ("MEDIASVC_URL_SIGNING_SECRET", "short", "at least 32 characters"),
+        ("MEDIASVC_URL_SIGNING_SECRET", "x" * 31 + '"', "at least 32 characters"),
     ],
 )
 def test_bad_values_stop_startup_with_one_line(name: str, value: str, message: str) -> None:
@@ -67,7 +73,11 @@ def test_public_key_replaces_the_shared_secret(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
     key.write_text("-----BEGIN PUBLIC KEY-----\n")
     settings = Settings.from_env(
-        {"MEDIASVC_DATABASE_URL": "postgresql://x/db", "MEDIASVC_JWT_PUBLIC_KEY_FILE": str(key)}
+        {
+            "MEDIASVC_DATABASE_URL": "postgresql://x/db",
+            "MEDIASVC_URL_SIGNING_SECRET": "k" * 32,
+            "MEDIASVC_JWT_PUBLIC_KEY_FILE": str(key),
+        }
     )
     assert settings.jwt_secret is None
     assert settings.jwt_public_key == "-----BEGIN PUBLIC KEY-----\n"

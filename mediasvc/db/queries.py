@@ -1,22 +1,33 @@
 """Every SQL statement the service runs, as named constants behind small typed functions.
 
-Each function takes a connection, so the caller owns the transaction.
+Each function takes a connection, so the caller owns the transaction. Functions whose
+docstring says "in a transaction" take a transaction-scoped advisory lock and must run
+inside one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
 
 from mediasvc.db import Connection
-from mediasvc.models import Media, Original, Status, StoredVariant, Visibility
+from mediasvc.models import Media, Original, Placeholder, Status, StoredVariant, Visibility
 
 _COLUMNS = """
     id, owner, kind, collection, position, visibility, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
-    sha256, variants, created_at
+    sha256, variants, thumbhash, dominant_color, processing, created_at
+"""
+
+# Serialises everything that changes one owner's collection: inserts (the cap and the next
+# position), reorders and removals (dense positions). Released at commit.
+LOCK_COLLECTION = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))"
+
+COUNT_COLLECTION = """
+SELECT count(*) FROM media WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
 """
 
 # A collection item goes after the owner's last one; media outside collections sit at 0.
@@ -31,17 +42,77 @@ VALUES ($1, $2, $3, $4,
 RETURNING {_COLUMNS}
 """
 
+# Keys older than the window name nothing any more; freeing them lets the key be reused.
+RELEASE_EXPIRED_KEY = """
+UPDATE media SET idempotency_key = NULL
+WHERE owner = $1 AND idempotency_key = $2 AND created_at <= now() - make_interval(secs => $3)
+"""
+
+SELECT_BY_IDEMPOTENCY_KEY = f"""
+SELECT {_COLUMNS} FROM media WHERE owner = $1 AND idempotency_key = $2
+"""
+
 MARK_READY = f"""
 UPDATE media
 SET status = 'ready', original_width = $2, original_height = $3, original_frames = $4,
-    variants = $5, updated_at = now()
+    variants = $5, thumbhash = $6, dominant_color = $7, processing = $8, updated_at = now()
 WHERE id = $1 AND status = 'processing'
 RETURNING {_COLUMNS}
 """
 
-DELETE_MEDIA = "DELETE FROM media WHERE id = $1"
+MARK_DELETING = f"""
+UPDATE media SET status = 'deleting', updated_at = now()
+WHERE id = $1 AND status = 'ready'
+RETURNING {_COLUMNS}
+"""
+
+DELETE_ROW = "DELETE FROM media WHERE id = $1 RETURNING owner, collection, position"
+
+CLOSE_GAP = """
+UPDATE media SET position = position - 1
+WHERE owner = $1 AND collection = $2 AND position > $3
+"""
 
 SELECT_MEDIA = f"SELECT {_COLUMNS} FROM media WHERE id = $1"
+
+SELECT_COLLECTION_IDS = """
+SELECT id FROM media
+WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
+ORDER BY position
+"""
+
+# Positions follow the order of the given ids, from 0.
+REORDER = """
+UPDATE media AS m SET position = o.ordinality - 1, updated_at = now()
+FROM unnest($3::text[]) WITH ORDINALITY AS o(id, ordinality)
+WHERE m.id = o.id AND m.owner = $1 AND m.collection = $2
+"""
+
+LIST_COLLECTION = f"""
+SELECT {_COLUMNS} FROM media
+WHERE owner = $1 AND collection = $2 AND status <> 'deleting' AND position > $3
+ORDER BY position
+LIMIT $4
+"""
+
+LIST_RECENT = f"""
+SELECT {_COLUMNS} FROM media
+WHERE owner = $1 AND status <> 'deleting'
+  AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+ORDER BY created_at DESC, id DESC
+LIMIT $4
+"""
+
+
+async def lock_collection(conn: Connection, owner: str, collection: str) -> None:
+    """In a transaction: wait for, then hold, the lock on one owner's collection."""
+    await conn.execute(LOCK_COLLECTION, owner, collection)
+
+
+async def count_collection(conn: Connection, owner: str, collection: str) -> int:
+    """How many live items the collection holds."""
+    count: int = await conn.fetchval(COUNT_COLLECTION, owner, collection)
+    return count
 
 
 async def insert_processing(
@@ -74,6 +145,17 @@ async def insert_processing(
     return _media(row)
 
 
+async def release_expired_key(conn: Connection, owner: str, key: str, window_s: float) -> None:
+    """Forget `key` on media created more than `window_s` seconds ago."""
+    await conn.execute(RELEASE_EXPIRED_KEY, owner, key, window_s)
+
+
+async def find_by_idempotency_key(conn: Connection, owner: str, key: str) -> Media | None:
+    """The media an owner created with this key, if any."""
+    row = await conn.fetchrow(SELECT_BY_IDEMPOTENCY_KEY, owner, key)
+    return None if row is None else _media(row)
+
+
 async def mark_ready(
     conn: Connection,
     media_id: str,
@@ -82,6 +164,8 @@ async def mark_ready(
     height: int,
     frames: int,
     variants: Mapping[str, StoredVariant],
+    placeholder: Placeholder,
+    processing: Mapping[str, object],
 ) -> Media | None:
     """Record the stored variants; None if the row is gone or no longer `processing`."""
     row = await conn.fetchrow(
@@ -91,20 +175,65 @@ async def mark_ready(
         height,
         frames,
         {name: _variant_json(v) for name, v in variants.items()},
+        placeholder.thumbhash,
+        placeholder.dominant_color,
+        dict(processing),
     )
     return None if row is None else _media(row)
 
 
-async def delete_media(conn: Connection, media_id: str) -> bool:
-    """Remove the row; whether there was one."""
-    status = await conn.execute(DELETE_MEDIA, media_id)
-    return bool(status == "DELETE 1")
+async def mark_deleting(conn: Connection, media_id: str) -> Media | None:
+    """Flag a ready media for removal; None unless it was `ready`."""
+    row = await conn.fetchrow(MARK_DELETING, media_id)
+    return None if row is None else _media(row)
+
+
+async def remove_row(conn: Connection, media_id: str) -> bool:
+    """In a transaction: delete the row and close the gap it leaves in its collection."""
+    row = await conn.fetchrow(DELETE_ROW, media_id)
+    if row is None:
+        return False
+    if row["collection"] is not None:
+        await lock_collection(conn, row["owner"], row["collection"])
+        await conn.execute(CLOSE_GAP, row["owner"], row["collection"], row["position"])
+    return True
 
 
 async def get_media(conn: Connection, media_id: str) -> Media | None:
     """One media by id, whatever its owner or status."""
     row = await conn.fetchrow(SELECT_MEDIA, media_id)
     return None if row is None else _media(row)
+
+
+async def collection_ids(conn: Connection, owner: str, collection: str) -> list[str]:
+    """The ids of a collection's live items, in position order."""
+    return [r["id"] for r in await conn.fetch(SELECT_COLLECTION_IDS, owner, collection)]
+
+
+async def reorder(conn: Connection, owner: str, collection: str, ids: Sequence[str]) -> None:
+    """Give the items positions 0..n-1 in the order of `ids`."""
+    await conn.execute(REORDER, owner, collection, list(ids))
+
+
+async def list_collection(
+    conn: Connection, owner: str, collection: str, *, after_position: int, limit: int
+) -> list[Media]:
+    """A page of a collection in position order, after `after_position` (-1: from the start)."""
+    rows = await conn.fetch(LIST_COLLECTION, owner, collection, after_position, limit)
+    return [_media(r) for r in rows]
+
+
+async def list_recent(
+    conn: Connection,
+    owner: str,
+    *,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Media]:
+    """A page of an owner's media, newest first, strictly before (`created_at`, `id`)."""
+    created_at, media_id = before if before is not None else (None, "")
+    rows = await conn.fetch(LIST_RECENT, owner, created_at, media_id, limit)
+    return [_media(r) for r in rows]
 
 
 def _variant_json(variant: StoredVariant) -> dict[str, Any]:
@@ -118,6 +247,7 @@ def _variant_json(variant: StoredVariant) -> dict[str, Any]:
 
 
 def _media(row: asyncpg.Record) -> Media:
+    thumbhash, dominant_color = row["thumbhash"], row["dominant_color"]
     return Media(
         id=row["id"],
         owner=row["owner"],
@@ -135,5 +265,11 @@ def _media(row: asyncpg.Record) -> Media:
             frames=row["original_frames"],
         ),
         variants={name: StoredVariant(**v) for name, v in row["variants"].items()},
+        placeholder=(
+            None
+            if thumbhash is None or dominant_color is None
+            else Placeholder(thumbhash=thumbhash, dominant_color=dominant_color)
+        ),
+        processing=row["processing"],
         created_at=row["created_at"],
     )

@@ -7,7 +7,8 @@ Order of work, so hostile files cost little:
    pixel count, frame count and orientation are checked before any pixel is decoded.
 2. One decode: `thumbnail` shrinks on load straight to the largest variant, applies the
    EXIF orientation and converts to sRGB (CMYK and ICC-tagged inputs included).
-3. The smaller variants are derived from that one in-memory image.
+3. The smaller variants, the placeholder (`imaging.placeholder`) and the processing report
+   (`imaging.report`, from the header already read) are derived from that in-memory image.
 4. Encoders write with `keep="none"`: no EXIF, GPS, XMP, IPTC, ICC, comments or text chunks.
 """
 
@@ -23,6 +24,8 @@ import pyvips
 
 from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.gif import gif_is_complete
+from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
+from mediasvc.imaging.report import processing_report
 from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
@@ -68,12 +71,19 @@ class VariantFile:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """What the pipeline learned and made. Width and height are as displayed (after EXIF)."""
+    """What the pipeline learned and made. Width and height are as displayed (after EXIF).
+
+    `frames` counts the source's frames. `thumbhash` (base64) and `dominant_color`
+    (`#rrggbb`) describe the first frame as served; `processing` is `report.processing_report`.
+    """
 
     width: int
     height: int
     frames: int
     variants: tuple[VariantFile, ...]
+    thumbhash: str
+    dominant_color: str
+    processing: dict[str, object]
 
 
 def init_worker() -> None:
@@ -107,13 +117,24 @@ def process(job: Job) -> Facts:
     try:
         header = _open_header(job.source, loader)
         width, height, frames = _check_header(header, loader, job)
-        image = _decode_largest(job, loader, frames, width, height)
-        variants = tuple(_write_variants(image, job, output))
+        full = _for_output(_decode_largest(job, loader, frames, width, height), output)
+        variants = tuple(_write_variants(full, job, output))
+        small_width, small_height, rgba = rgba_pixels(_first_frame(full))
     except pyvips.Error as exc:
         raise ImageRejected(
             "invalid_image", "The file is damaged or not a decodable image.", str(exc)
         ) from None
-    return Facts(width=width, height=height, frames=frames, variants=variants)
+    return Facts(
+        width=width,
+        height=height,
+        frames=frames,
+        variants=variants,
+        thumbhash=thumbhash(small_width, small_height, rgba),
+        dominant_color=dominant_color(rgba),
+        processing=processing_report(
+            header, loader, job.source, frames=full.height // _page_height(full)
+        ),
+    )
 
 
 def _open_header(source: str, loader: str) -> Any:
@@ -216,12 +237,24 @@ def _page_height(image: Any) -> int:
     return int(image.get("page-height")) if image.get_typeof("page-height") else image.height
 
 
+def _first_frame(image: Any) -> Any:
+    if _page_height(image) == image.height:
+        return image
+    frame = image.crop(0, 0, image.width, _page_height(image)).copy()
+    frame.remove("page-height")
+    return frame
+
+
+def _for_output(image: Any, output: OutputFormat) -> Any:
+    """The largest variant as `output` can hold it: first frame only for stills, no alpha."""
+    if not output.animated:
+        image = _first_frame(image)
+    if not output.alpha and image.hasalpha():
+        image = image.flatten(background=[255, 255, 255])
+    return image
+
+
 def _write_variants(full: Any, job: Job, output: OutputFormat) -> list[VariantFile]:
-    if not output.animated and _page_height(full) != full.height:
-        full = full.crop(0, 0, full.width, _page_height(full)).copy()
-        full.remove("page-height")
-    if not output.alpha and full.hasalpha():
-        full = full.flatten(background=[255, 255, 255])
     written = []
     for spec in VARIANTS:
         image = (

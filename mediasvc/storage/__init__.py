@@ -1,8 +1,8 @@
 """Where variant files live: one small Protocol, one module per backend.
 
-Keys look like `k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp`: the id's first two characters
-spread files over directories, the id makes them unguessable, and the client's filename
-is never part of a key.
+Keys look like `k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp` (private media:
+`private/k3/...`): the id's first two characters spread files over directories, the id
+makes them unguessable, and the client's filename is never part of a key.
 """
 
 from __future__ import annotations
@@ -35,9 +35,14 @@ class Storage(Protocol):
         ...
 
 
-def variant_key(media_id: str, filename: str) -> str:
+# Private variants live under their own prefix, which nginx serves only with a valid
+# signature; public ones are reachable at their plain URL.
+PRIVATE_PREFIX = "private/"
+
+
+def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
     """The storage key of one variant file of one media."""
-    return f"{media_id[:2]}/{media_id}/{filename}"
+    return f"{PRIVATE_PREFIX if private else ''}{media_id[:2]}/{media_id}/{filename}"
 
 
 @asynccontextmanager

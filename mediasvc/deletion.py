@@ -1,0 +1,37 @@
+"""Removing a media: the order of steps that never leaves a row pointing at missing files.
+
+    mark `deleting` → remove every stored variant → delete the row (closing the gap in
+    its collection)
+
+A crash after the first step leaves a `deleting` row whose files may be partly gone; it is
+no longer listed or served, and `finish_deletion` (also run by the reaper) completes it.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from mediasvc import db
+from mediasvc.db import queries
+from mediasvc.errors import Busy, Conflict
+from mediasvc.models import Media
+from mediasvc.storage import Storage, StorageError
+
+
+async def delete_media(pool: asyncpg.Pool, storage: Storage, media: Media) -> None:
+    """Delete a ready media and all its variants."""
+    async with db.connection(pool) as conn:
+        marked = await queries.mark_deleting(conn, media.id)
+    if marked is None:
+        raise Conflict("The media is still processing or already being deleted.")
+    await finish_deletion(pool, storage, marked)
+
+
+async def finish_deletion(pool: asyncpg.Pool, storage: Storage, media: Media) -> None:
+    """Remove the files, then the row, of a media already marked `deleting`."""
+    try:
+        await storage.delete([variant.key for variant in media.variants.values()])
+    except StorageError as exc:
+        raise Busy("Storage is unavailable; the deletion will be completed later.") from exc
+    async with db.connection(pool) as conn, conn.transaction():
+        await queries.remove_row(conn, media.id)

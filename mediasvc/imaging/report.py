@@ -1,0 +1,171 @@
+"""What processing did to an upload, in plain data a product can show ("we removed your location").
+
+Everything is read from the header libvips already opened, with no pixel decoded, except
+comments: libvips 8.18 reports neither JPEG COM segments nor GIF comment extensions, so those
+are found by walking the file's header blocks.
+
+The report (`processing_report`) always has these keys:
+
+- `rotated_from_orientation`: the EXIF orientation (2-8) that was applied, or None.
+- `color`: how the colours were brought to 8-bit sRGB, a `ColorConversion`.
+- `removed`: the sorted `Removable` names of the metadata the source carried; the encoders
+  keep none of it.
+- `frames`: how many frames the written variants hold.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any, Literal
+
+from mediasvc.imaging.gif import _colour_table_size, _skip_sub_blocks
+
+# The first that applies, in this order:
+ColorConversion = Literal[
+    "converted from CMYK (ICC)",  # CMYK, through the file's own profile
+    "converted from CMYK",  # untagged CMYK, through libvips' built-in CMYK profile
+    "converted from embedded ICC profile",  # RGB or grey tagged with a profile other than sRGB
+    "converted to 8-bit sRGB",  # greyscale or 16-bit, with no profile or an sRGB one
+    "sRGB",  # 8-bit RGB, untagged or tagged sRGB: no conversion
+]
+# "comment": JPEG COM, GIF comment extension; "text": PNG tEXt/zTXt/iTXt other than XMP;
+# "gps": any GPS tag in the EXIF; the rest are whole blocks (ICC profile, XMP packet, ...).
+Removable = Literal["comment", "exif", "gps", "icc", "iptc", "text", "xmp"]
+
+# libvips header field -> the name `removed` uses for it.
+_BLOB_FIELDS: dict[str, Removable] = {
+    "exif-data": "exif",
+    "xmp-data": "xmp",
+    "iptc-data": "iptc",
+    "icc-profile-data": "icc",
+}
+# libexif names the GPS IFD "ifd3".
+_GPS_PREFIX = "exif-ifd3-GPS"
+# pngload reports every text chunk but XMP as one of these.
+_PNG_TEXT_PREFIX = "png-comment-"
+
+# The sRGB primaries as an ICC profile states them: D50-adapted XYZ colorants.
+_SRGB_COLORANTS = {
+    b"rXYZ": (0.4361, 0.2225, 0.0139),
+    b"gXYZ": (0.3851, 0.7169, 0.0971),
+    b"bXYZ": (0.1431, 0.0606, 0.7141),
+}
+# sRGB profiles from different vendors round these differently; Display P3's red is 0.08 off.
+_COLORANT_TOLERANCE = 0.005
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_SOS, _JPEG_COM, _JPEG_FILL = 0xDA, 0xFE, 0xFF
+# A real JPEG header has tens of segments (ICC split into at most 255); a longer walk is a
+# hostile file, and stopping early only leaves a comment unreported, never kept.
+_JPEG_MAX_SEGMENTS = 1024
+
+_GIF_EXTENSION, _GIF_IMAGE, _GIF_COMMENT = 0x21, 0x2C, 0xFE
+
+
+def processing_report(header: Any, loader: str, source: str, frames: int) -> dict[str, object]:
+    """The `processing` facts for `source`, opened as `header` by `loader`; see the module doc."""
+    orientation = int(header.get("orientation")) if header.get_typeof("orientation") else 1
+    return {
+        "rotated_from_orientation": None if orientation == 1 else orientation,
+        "color": color_conversion(header),
+        "removed": removed_metadata(header, loader, source),
+        "frames": frames,
+    }
+
+
+def color_conversion(header: Any) -> ColorConversion:
+    """How the pixels of `header`'s image were converted to 8-bit sRGB."""
+    profile = header.get("icc-profile-data") if header.get_typeof("icc-profile-data") else None
+    if header.interpretation == "cmyk":
+        return "converted from CMYK (ICC)" if profile else "converted from CMYK"
+    if profile and not is_srgb_profile(profile):
+        return "converted from embedded ICC profile"
+    if header.interpretation != "srgb" or header.format != "uchar":
+        return "converted to 8-bit sRGB"
+    return "sRGB"
+
+
+def is_srgb_profile(profile: bytes) -> bool:
+    """Whether an ICC profile is RGB with the sRGB primaries.
+
+    Tone curves are not compared: a profile with sRGB primaries and another curve (rare
+    outside video) counts as sRGB. Any malformed profile is not sRGB.
+    """
+    if len(profile) < 132 or profile[16:20] != b"RGB ":
+        return False
+    (count,) = struct.unpack_from(">I", profile, 128)
+    colorants: dict[bytes, tuple[float, ...]] = {}
+    for index in range(min(count, (len(profile) - 132) // 12)):
+        signature, offset, size = struct.unpack_from(">4sII", profile, 132 + 12 * index)
+        tag = profile[offset : offset + min(size, 20)]
+        if signature in _SRGB_COLORANTS and len(tag) == 20 and tag[:4] == b"XYZ ":
+            colorants[signature] = tuple(v / 65536 for v in struct.unpack_from(">3i", tag, 8))
+    return colorants.keys() == _SRGB_COLORANTS.keys() and all(
+        math.isclose(value, reference, abs_tol=_COLORANT_TOLERANCE)
+        for signature, references in _SRGB_COLORANTS.items()
+        for value, reference in zip(colorants[signature], references, strict=True)
+    )
+
+
+def removed_metadata(header: Any, loader: str, source: str) -> list[Removable]:
+    """The sorted names of the metadata the source carried."""
+    fields = header.get_fields()
+    found: set[Removable] = {name for field, name in _BLOB_FIELDS.items() if field in fields}
+    if any(field.startswith(_GPS_PREFIX) for field in fields):
+        found.add("gps")
+    if any(field.startswith(_PNG_TEXT_PREFIX) for field in fields):
+        found.add("text")
+    if (loader == "jpegload" and jpeg_has_comment(source)) or (
+        loader == "gifload" and gif_has_comment(Path(source).read_bytes())
+    ):
+        found.add("comment")
+    return sorted(found)
+
+
+def jpeg_has_comment(path: str) -> bool:
+    """Whether the JPEG at `path` has a COM segment before its image data.
+
+    Reads only the marker and length of each segment up to SOS, seeking past payloads, so
+    a megabyte ICC profile costs nothing. Anything malformed ends the walk with False.
+    """
+    with open(path, "rb") as file:
+        if file.read(2) != _JPEG_SOI:
+            return False
+        for _ in range(_JPEG_MAX_SEGMENTS):
+            head = file.read(2)
+            if len(head) < 2 or head[0] != _JPEG_FILL:
+                return False
+            if head[1] == _JPEG_FILL:  # fill byte: the marker code is one byte on
+                file.seek(-1, os.SEEK_CUR)
+                continue
+            if head[1] in (_JPEG_COM, _JPEG_SOS):
+                return head[1] == _JPEG_COM
+            length = file.read(2)
+            if len(length) < 2 or int.from_bytes(length, "big") < 2:
+                return False
+            file.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+    return False
+
+
+def gif_has_comment(data: bytes) -> bool:
+    """Whether a GIF holds a comment extension (0x21 0xFE) before its trailer.
+
+    Walks the blocks as `gif.gif_is_complete` does; a damaged file ends the walk with False.
+    """
+    if len(data) < 13:
+        return False
+    pos = 13 + _colour_table_size(data[10])
+    while 0 < pos < len(data) - 1:
+        if data[pos] == _GIF_EXTENSION:
+            if data[pos + 1] == _GIF_COMMENT:
+                return True
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif data[pos] == _GIF_IMAGE and pos + 10 <= len(data):
+            # Image descriptor (10 bytes incl. separator), local colour table, LZW code size.
+            pos = _skip_sub_blocks(data, pos + 10 + _colour_table_size(data[pos + 9]) + 1)
+        else:  # the trailer, or bytes that are no block: nothing more to read
+            return False
+    return False

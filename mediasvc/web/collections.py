@@ -1,0 +1,50 @@
+"""Handlers for `/v1/collections`: the order of an owner's collection."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from mediasvc import db
+from mediasvc.appkeys import DB
+from mediasvc.db import queries
+from mediasvc.errors import BadRequest, Conflict, NotFound
+from mediasvc.web.access import require_principal
+from mediasvc.web.media import COLLECTION_NAME, owner_param
+
+
+async def put_order(request: web.Request) -> web.Response:
+    """PUT /v1/collections/{collection}/order: `{"ids": [...]}`, a permutation, all at once."""
+    principal = require_principal(request)
+    owner = owner_param(request, principal)
+    collection = request.match_info["collection"]
+    if not COLLECTION_NAME.match(collection):
+        raise NotFound("No such collection.")
+    ids = _ids_from(await request.text())
+    async with db.connection(request.app[DB]) as conn, conn.transaction():
+        # The lock serialises reorders, uploads and deletes of this collection: the check
+        # below and the update see the same membership, and no reorder is half-applied.
+        await queries.lock_collection(conn, owner, collection)
+        current = await queries.collection_ids(conn, owner, collection)
+        if not current:
+            raise NotFound("No such collection.")
+        if len(ids) != len(set(ids)) or set(ids) != set(current):
+            raise Conflict(
+                "ids must list every item of the collection exactly once.",
+                expected=len(current),
+                actual=len(ids),
+            )
+        await queries.reorder(conn, owner, collection, ids)
+    return web.json_response({"collection": collection, "ids": ids})
+
+
+def _ids_from(body: str) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise BadRequest('Send JSON: {"ids": ["...", ...]}.') from None
+    ids = document.get("ids") if isinstance(document, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest('"ids" must be a list of media ids.', field="ids")
+    return ids

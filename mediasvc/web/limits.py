@@ -1,0 +1,29 @@
+"""`GET /v1/limits`: what a client needs to know to resize before sending."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mediasvc.appkeys import SETTINGS
+from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
+from mediasvc.imaging.variants import KINDS, VARIANTS
+
+
+async def get_limits(request: web.Request) -> web.Response:
+    """The limits in force on this node."""
+    settings = request.app[SETTINGS]
+    output = OUTPUT_FORMATS[settings.output_format]
+    return web.json_response(
+        {
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_pixels": settings.max_pixels,
+            "max_frames": settings.max_frames,
+            "max_animation_pixels": settings.max_animation_pixels,
+            "accepted_types": sorted(LOADERS),
+            "kinds": list(KINDS),
+            "variants": [{"name": spec.name, "size": spec.size} for spec in VARIANTS],
+            "output": {"mime": output.mime, "animated": output.animated, "alpha": output.alpha},
+            "collection_max": settings.collection_max,
+            "signed_url_ttl_s": settings.signed_url_ttl_s,
+        }
+    )

@@ -1,0 +1,87 @@
+"""Deleting media: files first gone from nginx, then the row; positions stay dense."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import images
+import pytest
+from aiohttp.test_utils import TestClient
+from support import bearer, upload_form
+
+from mediasvc.appkeys import DB
+from mediasvc.config import Settings
+
+Client = TestClient[Any, Any]
+
+
+async def create(client: Client, sub: str = "alice", **fields: str) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/media", data=upload_form(images.make_jpeg(), **fields), headers=bearer(sub)
+    )
+    assert response.status == 201
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def test_delete_removes_files_row_and_nginx_serves_404(
+    client: Client, settings: Settings, nginx: str, http: aiohttp.ClientSession
+) -> None:
+    """204, then no row, no file, and every variant URL is 404 through nginx."""
+    media = await create(client)
+    for variant in media["variants"].values():
+        async with http.get(nginx + variant["url"]) as response:
+            assert response.status == 200
+    async with http.delete(f"{nginx}/v1/media/{media['id']}", headers=bearer()) as response:
+        assert response.status == 204
+    assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 0
+    assert [p for p in settings.media_dir.rglob("*") if p.is_file()] == []
+    for variant in media["variants"].values():
+        async with http.get(nginx + variant["url"]) as response:
+            assert response.status == 404
+    assert (await client.get(f"/v1/media/{media['id']}")).status == 404
+
+
+async def test_others_get_403_on_public_and_404_on_private(client: Client) -> None:
+    """A stranger may not delete; private media do not even exist for them."""
+    public = await create(client)
+    private = await create(client, visibility="private")
+    response = await client.delete(f"/v1/media/{public['id']}", headers=bearer("mallory"))
+    assert response.status == 403
+    response = await client.delete(f"/v1/media/{private['id']}", headers=bearer("mallory"))
+    assert response.status == 404
+    assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 2
+
+
+async def test_admin_may_delete_anyones_media(client: Client, settings: Settings) -> None:
+    """role=admin acts on any owner's media, private included."""
+    private = await create(client, visibility="private")
+    response = await client.delete(f"/v1/media/{private['id']}", headers=bearer("root", admin=True))
+    assert response.status == 204
+    assert [p for p in settings.media_dir.rglob("*") if p.is_file()] == []
+
+
+async def test_delete_needs_a_token(client: Client) -> None:
+    """Anonymous deletes are 401."""
+    media = await create(client)
+    assert (await client.delete(f"/v1/media/{media['id']}")).status == 401
+
+
+async def test_positions_stay_dense_after_deleting_from_the_middle(client: Client) -> None:
+    """Deleting item 1 of 0..3 renumbers the rest 0..2 in the same order."""
+    ids = [(await create(client, collection="profile"))["id"] for _ in range(4)]
+    assert (await client.delete(f"/v1/media/{ids[1]}", headers=bearer())).status == 204
+    rows = await client.app[DB].fetch(
+        "SELECT id, position FROM media WHERE collection = 'profile' ORDER BY position"
+    )
+    assert [(r["id"], r["position"]) for r in rows] == [(ids[0], 0), (ids[2], 1), (ids[3], 2)]
+
+
+@pytest.mark.parametrize("status", ["processing", "deleting"])
+async def test_media_not_ready_cannot_be_deleted_again(client: Client, status: str) -> None:
+    """A media mid-upload is 409; one already being deleted is gone for the API (404)."""
+    media = await create(client)
+    await client.app[DB].execute("UPDATE media SET status = $1", status)
+    response = await client.delete(f"/v1/media/{media['id']}", headers=bearer())
+    assert response.status == (409 if status == "processing" else 404)
