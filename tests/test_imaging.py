@@ -28,6 +28,7 @@ import pyvips
 import thash
 
 from mediasvc.imaging import pipeline, placeholder, report
+from mediasvc.imaging.gif import walk_gif
 from mediasvc.imaging.pool import ImagingPool, PoolBusy
 from mediasvc.imaging.variants import VARIANTS
 
@@ -578,7 +579,7 @@ def thumbhash_mean(facts: pipeline.Facts) -> tuple[images.RGB, int]:
 
 
 def shape(ratio: float) -> str:
-    """ "landscape", "portrait" or "square" for a width/height ratio."""
+    """The shape a width/height ratio describes: landscape, portrait or square."""
     if ratio == 1:
         return "square"
     return "landscape" if ratio > 1 else "portrait"
@@ -901,7 +902,7 @@ def test_jpeg_comment_walk_reads_header_segments_only(
         pytest.param(images.make_gif, False, id="none"),
         # A GIFAR's archive follows the trailer; its bytes are never read as blocks.
         pytest.param(lambda: images.make_gif() + b"\x21\xfe\x01x\x00", False, id="after-trailer"),
-        pytest.param(lambda: images.make_gif()[:20], False, id="truncated"),
+        pytest.param(lambda: truncated(images.make_gif()), False, id="truncated"),
         pytest.param(lambda: b"GIF89a", False, id="header-only"),
     ],
 )
@@ -909,7 +910,7 @@ def test_gif_comment_walk_stops_at_the_trailer(
     factory: Callable[[], bytes], expected: bool
 ) -> None:
     """A comment extension counts only before the trailer; a damaged file ends the walk quietly."""
-    assert report.gif_has_comment(factory()) is expected
+    assert walk_gif(factory()).has_comment is expected
 
 
 def embedded_profile(data: bytes) -> bytes:

@@ -1,39 +1,49 @@
-"""A structural check for GIF files, because libvips' GIF loader is lenient.
+"""A structural walk over GIF files, because libvips' GIF loader is lenient.
 
 libnsgif decodes a GIF cut off mid-stream as if it had fewer frames, whatever `fail_on`
 says. Walking the block structure (GIF89a spec, section 17 onwards) up to the trailer
-byte tells a complete file from a truncated one without decoding a pixel. Bytes after the
-trailer are allowed: they never reach a variant, which is re-encoded from pixels.
+byte tells a complete file from a truncated one without decoding a pixel, and notices
+comment extensions on the way. Bytes after the trailer are allowed: they never reach a
+variant, which is re-encoded from pixels.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 _TRAILER = 0x3B
 _EXTENSION = 0x21
+_COMMENT_LABEL = 0xFE
 _IMAGE = 0x2C
 
 
-def gif_is_complete(data: bytes) -> bool:
-    """Whether every block of the GIF is whole and the trailer is reached."""
+@dataclass(frozen=True, slots=True)
+class GifStructure:
+    """What the walk found: whether every block is whole up to the trailer, and comments."""
+
+    complete: bool
+    has_comment: bool
+
+
+def walk_gif(data: bytes) -> GifStructure:
+    """Walk the blocks of a GIF from the header to the trailer."""
     if len(data) < 13 or data[:6] not in (b"GIF87a", b"GIF89a"):
-        return False
+        return GifStructure(complete=False, has_comment=False)
+    has_comment = False
     pos = 13 + _colour_table_size(data[10])
-    while pos < len(data):
+    while 0 <= pos < len(data):
         block = data[pos]
         if block == _TRAILER:
-            return True
-        if block == _EXTENSION:
+            return GifStructure(complete=True, has_comment=has_comment)
+        if block == _EXTENSION and pos + 1 < len(data):
+            has_comment = has_comment or data[pos + 1] == _COMMENT_LABEL
             pos = _skip_sub_blocks(data, pos + 2)
-        elif block == _IMAGE:
-            if pos + 10 > len(data):
-                return False
+        elif block == _IMAGE and pos + 10 <= len(data):
             # Descriptor (10 bytes incl. separator), local colour table, LZW minimum code size.
             pos = _skip_sub_blocks(data, pos + 10 + _colour_table_size(data[pos + 9]) + 1)
         else:
-            return False
-        if pos < 0:
-            return False
-    return False
+            break
+    return GifStructure(complete=False, has_comment=has_comment)
 
 
 def _colour_table_size(packed: int) -> int:

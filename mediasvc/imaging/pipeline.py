@@ -23,7 +23,7 @@ from typing import Any
 import pyvips
 
 from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
-from mediasvc.imaging.gif import gif_is_complete
+from mediasvc.imaging.gif import walk_gif
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
 from mediasvc.imaging.report import processing_report
 from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
@@ -112,7 +112,7 @@ def process(job: Job) -> Facts:
     if loader is None:
         raise ImageRejected("unsupported_media_type", f"{job.mime} is not accepted")
     output = OUTPUT_FORMATS[job.output_format]
-    if loader == "gifload" and not gif_is_complete(Path(job.source).read_bytes()):
+    if loader == "gifload" and not walk_gif(Path(job.source).read_bytes()).complete:
         raise ImageRejected("invalid_image", "The GIF is truncated or damaged.")
     try:
         header = _open_header(job.source, loader)

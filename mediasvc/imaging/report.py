@@ -21,7 +21,7 @@ import struct
 from pathlib import Path
 from typing import Any, Literal
 
-from mediasvc.imaging.gif import _colour_table_size, _skip_sub_blocks
+from mediasvc.imaging.gif import walk_gif
 
 # The first that applies, in this order:
 ColorConversion = Literal[
@@ -61,8 +61,6 @@ _JPEG_SOS, _JPEG_COM, _JPEG_FILL = 0xDA, 0xFE, 0xFF
 # A real JPEG header has tens of segments (ICC split into at most 255); a longer walk is a
 # hostile file, and stopping early only leaves a comment unreported, never kept.
 _JPEG_MAX_SEGMENTS = 1024
-
-_GIF_EXTENSION, _GIF_IMAGE, _GIF_COMMENT = 0x21, 0x2C, 0xFE
 
 
 def processing_report(header: Any, loader: str, source: str, frames: int) -> dict[str, object]:
@@ -119,7 +117,7 @@ def removed_metadata(header: Any, loader: str, source: str) -> list[Removable]:
     if any(field.startswith(_PNG_TEXT_PREFIX) for field in fields):
         found.add("text")
     if (loader == "jpegload" and jpeg_has_comment(source)) or (
-        loader == "gifload" and gif_has_comment(Path(source).read_bytes())
+        loader == "gifload" and walk_gif(Path(source).read_bytes()).has_comment
     ):
         found.add("comment")
     return sorted(found)
@@ -147,25 +145,4 @@ def jpeg_has_comment(path: str) -> bool:
             if len(length) < 2 or int.from_bytes(length, "big") < 2:
                 return False
             file.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
-    return False
-
-
-def gif_has_comment(data: bytes) -> bool:
-    """Whether a GIF holds a comment extension (0x21 0xFE) before its trailer.
-
-    Walks the blocks as `gif.gif_is_complete` does; a damaged file ends the walk with False.
-    """
-    if len(data) < 13:
-        return False
-    pos = 13 + _colour_table_size(data[10])
-    while 0 < pos < len(data) - 1:
-        if data[pos] == _GIF_EXTENSION:
-            if data[pos + 1] == _GIF_COMMENT:
-                return True
-            pos = _skip_sub_blocks(data, pos + 2)
-        elif data[pos] == _GIF_IMAGE and pos + 10 <= len(data):
-            # Image descriptor (10 bytes incl. separator), local colour table, LZW code size.
-            pos = _skip_sub_blocks(data, pos + 10 + _colour_table_size(data[pos + 9]) + 1)
-        else:  # the trailer, or bytes that are no block: nothing more to read
-            return False
     return False
