@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 OutputFormat = Literal["webp", "jpeg", "avif"]
-StorageKind = Literal["local"]
+StorageKind = Literal["local", "s3"]
+AddressingStyle = Literal["path", "virtual", "auto"]
 LogFormat = Literal["auto", "json", "console"]
 
 MiB = 1024 * 1024
@@ -44,6 +45,14 @@ class Settings:
     signed_url_ttl_s: int = 300
     collection_max: int = 5
     storage: StorageKind = "local"
+    s3_bucket: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+    s3_addressing_style: AddressingStyle = "path"
+    storage_timeout_s: float = 10.0
+    nginx_cache_size_mb: int = 1024
+    nginx_cache_ttl_s: int = 60
     max_upload_bytes: int = 25 * MiB
     max_pixels: int = 60_000_000
     max_frames: int = 200
@@ -63,6 +72,7 @@ class Settings:
         reader = _Reader(src)
         data_dir = reader.get("DATA_DIR", Path, Path("var"))
         public_key = reader.get("JWT_PUBLIC_KEY_FILE", _read_text, None)
+        storage = reader.choice("STORAGE", StorageKind, "local")
         return cls(
             database_url=reader.require("DATABASE_URL"),
             url_signing_secret=reader.require("URL_SIGNING_SECRET", _signing_secret),
@@ -81,7 +91,15 @@ class Settings:
             private_media_url=reader.get("PRIVATE_MEDIA_URL", str, "/private").rstrip("/"),
             signed_url_ttl_s=reader.get("SIGNED_URL_TTL", _positive, 300),
             collection_max=reader.get("COLLECTION_MAX", _positive, 5),
-            storage=reader.choice("STORAGE", StorageKind, "local"),
+            storage=storage,
+            s3_bucket=reader.require("S3_BUCKET") if storage == "s3" else "",
+            s3_endpoint_url=reader.get("S3_ENDPOINT_URL", str, None),
+            s3_region=reader.get("S3_REGION", str, "us-east-1"),
+            s3_prefix=reader.get("S3_PREFIX", _key_prefix, ""),
+            s3_addressing_style=reader.choice("S3_ADDRESSING_STYLE", AddressingStyle, "path"),
+            storage_timeout_s=reader.get("STORAGE_TIMEOUT_S", _positive_float, 10.0),
+            nginx_cache_size_mb=reader.get("NGINX_CACHE_SIZE_MB", _positive, 1024),
+            nginx_cache_ttl_s=reader.get("NGINX_CACHE_TTL_S", _positive, 60),
             max_upload_bytes=reader.get("MAX_UPLOAD_BYTES", _positive, 25 * MiB),
             max_pixels=reader.get("MAX_PIXELS", _positive, 60_000_000),
             max_frames=reader.get("MAX_FRAMES", _positive, 200),
@@ -135,6 +153,13 @@ class _Reader:
         if value not in allowed:
             raise ConfigError(f"MEDIASVC_{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
+
+
+def _key_prefix(raw: str) -> str:
+    # Keys are joined as prefix + key, so a prefix names a "folder": it ends in "/".
+    if raw.startswith("/") or ".." in raw:
+        raise ValueError("must be a relative key prefix like 'mediasvc/'")
+    return raw if raw.endswith("/") else raw + "/"
 
 
 def _signing_secret(raw: str) -> str:

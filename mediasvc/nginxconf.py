@@ -16,8 +16,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mediasvc.config import Settings
+from mediasvc.ids import ID_LENGTH
+from mediasvc.imaging.formats import OUTPUT_FORMATS
+from mediasvc.imaging.variants import VARIANTS
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
@@ -38,10 +42,16 @@ class Site:
     body_limit_bytes: int
     url_signing_secret: str = field(repr=False)
     signed_url_ttl_s: int
+    storage: str
+    s3_origin: str
+    s3_path: str
+    cache_size_mb: int
+    cache_ttl_s: int
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
         """The site serving `settings`' media in front of the app nodes at `upstreams`."""
+        origin, path = s3_location(settings)
         return cls(
             listen=listen,
             upstreams=upstreams,
@@ -50,6 +60,11 @@ class Site:
             body_limit_bytes=settings.body_limit_bytes,
             url_signing_secret=settings.url_signing_secret,
             signed_url_ttl_s=settings.signed_url_ttl_s,
+            storage=settings.storage,
+            s3_origin=origin,
+            s3_path=path,
+            cache_size_mb=settings.nginx_cache_size_mb,
+            cache_ttl_s=settings.nginx_cache_ttl_s,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -65,7 +80,34 @@ class Site:
             "MEDIASVC_NGINX_DIR": str(runtime_dir.resolve()),
             "MEDIASVC_URL_SIGNING_SECRET": self.url_signing_secret,
             "MEDIASVC_SIGNED_URL_TTL": str(self.signed_url_ttl_s),
+            "MEDIASVC_STORAGE": self.storage,
+            "MEDIASVC_VARIANT_KEY": variant_key_pattern(),
+            "MEDIASVC_S3_ORIGIN": self.s3_origin,
+            "MEDIASVC_S3_PATH": self.s3_path,
+            "MEDIASVC_NGINX_CACHE_SIZE": f"{self.cache_size_mb}m",
+            "MEDIASVC_NGINX_CACHE_TTL": f"{self.cache_ttl_s}s",
         }
+
+
+def variant_key_pattern() -> str:
+    """The regex of a variant key below its prefix, from the ladder and encoders in code."""
+    names = "|".join(spec.name for spec in VARIANTS)
+    extensions = "|".join(f.extension.lstrip(".") for f in OUTPUT_FORMATS.values())
+    return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{names})\.(?:{extensions})"
+
+
+def s3_location(settings: Settings) -> tuple[str, str]:
+    """Where nginx fetches objects: the origin (scheme://host[:port]) and the path prefix."""
+    endpoint = urlsplit(
+        settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
+    )
+    prefix = settings.s3_prefix.rstrip("/")
+    if settings.s3_addressing_style == "virtual":
+        return f"{endpoint.scheme}://{settings.s3_bucket}.{endpoint.netloc}", f"/{prefix}".rstrip(
+            "/"
+        )
+    path = f"/{settings.s3_bucket}" + (f"/{prefix}" if prefix else "")
+    return f"{endpoint.scheme}://{endpoint.netloc}", path
 
 
 def render_template(text: str, values: dict[str, str]) -> str:

@@ -189,14 +189,13 @@ class Uploader:
             for v in facts.variants
         }
         try:
-            await asyncio.gather(
-                *(
-                    self.storage.put(stored[v.name].key, Path(v.path), v.mime)
-                    for v in facts.variants
-                )
-            )
-        except StorageError as exc:
-            log.warning("storage.unavailable", error=str(exc))
+            # A TaskGroup cancels the other writes when one fails, so none finishes after
+            # the undo has removed what was written.
+            async with asyncio.TaskGroup() as group:
+                for v in facts.variants:
+                    group.create_task(self.storage.put(stored[v.name].key, Path(v.path), v.mime))
+        except* StorageError as failed:
+            log.warning("storage.unavailable", error=str(failed.exceptions[0]))
             raise Busy("Storage is unavailable; try again shortly.") from None
         return stored
 

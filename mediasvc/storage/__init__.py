@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +19,14 @@ from mediasvc.config import Settings
 
 class StorageError(Exception):
     """The backend could not complete an operation (unreachable, full, refusing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object found by a scan: its key and when it was last written (UTC)."""
+
+    key: str
+    modified: datetime
 
 
 class Storage(Protocol):
@@ -34,6 +44,10 @@ class Storage(Protocol):
         """Raise `StorageError` unless the backend can take writes now."""
         ...
 
+    def scan(self) -> AsyncIterator[StoredObject]:
+        """Every stored object (for the reaper's orphan check)."""
+        ...
+
 
 # Private variants live under their own prefix, which nginx serves only with a valid
 # signature; public ones are reachable at their plain URL.
@@ -48,6 +62,12 @@ def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
 @asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     """The configured backend, opened for the lifetime of the app."""
-    from mediasvc.storage.local import LocalStorage
+    if settings.storage == "s3":
+        from mediasvc.storage.s3 import S3Storage, open_client
 
-    yield LocalStorage(settings.media_dir)
+        async with open_client(settings) as client:
+            yield S3Storage(client, settings.s3_bucket, settings.s3_prefix)
+    else:
+        from mediasvc.storage.local import LocalStorage
+
+        yield LocalStorage(settings.media_dir)

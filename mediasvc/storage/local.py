@@ -7,10 +7,11 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
-from mediasvc.storage import StorageError
+from mediasvc.storage import StorageError, StoredObject
 
 
 class LocalStorage:
@@ -38,6 +39,11 @@ class LocalStorage:
             await asyncio.to_thread(_remove_all, paths)
         except OSError as exc:
             raise StorageError(f"cannot delete: {exc.strerror}") from exc
+
+    async def scan(self) -> AsyncIterator[StoredObject]:
+        files = await asyncio.to_thread(_files_under, self.root)
+        for key, modified in files:
+            yield StoredObject(key, modified)
 
     async def check(self) -> None:
         try:
@@ -71,6 +77,16 @@ def _remove_all(paths: list[Path]) -> None:
         # The per-media directory goes once it is empty; a non-empty one is left alone.
         with contextlib.suppress(OSError):
             parent.rmdir()
+
+
+def _files_under(root: Path) -> list[tuple[str, datetime]]:
+    if not root.exists():
+        return []
+    return [
+        (str(path.relative_to(root)), datetime.fromtimestamp(path.stat().st_mtime, UTC))
+        for path in root.rglob("*")
+        if path.is_file()
+    ]
 
 
 def _check_writable(root: Path) -> None:

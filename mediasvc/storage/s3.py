@@ -1,0 +1,100 @@
+"""S3-compatible backend (AWS, MinIO, Ceph, R2, ...) through one aiobotocore client.
+
+Each variant is one PutObject, which S3 makes atomic: readers see the whole object or
+none. Objects carry their Content-Type and Cache-Control, so nginx (which proxies reads
+straight to the bucket) and any CDN see the right headers. Credentials come from the
+standard AWS variables; the bucket needs no public ACLs (see deploy/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mediasvc.config import Settings
+from mediasvc.storage import PRIVATE_PREFIX, StorageError, StoredObject
+
+PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
+PRIVATE_CACHE_CONTROL = "private, no-store"
+# DeleteObjects takes at most 1000 keys per call.
+_DELETE_BATCH = 1000
+# aiohttp's own errors surface when the endpoint is down or drops the connection.
+_UNAVAILABLE = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
+
+
+class S3Storage:
+    """Variant objects in one bucket, under an optional key prefix."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    async def put(self, key: str, source: Path, content_type: str) -> None:
+        body = await asyncio.to_thread(source.read_bytes)
+        cache_control = (
+            PRIVATE_CACHE_CONTROL if key.startswith(PRIVATE_PREFIX) else PUBLIC_CACHE_CONTROL
+        )
+        try:
+            await self._client.put_object(
+                Bucket=self.bucket,
+                Key=self.prefix + key,
+                Body=body,
+                ContentType=content_type,
+                CacheControl=cache_control,
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageError(f"cannot write {key}: {exc}") from exc
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        objects = [{"Key": self.prefix + key} for key in keys]
+        try:
+            for start in range(0, len(objects), _DELETE_BATCH):
+                response = await self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": objects[start : start + _DELETE_BATCH], "Quiet": True},
+                )
+                if response.get("Errors"):
+                    raise StorageError(f"cannot delete: {response['Errors'][0]}")
+        except _UNAVAILABLE as exc:
+            raise StorageError(f"cannot delete: {exc}") from exc
+
+    async def check(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+        except _UNAVAILABLE as exc:
+            raise StorageError(f"bucket {self.bucket} unreachable: {exc}") from exc
+
+    async def scan(self) -> AsyncIterator[StoredObject]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"].removeprefix(self.prefix), item["LastModified"])
+        except _UNAVAILABLE as exc:
+            raise StorageError(f"cannot list the bucket: {exc}") from exc
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Arguments for `create_client`: bounded timeouts so a dead endpoint means 503 soon."""
+    return {
+        "endpoint_url": settings.s3_endpoint_url,
+        "region_name": settings.s3_region,
+        "config": AioConfig(
+            s3={"addressing_style": settings.s3_addressing_style},
+            connect_timeout=settings.storage_timeout_s,
+            read_timeout=settings.storage_timeout_s,
+            retries={"max_attempts": 2, "mode": "standard"},
+        ),
+    }
+
+
+def open_client(settings: Settings) -> Any:
+    """The async context manager that owns the process's one S3 client."""
+    return get_session().create_client("s3", **client_config(settings))
