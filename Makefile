@@ -1,7 +1,7 @@
 # The targets README and CI run. `install` is idempotent: it only does what is missing.
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx libmagic1 postgresql
+APT_PACKAGES := nginx libmagic1 postgresql chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint bench clean

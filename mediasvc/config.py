@@ -64,6 +64,8 @@ class Settings:
     job_timeout_s: float = 60.0
     db_timeout_s: float = 10.0
     log_format: LogFormat = "auto"
+    # Only `python -m mediasvc dev` sets it: the upload page then offers this token.
+    dev_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +113,7 @@ class Settings:
             job_timeout_s=reader.get("JOB_TIMEOUT_S", _positive_float, 60.0),
             db_timeout_s=reader.get("DB_TIMEOUT_S", _positive_float, 10.0),
             log_format=reader.choice("LOG_FORMAT", LogFormat, "auto"),
+            dev_token=reader.get("DEV_TOKEN", str, None),
         )
 
     @property

@@ -61,6 +61,8 @@ def run() -> int:
     env["MEDIASVC_DATA_DIR"] = str(data_dir)
     env.setdefault("MEDIASVC_JWT_SECRET", dev_secret(data_dir))
     env.setdefault("MEDIASVC_URL_SIGNING_SECRET", dev_secret(data_dir, SIGNING_SECRET_FILE))
+    # The upload page at / offers this token, so a browser needs no copy and paste.
+    env.setdefault("MEDIASVC_DEV_TOKEN", mint_token(env["MEDIASVC_JWT_SECRET"], "dev"))
     env["MEDIASVC_APP_PORT"] = str(free_port())
     stop = _StopFlag()
     try:
@@ -175,11 +177,12 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes]) -> No
 
 def _print_welcome(settings: Settings) -> None:
     assert settings.jwt_secret is not None
-    token = mint_token(settings.jwt_secret, "dev")
+    token = settings.dev_token or mint_token(settings.jwt_secret, "dev")
     base = f"http://127.0.0.1:{settings.http_port}"
     print(
         f"""
 mediasvc is running at {base}  (Ctrl-C stops everything)
+Upload page: {base}/  (the dev token below is filled in)
 
   export TOKEN={token}
   curl -H "Authorization: Bearer $TOKEN" -F file=@photo.jpg {base}/v1/media

@@ -102,6 +102,9 @@ async def test_dev_stack_serves_uploads_and_stops_cleanly_twice(dev_env: dict[st
                     assert response.headers["Content-Type"] == "image/webp"
                 async with http.get(f"{base}/readyz") as response:
                     assert response.status == 200
+                # The upload page offers the very token the stack printed.
+                async with http.get(f"{base}/") as response:
+                    assert f'name="mediasvc-dev-token" content="{token}"' in await response.text()
         finally:
             assert await asyncio.to_thread(stop_dev, process) == 0
         assert processes_mentioning(dev_env["MEDIASVC_DATA_DIR"]) == []

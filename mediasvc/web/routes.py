@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from mediasvc.web import collections, health, limits, media
+from mediasvc.web import collections, health, limits, media, page
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,3 +16,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/limits", limits.get_limits)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/", page.index)
+    app.router.add_get("/static/{name}", page.asset)
