@@ -32,13 +32,12 @@ from mediasvc.errors import (
     UnsupportedMediaType,
 )
 from mediasvc.ids import new_media_id
-from mediasvc.imaging.formats import OUTPUT_FORMATS
 from mediasvc.imaging.pipeline import Facts, ImageRejected, Job
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
-from mediasvc.imaging.variants import VARIANTS, Kind
+from mediasvc.imaging.variants import Kind
 from mediasvc.ingest import SpooledUpload
 from mediasvc.models import Media, Placeholder, StoredVariant, Visibility
-from mediasvc.storage import Storage, StorageError, variant_key
+from mediasvc.storage import Storage, StorageError, possible_keys, variant_key
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +77,13 @@ class Uploader:
             return existing, False
         structlog.contextvars.bind_contextvars(media_id=media_id)
         work_dir = self.settings.spool_dir / f"{media_id}.out"
+        writes = _Writes()
         try:
             await asyncio.to_thread(work_dir.mkdir)
             facts = await self._process(upload, options, work_dir)
-            stored = await self._store(media_id, facts, private=options.visibility == "private")
+            stored = await self._store(
+                media_id, facts, private=options.visibility == "private", writes=writes
+            )
             async with db.connection(self.db) as conn:
                 media = await queries.mark_ready(
                     conn,
@@ -97,7 +99,7 @@ class Uploader:
                 raise Conflict("The media was removed while it was being processed.")
             return media, True
         except BaseException:
-            await asyncio.shield(self._undo(media_id, private=options.visibility == "private"))
+            await asyncio.shield(self._undo(media_id, writes))
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
@@ -176,7 +178,7 @@ class Uploader:
             ) from None
 
     async def _store(
-        self, media_id: str, facts: Facts, *, private: bool
+        self, media_id: str, facts: Facts, *, private: bool, writes: _Writes
     ) -> dict[str, StoredVariant]:
         stored = {
             v.name: StoredVariant(
@@ -188,29 +190,59 @@ class Uploader:
             )
             for v in facts.variants
         }
-        try:
-            # A TaskGroup cancels the other writes when one fails, so none finishes after
-            # the undo has removed what was written.
-            async with asyncio.TaskGroup() as group:
-                for v in facts.variants:
-                    group.create_task(self.storage.put(stored[v.name].key, Path(v.path), v.mime))
-        except* StorageError as failed:
-            log.warning("storage.unavailable", error=str(failed.exceptions[0]))
-            raise Busy("Storage is unavailable; try again shortly.") from None
+
+        # Every write runs to its end (each is bounded by the storage timeout) rather than
+        # being cancelled when another fails: then the undo knows exactly what exists, and
+        # no write can land after the undo removed what was there.
+        writes.started = len(facts.variants)
+        outcomes = await asyncio.gather(
+            *(self.storage.put(stored[v.name].key, Path(v.path), v.mime) for v in facts.variants),
+            return_exceptions=True,
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        writes.failed = len(errors)
+        writes.finished = len(outcomes) - len(errors)
+        if errors:
+            if not all(isinstance(e, StorageError) for e in errors):
+                raise next(e for e in errors if not isinstance(e, StorageError))
+            log.warning("storage.unavailable", error=str(errors[0]))
+            raise Busy("Storage is unavailable; try again shortly.")
         return stored
 
-    async def _undo(self, media_id: str, *, private: bool) -> None:
-        """Remove whatever this upload may have written; the reaper retries what fails here."""
-        extension = OUTPUT_FORMATS[self.settings.output_format].extension
-        keys = [
-            variant_key(media_id, f"{spec.name}{extension}", private=private) for spec in VARIANTS
-        ]
+    async def _undo(self, media_id: str, writes: _Writes) -> None:
+        """Remove whatever this upload may have written.
+
+        If the storage cannot delete now and some object may exist, the row becomes a
+        `deleting` tombstone, invisible to the API and the collection cap, which the
+        reaper finishes. Otherwise nothing is recorded.
+        """
         try:
-            await self.storage.delete(keys)
+            if writes.may_have_written:
+                try:
+                    await self.storage.delete(possible_keys(media_id))
+                except StorageError as exc:
+                    log.warning("upload.undo_deferred", error=str(exc))
+                    async with db.connection(self.db) as conn:
+                        await queries.mark_abandoned(conn, media_id)
+                    return
             async with db.connection(self.db) as conn, conn.transaction():
                 await queries.remove_row(conn, media_id)
-        except (StorageError, MediaError) as exc:
+        except MediaError as exc:
             log.warning("upload.undo_failed", error=str(exc))
+
+
+@dataclass
+class _Writes:
+    """How the variant writes of one upload went, so the undo knows what may exist."""
+
+    started: int = 0
+    finished: int = 0
+    failed: int = 0
+
+    @property
+    def may_have_written(self) -> bool:
+        # A write that neither finished nor failed was cancelled mid-flight: it may exist.
+        return self.finished > 0 or self.started > self.failed
 
 
 def _replay(existing: Media, upload: SpooledUpload) -> Media:

@@ -5,9 +5,15 @@ project's own templates in front of it."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import botocore.session
 import pytest
 from aiohttp.test_utils import TestClient
 from support import JWT_SECRET, SIGNING_SECRET
@@ -26,6 +33,11 @@ from mediasvc.nginxconf import NginxProcess, Site, render
 from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster, free_port
 
 TEMPLATE_DB = "mediasvc_template"
+# moto accepts any credentials; botocore only needs some to sign with.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "mediasvc-test",
+    "AWS_SECRET_ACCESS_KEY": "mediasvc-test-secret",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,82 @@ async def database_url(postgres: PgServer) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3-compatible server (moto_server) in its own process, spoken to over HTTP."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    saved = {name: os.environ.get(name) for name in S3_CREDENTIALS}
+    os.environ.update(S3_CREDENTIALS)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def s3_admin_client(endpoint: str) -> Any:
+    """A synchronous botocore client for fixtures and checks (the app uses aiobotocore)."""
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1"
+    )
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    """A fresh bucket that nginx may read (the policy the deploy docs describe)."""
+    name = f"media-{secrets.token_hex(6)}"
+    client = s3_admin_client(s3_endpoint)
+    client.create_bucket(Bucket=name)
+    client.put_bucket_policy(Bucket=name, Policy=json.dumps(nginx_read_policy(name)))
+    yield name
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+def nginx_read_policy(bucket: str) -> dict[str, Any]:
+    """Anonymous GetObject for nginx's address only: the read path needs no credentials."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "nginx-reads-variants",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"IpAddress": {"aws:SourceIp": ["127.0.0.1/32"]}},
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which storage the test runs on; modules opt in to both with `parametrize_backends`."""
+    return str(getattr(request, "param", "local"))
+
+
 @pytest.fixture
 def data_dir(public_tmp: Path) -> Iterator[Path]:
     """This test's data directory (media, spool, nginx runtime), reachable by nginx."""
@@ -94,8 +182,18 @@ def data_dir(public_tmp: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def make_settings(database_url: str, data_dir: Path) -> Callable[..., Settings]:
+def make_settings(
+    database_url: str, data_dir: Path, backend: str, request: pytest.FixtureRequest
+) -> Callable[..., Settings]:
     """Settings for this test; keyword arguments override single fields."""
+    storage: dict[str, Any] = {}
+    if backend == "s3":
+        storage = {
+            "storage": "s3",
+            "s3_endpoint_url": request.getfixturevalue("s3_endpoint"),
+            "s3_bucket": request.getfixturevalue("s3_bucket"),
+            "storage_timeout_s": 3.0,
+        }
     base = Settings(
         database_url=database_url,
         url_signing_secret=SIGNING_SECRET,
@@ -108,6 +206,7 @@ def make_settings(database_url: str, data_dir: Path) -> Callable[..., Settings]:
         job_timeout_s=30.0,
         db_timeout_s=5.0,
         log_format="json",
+        **storage,
     )
 
     def make(**overrides: Any) -> Settings:

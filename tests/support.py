@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 
-from mediasvc.appkeys import DB
+from mediasvc.appkeys import DB, STORAGE
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
+from mediasvc.storage.local import LocalStorage
+from mediasvc.storage.s3 import S3Storage
 
 JWT_SECRET = "test-secret-" + "x" * 32
 SIGNING_SECRET = "test-signing-secret-" + "y" * 32
@@ -31,12 +34,32 @@ def upload_form(
     return form
 
 
+# Run a test module on both storage backends: `pytestmark = parametrize_backends`.
+parametrize_backends = pytest.mark.parametrize("backend", ["local", "s3"], indirect=True)
+
+
+async def stored_keys(client: TestClient[Any, Any]) -> list[str]:
+    """Every key in the app's storage, whichever backend it is."""
+    return sorted([obj.key async for obj in client.app[STORAGE].scan()])
+
+
+async def stored_bytes(client: TestClient[Any, Any], key: str) -> bytes:
+    """The content of one stored object, read the backend's own way."""
+    storage = client.app[STORAGE]
+    if isinstance(storage, LocalStorage):
+        return storage.path_of(key).read_bytes()
+    assert isinstance(storage, S3Storage)
+    response = await storage._client.get_object(Bucket=storage.bucket, Key=storage.prefix + key)
+    async with response["Body"] as body:
+        data: bytes = await body.read()
+        return data
+
+
 async def assert_nothing_left(client: TestClient[Any, Any], settings: Settings) -> None:
-    """No media row, no stored file, no spool file: a refused upload left no trace."""
+    """No media row, no stored object, no spool file: a refused upload left no trace."""
     rows = await client.app[DB].fetchval("SELECT count(*) FROM media")
     assert rows == 0
-    stored = [p for p in settings.media_dir.rglob("*") if p.is_file()]
-    assert stored == []
+    assert await stored_keys(client) == []
     spooled = list(settings.spool_dir.iterdir()) if settings.spool_dir.exists() else []
     assert spooled == []
 

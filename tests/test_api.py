@@ -9,7 +9,13 @@ import images
 import pytest
 import pyvips
 from aiohttp.test_utils import TestClient
-from support import assert_nothing_left, bearer, upload_form
+from support import (
+    assert_nothing_left,
+    bearer,
+    parametrize_backends,
+    stored_bytes,
+    upload_form,
+)
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
@@ -18,9 +24,12 @@ from mediasvc.imaging.variants import VARIANTS
 Client = TestClient[Any, Any]
 
 
-def stored_file(settings: Settings, url: str) -> bytes:
-    """The bytes on disk behind a variant URL."""
-    return (settings.media_dir / url.removeprefix("/media/")).read_bytes()
+pytestmark = parametrize_backends
+
+
+async def stored_file(client: Client, url: str) -> bytes:
+    """The stored bytes behind a public variant URL."""
+    return await stored_bytes(client, url.removeprefix("/media/"))
 
 
 class TestUpload:
@@ -52,7 +61,7 @@ class TestUpload:
             assert variant["url"] == f"/media/{body['id'][:2]}/{body['id']}/{spec.name}.webp"
             assert max(variant["width"], variant["height"]) == min(spec.size, 1600)
             assert variant["mime"] == "image/webp"
-            assert variant["bytes"] == len(stored_file(settings, variant["url"]))
+            assert variant["bytes"] == len(await stored_file(client, variant["url"]))
 
     async def test_stored_variants_are_upright_webp_of_the_announced_size(
         self, client: Client, settings: Settings
@@ -62,7 +71,7 @@ class TestUpload:
         response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
         body = await response.json()
         full = body["variants"]["full"]
-        image = pyvips.Image.new_from_buffer(stored_file(settings, full["url"]), "")
+        image = pyvips.Image.new_from_buffer(await stored_file(client, full["url"]), "")
         assert (image.width, image.height) == (full["width"], full["height"]) == (640, 480)
         delta = images.max_channel_delta(images.quadrant_colours(image), images.REFERENCE_COLOURS)
         assert delta <= 30

@@ -8,13 +8,14 @@ from typing import Any
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form
+from support import bearer, parametrize_backends, stored_keys, upload_form
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 
 Client = TestClient[Any, Any]
 PHOTO = images.make_jpeg()
+pytestmark = parametrize_backends
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ async def test_concurrent_requests_with_one_key_create_exactly_one_media(
     assert statuses.count(201) == 1
     assert set(statuses) <= {200, 201, 409}
     assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 1
-    assert len([p for p in settings.media_dir.rglob("*") if p.is_file()]) == 5
+    assert len(await stored_keys(client)) == 5
 
 
 async def test_keys_expire_after_24_hours(client: Client) -> None:

@@ -10,7 +10,7 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form
+from support import bearer, parametrize_backends, stored_bytes, upload_form
 
 from mediasvc.config import Settings
 from mediasvc.nginxconf import render_template
@@ -29,18 +29,19 @@ async def upload_through(
         return body
 
 
+@parametrize_backends
 class TestUploadThroughNginx:
-    async def test_upload_streams_through_nginx_and_variants_are_served_from_disk(
-        self, nginx: str, http: aiohttp.ClientSession, settings: Settings
+    async def test_upload_streams_through_nginx_and_variants_are_served_from_storage(
+        self, nginx: str, http: aiohttp.ClientSession, client: Client
     ) -> None:
-        """Every variant URL of a fresh upload is served by nginx with the bytes on disk."""
+        """Every variant URL of a fresh upload is served by nginx with the stored bytes."""
         body = await upload_through(http, nginx, images.make_jpeg(width=1200, height=900))
         for variant in body["variants"].values():
             async with http.get(nginx + variant["url"]) as response:
                 assert response.status == 200
                 served = await response.read()
-            on_disk = (settings.media_dir / variant["url"].removeprefix("/media/")).read_bytes()
-            assert served == on_disk
+            stored = await stored_bytes(client, variant["url"].removeprefix("/media/"))
+            assert served == stored
             assert len(served) == variant["bytes"]
             # The app stamps X-Request-Id on everything it answers: nginx alone served this.
             assert "X-Request-Id" not in response.headers
@@ -66,6 +67,16 @@ class TestUploadThroughNginx:
             assert response.status == 200
             assert await response.json() == body
 
+    async def test_missing_variant_is_404_without_immutable_caching(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """A well-shaped key that does not exist is not cached for a year."""
+        async with http.get(f"{nginx}/media/ab/{'a' * 22}/full.webp") as response:
+            assert response.status == 404
+            assert "Cache-Control" not in response.headers
+
+
+class TestDiskLayout:
     @pytest.mark.parametrize(
         "path",
         [
@@ -88,14 +99,6 @@ class TestUploadThroughNginx:
         url = nginx + path.replace("ab/{id}", f"{body['id'][:2]}/{body['id']}")
         async with http.get(url) as response:
             assert response.status in (400, 404)
-            assert "Cache-Control" not in response.headers
-
-    async def test_missing_variant_is_404_without_immutable_caching(
-        self, nginx: str, http: aiohttp.ClientSession
-    ) -> None:
-        """A well-shaped key that does not exist is not cached for a year."""
-        async with http.get(f"{nginx}/media/ab/{'a' * 22}/full.webp") as response:
-            assert response.status == 404
             assert "Cache-Control" not in response.headers
 
 

@@ -9,12 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import images
 from aiohttp.test_utils import TestClient
-from support import SIGNING_SECRET, bearer, upload_form
+from support import SIGNING_SECRET, bearer, parametrize_backends, upload_form
 
 from mediasvc.config import Settings
 from mediasvc.signing import sign_path
 
 Client = TestClient[Any, Any]
+pytestmark = parametrize_backends
 
 
 async def create_private(client: Client) -> dict[str, Any]:

@@ -66,6 +66,10 @@ WHERE id = $1 AND status = 'ready'
 RETURNING {_COLUMNS}
 """
 
+# An upload whose objects could not be cleaned up: hidden from the API and the cap, and
+# finished by the reaper like any other deletion.
+MARK_ABANDONED = "UPDATE media SET status = 'deleting', updated_at = now() WHERE id = $1"
+
 DELETE_ROW = "DELETE FROM media WHERE id = $1 RETURNING owner, collection, position"
 
 CLOSE_GAP = """
@@ -186,6 +190,11 @@ async def mark_deleting(conn: Connection, media_id: str) -> Media | None:
     """Flag a ready media for removal; None unless it was `ready`."""
     row = await conn.fetchrow(MARK_DELETING, media_id)
     return None if row is None else _media(row)
+
+
+async def mark_abandoned(conn: Connection, media_id: str) -> None:
+    """Turn an upload that failed half-way into a `deleting` tombstone for the reaper."""
+    await conn.execute(MARK_ABANDONED, media_id)
 
 
 async def remove_row(conn: Connection, media_id: str) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from mediasvc.config import Settings
+from mediasvc.imaging.formats import OUTPUT_FORMATS
+from mediasvc.imaging.variants import VARIANTS
 
 
 class StorageError(Exception):
@@ -57,6 +59,20 @@ PRIVATE_PREFIX = "private/"
 def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
     """The storage key of one variant file of one media."""
     return f"{PRIVATE_PREFIX if private else ''}{media_id[:2]}/{media_id}/{filename}"
+
+
+def possible_keys(media_id: str) -> list[str]:
+    """Every key a media could have written, whatever its visibility and output format.
+
+    For cleaning up after uploads whose variants were never recorded: deleting keys that
+    do not exist is harmless on every backend.
+    """
+    return [
+        variant_key(media_id, f"{spec.name}{output.extension}", private=private)
+        for private in (False, True)
+        for spec in VARIANTS
+        for output in OUTPUT_FORMATS.values()
+    ]
 
 
 @asynccontextmanager

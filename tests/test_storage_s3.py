@@ -1,0 +1,146 @@
+"""The S3 backend against a real S3-compatible server over HTTP, and nginx reading from it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import images
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import s3_admin_client
+from support import bearer, stored_keys, upload_form
+
+from mediasvc.appkeys import DB
+from mediasvc.config import Settings
+from mediasvc.pgcluster import free_port
+from mediasvc.storage import StorageError
+from mediasvc.storage.s3 import PRIVATE_CACHE_CONTROL, PUBLIC_CACHE_CONTROL, S3Storage, open_client
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def backend() -> str:
+    """Everything in this module runs on S3."""
+    return "s3"
+
+
+@pytest.fixture
+async def storage(settings: Settings) -> AsyncIterator[S3Storage]:
+    """The backend as the app opens it, on this test's bucket, with a key prefix."""
+    async with open_client(settings) as client:
+        yield S3Storage(client, settings.s3_bucket, "tenant-a/")
+
+
+class TestBackend:
+    async def test_put_stores_bytes_type_and_cache_control(
+        self, storage: S3Storage, settings: Settings, tmp_path: Path
+    ) -> None:
+        """Objects land under the prefix with the headers readers need."""
+        source = tmp_path / "v"
+        source.write_bytes(b"webp-bytes")
+        await storage.put("ab/abc/full.webp", source, "image/webp")
+        await storage.put("private/ab/abc/full.webp", source, "image/webp")
+        admin = s3_admin_client(settings.s3_endpoint_url or "")
+        public = admin.get_object(Bucket=settings.s3_bucket, Key="tenant-a/ab/abc/full.webp")
+        assert public["Body"].read() == b"webp-bytes"
+        assert public["ContentType"] == "image/webp"
+        assert public["CacheControl"] == PUBLIC_CACHE_CONTROL
+        private = admin.head_object(
+            Bucket=settings.s3_bucket, Key="tenant-a/private/ab/abc/full.webp"
+        )
+        assert private["CacheControl"] == PRIVATE_CACHE_CONTROL
+
+    async def test_scan_lists_keys_without_the_prefix_and_delete_is_idempotent(
+        self, storage: S3Storage, tmp_path: Path
+    ) -> None:
+        """What put wrote, scan finds; delete removes it, twice without error."""
+        source = tmp_path / "v"
+        source.write_bytes(b"x")
+        keys = [f"ab/abc/{name}.webp" for name in ("small", "full")]
+        for key in keys:
+            await storage.put(key, source, "image/webp")
+        assert sorted([o.key async for o in storage.scan()]) == sorted(keys)
+        await storage.delete(keys)
+        await storage.delete(keys)
+        assert [o.key async for o in storage.scan()] == []
+
+    async def test_unreachable_endpoint_is_a_storage_error(
+        self, make_settings: Any, tmp_path: Path
+    ) -> None:
+        """A closed port fails fast with StorageError, for writes and for readiness."""
+        settings = make_settings(
+            s3_endpoint_url=f"http://127.0.0.1:{free_port()}", storage_timeout_s=1.0
+        )
+        source = tmp_path / "v"
+        source.write_bytes(b"x")
+        async with open_client(settings) as client:
+            storage = S3Storage(client, settings.s3_bucket)
+            with pytest.raises(StorageError):
+                await storage.put("ab/abc/full.webp", source, "image/webp")
+            with pytest.raises(StorageError):
+                await storage.check()
+
+
+class TestServiceOnS3:
+    async def test_missing_bucket_means_503_and_nothing_recorded(
+        self, make_settings: Any, aiohttp_client: Any
+    ) -> None:
+        """Storage refusing every write: 503 busy with Retry-After, no row, spool empty."""
+        from mediasvc.app import create_app
+
+        settings = make_settings(s3_bucket="no-such-bucket-here")
+        client = await aiohttp_client(create_app(settings))
+        response = await client.post(
+            "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
+        )
+        assert response.status == 503
+        assert response.headers["Retry-After"]
+        assert (await response.json())["code"] == "busy"
+        assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 0
+        assert list(settings.spool_dir.iterdir()) == []
+        readiness = await client.get("/readyz")
+        assert readiness.status == 503
+        assert (await readiness.json())["checks"]["storage"] == "unavailable"
+
+    async def test_nginx_hides_bucket_headers_and_caches_hot_variants(
+        self, client: Client, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """No x-amz-* header reaches clients; the second read is a cache hit."""
+        body = await (
+            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
+        ).json()
+        url = nginx + body["variants"]["medium"]["url"]
+        statuses = []
+        for _ in range(2):
+            async with http.get(url) as response:
+                assert response.status == 200
+                leaked = [h for h in response.headers if h.lower().startswith("x-amz")]
+                assert leaked == []
+                assert "Access-Control-Allow-Origin" not in response.headers
+                assert response.headers["Cache-Control"] == PUBLIC_CACHE_CONTROL
+                statuses.append(response.headers["X-Cache-Status"])
+        assert statuses == ["MISS", "HIT"]
+
+    async def test_bucket_errors_reach_clients_as_plain_404(
+        self, client: Client, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """A well-shaped key that is not in the bucket: 404, never the bucket's XML."""
+        async with http.get(f"{nginx}/media/ab/{'a' * 22}/full.webp") as response:
+            assert response.status == 404
+            assert b"<Error>" not in await response.read()
+
+    async def test_concurrent_uploads_write_five_objects_each(self, client: Client) -> None:
+        """Variants are uploaded concurrently, and every ready media has exactly five."""
+        responses = await asyncio.gather(
+            *(
+                client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
+                for _ in range(4)
+            )
+        )
+        assert [r.status for r in responses] == [201] * 4
+        assert len(await stored_keys(client)) == 20
