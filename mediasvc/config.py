@@ -39,6 +39,7 @@ class Settings:
     spool_dir: Path = Path("var/spool")
     app_host: str = "127.0.0.1"
     app_port: int = 8081
+    app_nodes: int = 1
     http_port: int = 8080
     public_media_url: str = "/media"
     private_media_url: str = "/private"
@@ -88,6 +89,7 @@ class Settings:
             spool_dir=reader.get("SPOOL_DIR", Path, data_dir / "spool"),
             app_host=reader.get("APP_HOST", str, "127.0.0.1"),
             app_port=reader.get("APP_PORT", _port, 8081),
+            app_nodes=reader.get("APP_NODES", _positive, 1),
             http_port=reader.get("HTTP_PORT", _port, 8080),
             public_media_url=reader.get("PUBLIC_MEDIA_URL", str, "/media").rstrip("/"),
             private_media_url=reader.get("PRIVATE_MEDIA_URL", str, "/private").rstrip("/"),

@@ -16,8 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -63,7 +64,6 @@ def run() -> int:
     env.setdefault("MEDIASVC_URL_SIGNING_SECRET", dev_secret(data_dir, SIGNING_SECRET_FILE))
     # The upload page at / offers this token, so a browser needs no copy and paste.
     env.setdefault("MEDIASVC_DEV_TOKEN", mint_token(env["MEDIASVC_JWT_SECRET"], "dev"))
-    env["MEDIASVC_APP_PORT"] = str(free_port())
     stop = _StopFlag()
     try:
         with ExitStack() as stack:
@@ -71,12 +71,17 @@ def run() -> int:
                 env["MEDIASVC_DATABASE_URL"] = stack.enter_context(_postgres(data_dir))
             settings = Settings.from_env(env)
             asyncio.run(migrate_database(settings.database_url))
-            app = stack.enter_context(_app(env, settings))
-            nginx = stack.enter_context(_nginx(settings, data_dir))
-            _print_welcome(settings)
+            # Each node is a separate `serve` process on its own port; they share nothing
+            # but PostgreSQL and the storage, exactly as on separate hosts.
+            nodes = [
+                stack.enter_context(_app({**env, "MEDIASVC_APP_PORT": str(free_port())}))
+                for _ in range(settings.app_nodes)
+            ]
+            nginx = stack.enter_context(_nginx(settings, data_dir, [n.address for n in nodes]))
+            _print_welcome(settings, len(nodes))
             while not stop.requested:
-                if app.poll() is not None:
-                    print("mediasvc: the app exited; stopping", file=sys.stderr)
+                if any(node.process.poll() is not None for node in nodes):
+                    print("mediasvc: an app node exited; stopping", file=sys.stderr)
                     return 1
                 if not nginx.running:
                     print("mediasvc: nginx exited; stopping", file=sys.stderr)
@@ -123,8 +128,15 @@ async def _ensure_database(admin_dsn: str) -> None:
         await conn.close()
 
 
+@dataclass(frozen=True)
+class _Node:
+    process: subprocess.Popen[bytes]
+    address: str
+
+
 @contextmanager
-def _app(env: MutableMapping[str, str], settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+def _app(env: Mapping[str, str]) -> Iterator[_Node]:
+    settings = Settings.from_env(env)
     process = subprocess.Popen(
         [sys.executable, "-m", "mediasvc", "serve"],
         env=dict(env),
@@ -132,7 +144,7 @@ def _app(env: MutableMapping[str, str], settings: Settings) -> Iterator[subproce
     )
     try:
         _wait_for_port(settings.app_host, settings.app_port, process)
-        yield process
+        yield _Node(process, f"{settings.app_host}:{settings.app_port}")
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -144,13 +156,9 @@ def _app(env: MutableMapping[str, str], settings: Settings) -> Iterator[subproce
 
 
 @contextmanager
-def _nginx(settings: Settings, data_dir: Path) -> Iterator[NginxProcess]:
+def _nginx(settings: Settings, data_dir: Path, upstreams: list[str]) -> Iterator[NginxProcess]:
     config = render(
-        Site.for_settings(
-            settings,
-            listen=f"127.0.0.1:{settings.http_port}",
-            upstreams=[f"{settings.app_host}:{settings.app_port}"],
-        ),
+        Site.for_settings(settings, listen=f"127.0.0.1:{settings.http_port}", upstreams=upstreams),
         data_dir / "nginx",
     )
     settings.media_dir.mkdir(parents=True, exist_ok=True)
@@ -175,13 +183,13 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes]) -> No
     raise DevError(f"the app did not listen on {host}:{port} in {_APP_START_TIMEOUT_S:.0f}s")
 
 
-def _print_welcome(settings: Settings) -> None:
+def _print_welcome(settings: Settings, nodes: int) -> None:
     assert settings.jwt_secret is not None
     token = settings.dev_token or mint_token(settings.jwt_secret, "dev")
     base = f"http://127.0.0.1:{settings.http_port}"
     print(
         f"""
-mediasvc is running at {base}  (Ctrl-C stops everything)
+mediasvc is running at {base}  ({nodes} app node{"s" if nodes > 1 else ""}; Ctrl-C stops everything)
 Upload page: {base}/  (the dev token below is filled in)
 
   export TOKEN={token}

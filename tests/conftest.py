@@ -24,12 +24,11 @@ import asyncpg
 import botocore.session
 import pytest
 from aiohttp.test_utils import TestClient
-from support import JWT_SECRET, SIGNING_SECRET
+from support import JWT_SECRET, SIGNING_SECRET, running_nginx
 
 from mediasvc.app import create_app
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.nginxconf import NginxProcess, Site, render
 from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster, free_port
 
 TEMPLATE_DB = "mediasvc_template"
@@ -231,20 +230,8 @@ async def client(settings: Settings, aiohttp_client: Any) -> TestClient[Any, Any
 @pytest.fixture
 async def nginx(client: TestClient[Any, Any], settings: Settings) -> AsyncIterator[str]:
     """nginx from the project's templates in front of `client`'s server; yields its base URL."""
-    port = free_port()
-    config = render(
-        Site.for_settings(
-            settings, listen=f"127.0.0.1:{port}", upstreams=[f"127.0.0.1:{client.server.port}"]
-        ),
-        settings.data_dir / "nginx",
-    )
-    settings.media_dir.mkdir(parents=True, exist_ok=True)
-    process = NginxProcess(config)
-    await asyncio.to_thread(process.start, ("127.0.0.1", port))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await asyncio.to_thread(process.stop)
+    async with running_nginx(settings, [client.server.port]) as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -11,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
+from mediasvc.nginxconf import NginxProcess, Site, render
+from mediasvc.pgcluster import free_port
 from mediasvc.storage.local import LocalStorage
 from mediasvc.storage.s3 import S3Storage
 
@@ -94,3 +99,24 @@ def file_part(
 def field_part(name: str, value: str) -> tuple[dict[str, str], bytes]:
     """One text field part for `multipart_body`."""
     return {"Content-Disposition": f'form-data; name="{name}"'}, value.encode()
+
+
+@asynccontextmanager
+async def running_nginx(settings: Settings, app_ports: list[int]) -> AsyncIterator[str]:
+    """nginx rendered from the project's templates in front of app nodes on `app_ports`."""
+    port = free_port()
+    config = render(
+        Site.for_settings(
+            settings,
+            listen=f"127.0.0.1:{port}",
+            upstreams=[f"127.0.0.1:{app_port}" for app_port in app_ports],
+        ),
+        settings.data_dir / f"nginx-{port}",
+    )
+    settings.media_dir.mkdir(parents=True, exist_ok=True)
+    process = NginxProcess(config)
+    await asyncio.to_thread(process.start, ("127.0.0.1", port))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await asyncio.to_thread(process.stop)
