@@ -30,6 +30,10 @@ from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# libwebp's `method` (0 fast .. 6 small); see docs/performance.md for the measured trade-off.
+WEBP_EFFORT = 4
+# libaom's speed trade-off for AVIF output, as libvips names it.
+AVIF_EFFORT = 4
 
 
 class ImageRejected(Exception):
@@ -279,8 +283,8 @@ def _write_variants(full: Any, job: Job, output: OutputFormat) -> list[VariantFi
 
 def _encode(image: Any, path: Path, output: OutputFormat, quality: int) -> None:
     if output.name == "webp":
-        image.webpsave(str(path), Q=quality, keep="none", effort=4)
+        image.webpsave(str(path), Q=quality, keep="none", effort=WEBP_EFFORT)
     elif output.name == "jpeg":
         image.jpegsave(str(path), Q=quality, keep="none", optimize_coding=True, interlace=True)
     else:
-        image.heifsave(str(path), Q=quality, keep="none", compression="av1", effort=4)
+        image.heifsave(str(path), Q=quality, keep="none", compression="av1", effort=AVIF_EFFORT)

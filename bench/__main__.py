@@ -1,0 +1,98 @@
+"""`python -m bench`: run everything, print the table, and the JSON summary as the last line.
+
+python -m bench                 # the full run (`make bench`): a few minutes on 2 cores
+python -m bench --quick         # one tiny round of everything, for the smoke test
+python -m bench --no-service    # skip the HTTP stack (no PostgreSQL or nginx needed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import quality, report, rounds
+from bench.inputs import write_inputs
+from bench.pipeline import DEFAULTS
+from mediasvc.imaging import pipeline as imaging
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one tiny round (smoke test)")
+    parser.add_argument("--no-service", action="store_true", help="skip the HTTP stack")
+    parser.add_argument("--rounds", type=int, default=9, help="single-process rounds")
+    parser.add_argument("--service-rounds", type=int, default=4, help="throughput rounds")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    workers = os.cpu_count() or 1
+    single_rounds = 1 if args.quick else args.rounds
+    service_rounds = 1 if args.quick else args.service_rounds
+    sizes = (
+        rounds.BatchSizes(pipeline=workers, clients={c: c for c in rounds.CLIENT_LEVELS})
+        if args.quick
+        else rounds.BatchSizes(pipeline=10 * workers, clients={1: 8, 2: 30, 4: 32})
+    )
+    with tempfile.TemporaryDirectory(prefix="mediasvc-bench-") as tmp:
+        scratch = Path(tmp)
+        scratch.chmod(0o755)  # the service's PostgreSQL and nginx workers must reach into it
+        (scratch / "inputs").mkdir()
+        _say("drawing inputs")
+        inputs = write_inputs(scratch / "inputs", with_48mp=not args.quick)
+        _say(f"single-process rounds: {single_rounds}")
+        single = rounds.single_process(inputs, single_rounds, scratch)
+        compared = quality.compare(inputs[rounds.MAIN_INPUT].path, single.outputs)
+        _say("memory: fresh workers")
+        memory = rounds.memory(inputs)
+        through = None
+        if not args.no_service:
+            _say(f"throughput rounds: {service_rounds} (pipeline on {workers} processes, service)")
+            through = rounds.throughput(
+                inputs[rounds.MAIN_INPUT], workers, service_rounds, sizes, scratch
+            )
+    summary = report.summarise(single, through, memory, compared)
+    print(report.table(inputs, single, through, memory, compared, summary))
+    document = {
+        "summary": summary,
+        "targets": [asdict(t) | {"met": t.met} for t in report.targets(summary)],
+        **report.environment(),
+        "settings": {
+            "quality": DEFAULTS.output_quality,
+            "webp_effort": imaging.WEBP_EFFORT,
+            "libvips_threads_per_worker": single.concurrency,
+            "workers": workers,
+            "single_process_rounds": single_rounds,
+            "throughput_rounds": service_rounds,
+            "batch_sizes": asdict(sizes),
+            "quick": args.quick,
+        },
+        "inputs": {
+            i.name: {"width": i.width, "height": i.height, "bytes": i.bytes, "note": i.note}
+            for i in inputs.values()
+        },
+        "quality": compared,
+        "peak_rss_mb": memory,
+    }
+    path = report.save(args.results_dir, document)
+    print(f"\nresults: {path}")
+    print(json.dumps(summary))
+    return 0
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The project's own imaging function, called directly: one process, and N at once.
+
+The worker processes are set up exactly like the service's pool (forkserver,
+`pipeline.init_worker`), and each job is a `pipeline.Job` with the service's default
+settings, so the only thing missing compared with the service is the service.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.isolated import new_executor
+from bench.timing import Sample, timed
+from mediasvc.config import Settings
+from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging.variants import Kind
+
+# The service's defaults: quality, limits, output format.
+DEFAULTS = Settings(database_url="", url_signing_secret="")
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """One job as a worker saw it."""
+
+    sample: Sample
+    pid: int
+    peak_rss_mb: float
+    bytes_by_variant: dict[str, int]
+
+
+def make_job(source: str, mime: str, out_dir: str, kind: Kind = "post") -> imaging.Job:
+    """The job the service would submit for this upload."""
+    return imaging.Job(
+        source=source,
+        out_dir=out_dir,
+        mime=mime,
+        kind=kind,
+        output_format=DEFAULTS.output_format,
+        quality=DEFAULTS.output_quality,
+        max_pixels=DEFAULTS.max_pixels,
+        max_frames=DEFAULTS.max_frames,
+        max_animation_pixels=DEFAULTS.max_animation_pixels,
+    )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def once(source: str, mime: str, out_dir: str | None = None) -> JobResult:
+    """Run the pipeline on `source` once, into `out_dir` (kept) or a scratch directory."""
+    scratch = out_dir is None
+    target = tempfile.mkdtemp(prefix="bench-pipeline-") if out_dir is None else out_dir
+    try:
+        facts, sample = timed(lambda: imaging.process(make_job(source, mime, target)))
+    finally:
+        if scratch:
+            shutil.rmtree(target, ignore_errors=True)
+    return JobResult(sample, os.getpid(), peak_rss_mb(), {v.name: v.bytes for v in facts.variants})
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """A batch of jobs over N workers."""
+
+    images: int
+    wall_s: float
+    jobs: list[JobResult]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.wall_s
+
+
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """N workers set up like the service's pool: forkserver, `init_worker`."""
+    return new_executor(workers, imaging.init_worker)
+
+
+def warm(pool: ProcessPoolExecutor, workers: int, source: str, mime: str) -> None:
+    """Start every worker and let each run the pipeline once (imports, first allocations)."""
+    list(pool.map(once, [source] * 2 * workers, [mime] * 2 * workers))
+
+
+def batch(pool: ProcessPoolExecutor, source: str, mime: str, images: int) -> Throughput:
+    """`images` jobs submitted at once; wall time from the first submit to the last result."""
+    start = time.perf_counter()
+    futures = [pool.submit(once, source, mime) for _ in range(images)]
+    jobs = [future.result() for future in futures]
+    return Throughput(images, time.perf_counter() - start, jobs)
+
+
+def output_dir(root: Path, name: str) -> str:
+    """A kept directory for one contestant's last outputs."""
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)

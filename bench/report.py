@@ -1,0 +1,239 @@
+"""The numbers a run produced: the summary line, the targets, the table and the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import PIL
+import pyvips
+from PIL import features
+
+from bench.inputs import Input
+from bench.rounds import MAIN_INPUT, SingleProcess, Throughput
+from bench.timing import median_cpu_ms, median_ms, percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+# The client count at which the service is compared with the pipeline: one per core here.
+COMPARED_CLIENTS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target from the issue: `value op limit`."""
+
+    name: str
+    value: float | None
+    op: str
+    limit: float
+
+    @property
+    def met(self) -> bool:
+        if self.value is None:
+            return False
+        return self.value <= self.limit if self.op == "<=" else self.value >= self.limit
+
+
+def _r(value: float, digits: int = 1) -> float:
+    return round(value, digits)
+
+
+def summarise(
+    single: SingleProcess,
+    through: Throughput | None,
+    memory: dict[str, float],
+    quality: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON summary line: the issue's keys first, then a few that explain them."""
+    limit_ms = median_ms(single.limit_decode) + median_ms(single.limit_encode)
+    pipeline_ms = median_ms(single.runs["pipeline"][MAIN_INPUT])
+    naive_ms = median_ms(single.runs["pillow_naive"][MAIN_INPUT])
+    tuned_ms = median_ms(single.runs["pillow_tuned"][MAIN_INPUT])
+    summary: dict[str, Any] = {"limit_ms": _r(limit_ms), "pipeline_ms": _r(pipeline_ms)}
+    level = through.levels.get(COMPARED_CLIENTS) if through else None
+    if through and level and level.ok:
+        summary |= {
+            "pipeline_ips": _r(through.pipeline_ips, 2),
+            "service_ips": _r(level.images_per_s, 2),
+            "service_p50_ms": _r(percentile(level.ok, 50) * 1000),
+            "service_p99_ms": _r(percentile(level.ok, 99) * 1000),
+            "worker_peak_rss_mb": _r(max(through.worker_peak_rss_mb.values(), default=0.0)),
+        }
+    summary |= {"pillow_naive_ms": _r(naive_ms), "pillow_tuned_ms": _r(tuned_ms)}
+    if "service_ips" in summary:
+        summary["service_over_pipeline"] = _r(summary["service_ips"] / summary["pipeline_ips"], 3)
+    summary |= {
+        "pipeline_over_limit": _r(pipeline_ms / limit_ms, 3),
+        "pillow_naive_over_pipeline": _r(naive_ms / pipeline_ms, 3),
+        "pillow_tuned_over_pipeline": _r(tuned_ms / pipeline_ms, 3),
+        "pipeline_cpu_ms": _r(median_cpu_ms(single.runs["pipeline"][MAIN_INPUT])),
+        "limit_cpu_ms": _r(median_cpu_ms(single.limit_decode) + median_cpu_ms(single.limit_encode)),
+    }
+    if through and level and level.ok:
+        summary["service_cpu_ms_per_upload"] = _r(level.cpu_s["app"] / len(level.ok) * 1000)
+        summary["service_clients"] = COMPARED_CLIENTS
+    summary |= {f"peak_rss_mb_{name}": _r(mb) for name, mb in memory.items()}
+    for name in ("pillow_naive", "pillow_tuned"):
+        summary[f"{name}_bytes_ratio"] = _r(
+            quality["pipeline"]["bytes"] / quality[name]["bytes"], 3
+        )
+    summary["cores"] = os.cpu_count()
+    return summary
+
+
+def targets(summary: dict[str, Any]) -> list[Target]:
+    """The issue's targets, evaluated on this run."""
+    rows = [
+        Target("pipeline_over_limit", summary.get("pipeline_over_limit"), "<=", 1.15),
+        Target("pillow_tuned_over_pipeline", summary.get("pillow_tuned_over_pipeline"), ">=", 1.1),
+        Target("pillow_naive_over_pipeline", summary.get("pillow_naive_over_pipeline"), ">=", 1.8),
+        Target("pillow_tuned_bytes_ratio", summary.get("pillow_tuned_bytes_ratio"), "<=", 1.10),
+        Target("pillow_tuned_bytes_ratio", summary.get("pillow_tuned_bytes_ratio"), ">=", 0.90),
+        Target("service_over_pipeline", summary.get("service_over_pipeline"), ">=", 0.85),
+        Target("worker_peak_rss_mb", summary.get("worker_peak_rss_mb"), "<=", 120),
+        Target("peak_rss_mb_photo_48mp", summary.get("peak_rss_mb_photo_48mp"), "<=", 120),
+    ]
+    p50, p99 = summary.get("service_p50_ms"), summary.get("service_p99_ms")
+    ratio = p99 / p50 if p50 and p99 else None
+    rows.append(Target("service_p99_over_p50", None if ratio is None else _r(ratio, 2), "<=", 2.5))
+    return rows
+
+
+def table(
+    inputs: dict[str, Input],
+    single: SingleProcess,
+    through: Throughput | None,
+    memory: dict[str, float],
+    quality: dict[str, dict[str, Any]],
+    summary: dict[str, Any],
+) -> str:
+    """The human-readable report."""
+    main = inputs[MAIN_INPUT]
+    lines = [
+        f"mediasvc bench: {os.cpu_count()} cores, libvips {_libvips()}, Pillow {PIL.__version__}, "
+        f"libvips threads per worker {single.concurrency}",
+        f"input {main.name}: {main.width}x{main.height}, {main.bytes / 1e6:.1f} MB ({main.note})",
+        "",
+        f"{'single process (median of ' + str(len(single.limit_decode)) + ')':<40}"
+        f"{'wall ms':>9}{'cpu ms':>9}",
+    ]
+
+    def row(label: str, samples: list[Any]) -> None:
+        lines.append(f"  {label:<38}{median_ms(samples):>9.1f}{median_cpu_ms(samples):>9.1f}")
+
+    row("limit: shrink-on-load decode", single.limit_decode)
+    row("limit: five WebP encodes", single.limit_encode)
+    row("libvips thumbnail() decode, reference", single.thumbnail)
+    for name in ("pipeline", "pillow_tuned", "pillow_naive"):
+        for input_name, samples in single.runs[name].items():
+            row(f"{name} [{input_name}]", samples)
+    lines += ["", "output, main input (five variants)", f"  {'':<22}{'bytes':>10}{'PSNR dB':>10}"]
+    for name, facts in quality.items():
+        psnr = facts["full_psnr_db"]
+        lines.append(
+            f"  {name:<22}{facts['bytes']:>10}{'n/a' if psnr is None else f'{psnr:.1f}':>10}"
+        )
+    if through:
+        jobs = through.pipeline_jobs
+        job_cpu_ms = sum(j.sample.cpu_s for j in jobs) / max(1, len(jobs)) * 1000
+        lines += [
+            "",
+            f"throughput ({through.workers} workers)",
+            f"  {'':<22}{'img/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'n':>5}   cpu ms per image",
+            f"  {'pipeline, N processes':<22}{through.pipeline_ips:>8.2f}{'':>18}"
+            f"{through.pipeline_images:>5}   "
+            f"{job_cpu_ms:.0f} (workers)",
+        ]
+        for clients, level in sorted(through.levels.items()):
+            ok = level.ok
+            count = max(1, len(ok))
+            cpu = " ".join(f"{part} {sec / count * 1000:.0f}" for part, sec in level.cpu_s.items())
+            lines.append(
+                f"  {'service, ' + str(clients) + ' client' + ('s' if clients > 1 else ''):<22}"
+                f"{level.images_per_s:>8.2f}{percentile(ok, 50) * 1000:>9.0f}"
+                f"{percentile(ok, 99) * 1000:>9.0f}{len(ok):>5}   {cpu}"
+            )
+            failed = len(level.uploads) - len(ok)
+            if failed:
+                lines.append(f"    {failed} uploads were not answered 201")
+    lines += ["", "peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items())]
+    if through:
+        peaks = ", ".join(f"{v:.0f}" for v in through.worker_peak_rss_mb.values())
+        lines[-1] += f"; service workers {peaks}"
+    lines += ["", "targets"]
+    for target in targets(summary):
+        value = "n/a" if target.value is None else f"{target.value:g}"
+        verdict = "met" if target.met else "MISSED"
+        lines.append(f"  {target.name:<30}{value:>9} {target.op} {target.limit:<6g} {verdict}")
+    return "\n".join(lines)
+
+
+def save(results_dir: Path, document: dict[str, Any]) -> Path:
+    """Write the run's results to `results_dir` as JSON; the path written."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """The machine and versions the numbers belong to."""
+    return {
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "memory_mb": _memory_mb(),
+        },
+        "versions": {
+            "python": sys.version.split()[0],
+            "libvips": _libvips(),
+            "pyvips": getattr(pyvips, "__version__", "?"),
+            "pillow": PIL.__version__,
+            "pillow_libwebp": features.version("webp"),
+            "pillow_libjpeg": features.version("jpg"),
+            "mediasvc_commit": _git("rev-parse", "--short", "HEAD"),
+            "mediasvc_dirty": bool(_git("status", "--porcelain", "--", "mediasvc")),
+        },
+    }
+
+
+def _libvips() -> str:
+    return ".".join(str(pyvips.version(i)) for i in range(3))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _memory_mb() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()

@@ -1,0 +1,164 @@
+"""The three phases of a run, each interleaving its contestants round by round.
+
+The machine is shared and noisy, so no contestant gets a quiet stretch the others miss:
+every round runs each contestant once (single-process phase) or one batch of each
+(throughput phase), and the report takes medians or totals over the rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import limit, pillow_baselines, procs
+from bench import pipeline as bare
+from bench.inputs import Input
+from bench.isolated import Isolated
+from bench.service import Level, Stack, multipart_body
+from bench.timing import Sample
+from mediasvc.imaging import pipeline as imaging
+
+MAIN_INPUT = "photo_12mp"
+# Also timed in the single-process phase, for the table only (no targets).
+SECONDARY_INPUTS = ("alpha_2mp", "cmyk")
+# Only measured for memory, once, in a fresh worker.
+MEMORY_INPUTS = ("photo_12mp", "photo_48mp")
+CLIENT_LEVELS = (1, 2, 4)
+
+
+@dataclass(slots=True)
+class SingleProcess:
+    """Per-iteration samples of every single-process contestant, per input."""
+
+    concurrency: int
+    limit_decode: list[Sample] = field(default_factory=list)
+    limit_encode: list[Sample] = field(default_factory=list)
+    thumbnail: list[Sample] = field(default_factory=list)
+    runs: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def add(self, contestant: str, input_name: str, sample: Sample) -> None:
+        self.runs.setdefault(contestant, {}).setdefault(input_name, []).append(sample)
+
+
+def single_process(inputs: dict[str, Input], rounds: int, scratch: Path) -> SingleProcess:
+    """Limit, pipeline and both Pillow baselines, one process each, interleaved."""
+    quality, effort = bare.DEFAULTS.output_quality, imaging.WEBP_EFFORT
+    floor = Isolated(imaging.init_worker)
+    worker = Isolated(imaging.init_worker)
+    pillow = Isolated()
+    try:
+        result = SingleProcess(concurrency=floor.call(limit.concurrency))
+        main = inputs[MAIN_INPUT]
+        others = [inputs[name] for name in SECONDARY_INPUTS if name in inputs]
+        for name in ("pipeline", "pillow_naive", "pillow_tuned"):
+            result.outputs[name] = scratch / "outputs" / name
+            result.outputs[name].mkdir(parents=True)
+        for _ in range(rounds):
+            measured = floor.call(limit.once, str(main.path), quality, effort)
+            result.limit_decode.append(measured["decode"])
+            result.limit_encode.append(measured["encode"])
+            result.thumbnail.append(floor.call(limit.thumbnail_once, str(main.path)))
+            for item in [main, *others]:
+                # Only the main input's outputs are kept, for the quality comparison.
+                keep = item is main
+                out = {n: str(p) if keep else None for n, p in result.outputs.items()}
+                job = worker.call(bare.once, str(item.path), item.mime, out["pipeline"])
+                result.add("pipeline", item.name, job.sample)
+                for name, run in (
+                    ("pillow_naive", pillow_baselines.naive),
+                    ("pillow_tuned", pillow_baselines.tuned),
+                ):
+                    target = out[name] or str(_scratch_dir(scratch, name))
+                    _, sample = pillow.call(run, str(item.path), target, quality, effort)
+                    result.add(name, item.name, sample)
+        return result
+    finally:
+        for process in (floor, worker, pillow):
+            process.close()
+
+
+def _scratch_dir(scratch: Path, name: str) -> Path:
+    path = scratch / "discard" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(slots=True)
+class Throughput:
+    """The pipeline on N processes and the service at each client count, over all rounds."""
+
+    workers: int
+    pipeline_images: int = 0
+    pipeline_wall_s: float = 0.0
+    pipeline_jobs: list[bare.JobResult] = field(default_factory=list)
+    levels: dict[int, Level] = field(default_factory=dict)
+    worker_peak_rss_mb: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def pipeline_ips(self) -> float:
+        return self.pipeline_images / self.pipeline_wall_s if self.pipeline_wall_s else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSizes:
+    """How many images each round sends: to the N-process pipeline, and per client level."""
+
+    pipeline: int
+    clients: dict[int, int]
+
+
+def throughput(
+    main: Input, workers: int, rounds: int, sizes: BatchSizes, scratch: Path
+) -> Throughput:
+    """The N-process pipeline and the whole stack, alternating batch by batch."""
+    result = Throughput(workers)
+    pool = bare.start_pool(workers)
+    body, content_type = multipart_body(main.path, main.mime)
+    try:
+        with Stack(scratch, workers=workers) as stack:
+            bare.warm(pool, workers, str(main.path), main.mime)
+            stack.upload(body, content_type, workers, 2 * workers)  # start workers, connections
+            for _ in range(rounds):
+                batch = bare.batch(pool, str(main.path), main.mime, sizes.pipeline)
+                result.pipeline_images += batch.images
+                result.pipeline_wall_s += batch.wall_s
+                result.pipeline_jobs.extend(batch.jobs)
+                for clients, count in sizes.clients.items():
+                    level = stack.upload(body, content_type, clients, count)
+                    _merge(result.levels.setdefault(clients, Level(clients)), level)
+                    for pid in stack.worker_pids():
+                        peak = procs.peak_rss_mb(pid)
+                        result.worker_peak_rss_mb[pid] = max(
+                            peak, result.worker_peak_rss_mb.get(pid, 0.0)
+                        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return result
+
+
+def _merge(into: Level, batch: Level) -> None:
+    into.uploads.extend(batch.uploads)
+    into.wall_s += batch.wall_s
+    into.add_cpu(batch.cpu_s)
+
+
+def memory(inputs: dict[str, Input]) -> dict[str, float]:
+    """Peak RSS of a fresh worker running one job per input, plus an idle worker's RSS."""
+    peaks = {}
+    idle = Isolated(imaging.init_worker)
+    try:
+        peaks["idle_worker"] = idle.call(bare.peak_rss_mb)
+    finally:
+        idle.close()
+    for name in MEMORY_INPUTS:
+        if name not in inputs:
+            continue
+        fresh = Isolated(imaging.init_worker)
+        try:
+            peaks[name] = fresh.call(
+                bare.once, str(inputs[name].path), inputs[name].mime
+            ).peak_rss_mb
+        finally:
+            fresh.close()
+    return peaks

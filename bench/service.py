@@ -1,0 +1,215 @@
+"""The whole service as a user meets it: `python -m mediasvc dev`, then clients POSTing.
+
+The stack is what `make run` starts (PostgreSQL with its normal durable settings, migrations,
+the app with its worker pool, nginx in front), on a free port with a throwaway data dir.
+Clients send a prebuilt multipart body through nginx and wait for the `201`; CPU time is
+read from `/proc` for each part of the stack, so the report can say where the cores went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+
+from bench import procs
+from mediasvc.pgcluster import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+_START_TIMEOUT_S = 180.0
+_STOP_TIMEOUT_S = 60.0
+_TOKEN_PREFIX = "export TOKEN="  # noqa: S105 - the line's prefix, not a secret
+
+
+class StackError(Exception):
+    """The dev stack did not start; the message carries the end of its output."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One POST as the client saw it."""
+
+    latency_s: float
+    status: int
+
+
+@dataclass(slots=True)
+class Level:
+    """Everything measured at one number of concurrent clients, over all rounds."""
+
+    clients: int
+    uploads: list[Upload] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> list[float]:
+        """Latencies of the uploads answered `201`."""
+        return [u.latency_s for u in self.uploads if u.status == 201]
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.ok) / self.wall_s if self.wall_s else 0.0
+
+    def add_cpu(self, spent: dict[str, float]) -> None:
+        for part, seconds in spent.items():
+            self.cpu_s[part] = self.cpu_s.get(part, 0.0) + seconds
+
+
+def multipart_body(path: Path, mime: str) -> tuple[bytes, str]:
+    """The upload form with one `file` part, built once so clients spend nothing on it."""
+    boundary = f"bench-{secrets.token_hex(12)}"
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="upload{path.suffix}"\r\n'
+        f"Content-Type: {mime}\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return head + path.read_bytes() + tail, f"multipart/form-data; boundary={boundary}"
+
+
+class Stack:
+    """`python -m mediasvc dev` in a scratch data dir on a free port; a context manager."""
+
+    def __init__(self, scratch: Path, *, workers: int) -> None:
+        self.data_dir = scratch / "service"
+        self.port = free_port()
+        self.workers = workers
+        self.token = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._output: deque[str] = deque(maxlen=40)
+        self._ready = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Stack:
+        # PostgreSQL runs as `postgres` and nginx's workers as `nobody`: both must reach it.
+        self.data_dir.mkdir(mode=0o755, parents=True)
+        self.data_dir.chmod(0o755)
+        env = dict(os.environ)
+        env.update(
+            MEDIASVC_DATA_DIR=str(self.data_dir),
+            MEDIASVC_HTTP_PORT=str(self.port),
+            MEDIASVC_WORKERS=str(self.workers),
+            MEDIASVC_LOG_FORMAT="json",
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "mediasvc", "dev"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._ready.wait(0.2):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise StackError("the dev stack did not start:\n" + "".join(self._output))
+        return self
+
+    def _drain(self) -> None:
+        # The app's request log goes here too: reading it keeps the pipe from filling up.
+        assert self._process is not None
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._output.append(line)
+            if line.strip().startswith(_TOKEN_PREFIX):
+                self.token = line.strip().removeprefix(_TOKEN_PREFIX)
+                self._ready.set()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def parts(self) -> dict[str, list[int]]:
+        """The stack's processes by part: app (with its workers), nginx, PostgreSQL."""
+        assert self._process is not None
+        tree = procs.parents()
+        below_dev = procs.descendants(self._process.pid, tree)
+        # One `serve` per app node (MEDIASVC_APP_NODES), each with its own worker pool.
+        nodes = [p for p in below_dev if "mediasvc serve" in procs.cmdline(p)]
+        app_tree = [p for node in nodes for p in procs.descendants(node, tree)]
+        nginx = [p for p in below_dev if procs.cmdline(p).startswith("nginx")]
+        postgres: list[int] = []
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid_file = self.data_dir / "postgres" / "data" / "postmaster.pid"
+            postgres = procs.descendants(int(pid_file.read_text().split()[0]), tree)
+        return {"app": app_tree, "nginx": nginx, "postgres": postgres}
+
+    def worker_pids(self) -> list[int]:
+        """The image workers: children of the app's forkserver."""
+        tree = procs.parents()
+        app = self.parts()["app"]
+        servers = [p for p in app if "forkserver" in procs.cmdline(p) and tree.get(p) in app]
+        return [p for p in app if tree.get(p) in servers]
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far per part of the stack."""
+        return {part: procs.cpu_seconds(pids) for part, pids in self.parts().items()}
+
+    def upload(self, body: bytes, content_type: str, clients: int, count: int) -> Level:
+        """`count` uploads by `clients` concurrent clients; wall and CPU time of the batch."""
+        level = Level(clients)
+        before, client_before = self.cpu(), time.process_time()
+        start = time.perf_counter()
+        level.uploads = asyncio.run(
+            _upload_all(f"{self.base_url}/v1/media", self.token, body, content_type, clients, count)
+        )
+        level.wall_s = time.perf_counter() - start
+        after = self.cpu()
+        level.add_cpu({part: after[part] - before[part] for part in after})
+        level.add_cpu({"client": time.process_time() - client_before})
+        return level
+
+
+async def _upload_all(
+    url: str, token: str, body: bytes, content_type: str, clients: int, count: int
+) -> list[Upload]:
+    remaining = count
+    done: list[Upload] = []
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+            done.append(Upload(time.perf_counter() - start, response.status))
+
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    return done
