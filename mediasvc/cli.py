@@ -17,6 +17,7 @@ from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.log import configure_logging
+from mediasvc.nginxconf import Site, render
 
 # Time given to in-flight uploads after SIGTERM before the app exits.
 SHUTDOWN_DRAIN_S = 30.0
@@ -33,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--admin", action="store_true", help="add role=admin")
     token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL_S, help="seconds valid")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
+    site = commands.add_parser(
+        "nginx-conf", help="render the nginx site for these settings into DIR (production)"
+    )
+    site.add_argument("directory", type=Path)
+    site.add_argument("--listen", default="80", help="nginx `listen` value, e.g. 443 ssl")
+    site.add_argument(
+        "--upstream", action="append", required=True, help="an app node, host:port (repeat)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -42,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token":
             print(mint_token(_token_secret(), args.sub, admin=args.admin, ttl_s=args.ttl))
             return 0
+        if args.command == "nginx-conf":
+            return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
     except (ConfigError, devstack.DevError) as exc:
         print(f"mediasvc: {exc}", file=sys.stderr)
@@ -59,6 +70,13 @@ def _serve() -> int:
         shutdown_timeout=SHUTDOWN_DRAIN_S,
         print=None,
     )
+    return 0
+
+
+def _nginx_conf(directory: Path, listen: str, upstreams: list[str]) -> int:
+    settings = Settings.from_env()
+    render(Site.for_settings(settings, listen=listen, upstreams=upstreams), directory)
+    print(f"wrote {directory}/mediasvc.conf (include it inside http {{ }}) and its snippets")
     return 0
 
 

@@ -136,3 +136,37 @@ async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[st
             assert (await response.json())["owner"] == "bob"
     finally:
         assert await asyncio.to_thread(stop_dev, process) == 0
+
+
+def test_nginx_conf_command_renders_a_site_for_several_nodes(tmp_path: Path) -> None:
+    """`nginx-conf` writes the site with every upstream, readable by its owner only."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MEDIASVC_")},
+        "MEDIASVC_DATABASE_URL": "postgresql://x@127.0.0.1/db",
+        "MEDIASVC_JWT_SECRET": "s" * 32,
+        "MEDIASVC_URL_SIGNING_SECRET": "k" * 32,
+        "MEDIASVC_STORAGE": "s3",
+        "MEDIASVC_S3_BUCKET": "my-media",
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mediasvc",
+            "nginx-conf",
+            str(tmp_path),
+            "--upstream",
+            "a:1",
+            "--upstream",
+            "b:2",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    site = (tmp_path / "mediasvc.conf").read_text()
+    assert "server a:1 " in site
+    assert "server b:2 " in site
+    assert "media-s3.conf" in site
+    assert "rewrite ^ /my-media/$media_key break;" in (tmp_path / "media-s3.conf").read_text()
+    assert (tmp_path / "mediasvc.conf").stat().st_mode & 0o077 == 0
