@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
 from mediasvc import db
@@ -12,9 +15,12 @@ from mediasvc.appkeys import DB, POOL, SETTINGS, STORAGE, VERIFIER
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
 from mediasvc.imaging.pool import ImagingPool
+from mediasvc.reaper import reap
 from mediasvc.storage import open_storage
 from mediasvc.web.middlewares import problem_errors, request_log
 from mediasvc.web.routes import setup_routes
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -23,7 +29,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[VERIFIER] = TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
     # Dependency order: database, then storage, then the workers that feed it.
-    app.cleanup_ctx.extend([_spool_dir, _database, _storage, _imaging_pool])
+    app.cleanup_ctx.extend([_spool_dir, _database, _storage, _imaging_pool, _reaper_timer])
     setup_routes(app)
     return app
 
@@ -51,7 +57,29 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
         workers=settings.workers,
         queue_max=settings.queue_max,
         timeout_s=settings.job_timeout_s,
+        memory_limit_mb=settings.worker_memory_mb,
     )
     app[POOL] = pool
     yield
     await pool.close()
+
+
+async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+
+    async def every_interval() -> None:
+        while True:
+            # Jitter, so nodes started together do not all scan at once.
+            await asyncio.sleep(settings.reaper_interval_s * random.uniform(0.5, 1.5))  # noqa: S311
+            try:
+                await reap(
+                    app[DB], app[STORAGE], settings.spool_dir, grace_s=settings.reaper_grace_s
+                )
+            except Exception:
+                log.exception("reaper.failed")
+
+    task = asyncio.create_task(every_interval())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -11,13 +11,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mediasvc import devstack
+from mediasvc import db, devstack
 from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.log import configure_logging
 from mediasvc.nginxconf import Site, render
+from mediasvc.reaper import reap
+from mediasvc.storage import open_storage
 
 # Time given to in-flight uploads after SIGTERM before the app exits.
 SHUTDOWN_DRAIN_S = 30.0
@@ -33,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("sub")
     token.add_argument("--admin", action="store_true", help="add role=admin")
     token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL_S, help="seconds valid")
+    commands.add_parser("gc", help="run the reaper once: finish crashed uploads and deletes")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
     site = commands.add_parser(
         "nginx-conf", help="render the nginx site for these settings into DIR (production)"
@@ -51,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token":
             print(mint_token(_token_secret(), args.sub, admin=args.admin, ttl_s=args.ttl))
             return 0
+        if args.command == "gc":
+            return asyncio.run(_gc())
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
@@ -78,6 +83,20 @@ def _nginx_conf(directory: Path, listen: str, upstreams: list[str]) -> int:
     render(Site.for_settings(settings, listen=listen, upstreams=upstreams), directory)
     print(f"wrote {directory}/mediasvc.conf (include it inside http {{ }}) and its snippets")
     return 0
+
+
+async def _gc() -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_format)
+    async with db.open_pool(settings) as pool, open_storage(settings) as storage:
+        report = await reap(pool, storage, settings.spool_dir, grace_s=settings.reaper_grace_s)
+    print(
+        f"rows finished: {report.rows_removed}, orphan objects removed: "
+        f"{report.orphans_removed}, spool entries removed: {report.spool_removed}"
+    )
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if report.errors else 0
 
 
 def _migrate() -> int:

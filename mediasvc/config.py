@@ -63,6 +63,9 @@ class Settings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     queue_max: int = 16
     job_timeout_s: float = 60.0
+    worker_memory_mb: int = 1536
+    reaper_interval_s: float = 300.0
+    reaper_grace_s: float = 900.0
     db_timeout_s: float = 10.0
     log_format: LogFormat = "auto"
     # Only `python -m mediasvc dev` sets it: the upload page then offers this token.
@@ -113,6 +116,9 @@ class Settings:
             workers=reader.get("WORKERS", _positive, os.cpu_count() or 1),
             queue_max=reader.get("QUEUE_MAX", _non_negative, 16),
             job_timeout_s=reader.get("JOB_TIMEOUT_S", _positive_float, 60.0),
+            worker_memory_mb=reader.get("WORKER_MEMORY_MB", _positive, 1536),
+            reaper_interval_s=reader.get("REAPER_INTERVAL_S", _positive_float, 300.0),
+            reaper_grace_s=reader.get("REAPER_GRACE_S", _non_negative_float, 900.0),
             db_timeout_s=reader.get("DB_TIMEOUT_S", _positive_float, 10.0),
             log_format=reader.choice("LOG_FORMAT", LogFormat, "auto"),
             dev_token=reader.get("DEV_TOKEN", str, None),
@@ -200,6 +206,13 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
     return value
 
 

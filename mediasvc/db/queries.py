@@ -79,6 +79,21 @@ WHERE owner = $1 AND collection = $2 AND position > $3
 
 SELECT_MEDIA = f"SELECT {_COLUMNS} FROM media WHERE id = $1"
 
+# Rows a crash left outside `ready`, claimed so that two reapers never take the same one.
+CLAIM_STUCK = """
+SELECT id FROM media
+WHERE status IN ('processing', 'deleting') AND updated_at < now() - make_interval(secs => $1)
+ORDER BY updated_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+
+EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
+
+# One orphan scan at a time across all nodes (a full listing of the storage is costly).
+TRY_LOCK_ORPHAN_SCAN = "SELECT pg_try_advisory_lock(hashtext('mediasvc.orphan-scan'))"
+UNLOCK_ORPHAN_SCAN = "SELECT pg_advisory_unlock(hashtext('mediasvc.orphan-scan'))"
+
 SELECT_COLLECTION_IDS = """
 SELECT id FROM media
 WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
@@ -212,6 +227,26 @@ async def get_media(conn: Connection, media_id: str) -> Media | None:
     """One media by id, whatever its owner or status."""
     row = await conn.fetchrow(SELECT_MEDIA, media_id)
     return None if row is None else _media(row)
+
+
+async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]:
+    """In a transaction: lock and return ids stuck in processing/deleting past `grace_s`."""
+    return [r["id"] for r in await conn.fetch(CLAIM_STUCK, grace_s, limit)]
+
+
+async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` have a row."""
+    return {r["id"] for r in await conn.fetch(EXISTING_IDS, list(ids))}
+
+
+async def try_lock_orphan_scan(conn: Connection) -> bool:
+    """Take the cluster-wide orphan-scan lock if free (session-level: unlock it after)."""
+    return bool(await conn.fetchval(TRY_LOCK_ORPHAN_SCAN))
+
+
+async def unlock_orphan_scan(conn: Connection) -> None:
+    """Release the orphan-scan lock."""
+    await conn.execute(UNLOCK_ORPHAN_SCAN)
 
 
 async def collection_ids(conn: Connection, owner: str, collection: str) -> list[str]:

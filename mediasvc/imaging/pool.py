@@ -1,15 +1,17 @@
 """The process pool that runs `pipeline.process`, bounded and self-healing.
 
+Each worker is its own single-process executor, so a fault stays with its job:
+
 - Bounded: at most `workers + queue_max` jobs are admitted; the next one gets `PoolBusy`
   at once instead of joining an unbounded backlog.
-- Timed: a job that runs past `timeout_s` has its pool's workers killed and a fresh pool
-  started; the caller gets `JobTimedOut`.
-- Crash-proof: a worker that dies (segfault, SIGKILL, OOM) breaks only the executor it ran
-  in; that executor is replaced, so later jobs do not inherit `BrokenProcessPool`.
-- Recycled: each worker exits after `max_tasks_per_child` jobs, so a decoder leak is bounded.
+- Timed: a job that runs past `timeout_s` has its worker killed and replaced; the caller
+  gets `JobTimedOut`. Other workers and their jobs are untouched.
+- Crash-proof: a worker that dies (segfault, SIGKILL, OOM) fails only the job it ran
+  (`WorkerCrashed`); it is replaced, so later jobs do not inherit `BrokenProcessPool`.
+- Recycled: each worker process exits after `max_tasks_per_child` jobs, so a decoder leak
+  is bounded; its address space is capped (`pipeline.init_worker`).
 
-Workers start with `forkserver` (never `fork` from a threaded event-loop process) and run
-`pipeline.init_worker` first.
+Workers start with `forkserver` (never `fork` from a threaded event-loop process).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import TypeVar
 
 from mediasvc.imaging import pipeline
@@ -31,82 +34,143 @@ class PoolBusy(Exception):
 
 
 class JobTimedOut(Exception):
-    """A job ran past its time limit; its workers were killed."""
+    """A job ran past its time limit; its worker was killed and replaced."""
 
 
 class WorkerCrashed(Exception):
-    """The worker running a job died."""
+    """The worker running a job died; it was replaced."""
 
 
 class ImagingPool:
     """Runs imaging jobs in worker processes; see the module docstring for the guarantees."""
 
     def __init__(
-        self, *, workers: int, queue_max: int, timeout_s: float, max_tasks_per_child: int = 200
+        self,
+        *,
+        workers: int,
+        queue_max: int,
+        timeout_s: float,
+        memory_limit_mb: int | None = None,
+        max_tasks_per_child: int = 200,
     ) -> None:
-        self._workers = workers
+        self.workers = workers
         self._capacity = workers + queue_max
         self._timeout_s = timeout_s
+        self._memory_limit_mb = memory_limit_mb
         self._max_tasks_per_child = max_tasks_per_child
         self._admitted = 0
-        self._executor = self._new_executor()
+        self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
+        self._all: set[ProcessPoolExecutor] = set()
+        self.restarts = 0
+        for _ in range(workers):
+            self._idle.put_nowait(self._new_worker())
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self._workers,
+    def _new_worker(self) -> ProcessPoolExecutor:
+        worker = ProcessPoolExecutor(
+            max_workers=1,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=pipeline.init_worker,
+            initargs=(self._memory_limit_mb,),
             max_tasks_per_child=self._max_tasks_per_child,
         )
+        self._all.add(worker)
+        return worker
 
     @property
     def has_room(self) -> bool:
         """Whether a job submitted now would be admitted."""
         return self._admitted < self._capacity
 
+    @property
+    def queued(self) -> int:
+        """Jobs admitted and waiting for a worker."""
+        return max(0, self._admitted - self.busy)
+
+    @property
+    def busy(self) -> int:
+        """Workers running a job now."""
+        return self.workers - self._idle.qsize()
+
     async def process(self, job: pipeline.Job) -> pipeline.Facts:
         """Run one imaging job; raises `ImageRejected` for bad input, or a pool error."""
-        return await self._run(pipeline.process, job)
+        return await self.run(pipeline.process, job)
 
     async def ping(self) -> None:
         """Prove a worker can run libvips now (for readiness checks)."""
-        await self._run(pipeline.ping)
+        await self.run(pipeline.ping)
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a picklable `fn(*args)` in a worker, with the pool's admission and timeout."""
         if not self.has_room:
             raise PoolBusy
         self._admitted += 1
-        executor = self._executor
         try:
-            future = asyncio.wrap_future(executor.submit(fn, *args))
-            try:
-                return await asyncio.wait_for(future, self._timeout_s)
-            except TimeoutError:
-                self._replace(executor)
-                raise JobTimedOut from None
-            except BrokenProcessPool:
-                self._replace(executor)
-                raise WorkerCrashed from None
+            worker = await self._idle.get()
+            return await self._run_on(worker, fn, *args)
         finally:
             self._admitted -= 1
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """Kill `broken`'s workers and start a new executor, once per broken executor."""
-        if broken is not self._executor:
-            return
-        self._executor = self._new_executor()
-        _kill_workers(broken)
-        broken.shutdown(wait=False, cancel_futures=True)
+    async def _run_on(self, worker: ProcessPoolExecutor, fn: Callable[..., T], *args: object) -> T:
+        try:
+            future: Future[T] = worker.submit(fn, *args)
+        except BrokenProcessPool:
+            # Died while idle (killed from outside): replace it and report the crash.
+            self._idle.put_nowait(self._replace(worker))
+            raise WorkerCrashed from None
+        done = asyncio.wrap_future(future)
+        try:
+            # shield: a cancelled request must not abandon a busy worker as idle.
+            result = await asyncio.wait_for(asyncio.shield(done), self._timeout_s)
+        except TimeoutError:
+            self._idle.put_nowait(self._replace(worker))
+            raise JobTimedOut from None
+        except BrokenProcessPool:
+            self._idle.put_nowait(self._replace(worker))
+            raise WorkerCrashed from None
+        except asyncio.CancelledError:
+            # The caller left; the worker becomes idle again when its job ends.
+            done.add_done_callback(partial(self._release_after, worker))
+            raise
+        except BaseException:
+            self._idle.put_nowait(worker)  # the job raised (e.g. ImageRejected): worker is fine
+            raise
+        self._idle.put_nowait(worker)
+        return result
+
+    def _release_after(self, worker: ProcessPoolExecutor, done: asyncio.Future[object]) -> None:
+        broken = not done.cancelled() and isinstance(done.exception(), BrokenProcessPool)
+        self._idle.put_nowait(self._replace(worker) if broken else worker)
+
+    def _replace(self, worker: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """Kill `worker`'s process and start a fresh worker in its place."""
+        self.restarts += 1
+        self._all.discard(worker)
+        _kill(worker)
+        worker.shutdown(wait=False, cancel_futures=True)
+        return self._new_worker()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for operators and fault tests)."""
+        return [pid for worker in self._all for pid in _pids(worker)]
 
     async def close(self) -> None:
-        """Stop accepting work, let running jobs finish, then stop the workers."""
+        """Stop admitting work, let running jobs finish, then stop the workers."""
         self._capacity = 0
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        workers, self._all = list(self._all), set()
+        await asyncio.gather(
+            *(asyncio.to_thread(w.shutdown, wait=True, cancel_futures=True) for w in workers)
+        )
 
 
-def _kill_workers(executor: ProcessPoolExecutor) -> None:
-    # The executor cannot cancel a running call; killing its processes is the only way to
-    # stop a hung decoder. `_processes` is the executor's own pid -> Process map.
-    processes = getattr(executor, "_processes", None) or {}
+def _pids(worker: ProcessPoolExecutor) -> list[int]:
+    # The executor's own pid -> Process map; it cannot be asked otherwise.
+    processes = getattr(worker, "_processes", None) or {}
+    return [pid for pid, process in list(processes.items()) if process.is_alive()]
+
+
+def _kill(worker: ProcessPoolExecutor) -> None:
+    # The executor cannot cancel a running call; killing its process is the only way to
+    # stop a hung decoder.
+    processes = getattr(worker, "_processes", None) or {}
     for process in list(processes.values()):
         process.kill()

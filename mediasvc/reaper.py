@@ -1,0 +1,139 @@
+"""The reaper: makes storage and database agree again after crashes.
+
+What a crash can leave, and what the reaper does with it (past a grace period, so it never
+races a live request):
+
+- a row still `processing` (the node died mid-upload): remove every object its id could
+  have written, then the row;
+- a row `deleting` (the node died mid-delete, or an upload's undo found storage down):
+  the same, which finishes the deletion;
+- objects whose media id has no row (a write that landed after its undo): delete them;
+- spool files and work directories of this node left by a crash: delete them.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED` and the orphan scan runs under a session
+advisory lock, so every node may run the reaper at once without doing the work twice.
+Run once with `python -m mediasvc gc`; the app also runs it every
+`MEDIASVC_REAPER_INTERVAL_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from mediasvc import db
+from mediasvc.db import queries
+from mediasvc.ids import is_media_id
+from mediasvc.storage import Storage, StorageError, possible_keys
+
+log = structlog.get_logger(__name__)
+# How many stuck rows one transaction claims.
+BATCH = 50
+
+
+@dataclass
+class ReaperReport:
+    """What one pass did."""
+
+    rows_removed: int = 0
+    orphans_removed: int = 0
+    spool_removed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def reap(
+    pool: asyncpg.Pool, storage: Storage, spool_dir: Path, *, grace_s: float
+) -> ReaperReport:
+    """One full pass: stuck rows, orphan objects, stale spool files."""
+    report = ReaperReport()
+    try:
+        report.rows_removed = await _finish_stuck_rows(pool, storage, grace_s)
+        report.orphans_removed = await _remove_orphans(pool, storage, grace_s)
+    except (StorageError, *db.UNAVAILABLE) as exc:
+        report.errors.append(str(exc))
+    report.spool_removed = await asyncio.to_thread(_clean_spool, spool_dir, grace_s)
+    if report.rows_removed or report.orphans_removed or report.spool_removed or report.errors:
+        log.info(
+            "reaper.pass",
+            rows_removed=report.rows_removed,
+            orphans_removed=report.orphans_removed,
+            spool_removed=report.spool_removed,
+            errors=report.errors,
+        )
+    return report
+
+
+async def _finish_stuck_rows(pool: asyncpg.Pool, storage: Storage, grace_s: float) -> int:
+    removed = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            stuck = await queries.claim_stuck(conn, grace_s, BATCH)
+            for media_id in stuck:
+                # Every key the id could have, not only recorded variants: an upload that
+                # died before `ready` recorded none.
+                await storage.delete(possible_keys(media_id))
+                await queries.remove_row(conn, media_id)
+        removed += len(stuck)
+        if len(stuck) < BATCH:
+            return removed
+
+
+async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) -> int:
+    async with pool.acquire() as conn:
+        if not await queries.try_lock_orphan_scan(conn):
+            return 0  # another node is scanning right now
+        try:
+            cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+            temp_files: list[str] = []
+            by_media: dict[str, list[str]] = {}
+            async for obj in storage.scan():
+                media_id = _media_id_of(obj.key)
+                if media_id is None or obj.modified >= cutoff:
+                    continue  # not ours (a shared bucket), or possibly still being written
+                if obj.key.rsplit("/", 1)[-1].startswith("."):
+                    temp_files.append(obj.key)  # a write that never got renamed
+                else:
+                    by_media.setdefault(media_id, []).append(obj.key)
+            known = await queries.existing_ids(conn, list(by_media))
+        finally:
+            await queries.unlock_orphan_scan(conn)
+    orphans = temp_files + [
+        key for media_id, keys in by_media.items() if media_id not in known for key in keys
+    ]
+    if orphans:
+        await storage.delete(orphans)
+    return len(orphans)
+
+
+def _media_id_of(key: str) -> str | None:
+    """The media id in a key like `[private/]ab/<id>/<name>`, or None for foreign keys."""
+    parts = key.removeprefix("private/").split("/")
+    if len(parts) == 3 and is_media_id(parts[1]) and parts[0] == parts[1][:2]:
+        return parts[1]
+    return None
+
+
+def _clean_spool(spool_dir: Path, grace_s: float) -> int:
+    if not spool_dir.exists():
+        return 0
+    cutoff = time.time() - grace_s
+    removed = 0
+    for entry in spool_dir.iterdir():
+        try:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue  # finished by its own request meanwhile
+    return removed
