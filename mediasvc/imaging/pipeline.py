@@ -5,18 +5,25 @@ Order of work, so hostile files cost little:
 
 1. Open with the one loader that matches the sniffed type and read the header only:
    pixel count, frame count and orientation are checked before any pixel is decoded.
-2. One decode: `thumbnail` shrinks on load straight to the largest variant, applies the
-   EXIF orientation and converts to sRGB (CMYK and ICC-tagged inputs included).
-3. The smaller variants, the placeholder (`imaging.placeholder`) and the processing report
-   (`imaging.report`, from the header already read) are derived from that in-memory image.
+2. One decode: shrink-on-load straight to the largest variant (for JPEG, libjpeg's DCT
+   scaling, see `_dct_shrink`), then one Lanczos resize, the EXIF orientation, and sRGB:
+   through the ICC profile only when the file carries one that is not sRGB.
+3. Each smaller variant is derived from the next larger one in memory; the placeholder
+   (`imaging.placeholder`) comes from the smallest, and the processing report
+   (`imaging.report`) from the header already read.
 4. Encoders write with `keep="none"`: no EXIF, GPS, XMP, IPTC, ICC, comments or text chunks.
+
+docs/performance.md has the measurements behind each of these choices.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import resource
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,7 @@ import pyvips
 from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.gif import walk_gif
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
-from mediasvc.imaging.report import processing_report
+from mediasvc.imaging.report import ColorConversion, color_conversion, processing_report
 from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
@@ -34,6 +41,20 @@ _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 WEBP_EFFORT = 4
 # libaom's speed trade-off for AVIF output, as libvips names it.
 AVIF_EFFORT = 4
+# libvips threads per worker. The pool runs one worker per core, so more threads would only
+# compete with the other workers; and JPEG decoding, most of the work before the encoders
+# (which are single-threaded anyway), does not parallelise.
+VIPS_CONCURRENCY = 1
+# libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT scaling), far cheaper than decoding every
+# pixel. The Lanczos resize after it is left at least this factor, so it still smooths what
+# DCT scaling leaves (libvips' own `thumbnail` keeps 2; PSNR against a full decode stays
+# above 50 dB at 1.5, see docs/performance.md).
+_MIN_RESIZE_AFTER_DCT = 1.5
+# The sources whose pixels must go through their ICC profile to become sRGB. Others are
+# untagged (taken as sRGB) or tagged sRGB: converting them would be a costly no-op.
+_ICC_CONVERSIONS: frozenset[ColorConversion] = frozenset(
+    {"converted from CMYK (ICC)", "converted from embedded ICC profile"}
+)
 
 
 class ImageRejected(Exception):
@@ -90,13 +111,18 @@ class Facts:
     processing: dict[str, object]
 
 
-def init_worker() -> None:
+def init_worker(memory_limit_mb: int | None = None) -> None:
     """Harden and size libvips in a fresh worker process.
 
     Only the loaders on the allow-list stay callable, so even a sniffing mistake can never
-    reach SVG, PDF, matload or any other loader libvips ships.
+    reach SVG, PDF, matload or any other loader libvips ships. With `memory_limit_mb`, the
+    process's address space is capped: a runaway decode fails its own job, not the host.
     """
+    if memory_limit_mb is not None:
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     pyvips.cache_set_max(0)  # every job reads a new file: the operation cache only holds memory
+    pyvips.concurrency_set(VIPS_CONCURRENCY)
     pyvips.block_untrusted_set(True)
     pyvips.operation_block_set("VipsForeignLoad", True)
     for loader in set(LOADERS.values()):
@@ -121,9 +147,9 @@ def process(job: Job) -> Facts:
     try:
         header = _open_header(job.source, loader)
         width, height, frames = _check_header(header, loader, job)
-        full = _for_output(_decode_largest(job, loader, frames, width, height), output)
-        variants = tuple(_write_variants(full, job, output))
-        small_width, small_height, rgba = rgba_pixels(_first_frame(full))
+        full = _for_output(_decode_largest(job, header, loader, frames, width, height), output)
+        variants, smallest = _write_variants(full, job, output)
+        small_width, small_height, rgba = rgba_pixels(_first_frame(smallest))
     except pyvips.Error as exc:
         raise ImageRejected(
             "invalid_image", "The file is damaged or not a decodable image.", str(exc)
@@ -132,7 +158,7 @@ def process(job: Job) -> Facts:
         width=width,
         height=height,
         frames=frames,
-        variants=variants,
+        variants=tuple(variants),
         thumbhash=thumbhash(small_width, small_height, rgba),
         dominant_color=dominant_color(rgba),
         processing=processing_report(
@@ -175,46 +201,58 @@ def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
     return width, height, frames
 
 
-def _decode_largest(job: Job, loader: str, frames: int, width: int, height: int) -> Any:
+def _decode_largest(
+    job: Job, header: Any, loader: str, frames: int, width: int, height: int
+) -> Any:
     """The one decode: shrink-on-load to the largest variant, upright, sRGB, 8-bit, in memory."""
-    # `fail_on` must be thumbnail's own option: in the filename's [options] it is overridden.
-    source = f"{job.source}[n=-1]" if frames > 1 else job.source
+    thumbnail = _shrink_on_load(job, header, loader, frames)
+    colour = {"output_profile": "srgb"} if color_conversion(header) in _ICC_CONVERSIONS else {}
     if job.kind == "avatar":
         side = min(LARGEST.size, width, height)
         if frames == 1:
-            image = pyvips.Image.thumbnail(
-                source,
-                side,
-                height=side,
-                size="down",
-                crop="attention",
-                fail_on="error",
-                output_profile="srgb",
-            )
+            image = thumbnail(side, height=side, size="down", crop="attention", **colour)
         else:
             # `crop` would cut the whole frame strip at once: scale to cover, crop each frame.
             scale = side / min(width, height)
-            image = pyvips.Image.thumbnail(
-                source,
-                math.ceil(width * scale),
-                height=math.ceil(height * scale),
-                size="down",
-                fail_on="error",
-                output_profile="srgb",
+            image = thumbnail(
+                math.ceil(width * scale), height=math.ceil(height * scale), size="down", **colour
             )
             image = _centre_crop_frames(image, frames)
     else:
-        image = pyvips.Image.thumbnail(
-            source,
-            LARGEST.size,
-            height=LARGEST.size,
-            size="down",
-            fail_on="error",
-            output_profile="srgb",
-        )
+        image = thumbnail(LARGEST.size, height=LARGEST.size, size="down", **colour)
     if image.get("vips-loader") != loader:
         raise ImageRejected("invalid_image", "The file does not match its detected type.")
     return _to_srgb8(image).copy_memory()
+
+
+def _shrink_on_load(job: Job, header: Any, loader: str, frames: int) -> Callable[..., Any]:
+    """`thumbnail(width, **options)` for the source, decoding as few pixels as it can.
+
+    libvips' `thumbnail` picks its own JPEG shrink and leaves a factor of 2 to Lanczos, so
+    a 12 MP photo bound for 1024 px (a factor of 3.9) would be decoded at full size;
+    `_dct_shrink` decodes it at half size instead.
+    """
+    if loader == "jpegload":
+        shrink = _dct_shrink(job.kind, header.width, header.height)
+        if shrink > 1:
+            loaded = pyvips.Image.jpegload(
+                job.source, shrink=shrink, access="sequential", fail_on="error"
+            )
+            return loaded.thumbnail_image  # type: ignore[no-any-return]
+    # `fail_on` must be thumbnail's own option: in the filename's [options] it is overridden.
+    source = f"{job.source}[n=-1]" if frames > 1 else job.source
+    return partial(pyvips.Image.thumbnail, source, fail_on="error")
+
+
+def _dct_shrink(kind: Kind, width: int, height: int) -> int:
+    """The JPEG shrink-on-load factor (1, 2, 4 or 8) for a stored `width` x `height`."""
+    # Bounding the longest side (post) or covering the shortest (avatar) does not depend on
+    # the EXIF orientation, so the stored size will do.
+    if kind == "avatar":
+        factor = min(width, height) / min(LARGEST.size, width, height)
+    else:
+        factor = max(width, height) / LARGEST.size
+    return next((s for s in (8, 4, 2) if factor / s >= _MIN_RESIZE_AFTER_DCT), 1)
 
 
 def _centre_crop_frames(image: Any, frames: int) -> Any:
@@ -258,27 +296,25 @@ def _for_output(image: Any, output: OutputFormat) -> Any:
     return image
 
 
-def _write_variants(full: Any, job: Job, output: OutputFormat) -> list[VariantFile]:
-    written = []
-    for spec in VARIANTS:
-        image = (
-            full
-            if spec is LARGEST
-            else full.thumbnail_image(spec.size, height=spec.size, size="down")
-        )
+def _write_variants(full: Any, job: Job, output: OutputFormat) -> tuple[list[VariantFile], Any]:
+    """Encode every variant, each resized from the next larger; the files and the smallest."""
+    written = {}
+    image = full
+    for spec in sorted(VARIANTS, key=lambda v: v.size, reverse=True):
+        if spec is not LARGEST:
+            # Materialised, so the next smaller one starts from these pixels, not from `full`.
+            image = image.thumbnail_image(spec.size, height=spec.size, size="down").copy_memory()
         path = Path(job.out_dir) / f"{spec.name}{output.extension}"
         _encode(image, path, output, job.quality)
-        written.append(
-            VariantFile(
-                name=spec.name,
-                path=str(path),
-                width=image.width,
-                height=_page_height(image),
-                bytes=os.path.getsize(path),
-                mime=output.mime,
-            )
+        written[spec.name] = VariantFile(
+            name=spec.name,
+            path=str(path),
+            width=image.width,
+            height=_page_height(image),
+            bytes=os.path.getsize(path),
+            mime=output.mime,
         )
-    return written
+    return [written[spec.name] for spec in VARIANTS], image
 
 
 def _encode(image: Any, path: Path, output: OutputFormat, quality: int) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import thash
 
-# ThumbHash takes at most 100x100 and keeps only a few DCT terms, so 64 px loses nothing
-# visible while holding the pure-Python encoder near 8 ms.
-SIDE = 64
+# ThumbHash keeps only a few DCT terms (at most 7 across), so 32 px loses nothing visible:
+# the hash of a 12 MP photo differs from the 64 px one in one base64 digit, and the
+# pure-Python encoder takes about 2 ms instead of 7 (docs/performance.md).
+SIDE = 32
 # Pixels less than half opaque are not what a viewer sees, so they get no vote.
 _OPAQUE = 128
 # Dominant-colour buckets keep the top 4 bits of each channel: 16x16x16 buckets.
