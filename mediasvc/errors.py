@@ -11,6 +11,7 @@
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
     ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused)
+    ├── InsufficientStorage (507 insufficient_storage: the spool disk is full)
     ├── Busy (503 busy, with Retry-After)
     └── ProcessingFailed (500 processing_failed: a worker crashed or hung)
 
@@ -82,6 +83,10 @@ class InvalidImage(MediaError):
 
 class Unprocessable(MediaError):
     status, code, title = 422, "unprocessable", "Unprocessable request"
+
+
+class InsufficientStorage(MediaError):
+    status, code, title = 507, "insufficient_storage", "Insufficient storage"
 
 
 class Busy(MediaError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
@@ -22,7 +23,13 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionHeader
 
-from mediasvc.errors import BadRequest, InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from mediasvc.errors import (
+    BadRequest,
+    InsufficientStorage,
+    InvalidImage,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
 
 CHUNK_BYTES = 256 * 1024
@@ -162,7 +169,14 @@ class _SpoolWriter:
 
     async def write(self, chunk: bytes) -> None:
         self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write, chunk)
-        await asyncio.shield(self._in_flight)
+        try:
+            await asyncio.shield(self._in_flight)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    "The server has no room to receive uploads right now; try again later."
+                ) from None
+            raise
 
     def _write(self, chunk: bytes) -> None:
         if self._file is None:

@@ -11,6 +11,7 @@ and the reaper finishes the job.
 from __future__ import annotations
 
 import asyncio
+import errno
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from mediasvc.errors import (
     Busy,
     CollectionFull,
     Conflict,
+    InsufficientStorage,
     InvalidImage,
     MediaError,
     ProcessingFailed,
@@ -172,6 +174,12 @@ class Uploader:
             raise ProcessingFailed(
                 "Processing the image took too long and was stopped.", code="processing_timeout"
             ) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage(
+                    "The server has no room to process uploads right now; try again later."
+                ) from None
+            raise
         except WorkerCrashed:
             raise ProcessingFailed(
                 "The image worker stopped while processing this file.", code="worker_crashed"

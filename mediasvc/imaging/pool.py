@@ -111,10 +111,11 @@ class ImagingPool:
             self._admitted -= 1
 
     async def _run_on(self, worker: ProcessPoolExecutor, fn: Callable[..., T], *args: object) -> T:
+        if _has_dead_process(worker):
+            worker = self._replace(worker)  # died while idle (killed from outside)
         try:
             future: Future[T] = worker.submit(fn, *args)
         except BrokenProcessPool:
-            # Died while idle (killed from outside): replace it and report the crash.
             self._idle.put_nowait(self._replace(worker))
             raise WorkerCrashed from None
         done = asyncio.wrap_future(future)
@@ -166,6 +167,11 @@ def _pids(worker: ProcessPoolExecutor) -> list[int]:
     # The executor's own pid -> Process map; it cannot be asked otherwise.
     processes = getattr(worker, "_processes", None) or {}
     return [pid for pid, process in list(processes.items()) if process.is_alive()]
+
+
+def _has_dead_process(worker: ProcessPoolExecutor) -> bool:
+    processes = getattr(worker, "_processes", None) or {}
+    return any(not process.is_alive() for process in list(processes.values()))
 
 
 def _kill(worker: ProcessPoolExecutor) -> None:
