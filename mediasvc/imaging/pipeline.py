@@ -18,6 +18,7 @@ docs/performance.md has the measurements behind each of these choices.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import resource
@@ -55,6 +56,10 @@ _MIN_RESIZE_AFTER_DCT = 1.5
 _ICC_CONVERSIONS: frozenset[ColorConversion] = frozenset(
     {"converted from CMYK (ICC)", "converted from embedded ICC profile"}
 )
+
+
+# Less free space than this where variants are written means a failed save was the disk's fault.
+_MIN_FREE_BYTES = 1024 * 1024
 
 
 class ImageRejected(Exception):
@@ -151,6 +156,9 @@ def process(job: Job) -> Facts:
         variants, smallest = _write_variants(full, job, output)
         small_width, small_height, rgba = rgba_pixels(_first_frame(smallest))
     except pyvips.Error as exc:
+        if _disk_full(job.out_dir):
+            # libvips reports a failed write like any other error; free space tells them apart.
+            raise OSError(errno.ENOSPC, "no space left for variants", job.out_dir) from None
         raise ImageRejected(
             "invalid_image", "The file is damaged or not a decodable image.", str(exc)
         ) from None
@@ -165,6 +173,11 @@ def process(job: Job) -> Facts:
             header, loader, job.source, frames=full.height // _page_height(full)
         ),
     )
+
+
+def _disk_full(directory: str) -> bool:
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize < _MIN_FREE_BYTES
 
 
 def _open_header(source: str, loader: str) -> Any:
