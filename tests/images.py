@@ -292,6 +292,15 @@ def _insert_jpeg_comment(data: bytes, comment: str) -> bytes:
     return data[:2] + segment + data[2:]
 
 
+def make_noisy_jpeg(*, width: int = 3000, height: int = 2000, quality: int = 95) -> bytes:
+    """A JPEG of coloured noise: it compresses badly, like a real photo's fine detail,
+    so its file and its variants are large (for disk-full and size tests)."""
+    bands = [pyvips.Image.gaussnoise(width, height, mean=128, sigma=60) for _ in range(3)]
+    noise = bands[0].bandjoin(bands[1:]).cast("uchar").copy(interpretation="srgb")
+    data: bytes = noise.jpegsave_buffer(Q=quality)
+    return data
+
+
 def make_cmyk_jpeg(
     *, width: int = 400, height: int = 300, icc: bool = True, quality: int = 90
 ) -> bytes:

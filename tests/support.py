@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,7 +36,8 @@ def upload_form(
     form = aiohttp.FormData()
     for name, value in fields.items():
         form.add_field(name, value)
-    form.add_field("file", data, filename=filename, content_type=content_type)
+    # A stream, not bytes: aiohttp warns (an error here) about large in-memory bodies.
+    form.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
     return form
 
 
