@@ -77,7 +77,8 @@ def summarise(
         "limit_cpu_ms": _r(median_cpu_ms(single.limit_decode) + median_cpu_ms(single.limit_encode)),
     }
     if through and level and level.ok:
-        summary["service_cpu_ms_per_upload"] = _r(level.cpu_s["app"] / len(level.ok) * 1000)
+        app_cpu_s = level.cpu_s["app"] + level.cpu_s["workers"]
+        summary["service_cpu_ms_per_upload"] = _r(app_cpu_s / len(level.ok) * 1000)
         summary["service_clients"] = COMPARED_CLIENTS
     summary |= {f"peak_rss_mb_{name}": _r(mb) for name, mb in memory.items()}
     for name in ("pillow_naive", "pillow_tuned"):

@@ -153,26 +153,30 @@ class Stack:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def parts(self) -> dict[str, list[int]]:
-        """The stack's processes by part: app (with its workers), nginx, PostgreSQL."""
+        """The stack's processes by part: the app's event loop, its workers, nginx, PostgreSQL.
+
+        `workers` is everything the app started: the image workers, their forkserver and
+        multiprocessing's resource tracker.
+        """
         assert self._process is not None
         tree = procs.parents()
         below_dev = procs.descendants(self._process.pid, tree)
         # One `serve` per app node (MEDIASVC_APP_NODES), each with its own worker pool.
         nodes = [p for p in below_dev if "mediasvc serve" in procs.cmdline(p)]
-        app_tree = [p for node in nodes for p in procs.descendants(node, tree)]
+        below_nodes = [p for node in nodes for p in procs.descendants(node, tree)[1:]]
         nginx = [p for p in below_dev if procs.cmdline(p).startswith("nginx")]
         postgres: list[int] = []
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid_file = self.data_dir / "postgres" / "data" / "postmaster.pid"
             postgres = procs.descendants(int(pid_file.read_text().split()[0]), tree)
-        return {"app": app_tree, "nginx": nginx, "postgres": postgres}
+        return {"app": nodes, "workers": below_nodes, "nginx": nginx, "postgres": postgres}
 
     def worker_pids(self) -> list[int]:
         """The image workers: children of the app's forkserver."""
         tree = procs.parents()
-        app = self.parts()["app"]
-        servers = [p for p in app if "forkserver" in procs.cmdline(p) and tree.get(p) in app]
-        return [p for p in app if tree.get(p) in servers]
+        below = self.parts()["workers"]
+        servers = [p for p in below if "forkserver" in procs.cmdline(p)]
+        return [p for p in below if tree.get(p) in servers]
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far per part of the stack."""
