@@ -1,0 +1,51 @@
+"""Smoke test for `bench/` (`make bench`): one tiny round of every measurement.
+
+Only the shape of the output is checked, never a time: speed is reported side by side by
+`make bench`, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUMMARY_KEYS = {
+    "limit_ms",
+    "pipeline_ms",
+    "pipeline_ips",
+    "service_ips",
+    "service_p50_ms",
+    "service_p99_ms",
+    "worker_peak_rss_mb",
+    "pillow_naive_ms",
+    "pillow_tuned_ms",
+    "service_over_pipeline",
+    "pipeline_over_limit",
+    "pillow_naive_over_pipeline",
+    "pillow_tuned_over_pipeline",
+}
+
+
+def test_quick_bench_ends_with_the_summary_line_and_keeps_its_results(tmp_path: Path) -> None:
+    """A one-round run of the whole bench exits 0, prints its JSON summary last, and saves it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary.keys() >= SUMMARY_KEYS
+    assert all(isinstance(summary[key], int | float) for key in SUMMARY_KEYS)
+    [saved] = tmp_path.glob("*.json")
+    document = json.loads(saved.read_text())
+    assert document["summary"] == summary
+    assert document.keys() >= {"machine", "versions", "settings", "targets"}
