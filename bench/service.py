@@ -172,11 +172,11 @@ class Stack:
         return {"app": nodes, "workers": below_nodes, "nginx": nginx, "postgres": postgres}
 
     def worker_pids(self) -> list[int]:
-        """The image workers: children of the app's forkserver."""
+        """The image workers: started by `spawn`, or forked by the app's forkserver."""
         tree = procs.parents()
         below = self.parts()["workers"]
         servers = [p for p in below if "forkserver" in procs.cmdline(p)]
-        return [p for p in below if tree.get(p) in servers]
+        return [p for p in below if "spawn_main" in procs.cmdline(p) or tree.get(p) in servers]
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far per part of the stack."""
