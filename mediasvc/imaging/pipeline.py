@@ -18,10 +18,12 @@ docs/performance.md has the measurements behind each of these choices.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import math
 import os
 import resource
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -60,6 +62,7 @@ _ICC_CONVERSIONS: frozenset[ColorConversion] = frozenset(
 )
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # Less free space than this where variants are written means a failed save was the disk's fault.
 _MIN_FREE_BYTES = 1024 * 1024
 
@@ -118,13 +121,16 @@ class Facts:
     processing: dict[str, object]
 
 
-def init_worker(memory_limit_mb: int | None = None) -> None:
+def init_worker(memory_limit_mb: int | None = None, parent_pid: int | None = None) -> None:
     """Harden and size libvips in a fresh worker process.
 
     Only the loaders on the allow-list stay callable, so even a sniffing mistake can never
     reach SVG, PDF, matload or any other loader libvips ships. With `memory_limit_mb`, the
     process's address space is capped: a runaway decode fails its own job, not the host.
+    With `parent_pid`, the worker dies with that parent, however the parent ends.
     """
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     if memory_limit_mb is not None:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -136,6 +142,16 @@ def init_worker(memory_limit_mb: int | None = None) -> None:
         # By type name: `jpegload` is VipsForeignLoadJpegFile, `gifload` VipsForeignLoadNsgifFile.
         type_name = pyvips.type_name(pyvips.type_find("VipsOperation", loader))
         pyvips.operation_block_set(type_name, False)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    # Linux: the kernel sends SIGKILL to this process when its parent exits. Without it, a
+    # SIGKILLed app would leave its workers behind, adopted by init.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+        os._exit(1)
 
 
 def ping() -> int:

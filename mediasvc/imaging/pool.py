@@ -11,13 +11,15 @@ Each worker is its own single-process executor, so a fault stays with its job:
 - Recycled: each worker process exits after `max_tasks_per_child` jobs, so a decoder leak
   is bounded; its address space is capped (`pipeline.init_worker`).
 
-Workers start with `forkserver` (never `fork` from a threaded event-loop process).
+Workers start with `spawn` (never `fork` from a threaded event-loop process), as direct
+children of the app, and die with it even when it is SIGKILLed (`pipeline.init_worker`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -68,9 +70,9 @@ class ImagingPool:
     def _new_worker(self) -> ProcessPoolExecutor:
         worker = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("forkserver"),
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=pipeline.init_worker,
-            initargs=(self._memory_limit_mb,),
+            initargs=(self._memory_limit_mb, os.getpid()),
             max_tasks_per_child=self._max_tasks_per_child,
         )
         self._all.add(worker)

@@ -80,13 +80,18 @@ def _remove_all(paths: list[Path]) -> None:
 
 
 def _files_under(root: Path) -> list[tuple[str, datetime]]:
-    if not root.exists():
-        return []
-    return [
-        (str(path.relative_to(root)), datetime.fromtimestamp(path.stat().st_mtime, UTC))
-        for path in root.rglob("*")
-        if path.is_file()
-    ]
+    # os.walk skips directories that vanish mid-walk (a delete, another reaper) instead of
+    # failing, and a file gone before its stat is simply not there any more.
+    found = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            try:
+                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except FileNotFoundError:
+                continue
+            found.append((str(path.relative_to(root)), modified))
+    return found
 
 
 def _check_writable(root: Path) -> None:

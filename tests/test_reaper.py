@@ -1,0 +1,212 @@
+"""The reaper, and crashes: after `gc`, storage and database agree exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import images
+import pytest
+from aiohttp.test_utils import TestClient
+from support import bearer, parametrize_backends, stored_keys, upload_form
+
+from mediasvc.appkeys import DB, STORAGE
+from mediasvc.config import Settings
+from mediasvc.pgcluster import free_port
+from mediasvc.reaper import reap
+from mediasvc.storage import variant_key
+
+Client = TestClient[Any, Any]
+pytestmark = parametrize_backends
+
+
+async def put_object(client: Client, key: str, tmp_path: Path) -> None:
+    source = tmp_path / "object"
+    source.write_bytes(b"variant")
+    await client.app[STORAGE].put(key, source, "image/webp")
+
+
+async def assert_consistent(client: Client) -> None:
+    """Every row is ready and owns exactly its stored variants; no other object exists."""
+    rows = await client.app[DB].fetch("SELECT status, variants FROM media")
+    assert {r["status"] for r in rows} <= {"ready"}
+    owned = sorted(v["key"] for r in rows for v in r["variants"].values())
+    assert await stored_keys(client) == owned
+
+
+async def gc(client: Client, settings: Settings, grace_s: float = 0) -> Any:
+    return await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=grace_s)
+
+
+async def test_crash_leftovers_are_finished_or_undone(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A row stuck in processing with two objects, one stuck in deleting, an orphan object,
+    a stale spool file: one gc pass removes them all and keeps the ready media intact."""
+    ready = await (
+        await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
+    ).json()
+    crashed_upload = "A" * 22
+    crashed_delete = "B" * 22
+    orphan = "C" * 22
+    db = client.app[DB]
+    for media_id, status in ((crashed_upload, "processing"), (crashed_delete, "deleting")):
+        await db.execute(
+            "INSERT INTO media (id, owner, kind, visibility, status, original_mime,"
+            " original_bytes, sha256) VALUES ($1, 'alice', 'post', 'public', $2, 'image/jpeg',"
+            " 1, 'x')",
+            media_id,
+            status,
+        )
+    await put_object(client, variant_key(crashed_upload, "full.webp"), tmp_path)
+    await put_object(client, variant_key(crashed_upload, "small.webp"), tmp_path)
+    await put_object(client, variant_key(crashed_delete, "large.webp"), tmp_path)
+    await put_object(client, variant_key(orphan, "thumbnail.webp", private=True), tmp_path)
+    settings.spool_dir.mkdir(exist_ok=True)
+    (settings.spool_dir / "dead.upload").write_bytes(b"half an upload")
+
+    report = await gc(client, settings)
+
+    assert report.rows_removed == 2
+    assert report.orphans_removed == 1
+    assert report.spool_removed == 1
+    assert report.errors == []
+    await assert_consistent(client)
+    assert (await client.get(f"/v1/media/{ready['id']}")).status == 200
+
+
+async def test_grace_period_protects_work_in_progress(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """Within the grace period nothing is touched: a live upload looks just like a crash."""
+    await client.app[DB].execute(
+        "INSERT INTO media (id, owner, kind, visibility, status, original_mime,"
+        " original_bytes, sha256) VALUES ($1, 'alice', 'post', 'public', 'processing',"
+        " 'image/jpeg', 1, 'x')",
+        "D" * 22,
+    )
+    await put_object(client, variant_key("E" * 22, "full.webp"), tmp_path)
+    report = await gc(client, settings, grace_s=3600)
+    assert (report.rows_removed, report.orphans_removed) == (0, 0)
+    assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 1
+
+
+async def test_concurrent_reapers_do_the_work_once(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """Three nodes reaping at once: each stuck row is removed exactly once, no errors."""
+    for n in range(10):
+        media_id = f"{n:0>22}"
+        await client.app[DB].execute(
+            "INSERT INTO media (id, owner, kind, visibility, status, original_mime,"
+            " original_bytes, sha256) VALUES ($1, 'alice', 'post', 'public', 'processing',"
+            " 'image/jpeg', 1, 'x')",
+            media_id,
+        )
+        await put_object(client, variant_key(media_id, "full.webp"), tmp_path)
+    reports = await asyncio.gather(*(gc(client, settings) for _ in range(3)))
+    assert sum(r.rows_removed for r in reports) == 10
+    assert all(r.errors == [] for r in reports)
+    await assert_consistent(client)
+
+
+def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    """`python -m mediasvc serve` as a real process on the test's database and storage."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIASVC_")}
+    env.update(
+        MEDIASVC_DATABASE_URL=settings.database_url,
+        MEDIASVC_JWT_SECRET=settings.jwt_secret or "",
+        MEDIASVC_URL_SIGNING_SECRET=settings.url_signing_secret,
+        MEDIASVC_DATA_DIR=str(settings.data_dir),
+        MEDIASVC_MEDIA_DIR=str(settings.media_dir),
+        MEDIASVC_SPOOL_DIR=str(settings.spool_dir),
+        MEDIASVC_APP_PORT=str(port),
+        MEDIASVC_WORKERS="2",
+        MEDIASVC_STORAGE=settings.storage,
+        MEDIASVC_S3_BUCKET=settings.s3_bucket,
+        MEDIASVC_S3_ENDPOINT_URL=settings.s3_endpoint_url or "",
+        MEDIASVC_LOG_FORMAT="json",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mediasvc", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            import socket
+
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("serve did not start")
+
+
+async def post_many(base: str, count: int) -> list[int | str]:
+    """Concurrent uploads; each result is a status or the name of the connection error."""
+    big = images.make_jpeg(width=3000, height=2000)
+
+    async def one(http: aiohttp.ClientSession) -> int | str:
+        try:
+            async with http.post(
+                f"{base}/v1/media", data=upload_form(big), headers=bearer()
+            ) as response:
+                return response.status
+        except aiohttp.ClientError as exc:
+            return type(exc).__name__
+
+    async with aiohttp.ClientSession() as http:
+        return list(await asyncio.gather(*(one(http) for _ in range(count))))
+
+
+@pytest.mark.parametrize("delay_s", [0.05, 0.3], ids=["early", "late"])
+async def test_sigkill_mid_upload_then_gc_restores_agreement(
+    client: Client, settings: Settings, delay_s: float
+) -> None:
+    """The app SIGKILLed while uploads run (at two different moments): afterwards, gc makes
+    storage and database agree exactly; every 201 the clients saw is a ready media."""
+    port = free_port()
+    process = await asyncio.to_thread(serve, settings, port)
+    try:
+        uploads = asyncio.create_task(post_many(f"http://127.0.0.1:{port}", 6))
+        await asyncio.sleep(delay_s)
+        process.send_signal(signal.SIGKILL)
+        statuses = await uploads
+    finally:
+        process.kill()
+        process.wait()
+    # The killed app's image workers notice their parent is gone and exit on their own.
+    report = await gc(client, settings)
+    assert report.errors == []
+    await assert_consistent(client)
+    ready = await client.app[DB].fetchval("SELECT count(*) FROM media WHERE status = 'ready'")
+    assert ready == statuses.count(201)
+
+
+async def test_sigterm_lets_running_uploads_finish(client: Client, settings: Settings) -> None:
+    """SIGTERM mid-upload: the upload still gets its 201, the process exits cleanly,
+    nothing is left in processing."""
+    port = free_port()
+    process = await asyncio.to_thread(serve, settings, port)
+    try:
+        uploads = asyncio.create_task(post_many(f"http://127.0.0.1:{port}", 2))
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        statuses = await uploads
+        assert await asyncio.to_thread(process.wait, 40) == 0
+    finally:
+        process.kill()
+    assert statuses == [201, 201]
+    assert await client.app[DB].fetchval("SELECT count(*) FROM media WHERE status <> 'ready'") == 0
+    await assert_consistent(client)
