@@ -54,6 +54,12 @@ class Settings:
     storage_timeout_s: float = 10.0
     nginx_cache_size_mb: int = 1024
     nginx_cache_ttl_s: int = 60
+    rate_uploads_per_min: int = 60
+    rate_uploads_burst: int = 10
+    rate_api_per_s: int = 20
+    rate_api_burst: int = 40
+    conn_per_ip: int = 32
+    client_timeout_s: int = 30
     max_upload_bytes: int = 25 * MiB
     max_pixels: int = 60_000_000
     max_frames: int = 200
@@ -107,6 +113,12 @@ class Settings:
             storage_timeout_s=reader.get("STORAGE_TIMEOUT_S", _positive_float, 10.0),
             nginx_cache_size_mb=reader.get("NGINX_CACHE_SIZE_MB", _positive, 1024),
             nginx_cache_ttl_s=reader.get("NGINX_CACHE_TTL_S", _positive, 60),
+            rate_uploads_per_min=reader.get("RATE_UPLOADS_PER_MIN", _positive, 60),
+            rate_uploads_burst=reader.get("RATE_UPLOADS_BURST", _non_negative, 10),
+            rate_api_per_s=reader.get("RATE_API_PER_S", _positive, 20),
+            rate_api_burst=reader.get("RATE_API_BURST", _non_negative, 40),
+            conn_per_ip=reader.get("CONN_PER_IP", _positive, 32),
+            client_timeout_s=reader.get("CLIENT_TIMEOUT_S", _positive, 30),
             max_upload_bytes=reader.get("MAX_UPLOAD_BYTES", _positive, 25 * MiB),
             max_pixels=reader.get("MAX_PIXELS", _positive, 60_000_000),
             max_frames=reader.get("MAX_FRAMES", _positive, 200),

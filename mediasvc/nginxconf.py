@@ -6,6 +6,7 @@ nginx's own `$variables`; rendering fails if a placeholder is left unfilled.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -47,6 +48,12 @@ class Site:
     s3_path: str
     cache_size_mb: int
     cache_ttl_s: int
+    rate_uploads_per_min: int
+    rate_uploads_burst: int
+    rate_api_per_s: int
+    rate_api_burst: int
+    conn_per_ip: int
+    client_timeout_s: int
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -65,6 +72,12 @@ class Site:
             s3_path=path,
             cache_size_mb=settings.nginx_cache_size_mb,
             cache_ttl_s=settings.nginx_cache_ttl_s,
+            rate_uploads_per_min=settings.rate_uploads_per_min,
+            rate_uploads_burst=settings.rate_uploads_burst,
+            rate_api_per_s=settings.rate_api_per_s,
+            rate_api_burst=settings.rate_api_burst,
+            conn_per_ip=settings.conn_per_ip,
+            client_timeout_s=settings.client_timeout_s,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -86,6 +99,14 @@ class Site:
             "MEDIASVC_S3_PATH": self.s3_path,
             "MEDIASVC_NGINX_CACHE_SIZE": f"{self.cache_size_mb}m",
             "MEDIASVC_NGINX_CACHE_TTL": f"{self.cache_ttl_s}s",
+            "MEDIASVC_RATE_UPLOADS": f"{self.rate_uploads_per_min}r/m",
+            "MEDIASVC_RATE_UPLOADS_BURST": str(self.rate_uploads_burst),
+            "MEDIASVC_RATE_API": f"{self.rate_api_per_s}r/s",
+            "MEDIASVC_RATE_API_BURST": str(self.rate_api_burst),
+            "MEDIASVC_CONN_PER_IP": str(self.conn_per_ip),
+            "MEDIASVC_CLIENT_TIMEOUT": f"{self.client_timeout_s}s",
+            # When the next upload fits the per-minute rate again.
+            "MEDIASVC_RETRY_AFTER": str(max(1, math.ceil(60 / self.rate_uploads_per_min))),
         }
 
 

@@ -142,3 +142,67 @@ class TestTemplateRendering:
         assert render_template(text, {"MEDIASVC_LISTEN": "1"}) == (
             "proxy_set_header Host $host; listen 1;"
         )
+
+
+class TestAbuseLimits:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """Tight limits so that a test can cross them quickly."""
+        result: Settings = make_settings(
+            rate_uploads_per_min=6,
+            rate_uploads_burst=1,
+            rate_api_per_s=2,
+            rate_api_burst=3,
+            client_timeout_s=1,
+        )
+        return result
+
+    async def test_upload_burst_past_the_rate_is_429_problem_with_retry_after(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """Uploads beyond rate + burst are refused by nginx as RFC 9457 problems."""
+        statuses = []
+        for _ in range(4):
+            async with http.post(
+                f"{nginx}/v1/media", data=upload_form(images.make_tiny()), headers=bearer()
+            ) as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    assert response.headers["Content-Type"] == "application/problem+json"
+                    assert response.headers["Retry-After"] == "10"
+                    assert (await response.json())["code"] == "too_many_requests"
+        assert statuses[:2] == [201, 201]
+        assert 429 in statuses[2:]
+
+    async def test_reads_do_not_spend_the_upload_budget(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """Listing counts against the API rate only; an upload still goes through after."""
+        for _ in range(2):
+            async with http.get(f"{nginx}/v1/media", headers=bearer()) as response:
+                assert response.status == 200
+        async with http.post(
+            f"{nginx}/v1/media", data=upload_form(images.make_tiny()), headers=bearer()
+        ) as response:
+            assert response.status == 201
+
+    async def test_api_flood_from_one_address_is_429(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """Ten immediate reads against 2/s with a burst of 3: the tail is refused."""
+        statuses = []
+        for _ in range(10):
+            async with http.get(f"{nginx}/v1/limits") as response:
+                statuses.append(response.status)
+        assert statuses[:4] == [200] * 4
+        assert statuses.count(429) >= 4
+
+    async def test_slow_client_is_cut_off(self, nginx: str) -> None:
+        """Headers that never finish (slowloris): nginx closes the connection."""
+        host, port = nginx.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/media HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # EOF once nginx gives up
+        writer.close()
+        assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
