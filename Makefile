@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := nginx libmagic1 postgresql chromium
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench loadtest clean
 
 install: $(STAMP)
 	@for p in $(APT_PACKAGES); do \
@@ -37,6 +37,10 @@ lint: install
 # The benchmark: table on stdout, JSON summary as the last line, results in bench/results/.
 bench: install
 	$(PY) -m bench
+
+# One minute of mixed traffic at the pool's capacity with one injected fault (issue 7).
+loadtest: install
+	$(PY) -m bench.loadtest --seconds 60
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -107,6 +107,10 @@ class Stack:
             MEDIASVC_HTTP_PORT=str(self.port),
             MEDIASVC_WORKERS=str(self.workers),
             MEDIASVC_LOG_FORMAT="json",
+            # Every bench client shares one address: nginx's per-client limits would
+            # measure the limiter, not the service.
+            MEDIASVC_RATE_UPLOADS_PER_MIN="1000000",
+            MEDIASVC_RATE_API_PER_S="100000",
         )
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mediasvc", "dev"],
