@@ -28,7 +28,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tiny round (smoke test)")
     parser.add_argument("--no-service", action="store_true", help="skip the HTTP stack")
-    parser.add_argument("--rounds", type=int, default=9, help="single-process rounds")
+    parser.add_argument("--rounds", type=int, default=15, help="single-process rounds")
     parser.add_argument("--service-rounds", type=int, default=4, help="throughput rounds")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)

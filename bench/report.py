@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +24,9 @@ from bench.timing import median_cpu_ms, median_ms, percentile
 ROOT = Path(__file__).resolve().parents[1]
 # The client count at which the service is compared with the pipeline: one per core here.
 COMPARED_CLIENTS = 2
+# Single-threaded runs whose wall time exceeds their CPU time by more than this were
+# sharing the cores with something else.
+BUSY_WALL_OVER_CPU = 1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ def summarise(
         app_cpu_s = level.cpu_s["app"] + level.cpu_s["workers"]
         summary["service_cpu_ms_per_upload"] = _r(app_cpu_s / len(level.ok) * 1000)
         summary["service_clients"] = COMPARED_CLIENTS
+    summary["single_process_wall_over_cpu"] = _r(wall_over_cpu(single), 3)
     summary |= {f"peak_rss_mb_{name}": _r(mb) for name, mb in memory.items()}
     for name in ("pillow_naive", "pillow_tuned"):
         summary[f"{name}_bytes_ratio"] = _r(
@@ -87,6 +92,18 @@ def summarise(
         )
     summary["cores"] = os.cpu_count()
     return summary
+
+
+def wall_over_cpu(single: SingleProcess) -> float:
+    """How much longer than their CPU time the single-process runs took, median over all.
+
+    Every contestant is single-threaded, so on an idle machine this is close to 1; well
+    above it, something else had the cores (other jobs, or the hypervisor) and the wall
+    times of this run are inflated.
+    """
+    samples = [s for runs in single.runs.values() for ss in runs.values() for s in ss]
+    samples += single.limit_decode + single.limit_encode
+    return statistics.median(s.wall_s / s.cpu_s for s in samples if s.cpu_s > 0)
 
 
 def targets(summary: dict[str, Any]) -> list[Target]:
@@ -135,6 +152,12 @@ def table(
     for name in ("pipeline", "pillow_tuned", "pillow_naive"):
         for input_name, samples in single.runs[name].items():
             row(f"{name} [{input_name}]", samples)
+    ratio = summary["single_process_wall_over_cpu"]
+    lines.append(f"  wall / cpu, median over single-process runs: {ratio:.2f}")
+    if ratio > BUSY_WALL_OVER_CPU:
+        lines.append(
+            "  the machine was busy (wall well above CPU): this run's wall times are inflated"
+        )
     lines += ["", "output, main input (five variants)", f"  {'':<22}{'bytes':>10}{'PSNR dB':>10}"]
     for name, facts in quality.items():
         psnr = facts["full_psnr_db"]
