@@ -11,10 +11,11 @@ import structlog
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, POOL, SETTINGS, STORAGE, VERIFIER
+from mediasvc.appkeys import DB, METRICS, POOL, SETTINGS, STORAGE, VERIFIER
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
 from mediasvc.imaging.pool import ImagingPool
+from mediasvc.metrics import Metrics
 from mediasvc.reaper import reap
 from mediasvc.storage import open_storage
 from mediasvc.web.middlewares import problem_errors, request_log
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
     """The aiohttp application for `settings`; resources open when it starts."""
     app = web.Application(middlewares=[request_log, problem_errors])
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
     # Dependency order: database, then storage, then the workers that feed it.
     app.cleanup_ctx.extend([_spool_dir, _database, _storage, _imaging_pool, _reaper_timer])
@@ -60,6 +62,7 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
         memory_limit_mb=settings.worker_memory_mb,
     )
     app[POOL] = pool
+    app[METRICS].watch(pool, app[DB])
     yield
     await pool.close()
 
@@ -72,9 +75,13 @@ async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:
             # Jitter, so nodes started together do not all scan at once.
             await asyncio.sleep(settings.reaper_interval_s * random.uniform(0.5, 1.5))  # noqa: S311
             try:
-                await reap(
+                report = await reap(
                     app[DB], app[STORAGE], settings.spool_dir, grace_s=settings.reaper_grace_s
                 )
+                reaped = app[METRICS].reaper
+                reaped.labels("rows").inc(report.rows_removed)
+                reaped.labels("orphans").inc(report.orphans_removed)
+                reaped.labels("spool").inc(report.spool_removed)
             except Exception:
                 log.exception("reaper.failed")
 

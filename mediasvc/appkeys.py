@@ -6,6 +6,7 @@ from aiohttp import web
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
 from mediasvc.imaging.pool import ImagingPool
+from mediasvc.metrics import Metrics
 from mediasvc.storage import Storage
 
 SETTINGS = web.AppKey("mediasvc.settings", Settings)
@@ -13,3 +14,4 @@ VERIFIER = web.AppKey("mediasvc.verifier", TokenVerifier)
 DB = web.AppKey("mediasvc.db", asyncpg.Pool)
 STORAGE = web.AppKey("mediasvc.storage", Storage)
 POOL = web.AppKey("mediasvc.pool", ImagingPool)
+METRICS = web.AppKey("mediasvc.metrics", Metrics)

@@ -13,7 +13,8 @@ import contextlib
 import errno
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,15 @@ from mediasvc.errors import (
 from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
 
 CHUNK_BYTES = 256 * 1024
+# Told how long a stage of intake took: ("receive" | "sniff", seconds).
+Observer = Callable[[str, float], None]
 MAX_FIELD_BYTES = 256
 FIELD_NAMES = frozenset({"kind", "collection", "visibility"})
 _IDENTITY_ENCODINGS = frozenset({"binary", "8bit", "7bit"})
+
+
+def _ignore(stage: str, seconds: float) -> None:
+    """The default observer: timings are not wanted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +58,27 @@ class SpooledUpload:
 
 @asynccontextmanager
 async def spooled_upload(
-    request: web.Request, *, spool_dir: Path, max_bytes: int
+    request: web.Request, *, spool_dir: Path, max_bytes: int, observe: Observer = _ignore
 ) -> AsyncIterator[SpooledUpload]:
-    """Receive the form into `spool_dir`; the spool file is gone when the block exits."""
+    """Receive the form into `spool_dir`; the spool file is gone when the block exits.
+
+    `observe(stage, seconds)` is told how long receiving and sniffing took.
+    """
     path = spool_dir / f"{secrets.token_hex(16)}.upload"
+    started = time.perf_counter()
     try:
-        yield await _receive(request, path, max_bytes)
+        upload = await _receive(request, path, max_bytes, observe)
+        observe("receive", time.perf_counter() - started)
+        yield upload
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
-async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
+async def _receive(
+    request: web.Request, path: Path, max_bytes: int, observe: Observer
+) -> SpooledUpload:
     try:
-        return await _read_form(request, path, max_bytes)
+        return await _read_form(request, path, max_bytes, observe)
     except ConnectionError:
         # The client went away: nobody may be left to read an answer, but if someone is,
         # this is what happened. Not a server fault, so no traceback.
@@ -74,7 +89,9 @@ async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledU
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
 
 
-async def _read_form(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
+async def _read_form(
+    request: web.Request, path: Path, max_bytes: int, observe: Observer
+) -> SpooledUpload:
     if request.content_type != "multipart/form-data":
         raise BadRequest("Send the image as multipart/form-data with one part named 'file'.")
     # Refuse a declared oversize body before reading any of it; chunked bodies are caught
@@ -98,7 +115,7 @@ async def _read_form(request: web.Request, path: Path, max_bytes: int) -> Spoole
         if part.name == "file":
             if spooled is not None:
                 raise BadRequest("Send exactly one part named 'file'.")
-            spooled = await _spool_file(part, path, max_bytes)
+            spooled = await _spool_file(part, path, max_bytes, observe)
         elif part.name in FIELD_NAMES:
             if part.name in fields:
                 raise BadRequest(f"The field {part.name!r} appears twice.")
@@ -121,7 +138,9 @@ async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     return part
 
 
-async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> tuple[int, str, str]:
+async def _spool_file(
+    part: BodyPartReader, path: Path, max_bytes: int, observe: Observer
+) -> tuple[int, str, str]:
     """Stream the part to `path`; returns size, sha256 hex and the sniffed MIME type."""
     if not part.filename:
         raise BadRequest("The 'file' part must be a file upload (it has no filename).")
@@ -142,14 +161,14 @@ async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> tuple
             if mime is None:
                 head += chunk[: SNIFF_BYTES - len(head)]
                 if len(head) >= SNIFF_BYTES:
-                    mime = _allowed_type(head)
+                    mime = _allowed_type(head, observe)
             await writer.write(chunk)
     finally:
         await writer.close()
     if size == 0:
         raise InvalidImage("The file is empty.", code="empty_file")
     if mime is None:
-        mime = _allowed_type(head)
+        mime = _allowed_type(head, observe)
     return size, writer.sha256.hexdigest(), mime
 
 
@@ -192,8 +211,10 @@ class _SpoolWriter:
             await asyncio.to_thread(self._file.close)
 
 
-def _allowed_type(head: bytes) -> str:
+def _allowed_type(head: bytes, observe: Observer) -> str:
+    started = time.perf_counter()
     mime = sniff(head)
+    observe("sniff", time.perf_counter() - started)
     if mime not in LOADERS:
         raise UnsupportedMediaType(
             f"The file is {mime}; accepted types are {', '.join(sorted(LOADERS))}.",

@@ -38,6 +38,7 @@ from mediasvc.imaging.pipeline import Facts, ImageRejected, Job
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
 from mediasvc.imaging.variants import Kind
 from mediasvc.ingest import SpooledUpload
+from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant, Visibility
 from mediasvc.storage import Storage, StorageError, possible_keys, variant_key
 
@@ -65,6 +66,7 @@ class Uploader:
     db: asyncpg.Pool
     storage: Storage
     pool: ImagingPool
+    metrics: Metrics
 
     async def create(
         self, owner: str, upload: SpooledUpload, options: UploadOptions
@@ -74,7 +76,9 @@ class Uploader:
         Returns the media and whether it was created now (False: an idempotent retry).
         """
         media_id = new_media_id()
-        existing = await self._reserve(media_id, owner, upload, options)
+        self.metrics.received_bytes.inc(upload.size)
+        with self.metrics.stage("db"):
+            existing = await self._reserve(media_id, owner, upload, options)
         if existing is not None:
             return existing, False
         structlog.contextvars.bind_contextvars(media_id=media_id)
@@ -82,21 +86,25 @@ class Uploader:
         writes = _Writes()
         try:
             await asyncio.to_thread(work_dir.mkdir)
-            facts = await self._process(upload, options, work_dir)
-            stored = await self._store(
-                media_id, facts, private=options.visibility == "private", writes=writes
-            )
-            async with db.connection(self.db) as conn:
-                media = await queries.mark_ready(
-                    conn,
-                    media_id,
-                    width=facts.width,
-                    height=facts.height,
-                    frames=facts.frames,
-                    variants=stored,
-                    placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
-                    processing=facts.processing,
+            with self.metrics.stage("process"):
+                facts = await self._process(upload, options, work_dir)
+            with self.metrics.stage("store"):
+                stored = await self._store(
+                    media_id, facts, private=options.visibility == "private", writes=writes
                 )
+            self.metrics.variant_bytes.inc(sum(v.bytes for v in facts.variants))
+            with self.metrics.stage("db"):
+                async with db.connection(self.db) as conn:
+                    media = await queries.mark_ready(
+                        conn,
+                        media_id,
+                        width=facts.width,
+                        height=facts.height,
+                        frames=facts.frames,
+                        variants=stored,
+                        placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
+                        processing=facts.processing,
+                    )
             if media is None:
                 raise Conflict("The media was removed while it was being processed.")
             return media, True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import hdrs, web
 
 from mediasvc.appkeys import VERIFIER
@@ -17,7 +18,9 @@ def optional_principal(request: web.Request) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send 'Authorization: Bearer <token>'.")
-    return request.app[VERIFIER].verify(token.strip())
+    principal = request.app[VERIFIER].verify(token.strip())
+    structlog.contextvars.bind_contextvars(owner=principal.sub)
+    return principal
 
 
 def require_principal(request: web.Request) -> Principal:

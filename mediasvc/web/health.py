@@ -8,9 +8,10 @@ from collections.abc import Awaitable
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, POOL, STORAGE
+from mediasvc.appkeys import DB, METRICS, POOL, STORAGE
 from mediasvc.errors import MediaError
 from mediasvc.imaging.pool import JobTimedOut, PoolBusy, WorkerCrashed
+from mediasvc.metrics import CONTENT_TYPE
 from mediasvc.storage import StorageError
 
 _CHECK_TIMEOUT_S = 5.0
@@ -48,3 +49,11 @@ async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
     except (TimeoutError, MediaError, StorageError, PoolBusy, JobTimedOut, WorkerCrashed):
         return name, "unavailable"
     return name, "ok"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text for this node (nginx does not expose it)."""
+    return web.Response(
+        body=request.app[METRICS].exposition(),
+        headers={"Content-Type": CONTENT_TYPE},
+    )

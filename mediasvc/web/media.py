@@ -13,12 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, POOL, SETTINGS, STORAGE
+from mediasvc.appkeys import DB, METRICS, POOL, SETTINGS, STORAGE
 from mediasvc.auth import Principal
 from mediasvc.config import Settings
 from mediasvc.db import queries
 from mediasvc.deletion import delete_media as delete_stored_media
-from mediasvc.errors import BadRequest, Busy, Forbidden, NotFound
+from mediasvc.errors import BadRequest, Busy, Forbidden, MediaError, NotFound
 from mediasvc.ids import is_media_id
 from mediasvc.imaging.variants import KINDS, VARIANTS
 from mediasvc.ingest import spooled_upload
@@ -44,12 +44,23 @@ async def create_media(request: web.Request) -> web.Response:
     # Refuse before reading the body when the pool could not take the job anyway.
     if not pool.has_room:
         raise Busy("Every image worker is busy; try again shortly.")
-    uploader = Uploader(settings, request.app[DB], request.app[STORAGE], pool)
-    async with spooled_upload(
-        request, spool_dir=settings.spool_dir, max_bytes=settings.max_upload_bytes
-    ) as upload:
-        options = _upload_options(upload.fields, request.headers.get("Idempotency-Key"))
-        media, created = await uploader.create(principal.sub, upload, options)
+    metrics = request.app[METRICS]
+    uploader = Uploader(settings, request.app[DB], request.app[STORAGE], pool, metrics)
+    try:
+        with metrics.stage("total"):
+            async with spooled_upload(
+                request,
+                spool_dir=settings.spool_dir,
+                max_bytes=settings.max_upload_bytes,
+                observe=metrics.stage_observer(),
+            ) as upload:
+                options = _upload_options(upload.fields, request.headers.get("Idempotency-Key"))
+                media, created = await uploader.create(principal.sub, upload, options)
+    except MediaError as exc:
+        outcome = "refused" if exc.status < 500 else "failed"
+        metrics.uploads.labels(outcome, exc.instance_code).inc()
+        raise
+    metrics.uploads.labels("created" if created else "replayed", "").inc()
     return web.json_response(
         media_json(media, settings),
         status=201 if created else 200,

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from mediasvc.appkeys import METRICS
 from mediasvc.errors import MediaError
 from mediasvc.web import problems
 
@@ -34,6 +35,10 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         status = 499  # nginx's "client closed request": the client left mid-request
         raise
     finally:
+        route = _route_of(request)
+        metrics = request.app[METRICS]
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
         log.info(
             "request.finished",
             method=request.method,
@@ -44,17 +49,26 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
+def _route_of(request: web.Request) -> str:
+    # The route template, not the path: ids must not explode the metrics' label space.
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
 @web.middleware
 async def problem_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render every error as problem+json; an unexpected one is logged, never shown."""
     try:
         return await handler(request)
     except MediaError as exc:
+        structlog.contextvars.bind_contextvars(code=exc.instance_code)
         return problems.from_error(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problems.from_http_exception(exc)
+        response = problems.from_http_exception(exc)
+        structlog.contextvars.bind_contextvars(code=problems.code_for(exc.status))
+        return response
     except Exception:
         log.exception("request.failed")
         return problems.problem_response(

@@ -62,8 +62,13 @@ def from_error(error: MediaError) -> web.Response:
     )
 
 
+def code_for(status: int) -> str:
+    """The stable code of aiohttp's own refusals."""
+    return _HTTP_CODES.get(status, "http_error")
+
+
 def from_http_exception(exc: web.HTTPException) -> web.Response:
     """The problem response for an aiohttp HTTP error (route not found, method not allowed)."""
-    code = _HTTP_CODES.get(exc.status, "http_error")
+    code = code_for(exc.status)
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
     return problem_response(exc.status, code, exc.reason, exc.reason, headers=headers)

@@ -16,5 +16,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/limits", limits.get_limits)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/", page.index)
     app.router.add_get("/static/{name}", page.asset)

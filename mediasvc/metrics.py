@@ -1,0 +1,115 @@
+"""Prometheus metrics of one app node, served at `/metrics`.
+
+Each node has its own registry and is scraped on its own port (not through nginx, which
+answers 404 for `/metrics`): per-node scraping keeps prometheus-client out of its
+multiprocess mode, and the image workers report nothing themselves (the app times them).
+Gauges about the worker pool and the database pool are read at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mediasvc.imaging.pool import ImagingPool
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Upload stages take from milliseconds (db) to seconds (process); requests likewise.
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+STAGES = ("receive", "sniff", "process", "store", "db", "total")
+
+
+class Metrics:
+    """Everything the app counts, in one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "mediasvc_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "mediasvc_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.uploads = Counter(
+            "mediasvc_uploads",
+            "Uploads by outcome (created, replayed, refused, failed) and problem code.",
+            ["outcome", "code"],
+            registry=self.registry,
+        )
+        self.upload_seconds = Histogram(
+            "mediasvc_upload_stage_duration_seconds",
+            "Time spent per upload stage: receive, sniff, process, store, db, total.",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.received_bytes = Counter(
+            "mediasvc_upload_received_bytes", "Bytes of files received.", registry=self.registry
+        )
+        self.variant_bytes = Counter(
+            "mediasvc_variant_written_bytes", "Bytes of variants stored.", registry=self.registry
+        )
+        self.reaper = Counter(
+            "mediasvc_reaper_actions",
+            "What the reaper removed: stuck rows, orphan objects, spool entries.",
+            ["action"],
+            registry=self.registry,
+        )
+
+    def watch(self, pool: ImagingPool, db: asyncpg.Pool) -> None:
+        """Report the worker pool and database pool at every scrape."""
+        self.registry.register(_ResourceCollector(pool, db))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time one stage of an upload (also when it fails)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.upload_seconds.labels(name).observe(time.perf_counter() - started)
+
+    def stage_observer(self) -> Callable[[str, float], None]:
+        """A plain callback for code that times its own stages (ingest)."""
+        return lambda name, seconds: self.upload_seconds.labels(name).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of everything."""
+        return generate_latest(self.registry)
+
+
+class _ResourceCollector(Collector):
+    def __init__(self, pool: ImagingPool, db: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._db = db
+
+    def collect(self) -> Iterable[Metric]:
+        yield _gauge("mediasvc_pool_workers", "Image worker processes.", self._pool.workers)
+        yield _gauge("mediasvc_pool_busy_workers", "Workers running a job.", self._pool.busy)
+        yield _gauge("mediasvc_pool_queued_jobs", "Jobs waiting for a worker.", self._pool.queued)
+        yield _gauge(
+            "mediasvc_pool_worker_restarts",
+            "Workers replaced after a crash or hang.",
+            self._pool.restarts,
+        )
+        yield _gauge("mediasvc_db_connections", "Open database connections.", self._db.get_size())
+        yield _gauge(
+            "mediasvc_db_connections_idle", "Idle database connections.", self._db.get_idle_size()
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
