@@ -29,7 +29,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one tiny round (smoke test)")
     parser.add_argument("--no-service", action="store_true", help="skip the HTTP stack")
     parser.add_argument("--rounds", type=int, default=15, help="single-process rounds")
-    parser.add_argument("--service-rounds", type=int, default=4, help="throughput rounds")
+    parser.add_argument("--service-rounds", type=int, default=10, help="throughput rounds")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = (
         rounds.BatchSizes(pipeline=workers, clients={c: c for c in rounds.CLIENT_LEVELS})
         if args.quick
-        else rounds.BatchSizes(pipeline=10 * workers, clients={1: 8, 2: 30, 4: 32})
+        else rounds.BatchSizes(pipeline=4 * workers, clients={1: 4, 2: 12, 4: 16})
     )
     with tempfile.TemporaryDirectory(prefix="mediasvc-bench-") as tmp:
         scratch = Path(tmp)

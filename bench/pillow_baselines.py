@@ -75,9 +75,10 @@ def tuned(source: str, out_dir: str, quality: int, method: int) -> tuple[dict[st
             image = ImageOps.exif_transpose(opened)
             profile = image.info.get("icc_profile")
             if image.mode == "CMYK" and profile:
-                image = ImageCms.profileToProfile(
+                converted = ImageCms.profileToProfile(
                     image, ImageCms.ImageCmsProfile(io.BytesIO(profile)), _SRGB, outputMode="RGB"
                 )
+                image = image if converted is None else converted  # None only when in place
             image = image.convert(_target_mode(image))
             for spec in sorted(VARIANTS, key=lambda v: -v.size):
                 size = _bounded(image.width, image.height, spec.size)

@@ -92,8 +92,8 @@ def summarise(raw: Path, uploads: int, rate: int, top: int) -> str:
         return samples / rate * 1000 / max(1, uploads)
 
     lines = []
-    for role, count in busy.most_common():
-        lines.append(f"\n{role}: {per_upload(count):.1f} ms per upload, busy (wall, all threads)")
+    for role, samples in busy.most_common():
+        lines.append(f"\n{role}: {per_upload(samples):.1f} ms per upload, busy (wall, all threads)")
         for name, hits in functions.get(role, Counter()).most_common(top):
             lines.append(f"  {per_upload(hits):7.1f}  {name}")
     return "\n".join(lines)
@@ -134,7 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stderr=subprocess.STDOUT,
             )
             stop = threading.Event()
-            threading.Thread(target=lambda: (recorder.wait(), stop.set()), daemon=True).start()
+
+            def wait_for_recorder() -> None:
+                recorder.wait()
+                stop.set()
+
+            threading.Thread(target=wait_for_recorder, daemon=True).start()
             uploads = 0
             while not stop.is_set():
                 uploads += len(stack.upload(body, content_type, args.clients, args.clients).ok)

@@ -71,8 +71,8 @@ def summarise(
             "worker_peak_rss_mb": _r(max(through.worker_peak_rss_mb.values(), default=0.0)),
         }
     summary |= {"pillow_naive_ms": _r(naive_ms), "pillow_tuned_ms": _r(tuned_ms)}
-    if "service_ips" in summary:
-        summary["service_over_pipeline"] = _r(summary["service_ips"] / summary["pipeline_ips"], 3)
+    if through and "service_ips" in summary:
+        summary["service_over_pipeline"] = _r(through.service_over_pipeline(COMPARED_CLIENTS), 3)
     summary |= {
         "pipeline_over_limit": _r(pipeline_ms / limit_ms, 3),
         "pillow_naive_over_pipeline": _r(naive_ms / pipeline_ms, 3),
@@ -80,7 +80,18 @@ def summarise(
         "pipeline_cpu_ms": _r(median_cpu_ms(single.runs["pipeline"][MAIN_INPUT])),
         "limit_cpu_ms": _r(median_cpu_ms(single.limit_decode) + median_cpu_ms(single.limit_encode)),
     }
+    if through and through.pipeline_jobs:
+        # Images/s times CPU seconds per image: the cores the N processes actually got.
+        # Near N on real cores; well below it when a hypervisor or other jobs take a share.
+        job_cpu_s = statistics.mean(j.sample.cpu_s for j in through.pipeline_jobs)
+        summary["pipeline_cores_used"] = _r(through.pipeline_ips * job_cpu_s, 2)
     if through and level and level.ok:
+        # The same ratio from the run's totals, for comparison with the paired median.
+        totals = level.images_per_s / through.pipeline_ips
+        summary["service_over_pipeline_totals"] = _r(totals, 3)
+        for clients in sorted(through.levels):
+            ratio = through.service_over_pipeline(clients)
+            summary[f"service_over_pipeline_{clients}_clients"] = _r(ratio, 3)
         app_cpu_s = level.cpu_s["app"] + level.cpu_s["workers"]
         summary["service_cpu_ms_per_upload"] = _r(app_cpu_s / len(level.ok) * 1000)
         summary["service_clients"] = COMPARED_CLIENTS
@@ -170,10 +181,14 @@ def table(
         lines += [
             "",
             f"throughput ({through.workers} workers)",
-            f"  {'':<22}{'img/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'n':>5}   cpu ms per image",
+            f"  {'':<22}{'img/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'n':>5}{'/pipe':>7}"
+            "   cpu ms per image",
             f"  {'pipeline, N processes':<22}{through.pipeline_ips:>8.2f}{'':>18}"
-            f"{through.pipeline_images:>5}   "
+            f"{through.pipeline_images:>5}{'':>7}   "
             f"{job_cpu_ms:.0f} (workers)",
+            f"  cores the {through.workers} pipeline processes got: "
+            f"{summary.get('pipeline_cores_used', 0):.2f} (images/s x CPU s per image)",
+            "  /pipe: median over rounds of service img/s over the pipeline batch next to it",
         ]
         for clients, level in sorted(through.levels.items()):
             ok = level.ok
@@ -182,7 +197,8 @@ def table(
             lines.append(
                 f"  {'service, ' + str(clients) + ' client' + ('s' if clients > 1 else ''):<22}"
                 f"{level.images_per_s:>8.2f}{percentile(ok, 50) * 1000:>9.0f}"
-                f"{percentile(ok, 99) * 1000:>9.0f}{len(ok):>5}   {cpu}"
+                f"{percentile(ok, 99) * 1000:>9.0f}{len(ok):>5}"
+                f"{through.service_over_pipeline(clients):>7.2f}   {cpu}"
             )
             failed = len(level.uploads) - len(ok)
             if failed:

@@ -7,6 +7,7 @@ every round runs each contestant once (single-process phase) or one batch of eac
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,10 +95,19 @@ class Throughput:
     pipeline_jobs: list[bare.JobResult] = field(default_factory=list)
     levels: dict[int, Level] = field(default_factory=dict)
     worker_peak_rss_mb: dict[int, float] = field(default_factory=dict)
+    # Per round: service images/s at each client count over the pipeline's images/s in
+    # the batch next to it. The machine's capacity drifts within seconds here, so paired
+    # ratios (and their median) say more than ratios of totals.
+    paired: list[dict[int, float]] = field(default_factory=list)
 
     @property
     def pipeline_ips(self) -> float:
         return self.pipeline_images / self.pipeline_wall_s if self.pipeline_wall_s else 0.0
+
+    def service_over_pipeline(self, clients: int) -> float:
+        """Median over rounds of the paired ratio at `clients`."""
+        ratios = [r[clients] for r in self.paired if clients in r]
+        return statistics.median(ratios) if ratios else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +121,11 @@ class BatchSizes:
 def throughput(
     main: Input, workers: int, rounds: int, sizes: BatchSizes, scratch: Path
 ) -> Throughput:
-    """The N-process pipeline and the whole stack, alternating batch by batch."""
+    """The N-process pipeline and the whole stack, alternating batch by batch.
+
+    Each round runs the pipeline batch and the service batches back to back, every other
+    round in reverse order, so neither side always gets the first or the last seconds.
+    """
     result = Throughput(workers)
     pool = bare.start_pool(workers)
     body, content_type = multipart_body(main.path, main.mime)
@@ -119,19 +133,29 @@ def throughput(
         with Stack(scratch, workers=workers) as stack:
             bare.warm(pool, workers, str(main.path), main.mime)
             stack.upload(body, content_type, workers, 2 * workers)  # start workers, connections
-            for _ in range(rounds):
-                batch = bare.batch(pool, str(main.path), main.mime, sizes.pipeline)
-                result.pipeline_images += batch.images
-                result.pipeline_wall_s += batch.wall_s
-                result.pipeline_jobs.extend(batch.jobs)
-                for clients, count in sizes.clients.items():
-                    level = stack.upload(body, content_type, clients, count)
+            for round_number in range(rounds):
+                steps: list[int | None] = [None, *sizes.clients]  # None: the pipeline batch
+                if round_number % 2:
+                    steps.reverse()
+                rates: dict[int, float] = {}
+                pipeline_ips = 0.0
+                for clients in steps:
+                    if clients is None:
+                        batch = bare.batch(pool, str(main.path), main.mime, sizes.pipeline)
+                        result.pipeline_images += batch.images
+                        result.pipeline_wall_s += batch.wall_s
+                        result.pipeline_jobs.extend(batch.jobs)
+                        pipeline_ips = batch.images_per_s
+                        continue
+                    level = stack.upload(body, content_type, clients, sizes.clients[clients])
                     _merge(result.levels.setdefault(clients, Level(clients)), level)
+                    rates[clients] = level.images_per_s
                     for pid in stack.worker_pids():
                         peak = procs.peak_rss_mb(pid)
                         result.worker_peak_rss_mb[pid] = max(
                             peak, result.worker_peak_rss_mb.get(pid, 0.0)
                         )
+                result.paired.append({c: ips / pipeline_ips for c, ips in rates.items()})
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return result

@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,11 @@ def decodes(source: str) -> dict[str, float]:
         ).thumbnail_image(LARGEST.size, height=LARGEST.size),
         "full decode only (jpegload)": lambda: pyvips.Image.jpegload(source, access="sequential"),
     }
-    medians = {}
-    for name, route in routes.items():
-        medians[name] = _ms([timed(route().copy_memory)[1] for _ in range(REPEATS)])
-    return medians
+
+    def decode(route: Callable[[], pyvips.Image]) -> Sample:
+        return timed(lambda: route().copy_memory())[1]
+
+    return {name: _ms([decode(route) for _ in range(REPEATS)]) for name, route in routes.items()}
 
 
 def dct_psnr(source: str) -> float:
