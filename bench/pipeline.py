@@ -14,7 +14,6 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.isolated import new_executor
 from bench.timing import Sample, timed
@@ -97,10 +96,3 @@ def batch(pool: ProcessPoolExecutor, source: str, mime: str, images: int) -> Thr
     futures = [pool.submit(once, source, mime) for _ in range(images)]
     jobs = [future.result() for future in futures]
     return Throughput(images, time.perf_counter() - start, jobs)
-
-
-def output_dir(root: Path, name: str) -> str:
-    """A kept directory for one contestant's last outputs."""
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
