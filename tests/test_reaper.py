@@ -19,6 +19,7 @@ from support import bearer, parametrize_backends, stored_keys, upload_form
 
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
+from mediasvc.ids import is_media_id
 from mediasvc.pgcluster import free_port
 from mediasvc.reaper import reap
 from mediasvc.storage import variant_key
@@ -154,7 +155,7 @@ def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
 
 
 async def post_many(base: str, count: int) -> list[int | str]:
-    """Concurrent uploads; each result is a status or the name of the connection error."""
+    """Concurrent uploads; each result is the created id, a status, or a connection error."""
     big = images.make_jpeg(width=3000, height=2000)
 
     async def one(http: aiohttp.ClientSession) -> int | str:
@@ -162,9 +163,11 @@ async def post_many(base: str, count: int) -> list[int | str]:
             async with http.post(
                 f"{base}/v1/media", data=upload_form(big), headers=bearer()
             ) as response:
+                if response.status == 201:
+                    return str((await response.json())["id"])
                 return response.status
         except aiohttp.ClientError as exc:
-            return type(exc).__name__
+            return f"error: {type(exc).__name__}"
 
     async with aiohttp.ClientSession() as http:
         return list(await asyncio.gather(*(one(http) for _ in range(count))))
@@ -190,8 +193,11 @@ async def test_sigkill_mid_upload_then_gc_restores_agreement(
     report = await gc(client, settings)
     assert report.errors == []
     await assert_consistent(client)
-    ready = await client.app[DB].fetchval("SELECT count(*) FROM media WHERE status = 'ready'")
-    assert ready == statuses.count(201)
+    # Every acknowledged upload survived. (One made ready just before the kill may exist
+    # without its 201 having reached the client: that is consistent too.)
+    ready = {r["id"] for r in await client.app[DB].fetch("SELECT id FROM media")}
+    acknowledged = {s for s in statuses if isinstance(s, str) and not s.startswith("error")}
+    assert acknowledged <= ready
 
 
 async def test_sigterm_lets_running_uploads_finish(client: Client, settings: Settings) -> None:
@@ -207,6 +213,6 @@ async def test_sigterm_lets_running_uploads_finish(client: Client, settings: Set
         assert await asyncio.to_thread(process.wait, 40) == 0
     finally:
         process.kill()
-    assert statuses == [201, 201]
+    assert all(isinstance(s, str) and is_media_id(s) for s in statuses)  # both answered 201
     assert await client.app[DB].fetchval("SELECT count(*) FROM media WHERE status <> 'ready'") == 0
     await assert_consistent(client)
