@@ -33,7 +33,8 @@ from mediasvc.errors import (
 )
 from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
 
-CHUNK_BYTES = 256 * 1024
+# Each chunk is one hop to a writer thread: large chunks keep the hops few.
+CHUNK_BYTES = 1024 * 1024
 # Told how long a stage of intake took: ("receive" | "sniff", seconds).
 Observer = Callable[[str, float], None]
 MAX_FIELD_BYTES = 256

@@ -69,3 +69,15 @@ async def test_check_fails_when_the_root_is_not_writable(tmp_path: Path) -> None
     blocker.write_bytes(b"")
     with pytest.raises(StorageError):
         await LocalStorage(blocker / "media").check()
+
+
+async def test_put_moves_the_scratch_file_on_the_same_disk(tmp_path: Path) -> None:
+    """The worker's output becomes the variant by rename: no copy is left behind."""
+    source = tmp_path / "scratch"
+    source.write_bytes(b"webp-bytes")
+    inode = source.stat().st_ino
+    storage = LocalStorage(tmp_path / "media")
+    await storage.put("ab/abc/full.webp", source, "image/webp")
+    stored = tmp_path / "media/ab/abc/full.webp"
+    assert stored.stat().st_ino == inode
+    assert not source.exists()

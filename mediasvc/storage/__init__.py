@@ -35,7 +35,10 @@ class Storage(Protocol):
     """Writes, removes and checks variant objects. Every write is atomic per object."""
 
     async def put(self, key: str, source: Path, content_type: str) -> None:
-        """Store the file at `source` under `key`, all or nothing."""
+        """Store the file at `source` under `key`, all or nothing.
+
+        `source` is the caller's scratch file: a backend may move it instead of copying.
+        """
         ...
 
     async def delete(self, keys: Iterable[str]) -> None:

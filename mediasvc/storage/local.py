@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -15,7 +16,7 @@ from mediasvc.storage import StorageError, StoredObject
 
 
 class LocalStorage:
-    """Variant files under `root`, each written with temp file + fsync + rename."""
+    """Variant files under `root`, each made durable (fsync) and then renamed into place."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -54,6 +55,20 @@ class LocalStorage:
 
 def _write_atomic(source: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # The worker's output is complete and is the caller's scratch copy: make its bytes
+    # durable, then give it its final name. No copy when spool and media share a disk.
+    with source.open("rb") as src:
+        os.fsync(src.fileno())
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_atomic(source, dest)  # the spool is on another filesystem
+    _fsync_dir(dest.parent)
+
+
+def _copy_atomic(source: Path, dest: Path) -> None:
     # Dot-prefixed so nginx never serves a half-written file; random so writers never clash.
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(8)}.tmp")
     try:
@@ -65,7 +80,6 @@ def _write_atomic(source: Path, dest: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(dest.parent)
 
 
 def _remove_all(paths: list[Path]) -> None:
