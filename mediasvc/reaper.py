@@ -86,29 +86,27 @@ async def _finish_stuck_rows(pool: asyncpg.Pool, storage: Storage, grace_s: floa
 
 
 async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) -> int:
-    async with pool.acquire() as conn:
+    # The lock is transaction-scoped, so it can never outlive this scan on a pooled connection.
+    async with pool.acquire() as conn, conn.transaction():
         if not await queries.try_lock_orphan_scan(conn):
             return 0  # another node is scanning right now
-        try:
-            cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
-            temp_files: list[str] = []
-            by_media: dict[str, list[str]] = {}
-            async for obj in storage.scan():
-                media_id = _media_id_of(obj.key)
-                if media_id is None or obj.modified >= cutoff:
-                    continue  # not ours (a shared bucket), or possibly still being written
-                if obj.key.rsplit("/", 1)[-1].startswith("."):
-                    temp_files.append(obj.key)  # a write that never got renamed
-                else:
-                    by_media.setdefault(media_id, []).append(obj.key)
-            known = await queries.existing_ids(conn, list(by_media))
-        finally:
-            await queries.unlock_orphan_scan(conn)
-    orphans = temp_files + [
-        key for media_id, keys in by_media.items() if media_id not in known for key in keys
-    ]
-    if orphans:
-        await storage.delete(orphans)
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+        temp_files: list[str] = []
+        by_media: dict[str, list[str]] = {}
+        async for obj in storage.scan():
+            media_id = _media_id_of(obj.key)
+            if media_id is None or obj.modified >= cutoff:
+                continue  # not ours (a shared bucket), or possibly still being written
+            if obj.key.rsplit("/", 1)[-1].startswith("."):
+                temp_files.append(obj.key)  # a write that never got renamed
+            else:
+                by_media.setdefault(media_id, []).append(obj.key)
+        known = await queries.existing_ids(conn, list(by_media))
+        orphans = temp_files + [
+            key for media_id, keys in by_media.items() if media_id not in known for key in keys
+        ]
+        if orphans:
+            await storage.delete(orphans)
     return len(orphans)
 
 

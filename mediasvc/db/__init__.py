@@ -20,6 +20,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query when a connection returns to the pool.
+
+    The service leaves no session state behind: it never SETs, LISTENs or keeps cursors,
+    and takes only transaction-scoped advisory locks; asyncpg still rolls back any open
+    transaction itself. That saves a round trip per borrowed connection (two per upload).
+    """
+
+
 @asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A connection pool with bounded connect and command times, so a hung server means 503."""
@@ -30,6 +39,7 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         timeout=settings.db_timeout_s,
         command_timeout=settings.db_timeout_s,
         init=_init_connection,
+        reset=_keep_session,
     )
     try:
         yield pool

@@ -91,8 +91,7 @@ FOR UPDATE SKIP LOCKED
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
 
 # One orphan scan at a time across all nodes (a full listing of the storage is costly).
-TRY_LOCK_ORPHAN_SCAN = "SELECT pg_try_advisory_lock(hashtext('mediasvc.orphan-scan'))"
-UNLOCK_ORPHAN_SCAN = "SELECT pg_advisory_unlock(hashtext('mediasvc.orphan-scan'))"
+TRY_LOCK_ORPHAN_SCAN = "SELECT pg_try_advisory_xact_lock(hashtext('mediasvc.orphan-scan'))"
 
 SELECT_COLLECTION_IDS = """
 SELECT id FROM media
@@ -240,13 +239,8 @@ async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
 
 
 async def try_lock_orphan_scan(conn: Connection) -> bool:
-    """Take the cluster-wide orphan-scan lock if free (session-level: unlock it after)."""
+    """In a transaction: take the cluster-wide orphan-scan lock if it is free."""
     return bool(await conn.fetchval(TRY_LOCK_ORPHAN_SCAN))
-
-
-async def unlock_orphan_scan(conn: Connection) -> None:
-    """Release the orphan-scan lock."""
-    await conn.execute(UNLOCK_ORPHAN_SCAN)
 
 
 async def collection_ids(conn: Connection, owner: str, collection: str) -> list[str]:
