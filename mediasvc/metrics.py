@@ -22,7 +22,6 @@ from mediasvc.imaging.pool import ImagingPool
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upload stages take from milliseconds (db) to seconds (process); requests likewise.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-STAGES = ("receive", "sniff", "process", "store", "db", "total")
 
 
 class Metrics:
