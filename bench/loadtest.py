@@ -33,7 +33,8 @@ import aiohttp
 import asyncpg
 import pyvips
 
-from mediasvc.pgcluster import PostgresCluster, free_port
+from mediasvc.localproc import free_port, stop
+from mediasvc.pgcluster import PostgresCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_SHARE = 0.7  # the rest of the traffic is refused in different ways
@@ -82,8 +83,7 @@ class Stack:
     token: str
 
     def stop(self) -> None:
-        self.dev.send_signal(signal.SIGTERM)
-        self.dev.wait(60)
+        stop(self.dev, timeout_s=60)
         self.cluster.stop()
         shutil.rmtree(self.scratch, ignore_errors=True)
 

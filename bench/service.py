@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from types import TracebackType
 import aiohttp
 
 from bench import procs
-from mediasvc.pgcluster import free_port
+from mediasvc.localproc import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 _START_TIMEOUT_S = 180.0
@@ -147,13 +146,8 @@ class Stack:
         tb: TracebackType | None,
     ) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop(process, timeout_s=_STOP_TIMEOUT_S)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def parts(self) -> dict[str, list[int]]:

@@ -20,6 +20,7 @@ LogFormat = Literal["auto", "json", "console"]
 
 MiB = 1024 * 1024
 T = TypeVar("T")
+Number = TypeVar("Number", int, float)
 
 
 class ConfigError(Exception):
@@ -200,43 +201,23 @@ def _read_text(raw: str) -> str:
         raise ValueError(f"cannot read: {exc.strerror}") from None
 
 
-def _positive(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+def _checked(
+    parse: Callable[[str], Number], ok: Callable[[Number], bool], message: str
+) -> Callable[[str], Number]:
+    """A parser that also refuses values outside a range, with `message`."""
+
+    def checked(raw: str) -> Number:
+        value = parse(raw)
+        if not ok(value):
+            raise ValueError(message)
+        return value
+
+    return checked
 
 
-def _non_negative(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be zero or more")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise ValueError("must be a positive number")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError("must be zero or more")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value < 65536:
-        raise ValueError("must be a TCP port (1-65535)")
-    return value
-
-
-def _quality(raw: str) -> int:
-    value = int(raw)
-    if not 1 <= value <= 100:
-        raise ValueError("must be between 1 and 100")
-    return value
+_positive = _checked(int, lambda v: v > 0, "must be a positive integer")
+_non_negative = _checked(int, lambda v: v >= 0, "must be zero or more")
+_positive_float = _checked(float, lambda v: v > 0, "must be a positive number")
+_non_negative_float = _checked(float, lambda v: v >= 0, "must be zero or more")
+_port = _checked(int, lambda v: 0 < v < 65536, "must be a TCP port (1-65535)")
+_quality = _checked(int, lambda v: 1 <= v <= 100, "must be between 1 and 100")

@@ -12,7 +12,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,8 +26,9 @@ import asyncpg
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
+from mediasvc.localproc import free_port, stop, wait_until_listening
 from mediasvc.nginxconf import NginxError, NginxProcess, Site, render
-from mediasvc.pgcluster import ClusterError, PostgresCluster, free_port
+from mediasvc.pgcluster import ClusterError, PostgresCluster
 
 DATABASE = "mediasvc"
 # Secrets `make run` generates once and keeps in the data dir (mode 0600).
@@ -143,16 +143,16 @@ def _app(env: Mapping[str, str]) -> Iterator[_Node]:
         start_new_session=True,  # we deliver the signals, in order
     )
     try:
-        _wait_for_port(settings.app_host, settings.app_port, process)
-        yield _Node(process, f"{settings.app_host}:{settings.app_port}")
+        address = f"{settings.app_host}:{settings.app_port}"
+        if not wait_until_listening(
+            process, settings.app_port, host=settings.app_host, timeout_s=_APP_START_TIMEOUT_S
+        ):
+            if process.poll() is not None:
+                raise DevError("the app exited at start; its error is printed above")
+            raise DevError(f"the app did not listen on {address} in {_APP_START_TIMEOUT_S:.0f}s")
+        yield _Node(process, address)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(_APP_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, timeout_s=_APP_STOP_TIMEOUT_S)
 
 
 @contextmanager
@@ -168,19 +168,6 @@ def _nginx(settings: Settings, data_dir: Path, upstreams: list[str]) -> Iterator
         yield nginx
     finally:
         nginx.stop()
-
-
-def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _APP_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DevError("the app exited at start; its error is printed above")
-        try:
-            socket.create_connection((host, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise DevError(f"the app did not listen on {host}:{port} in {_APP_START_TIMEOUT_S:.0f}s")
 
 
 def _print_welcome(settings: Settings, nodes: int) -> None:

@@ -11,9 +11,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from mediasvc.config import Settings
 from mediasvc.ids import ID_LENGTH
 from mediasvc.imaging.formats import OUTPUT_FORMATS
 from mediasvc.imaging.variants import VARIANTS
+from mediasvc.localproc import stop, wait_until_listening
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
@@ -185,29 +184,19 @@ class NginxProcess:
             [binary, "-p", prefix, "-e", error_log, "-c", str(self.config)],
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise NginxError(f"nginx exited at start; see {error_log}")
-            try:
-                socket.create_connection(wait_for, timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
+        host, port = wait_for
+        if wait_until_listening(self._process, port, host=host, timeout_s=timeout_s):
+            return
+        if self._process.poll() is not None:
+            raise NginxError(f"nginx exited at start; see {error_log}")
         self.stop()
-        raise NginxError(f"nginx did not listen on {wait_for[0]}:{wait_for[1]} in {timeout_s}s")
+        raise NginxError(f"nginx did not listen on {host}:{port} in {timeout_s}s")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful stop (SIGQUIT lets workers finish responses), SIGKILL if it lingers."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop(process, signal.SIGQUIT, timeout_s=timeout_s)
 
 
 def _nginx_binary() -> str:

@@ -12,7 +12,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,14 +126,6 @@ class PostgresCluster:
             hint = f" (see {self.log_file})" if self.log_file.exists() else ""
             raise ClusterError(f"{Path(argv[0]).name} failed: {' / '.join(tail)}{hint}")
         return result
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _binary(name: str) -> str:

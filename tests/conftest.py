@@ -9,11 +9,9 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +27,8 @@ from support import JWT_SECRET, SIGNING_SECRET, running_nginx
 from mediasvc.app import create_app
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster, free_port
+from mediasvc.localproc import free_port, wait_until_listening
+from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster
 
 TEMPLATE_DB = "mediasvc_template"
 # moto accepts any credentials; botocore only needs some to sign with.
@@ -107,15 +106,8 @@ def s3_endpoint() -> Iterator[str]:
     saved = {name: os.environ.get(name) for name in S3_CREDENTIALS}
     os.environ.update(S3_CREDENTIALS)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+        if not wait_until_listening(process, port, timeout_s=30):
+            raise RuntimeError("moto_server did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

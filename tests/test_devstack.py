@@ -18,7 +18,7 @@ import images
 import pytest
 from support import upload_form
 
-from mediasvc.pgcluster import free_port
+from mediasvc.localproc import free_port
 
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 60

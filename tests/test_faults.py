@@ -26,7 +26,8 @@ from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster, free_port
+from mediasvc.localproc import free_port
+from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster
 from mediasvc.reaper import reap
 
 Client = TestClient[Any, Any]

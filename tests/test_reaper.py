@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from support import bearer, parametrize_backends, stored_keys, upload_form
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.ids import is_media_id
-from mediasvc.pgcluster import free_port
+from mediasvc.localproc import free_port, wait_until_listening
 from mediasvc.reaper import reap
 from mediasvc.storage import variant_key
 
@@ -141,15 +140,8 @@ def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            import socket
-
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
+    if wait_until_listening(process, port, timeout_s=30):
+        return process
     process.kill()
     raise AssertionError("serve did not start")
 

@@ -165,7 +165,8 @@ def process(job: Job) -> Facts:
     if loader is None:
         raise ImageRejected("unsupported_media_type", f"{job.mime} is not accepted")
     output = OUTPUT_FORMATS[job.output_format]
-    if loader == "gifload" and not walk_gif(Path(job.source).read_bytes()).complete:
+    gif = walk_gif(Path(job.source).read_bytes()) if loader == "gifload" else None
+    if gif is not None and not gif.complete:
         raise ImageRejected("invalid_image", "The GIF is truncated or damaged.")
     try:
         header = _open_header(job.source, loader)
@@ -188,7 +189,7 @@ def process(job: Job) -> Facts:
         thumbhash=thumbhash(small_width, small_height, rgba),
         dominant_color=dominant_color(rgba),
         processing=processing_report(
-            header, loader, job.source, frames=full.height // _page_height(full)
+            header, loader, job.source, frames=full.height // _page_height(full), gif=gif
         ),
     )
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 import os
 import struct
-from pathlib import Path
 from typing import Any, Literal
 
-from mediasvc.imaging.gif import walk_gif
+from mediasvc.imaging.gif import GifStructure
 
 # The first that applies, in this order:
 ColorConversion = Literal[
@@ -63,13 +62,18 @@ _JPEG_SOS, _JPEG_COM, _JPEG_FILL = 0xDA, 0xFE, 0xFF
 _JPEG_MAX_SEGMENTS = 1024
 
 
-def processing_report(header: Any, loader: str, source: str, frames: int) -> dict[str, object]:
-    """The `processing` facts for `source`, opened as `header` by `loader`; see the module doc."""
+def processing_report(
+    header: Any, loader: str, source: str, frames: int, *, gif: GifStructure | None = None
+) -> dict[str, object]:
+    """The `processing` facts for `source`, opened as `header` by `loader`; see the module doc.
+
+    For a GIF, `gif` is the block walk the pipeline already did (it holds the comments).
+    """
     orientation = int(header.get("orientation")) if header.get_typeof("orientation") else 1
     return {
         "rotated_from_orientation": None if orientation == 1 else orientation,
         "color": color_conversion(header),
-        "removed": removed_metadata(header, loader, source),
+        "removed": removed_metadata(header, loader, source, gif),
         "frames": frames,
     }
 
@@ -108,7 +112,9 @@ def is_srgb_profile(profile: bytes) -> bool:
     )
 
 
-def removed_metadata(header: Any, loader: str, source: str) -> list[Removable]:
+def removed_metadata(
+    header: Any, loader: str, source: str, gif: GifStructure | None
+) -> list[Removable]:
     """The sorted names of the metadata the source carried."""
     fields = header.get_fields()
     found: set[Removable] = {name for field, name in _BLOB_FIELDS.items() if field in fields}
@@ -116,9 +122,7 @@ def removed_metadata(header: Any, loader: str, source: str) -> list[Removable]:
         found.add("gps")
     if any(field.startswith(_PNG_TEXT_PREFIX) for field in fields):
         found.add("text")
-    if (loader == "jpegload" and jpeg_has_comment(source)) or (
-        loader == "gifload" and walk_gif(Path(source).read_bytes()).has_comment
-    ):
+    if (loader == "jpegload" and jpeg_has_comment(source)) or (gif is not None and gif.has_comment):
         found.add("comment")
     return sorted(found)
 

@@ -19,12 +19,13 @@ class LocalStorage:
     """Variant files under `root`, each made durable (fsync) and then renamed into place."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # Resolved once, when storage opens: every write and delete checks keys against it.
+        self.root = root.resolve()
 
     def path_of(self, key: str) -> Path:
         """The file a key maps to; keys are ours, but refuse anything that escapes `root`."""
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self.root):
             raise ValueError(f"storage key escapes the root: {key!r}")
         return path
 
