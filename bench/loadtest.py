@@ -33,8 +33,8 @@ import aiohttp
 import asyncpg
 import pyvips
 
-from mediasvc.localproc import free_port, stop
-from mediasvc.pgcluster import PostgresCluster
+from mediasvc.stack.localproc import free_port, stop
+from mediasvc.stack.pgcluster import PostgresCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_SHARE = 0.7  # the rest of the traffic is refused in different ways

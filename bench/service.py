@@ -25,7 +25,7 @@ from types import TracebackType
 import aiohttp
 
 from bench import procs
-from mediasvc.localproc import free_port, stop
+from mediasvc.stack.localproc import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 _START_TIMEOUT_S = 180.0

@@ -14,9 +14,9 @@ from mediasvc import db
 from mediasvc.appkeys import DB, METRICS, POOL, SETTINGS, STORAGE, VERIFIER
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.flows.reaper import reap
 from mediasvc.imaging.pool import ImagingPool
 from mediasvc.metrics import Metrics
-from mediasvc.reaper import reap
 from mediasvc.storage import open_storage
 from mediasvc.web.middlewares import problem_errors, request_log
 from mediasvc.web.routes import setup_routes

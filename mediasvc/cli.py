@@ -11,14 +11,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mediasvc import db, devstack
+from mediasvc import db
 from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
+from mediasvc.flows.reaper import reap
 from mediasvc.log import configure_logging
-from mediasvc.nginxconf import Site, render
-from mediasvc.reaper import reap
+from mediasvc.stack import devstack
+from mediasvc.stack.nginxconf import Site, render
 from mediasvc.storage import open_storage
 
 # Time given to in-flight uploads after SIGTERM before the app exits.

@@ -27,8 +27,8 @@ from support import JWT_SECRET, SIGNING_SECRET, running_nginx
 from mediasvc.app import create_app
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.localproc import free_port, wait_until_listening
-from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster
+from mediasvc.stack.localproc import free_port, wait_until_listening
+from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster
 
 TEMPLATE_DB = "mediasvc_template"
 # moto accepts any credentials; botocore only needs some to sign with.

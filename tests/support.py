@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
-from mediasvc.localproc import free_port
-from mediasvc.nginxconf import NginxProcess, Site, render
+from mediasvc.stack.localproc import free_port
+from mediasvc.stack.nginxconf import NginxProcess, Site, render
 from mediasvc.storage.local import LocalStorage
 from mediasvc.storage.s3 import S3Storage
 

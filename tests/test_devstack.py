@@ -18,7 +18,7 @@ import images
 import pytest
 from support import upload_form
 
-from mediasvc.localproc import free_port
+from mediasvc.stack.localproc import free_port
 
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 60

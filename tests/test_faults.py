@@ -26,9 +26,9 @@ from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.localproc import free_port
-from mediasvc.pgcluster import FAST_UNSAFE, PostgresCluster
-from mediasvc.reaper import reap
+from mediasvc.flows.reaper import reap
+from mediasvc.stack.localproc import free_port
+from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster
 
 Client = TestClient[Any, Any]
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from support import bearer, parametrize_backends, stored_bytes, upload_form
 
 from mediasvc.config import Settings
-from mediasvc.nginxconf import render_template
+from mediasvc.stack.nginxconf import render_template
 
 Client = TestClient[Any, Any]
 

@@ -18,9 +18,9 @@ from support import bearer, parametrize_backends, stored_keys, upload_form
 
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
+from mediasvc.flows.reaper import reap
 from mediasvc.ids import is_media_id
-from mediasvc.localproc import free_port, wait_until_listening
-from mediasvc.reaper import reap
+from mediasvc.stack.localproc import free_port, wait_until_listening
 from mediasvc.storage import variant_key
 
 Client = TestClient[Any, Any]

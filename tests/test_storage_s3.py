@@ -16,7 +16,7 @@ from support import bearer, stored_keys, upload_form
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
-from mediasvc.localproc import free_port
+from mediasvc.stack.localproc import free_port
 from mediasvc.storage import StorageError
 from mediasvc.storage.s3 import PRIVATE_CACHE_CONTROL, PUBLIC_CACHE_CONTROL, S3Storage, open_client
 

@@ -17,15 +17,15 @@ from mediasvc.appkeys import DB, METRICS, POOL, SETTINGS, STORAGE
 from mediasvc.auth import Principal
 from mediasvc.config import Settings
 from mediasvc.db import queries
-from mediasvc.deletion import delete_media as delete_stored_media
 from mediasvc.errors import BadRequest, Busy, Forbidden, MediaError, NotFound
+from mediasvc.flows.delete import delete_media as delete_stored_media
+from mediasvc.flows.upload import Uploader, UploadOptions
 from mediasvc.ids import is_media_id
 from mediasvc.imaging.variants import KINDS, VARIANTS
 from mediasvc.ingest import spooled_upload
 from mediasvc.models import VISIBILITIES, Media
 from mediasvc.signing import sign_path
 from mediasvc.storage import PRIVATE_PREFIX
-from mediasvc.uploads import Uploader, UploadOptions
 from mediasvc.web.access import optional_principal, require_principal
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

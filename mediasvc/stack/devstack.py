@@ -26,9 +26,9 @@ import asyncpg
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.localproc import free_port, stop, wait_until_listening
-from mediasvc.nginxconf import NginxError, NginxProcess, Site, render
-from mediasvc.pgcluster import ClusterError, PostgresCluster
+from mediasvc.stack.localproc import free_port, stop, wait_until_listening
+from mediasvc.stack.nginxconf import NginxError, NginxProcess, Site, render
+from mediasvc.stack.pgcluster import ClusterError, PostgresCluster
 
 DATABASE = "mediasvc"
 # Secrets `make run` generates once and keeps in the data dir (mode 0600).

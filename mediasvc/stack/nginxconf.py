@@ -21,9 +21,9 @@ from mediasvc.config import Settings
 from mediasvc.ids import ID_LENGTH
 from mediasvc.imaging.formats import OUTPUT_FORMATS
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.localproc import stop, wait_until_listening
+from mediasvc.stack.localproc import stop, wait_until_listening
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "nginx"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
 
 
