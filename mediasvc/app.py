@@ -29,7 +29,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[request_log, problem_errors])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[VERIFIER] = TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+    app[VERIFIER] = TokenVerifier.from_settings(settings)
     # Dependency order: database, then storage, then the workers that feed it.
     app.cleanup_ctx.extend([_spool_dir, _database, _storage, _imaging_pool, _reaper_timer])
     setup_routes(app)

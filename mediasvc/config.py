@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
@@ -19,7 +19,6 @@ AddressingStyle = Literal["path", "virtual", "auto"]
 LogFormat = Literal["auto", "json", "console"]
 
 MiB = 1024 * 1024
-T = TypeVar("T")
 Number = TypeVar("Number", int, float)
 
 
@@ -27,163 +26,16 @@ class ConfigError(Exception):
     """A configuration value is missing or malformed; the message is one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the service reads from its environment, validated."""
-
-    database_url: str
-    url_signing_secret: str = field(repr=False)
-    jwt_secret: str | None = field(default=None, repr=False)
-    jwt_public_key: str | None = field(default=None, repr=False)
-    data_dir: Path = Path("var")
-    media_dir: Path = Path("var/media")
-    spool_dir: Path = Path("var/spool")
-    app_host: str = "127.0.0.1"
-    app_port: int = 8081
-    app_nodes: int = 1
-    http_port: int = 8080
-    public_media_url: str = "/media"
-    private_media_url: str = "/private"
-    signed_url_ttl_s: int = 300
-    collection_max: int = 5
-    storage: StorageKind = "local"
-    s3_bucket: str = ""
-    s3_endpoint_url: str | None = None
-    s3_region: str = "us-east-1"
-    s3_prefix: str = ""
-    s3_addressing_style: AddressingStyle = "path"
-    storage_timeout_s: float = 10.0
-    nginx_cache_size_mb: int = 1024
-    nginx_cache_ttl_s: int = 60
-    rate_uploads_per_min: int = 60
-    rate_uploads_burst: int = 10
-    rate_api_per_s: int = 20
-    rate_api_burst: int = 40
-    conn_per_ip: int = 32
-    client_timeout_s: int = 30
-    max_upload_bytes: int = 25 * MiB
-    max_pixels: int = 60_000_000
-    max_frames: int = 200
-    max_animation_pixels: int = 64_000_000
-    output_format: OutputFormat = "webp"
-    output_quality: int = 80
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    queue_max: int = 16
-    job_timeout_s: float = 60.0
-    worker_memory_mb: int = 1536
-    reaper_interval_s: float = 300.0
-    reaper_grace_s: float = 900.0
-    db_timeout_s: float = 10.0
-    log_format: LogFormat = "auto"
-    # Only `python -m mediasvc dev` sets it: the upload page then offers this token.
-    dev_token: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `MEDIASVC_*` variables (default: `os.environ`)."""
-        src = os.environ if env is None else env
-        reader = _Reader(src)
-        data_dir = reader.get("DATA_DIR", Path, Path("var"))
-        public_key = reader.get("JWT_PUBLIC_KEY_FILE", _read_text, None)
-        storage = reader.choice("STORAGE", StorageKind, "local")
-        return cls(
-            database_url=reader.require("DATABASE_URL"),
-            url_signing_secret=reader.require("URL_SIGNING_SECRET", _signing_secret),
-            # With a public key (RS256) no shared secret is needed.
-            jwt_secret=reader.get("JWT_SECRET", str, None)
-            if public_key
-            else reader.require("JWT_SECRET"),
-            jwt_public_key=public_key,
-            data_dir=data_dir,
-            media_dir=reader.get("MEDIA_DIR", Path, data_dir / "media"),
-            spool_dir=reader.get("SPOOL_DIR", Path, data_dir / "spool"),
-            app_host=reader.get("APP_HOST", str, "127.0.0.1"),
-            app_port=reader.get("APP_PORT", _port, 8081),
-            app_nodes=reader.get("APP_NODES", _positive, 1),
-            http_port=reader.get("HTTP_PORT", _port, 8080),
-            public_media_url=reader.get("PUBLIC_MEDIA_URL", str, "/media").rstrip("/"),
-            private_media_url=reader.get("PRIVATE_MEDIA_URL", str, "/private").rstrip("/"),
-            signed_url_ttl_s=reader.get("SIGNED_URL_TTL", _positive, 300),
-            collection_max=reader.get("COLLECTION_MAX", _positive, 5),
-            storage=storage,
-            s3_bucket=reader.require("S3_BUCKET") if storage == "s3" else "",
-            s3_endpoint_url=reader.get("S3_ENDPOINT_URL", str, None),
-            s3_region=reader.get("S3_REGION", str, "us-east-1"),
-            s3_prefix=reader.get("S3_PREFIX", _key_prefix, ""),
-            s3_addressing_style=reader.choice("S3_ADDRESSING_STYLE", AddressingStyle, "path"),
-            storage_timeout_s=reader.get("STORAGE_TIMEOUT_S", _positive_float, 10.0),
-            nginx_cache_size_mb=reader.get("NGINX_CACHE_SIZE_MB", _positive, 1024),
-            nginx_cache_ttl_s=reader.get("NGINX_CACHE_TTL_S", _positive, 60),
-            rate_uploads_per_min=reader.get("RATE_UPLOADS_PER_MIN", _positive, 60),
-            rate_uploads_burst=reader.get("RATE_UPLOADS_BURST", _non_negative, 10),
-            rate_api_per_s=reader.get("RATE_API_PER_S", _positive, 20),
-            rate_api_burst=reader.get("RATE_API_BURST", _non_negative, 40),
-            conn_per_ip=reader.get("CONN_PER_IP", _positive, 32),
-            client_timeout_s=reader.get("CLIENT_TIMEOUT_S", _positive, 30),
-            max_upload_bytes=reader.get("MAX_UPLOAD_BYTES", _positive, 25 * MiB),
-            max_pixels=reader.get("MAX_PIXELS", _positive, 60_000_000),
-            max_frames=reader.get("MAX_FRAMES", _positive, 200),
-            max_animation_pixels=reader.get("MAX_ANIMATION_PIXELS", _positive, 64_000_000),
-            output_format=reader.choice("OUTPUT_FORMAT", OutputFormat, "webp"),
-            output_quality=reader.get("OUTPUT_QUALITY", _quality, 80),
-            workers=reader.get("WORKERS", _positive, os.cpu_count() or 1),
-            queue_max=reader.get("QUEUE_MAX", _non_negative, 16),
-            job_timeout_s=reader.get("JOB_TIMEOUT_S", _positive_float, 60.0),
-            worker_memory_mb=reader.get("WORKER_MEMORY_MB", _positive, 1536),
-            reaper_interval_s=reader.get("REAPER_INTERVAL_S", _positive_float, 300.0),
-            reaper_grace_s=reader.get("REAPER_GRACE_S", _non_negative_float, 900.0),
-            db_timeout_s=reader.get("DB_TIMEOUT_S", _positive_float, 10.0),
-            log_format=reader.choice("LOG_FORMAT", LogFormat, "auto"),
-            dev_token=reader.get("DEV_TOKEN", str, None),
-        )
-
-    @property
-    def body_limit_bytes(self) -> int:
-        """The request-body cap nginx enforces: the file cap plus room for the form around it."""
-        return self.max_upload_bytes + 64 * 1024
-
-
-def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
-    """Only `MEDIASVC_DATABASE_URL`, for commands that need nothing else (migrate, gc)."""
-    return _Reader(os.environ if env is None else env).require("DATABASE_URL")
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def require(self, name: str, parse: Callable[[str], str] = str) -> str:
-        value = self._env.get(f"MEDIASVC_{name}", "")
-        if not value:
-            raise ConfigError(f"MEDIASVC_{name} is required and not set")
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise ConfigError(f"MEDIASVC_{name}: {exc}") from None
-
-    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = self._env.get(f"MEDIASVC_{name}")
-        if raw is None or raw == "":
-            return default
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"MEDIASVC_{name}={raw!r}: {exc}") from None
-
-    def choice(self, name: str, literal: object, default: str) -> Any:
-        """One of the values of a `Literal` type; the caller's field type narrows it."""
-        allowed: tuple[str, ...] = get_args(literal)
-        value = self._env.get(f"MEDIASVC_{name}") or default
-        if value not in allowed:
-            raise ConfigError(f"MEDIASVC_{name}={value!r}: expected one of {', '.join(allowed)}")
-        return value
-
-
 def _key_prefix(raw: str) -> str:
     # Keys are joined as prefix + key, so a prefix names a "folder": it ends in "/".
     if raw.startswith("/") or ".." in raw:
         raise ValueError("must be a relative key prefix like 'mediasvc/'")
     return raw if raw.endswith("/") else raw + "/"
+
+
+def _url_prefix(raw: str) -> str:
+    # Variant paths are appended as prefix + "/" + key.
+    return raw.rstrip("/")
 
 
 def _signing_secret(raw: str) -> str:
@@ -194,11 +46,31 @@ def _signing_secret(raw: str) -> str:
     return raw
 
 
+def _jwt_secret(raw: str) -> str:
+    # RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits),
+    # or tokens can be forged by guessing the key offline from any one token.
+    if len(raw.encode()) < 32:
+        raise ValueError("must be at least 32 bytes")
+    return raw
+
+
 def _read_text(raw: str) -> str:
     try:
         return Path(raw).read_text()
     except OSError as exc:
-        raise ValueError(f"cannot read: {exc.strerror}") from None
+        raise ValueError(f"cannot read {raw}: {exc.strerror}") from None
+
+
+def _choice(literal: object) -> Callable[[str], str]:
+    """A parser that accepts only the values of a `Literal` type."""
+    allowed: tuple[str, ...] = get_args(literal)
+
+    def choice(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return raw
+
+    return choice
 
 
 def _checked(
@@ -221,3 +93,160 @@ _positive_float = _checked(float, lambda v: v > 0, "must be a positive number")
 _non_negative_float = _checked(float, lambda v: v >= 0, "must be zero or more")
 _port = _checked(int, lambda v: 0 < v < 65536, "must be a TCP port (1-65535)")
 _quality = _checked(int, lambda v: 1 <= v <= 100, "must be between 1 and 100")
+
+
+def _env(name: str, parse: Callable[[str], Any] = str, *, required: bool = False) -> dict[str, Any]:
+    """Field metadata: the field is read from `MEDIASVC_<name>` by `parse`.
+
+    Unset or empty, the field keeps its dataclass default, or stops startup if `required`.
+    """
+    return {"env": name, "parse": parse, "required": required}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment, validated.
+
+    Each field is one setting: its default, and in its metadata (`_env`) the variable it is
+    read from and the parser that checks it. Rules that tie settings together are spelled
+    out in `from_env`.
+    """
+
+    database_url: str = field(metadata=_env("DATABASE_URL", required=True))
+    url_signing_secret: str = field(
+        repr=False, metadata=_env("URL_SIGNING_SECRET", _signing_secret, required=True)
+    )
+    # Required unless `jwt_public_key` is given.
+    jwt_secret: str | None = field(
+        default=None, repr=False, metadata=_env("JWT_SECRET", _jwt_secret)
+    )
+    jwt_public_key: str | None = field(
+        default=None, repr=False, metadata=_env("JWT_PUBLIC_KEY_FILE", _read_text)
+    )
+    # Checked against the token's `iss` / `aud` when set.
+    jwt_issuer: str | None = field(default=None, metadata=_env("JWT_ISSUER"))
+    jwt_audience: str | None = field(default=None, metadata=_env("JWT_AUDIENCE"))
+    data_dir: Path = field(default=Path("var"), metadata=_env("DATA_DIR", Path))
+    # Unset, these two sit under `data_dir`, wherever it is (see `from_env`).
+    media_dir: Path = field(default=Path("var/media"), metadata=_env("MEDIA_DIR", Path))
+    spool_dir: Path = field(default=Path("var/spool"), metadata=_env("SPOOL_DIR", Path))
+    app_host: str = field(default="127.0.0.1", metadata=_env("APP_HOST"))
+    app_port: int = field(default=8081, metadata=_env("APP_PORT", _port))
+    app_nodes: int = field(default=1, metadata=_env("APP_NODES", _positive))
+    http_port: int = field(default=8080, metadata=_env("HTTP_PORT", _port))
+    public_media_url: str = field(default="/media", metadata=_env("PUBLIC_MEDIA_URL", _url_prefix))
+    private_media_url: str = field(
+        default="/private", metadata=_env("PRIVATE_MEDIA_URL", _url_prefix)
+    )
+    signed_url_ttl_s: int = field(default=300, metadata=_env("SIGNED_URL_TTL", _positive))
+    collection_max: int = field(default=5, metadata=_env("COLLECTION_MAX", _positive))
+    # None: unlimited.
+    owner_max_media: int | None = field(default=None, metadata=_env("OWNER_MAX_MEDIA", _positive))
+    owner_max_bytes: int | None = field(default=None, metadata=_env("OWNER_MAX_BYTES", _positive))
+    owner_max_inflight: int = field(default=2, metadata=_env("OWNER_MAX_INFLIGHT", _positive))
+    storage: StorageKind = field(default="local", metadata=_env("STORAGE", _choice(StorageKind)))
+    # Required when `storage` is s3.
+    s3_bucket: str = field(default="", metadata=_env("S3_BUCKET"))
+    s3_endpoint_url: str | None = field(default=None, metadata=_env("S3_ENDPOINT_URL"))
+    s3_region: str = field(default="us-east-1", metadata=_env("S3_REGION"))
+    s3_prefix: str = field(default="", metadata=_env("S3_PREFIX", _key_prefix))
+    s3_addressing_style: AddressingStyle = field(
+        default="path", metadata=_env("S3_ADDRESSING_STYLE", _choice(AddressingStyle))
+    )
+    storage_timeout_s: float = field(
+        default=10.0, metadata=_env("STORAGE_TIMEOUT_S", _positive_float)
+    )
+    nginx_cache_size_mb: int = field(default=1024, metadata=_env("NGINX_CACHE_SIZE_MB", _positive))
+    nginx_cache_ttl_s: int = field(default=60, metadata=_env("NGINX_CACHE_TTL_S", _positive))
+    rate_uploads_per_min: int = field(default=60, metadata=_env("RATE_UPLOADS_PER_MIN", _positive))
+    rate_uploads_burst: int = field(default=10, metadata=_env("RATE_UPLOADS_BURST", _non_negative))
+    rate_api_per_s: int = field(default=20, metadata=_env("RATE_API_PER_S", _positive))
+    rate_api_burst: int = field(default=40, metadata=_env("RATE_API_BURST", _non_negative))
+    conn_per_ip: int = field(default=32, metadata=_env("CONN_PER_IP", _positive))
+    client_timeout_s: int = field(default=30, metadata=_env("CLIENT_TIMEOUT_S", _positive))
+    max_upload_bytes: int = field(default=25 * MiB, metadata=_env("MAX_UPLOAD_BYTES", _positive))
+    max_pixels: int = field(default=60_000_000, metadata=_env("MAX_PIXELS", _positive))
+    max_frames: int = field(default=200, metadata=_env("MAX_FRAMES", _positive))
+    max_animation_pixels: int = field(
+        default=64_000_000, metadata=_env("MAX_ANIMATION_PIXELS", _positive)
+    )
+    output_format: OutputFormat = field(
+        default="webp", metadata=_env("OUTPUT_FORMAT", _choice(OutputFormat))
+    )
+    output_quality: int = field(default=80, metadata=_env("OUTPUT_QUALITY", _quality))
+    workers: int = field(
+        default_factory=lambda: os.cpu_count() or 1, metadata=_env("WORKERS", _positive)
+    )
+    queue_max: int = field(default=16, metadata=_env("QUEUE_MAX", _non_negative))
+    job_timeout_s: float = field(default=60.0, metadata=_env("JOB_TIMEOUT_S", _positive_float))
+    worker_memory_mb: int = field(default=1536, metadata=_env("WORKER_MEMORY_MB", _positive))
+    reaper_interval_s: float = field(
+        default=300.0, metadata=_env("REAPER_INTERVAL_S", _positive_float)
+    )
+    reaper_grace_s: float = field(
+        default=900.0, metadata=_env("REAPER_GRACE_S", _non_negative_float)
+    )
+    db_timeout_s: float = field(default=10.0, metadata=_env("DB_TIMEOUT_S", _positive_float))
+    log_format: LogFormat = field(default="auto", metadata=_env("LOG_FORMAT", _choice(LogFormat)))
+    # Only `python -m mediasvc dev` sets it: the upload page then offers this token.
+    dev_token: str | None = field(default=None, repr=False, metadata=_env("DEV_TOKEN"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `MEDIASVC_*` variables (default: `os.environ`).
+
+        A variable that is unset or empty leaves its field at the dataclass default.
+        """
+        src = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            value = _read(src, setting)
+            if value is not _UNSET:
+                values[setting.name] = value
+        # With a public key (RS256) no shared secret is needed.
+        if "jwt_secret" not in values and "jwt_public_key" not in values:
+            raise _missing("JWT_SECRET")
+        if values.get("storage") == "s3" and "s3_bucket" not in values:
+            raise _missing("S3_BUCKET")
+        settings = cls(**values)
+        # Unset, media and spool follow the data dir rather than keep their fixed defaults.
+        return replace(
+            settings,
+            media_dir=values.get("media_dir", settings.data_dir / "media"),
+            spool_dir=values.get("spool_dir", settings.data_dir / "spool"),
+        )
+
+    @property
+    def body_limit_bytes(self) -> int:
+        """The request-body cap nginx enforces: the file cap plus room for the form around it."""
+        return self.max_upload_bytes + 64 * 1024
+
+
+def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """Only `MEDIASVC_DATABASE_URL`, for commands that need nothing else (migrate, gc)."""
+    value: str = _read(os.environ if env is None else env, _FIELDS["database_url"])
+    return value
+
+
+_FIELDS = {setting.name: setting for setting in fields(Settings)}
+_UNSET: Any = object()
+
+
+def _read(env: Mapping[str, str], setting: Field[Any]) -> Any:
+    """The parsed value of one setting's variable, or `_UNSET` when it is unset or empty."""
+    name: str = setting.metadata["env"]
+    raw = env.get(f"MEDIASVC_{name}", "")
+    if not raw:
+        if setting.metadata["required"]:
+            raise _missing(name)
+        return _UNSET
+    try:
+        return setting.metadata["parse"](raw)
+    except ValueError as exc:
+        # Secrets (fields kept out of the repr) are not echoed back.
+        shown = f"={raw!r}" if setting.repr else ""
+        raise ConfigError(f"MEDIASVC_{name}{shown}: {exc}") from None
+
+
+def _missing(name: str) -> ConfigError:
+    return ConfigError(f"MEDIASVC_{name} is required and not set")

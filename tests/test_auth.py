@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mediasvc.auth import Principal, TokenVerifier, mint_token
+from mediasvc.config import Settings
 from mediasvc.errors import Unauthorized
 
 SECRET = "s" * 40
@@ -69,3 +70,68 @@ def test_rs256_with_a_public_key() -> None:
     assert verifier.verify(jwt.encode(claims, private, algorithm="RS256")).sub == "carol"
     with pytest.raises(Unauthorized):
         verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def _token(**claims: object) -> str:
+    return jwt.encode({"sub": "alice", "exp": int(time.time()) + 60, **claims}, SECRET, "HS256")
+
+
+ISSUER = "https://id.example.com/"
+AUDIENCE = "mediasvc"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": ISSUER, "aud": AUDIENCE},
+        {"iss": ISSUER, "aud": ["other", AUDIENCE]},
+    ],
+    ids=["single-aud", "aud-list"],
+)
+def test_configured_issuer_and_audience_accept_matching_tokens(claims: dict[str, object]) -> None:
+    """A token whose `iss` and `aud` match the configured ones verifies."""
+    verifier = TokenVerifier(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
+    assert verifier.verify(_token(**claims)).sub == "alice"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": AUDIENCE},
+        {"iss": "https://evil.example.com/", "aud": AUDIENCE},
+        {"iss": ISSUER},
+        {"iss": ISSUER, "aud": "another-service"},
+        {"iss": ISSUER, "aud": []},
+    ],
+    ids=["no-iss", "wrong-iss", "no-aud", "wrong-aud", "empty-aud"],
+)
+def test_configured_issuer_and_audience_refuse_others(claims: dict[str, object]) -> None:
+    """With issuer and audience configured, a missing or different `iss` or `aud` is refused."""
+    verifier = TokenVerifier(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(Unauthorized) as caught:
+        verifier.verify(_token(**claims))
+    assert caught.value.code == "unauthorized"
+    assert caught.value.status == 401
+
+
+def test_unconfigured_issuer_and_audience_are_not_checked() -> None:
+    """Without issuer or audience settings, tokens verify whatever `iss` and `aud` they carry."""
+    verifier = TokenVerifier(secret=SECRET)
+    assert verifier.verify(_token()).sub == "alice"
+    assert verifier.verify(_token(iss=ISSUER, aud="anything")).sub == "alice"
+    assert verifier.verify(_token(aud=["a", "b"])).sub == "alice"
+
+
+def test_verifier_from_settings_checks_the_configured_claims() -> None:
+    """`from_settings` carries the secret, issuer and audience into the verifier."""
+    settings = Settings(
+        database_url="postgresql://x/db",
+        url_signing_secret="k" * 32,
+        jwt_secret=SECRET,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+    )
+    verifier = TokenVerifier.from_settings(settings)
+    assert verifier.verify(_token(iss=ISSUER, aud=AUDIENCE)).sub == "alice"
+    with pytest.raises(Unauthorized):
+        verifier.verify(_token(iss=ISSUER))

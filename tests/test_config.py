@@ -10,7 +10,7 @@ from mediasvc.config import ConfigError, Settings
 
 REQUIRED = {
     "MEDIASVC_DATABASE_URL": "postgresql://x@127.0.0.1/db",
-    "MEDIASVC_JWT_SECRET": "s",
+    "MEDIASVC_JWT_SECRET": "s" * 32,
     "MEDIASVC_URL_SIGNING_SECRET": "k" * 32,
 }
 
@@ -22,6 +22,79 @@ def test_defaults_put_media_and_spool_under_the_data_dir() -> None:
     assert settings.spool_dir == Path("/srv/m/spool")
     assert settings.output_format == "webp"
     assert settings.http_port == 8080
+
+
+def test_defaults_are_the_dataclass_defaults() -> None:
+    """Unset variables leave every field at the default `Settings(...)` itself has."""
+    assert Settings.from_env(REQUIRED) == Settings(
+        database_url=REQUIRED["MEDIASVC_DATABASE_URL"],
+        url_signing_secret=REQUIRED["MEDIASVC_URL_SIGNING_SECRET"],
+        jwt_secret=REQUIRED["MEDIASVC_JWT_SECRET"],
+    )
+
+
+def test_empty_variables_count_as_unset() -> None:
+    """`VAR=` in an env file keeps the default, as if the line were absent."""
+    settings = Settings.from_env({**REQUIRED, "MEDIASVC_HTTP_PORT": "", "MEDIASVC_STORAGE": ""})
+    assert settings.http_port == 8080
+    assert settings.storage == "local"
+
+
+def test_workers_default_to_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MEDIASVC_WORKERS, one image worker per core."""
+    monkeypatch.setattr("os.cpu_count", lambda: 7)
+    assert Settings.from_env(REQUIRED).workers == 7
+    assert Settings.from_env({**REQUIRED, "MEDIASVC_WORKERS": "3"}).workers == 3
+
+
+def test_url_prefixes_lose_their_trailing_slash() -> None:
+    """Variant URLs are joined with "/", so a configured trailing one is dropped."""
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "MEDIASVC_PUBLIC_MEDIA_URL": "https://cdn.example.com/media/",
+            "MEDIASVC_PRIVATE_MEDIA_URL": "/private/",
+        }
+    )
+    assert settings.public_media_url == "https://cdn.example.com/media"
+    assert settings.private_media_url == "/private"
+
+
+def test_explicit_media_and_spool_dirs_win_over_the_data_dir() -> None:
+    """MEDIA_DIR and SPOOL_DIR, when set, are used as given."""
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "MEDIASVC_DATA_DIR": "/srv/m",
+            "MEDIASVC_MEDIA_DIR": "/mnt/media",
+            "MEDIASVC_SPOOL_DIR": "/tmp/spool",
+        }
+    )
+    assert settings.media_dir == Path("/mnt/media")
+    assert settings.spool_dir == Path("/tmp/spool")
+
+
+def test_issuer_audience_and_owner_limits_are_read() -> None:
+    """Token checks and per-owner limits are optional; set, they arrive typed."""
+    defaults = Settings.from_env(REQUIRED)
+    assert (defaults.jwt_issuer, defaults.jwt_audience) == (None, None)
+    assert (defaults.owner_max_media, defaults.owner_max_bytes) == (None, None)
+    assert defaults.owner_max_inflight == 2
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "MEDIASVC_JWT_ISSUER": "https://id.example.com/",
+            "MEDIASVC_JWT_AUDIENCE": "mediasvc",
+            "MEDIASVC_OWNER_MAX_MEDIA": "1000",
+            "MEDIASVC_OWNER_MAX_BYTES": "1073741824",
+            "MEDIASVC_OWNER_MAX_INFLIGHT": "4",
+        }
+    )
+    assert settings.jwt_issuer == "https://id.example.com/"
+    assert settings.jwt_audience == "mediasvc"
+    assert settings.owner_max_media == 1000
+    assert settings.owner_max_bytes == 1073741824
+    assert settings.owner_max_inflight == 4
 
 
 def test_values_are_parsed_to_their_types() -> None:
@@ -50,6 +123,11 @@ def test_values_are_parsed_to_their_types() -> None:
         ("MEDIASVC_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem", "cannot read"),
         ("MEDIASVC_URL_SIGNING_SECRET", "short", "at least 32 characters"),
         ("MEDIASVC_URL_SIGNING_SECRET", "x" * 31 + '"', "at least 32 characters"),
+        ("MEDIASVC_JWT_SECRET", "s" * 31, "at least 32 bytes"),
+        ("MEDIASVC_OWNER_MAX_MEDIA", "0", "must be a positive integer"),
+        ("MEDIASVC_OWNER_MAX_BYTES", "10MB", "MEDIASVC_OWNER_MAX_BYTES='10MB'"),
+        ("MEDIASVC_OWNER_MAX_INFLIGHT", "0", "must be a positive integer"),
+        ("MEDIASVC_STORAGE", "ftp", "expected one of local, s3"),
     ],
 )
 def test_bad_values_stop_startup_with_one_line(name: str, value: str, message: str) -> None:
@@ -66,6 +144,21 @@ def test_database_url_and_secret_are_required(missing: str) -> None:
     env = {k: v for k, v in REQUIRED.items() if k != missing}
     with pytest.raises(ConfigError, match=f"{missing} is required"):
         Settings.from_env(env)
+
+
+def test_short_jwt_secret_is_not_echoed() -> None:
+    """A refused secret is named, not printed."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, "MEDIASVC_JWT_SECRET": "hunter2"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_s3_storage_needs_a_bucket() -> None:
+    """MEDIASVC_S3_BUCKET is required only with MEDIASVC_STORAGE=s3."""
+    with pytest.raises(ConfigError, match="MEDIASVC_S3_BUCKET is required"):
+        Settings.from_env({**REQUIRED, "MEDIASVC_STORAGE": "s3"})
+    settings = Settings.from_env({**REQUIRED, "MEDIASVC_STORAGE": "s3", "MEDIASVC_S3_BUCKET": "b"})
+    assert settings.s3_bucket == "b"
 
 
 def test_public_key_replaces_the_shared_secret(tmp_path: Path) -> None:
@@ -85,5 +178,7 @@ def test_public_key_replaces_the_shared_secret(tmp_path: Path) -> None:
 
 def test_secret_is_not_in_the_repr() -> None:
     """Settings may be logged without leaking the secret."""
-    settings = Settings.from_env({**REQUIRED, "MEDIASVC_JWT_SECRET": "hunter2-very-secret"})
+    settings = Settings.from_env(
+        {**REQUIRED, "MEDIASVC_JWT_SECRET": "hunter2-very-secret-" + "x" * 16}
+    )
     assert "hunter2" not in repr(settings)
