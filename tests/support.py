@@ -6,6 +6,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -104,17 +105,18 @@ def field_part(name: str, value: str) -> tuple[dict[str, str], bytes]:
 
 
 @asynccontextmanager
-async def running_nginx(settings: Settings, app_ports: list[int]) -> AsyncIterator[str]:
-    """nginx rendered from the project's templates in front of app nodes on `app_ports`."""
+async def running_nginx(
+    settings: Settings, app_ports: list[int], **site_changes: Any
+) -> AsyncIterator[str]:
+    """nginx rendered from the project's templates in front of app nodes on `app_ports`
+    (`site_changes` replace fields of the rendered `Site`)."""
     port = free_port()
-    config = render(
-        Site.for_settings(
-            settings,
-            listen=f"127.0.0.1:{port}",
-            upstreams=[f"127.0.0.1:{app_port}" for app_port in app_ports],
-        ),
-        settings.data_dir / f"nginx-{port}",
+    site = Site.for_settings(
+        settings,
+        listen=f"127.0.0.1:{port}",
+        upstreams=[f"127.0.0.1:{app_port}" for app_port in app_ports],
     )
+    config = render(replace(site, **site_changes), settings.data_dir / f"nginx-{port}")
     settings.media_dir.mkdir(parents=True, exist_ok=True)
     process = NginxProcess(config)
     await asyncio.to_thread(process.start, ("127.0.0.1", port))

@@ -10,8 +10,9 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, stored_bytes, upload_form
+from support import JWT_SECRET, bearer, parametrize_backends, stored_bytes, upload_form
 
+from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.stack.nginxconf import render_template
 
@@ -27,6 +28,24 @@ async def upload_through(
         assert response.status == 201, await response.text()
         body: dict[str, Any] = await response.json()
         return body
+
+
+async def upload_from_own_addresses(nginx: str, authorizations: list[str]) -> list[int]:
+    """One tiny upload per Authorization value, each from its own loopback source address,
+    so that nginx's per-address zone sees separate clients and only the token zone is shared."""
+    statuses = []
+    for index, authorization in enumerate(authorizations):
+        connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{index + 2}", 0))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(
+                f"{nginx}/v1/media",
+                data=upload_form(images.make_tiny()),
+                headers={"Authorization": authorization},
+            ) as response,
+        ):
+            statuses.append(response.status)
+    return statuses
 
 
 @parametrize_backends
@@ -74,6 +93,20 @@ class TestUploadThroughNginx:
         async with http.get(f"{nginx}/media/ab/{'a' * 22}/full.webp") as response:
             assert response.status == 404
             assert "Cache-Control" not in response.headers
+
+
+class TestOperatorEndpoints:
+    @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "//readyz", "/%72eadyz"])
+    async def test_operator_endpoints_are_404_through_nginx(
+        self, nginx: str, http: aiohttp.ClientSession, client: Client, path: str
+    ) -> None:
+        """Health, readiness and metrics answer on each node's own port, never through nginx."""
+        async with http.get(nginx + path) as response:
+            assert response.status == 404
+            # The app stamps X-Request-Id on what it answers: this 404 is nginx's own.
+            assert "X-Request-Id" not in response.headers
+        direct = await client.get("/healthz")
+        assert direct.status == 200
 
 
 class TestDiskLayout:
@@ -173,6 +206,48 @@ class TestAbuseLimits:
                     assert (await response.json())["code"] == "too_many_requests"
         assert statuses[:2] == [201, 201]
         assert 429 in statuses[2:]
+
+    async def test_refusals_keep_the_site_headers(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """nginx's own 429 adds Retry-After without dropping nosniff and Referrer-Policy."""
+        for _ in range(10):
+            async with http.get(f"{nginx}/v1/limits") as response:
+                if response.status == 429:
+                    break
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "10"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+    async def test_respelled_tokens_share_one_upload_budget(
+        self, nginx: str, settings: Settings
+    ) -> None:
+        """Case of "Bearer", extra spaces and a respelled signature are still one client."""
+        header, payload, signature = mint_token(JWT_SECRET, "alice").split(".")
+        # 32 signature bytes are 43 base64url characters; the last one's two low bits are
+        # padding, so flipping its lowest bit spells the same signature differently.
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        respelled = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 1]
+        token = f"{header}.{payload}.{signature}"
+        spellings = [
+            f"Bearer {token}",
+            f"bearer {token}",
+            f"BEARER    {token}",
+            # The app refuses this one (401, non-canonical padding), but as its own client it
+            # would reach the app and spend a fresh bucket on every try.
+            f"Bearer {header}.{payload}.{respelled}",
+        ]
+        statuses = await upload_from_own_addresses(nginx, spellings)
+        # Rate 6/min with a burst of 1: two uploads of one client pass, the rest wait.
+        assert statuses == [201, 201, 429, 429]
+
+    async def test_distinct_tokens_have_budgets_of_their_own(
+        self, nginx: str, settings: Settings
+    ) -> None:
+        """The same four addresses with four owners' tokens all get through."""
+        spellings = [bearer(sub)["Authorization"] for sub in ("ann", "bob", "cat", "dan")]
+        assert await upload_from_own_addresses(nginx, spellings) == [201] * 4
 
     async def test_reads_do_not_spend_the_upload_budget(
         self, nginx: str, http: aiohttp.ClientSession

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class Site:
     rate_api_burst: int
     conn_per_ip: int
     client_timeout_s: int
+    # The CA certificates an https bucket's certificate is checked against (PEM); None for
+    # a plain-HTTP endpoint.
+    s3_trusted_ca: Path | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -77,6 +81,7 @@ class Site:
             rate_api_burst=settings.rate_api_burst,
             conn_per_ip=settings.conn_per_ip,
             client_timeout_s=settings.client_timeout_s,
+            s3_trusted_ca=system_ca_bundle() if origin.startswith("https://") else None,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -96,6 +101,7 @@ class Site:
             "MEDIASVC_VARIANT_KEY": variant_key_pattern(),
             "MEDIASVC_S3_ORIGIN": self.s3_origin,
             "MEDIASVC_S3_PATH": self.s3_path,
+            "MEDIASVC_S3_TLS": self._s3_tls(),
             "MEDIASVC_NGINX_CACHE_SIZE": f"{self.cache_size_mb}m",
             "MEDIASVC_NGINX_CACHE_TTL": f"{self.cache_ttl_s}s",
             "MEDIASVC_RATE_UPLOADS": f"{self.rate_uploads_per_min}r/m",
@@ -108,12 +114,44 @@ class Site:
             "MEDIASVC_RETRY_AFTER": str(max(1, math.ceil(60 / self.rate_uploads_per_min))),
         }
 
+    def _s3_tls(self) -> str:
+        """nginx's checks of an https bucket (none for plain HTTP, which has nothing to check)."""
+        if not self.s3_origin.startswith("https://"):
+            return "# The endpoint is plain HTTP: no certificate to check."
+        if self.s3_trusted_ca is None:
+            raise NginxError(
+                f"no CA certificates to check {self.s3_origin} with: install ca-certificates"
+            )
+        # Depth 3: leaf, intermediates and root of public CAs' chains (nginx's default, 1,
+        # refuses most of them).
+        return (
+            "proxy_ssl_verify on;\n"
+            "proxy_ssl_verify_depth 3;\n"
+            f"proxy_ssl_trusted_certificate {self.s3_trusted_ca.resolve()};"
+        )
+
 
 def variant_key_pattern() -> str:
     """The regex of a variant key below its prefix, from the ladder and encoders in code."""
     names = "|".join(spec.name for spec in VARIANTS)
     extensions = "|".join(f.extension.lstrip(".") for f in OUTPUT_FORMATS.values())
     return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{names})\.(?:{extensions})"
+
+
+def system_ca_bundle() -> Path | None:
+    """The system's CA certificates as one PEM file (OpenSSL's default, Debian's
+    ca-certificates, Fedora's bundle), or None if there is none."""
+    defaults = ssl.get_default_verify_paths()
+    candidates = (
+        defaults.cafile,
+        defaults.openssl_cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    )
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def s3_location(settings: Settings) -> tuple[str, str]:

@@ -1,0 +1,418 @@
+"""nginx's read path from an S3 bucket: only GET and HEAD reach it, no client query string
+does, one cache entry per key, limited like the API, and none of the bucket's errors shown.
+
+nginx runs in front of moto over HTTP with no app node behind it (the read path never needs
+one); a small fake bucket stands in where the bucket must fail or present a bad certificate.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from conftest import s3_admin_client
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from support import SIGNING_SECRET, running_nginx
+
+from mediasvc.config import Settings
+from mediasvc.ids import new_media_id
+from mediasvc.signing import sign_path
+from mediasvc.stack.localproc import free_port
+
+WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L" + b"\x00" * 14
+S3_ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+    "<Message>bucket says no</Message><BucketName>media-fake</BucketName>"
+    "<RequestId>4442587FB7D0A2F9</RequestId></Error>"
+)
+
+
+@pytest.fixture
+def backend() -> str:
+    """Everything in this module reads from S3."""
+    return "s3"
+
+
+@pytest.fixture
+async def bucket_nginx(settings: Settings) -> AsyncIterator[str]:
+    """nginx in front of this test's bucket; its app upstream is a port nobody listens on."""
+    async with running_nginx(settings, [free_port()]) as base_url:
+        yield base_url
+
+
+def put_variant(settings: Settings, data: bytes = WEBP, *, private: bool = False) -> str:
+    """Store `data` at a fresh well-shaped variant key (below `private/` if asked); the key."""
+    media_id = new_media_id()
+    key = f"{media_id[:2]}/{media_id}/full.webp"
+    s3_admin_client(settings.s3_endpoint_url or "").put_object(
+        Bucket=settings.s3_bucket,
+        Key=("private/" if private else "") + key,
+        Body=data,
+        ContentType="image/webp",
+    )
+    return key
+
+
+def bucket_object(settings: Settings, key: str) -> bytes:
+    """The object's current bytes, read from the bucket directly."""
+    admin = s3_admin_client(settings.s3_endpoint_url or "")
+    data: bytes = admin.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
+    return data
+
+
+def signed(key: str) -> str:
+    """A valid signed URL path for the private variant `key`."""
+    return sign_path(f"/private/{key}", SIGNING_SECRET, 300)
+
+
+class TestOnlyReads:
+    @pytest.mark.parametrize("method", ["PUT", "DELETE", "POST"])
+    async def test_writes_to_a_public_url_are_refused_and_the_object_stays(
+        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings, method: str
+    ) -> None:
+        """A write method never reaches the bucket: plain 404, the object is unchanged."""
+        key = put_variant(settings)
+        async with http.request(method, f"{bucket_nginx}/media/{key}", data=b"evil") as response:
+            assert response.status == 404
+            assert b"<Error>" not in await response.read()
+        assert bucket_object(settings, key) == WEBP
+
+    @pytest.mark.parametrize("method", ["PUT", "DELETE"])
+    async def test_writes_to_a_signed_private_url_are_refused_and_the_object_stays(
+        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings, method: str
+    ) -> None:
+        """A valid signature grants a read, never a write: plain 404, the object is unchanged."""
+        key = put_variant(settings, private=True)
+        async with http.request(method, bucket_nginx + signed(key), data=b"evil") as response:
+            assert response.status == 404
+            assert b"<Error>" not in await response.read()
+        assert bucket_object(settings, f"private/{key}") == WEBP
+
+    async def test_reads_are_still_served(
+        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        """GET on both kinds of URL, and HEAD on a public one, are answered with the object."""
+        public, private = put_variant(settings), put_variant(settings, private=True)
+        # (HEAD of a private URL reaches the bucket as HEAD, which moto's policy check calls
+        # another action than s3:GetObject; AWS authorises both with it.)
+        async with http.head(f"{bucket_nginx}/media/{public}") as response:
+            assert response.status == 200
+            assert response.headers["Content-Length"] == str(len(WEBP))
+        for url in (f"/media/{public}", signed(private)):
+            async with http.get(bucket_nginx + url) as response:
+                assert response.status == 200
+                assert await response.read() == WEBP
+
+    async def test_writes_never_reach_a_bucket_that_would_take_them(
+        self,
+        aiohttp_server: Any,
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+    ) -> None:
+        """Even a bucket whose policy let anyone write never sees a write from nginx."""
+        bucket = FakeBucket(200, "")
+        server = await aiohttp_server(bucket.app())
+        key = f"ab/{'a' * 22}/full.webp"
+        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
+            for method in ("PUT", "DELETE", "POST", "PATCH"):
+                for path in (f"/media/{key}", signed(key)):
+                    async with http.request(method, url + path, data=b"evil") as response:
+                        assert response.status == 404
+        assert bucket.requests == []
+
+
+class TestClientQueryStaysOut:
+    @pytest.fixture
+    def versioned(self, settings: Settings) -> Iterator[Callable[[str], str]]:
+        """Turn versioning on; yields a function that deletes a key and gives its old version."""
+        admin = s3_admin_client(settings.s3_endpoint_url or "")
+        bucket = settings.s3_bucket
+        admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+        def delete(key: str) -> str:
+            version: str = admin.head_object(Bucket=bucket, Key=key)["VersionId"]
+            admin.delete_object(Bucket=bucket, Key=key)
+            return version
+
+        yield delete
+        # Old versions and delete markers would keep the bucket from being removed.
+        listing = admin.list_object_versions(Bucket=bucket)
+        for entry in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
+            admin.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
+
+    async def test_deleted_public_variant_is_not_readable_by_its_version_id(
+        self,
+        bucket_nginx: str,
+        http: aiohttp.ClientSession,
+        settings: Settings,
+        versioned: Callable[[str], str],
+    ) -> None:
+        """`?versionId=` of a deleted object is dropped before the bucket: 404, not the bytes."""
+        key = put_variant(settings)
+        version = versioned(key)
+        async with http.get(f"{bucket_nginx}/media/{key}?versionId={version}") as response:
+            assert response.status == 404
+            assert await response.read() != WEBP
+
+    async def test_deleted_private_variant_is_not_readable_by_its_version_id(
+        self,
+        bucket_nginx: str,
+        http: aiohttp.ClientSession,
+        settings: Settings,
+        versioned: Callable[[str], str],
+    ) -> None:
+        """A still-valid signed URL with `&versionId=` added cannot bring a deleted file back."""
+        key = put_variant(settings, private=True)
+        version = versioned(f"private/{key}")
+        async with http.get(f"{bucket_nginx}{signed(key)}&versionId={version}") as response:
+            assert response.status == 404
+            assert await response.read() != WEBP
+
+    async def test_response_overrides_are_not_passed_on(
+        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        """`?response-content-type=text/html` cannot turn a variant into a page."""
+        key = put_variant(settings)
+        url = f"{bucket_nginx}/media/{key}?response-content-type=text/html"
+        async with http.get(url) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "image/webp"
+
+    async def test_query_strings_share_one_cache_entry(
+        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        """A random query string is not a way around nginx's cache to the bucket."""
+        key = put_variant(settings)
+        statuses = []
+        for query in ("", "?a=1", "?cachebust=2"):
+            async with http.get(f"{bucket_nginx}/media/{key}{query}") as response:
+                assert response.status == 200
+                statuses.append(response.headers["X-Cache-Status"])
+        assert statuses == ["MISS", "HIT", "HIT"]
+
+
+class TestReadRate:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """An API rate small enough to cross quickly."""
+        result: Settings = make_settings(rate_api_per_s=2, rate_api_burst=3)
+        return result
+
+    async def test_variant_flood_from_one_address_is_429_problem(
+        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        """Ten immediate reads against 2/s with a burst of 3: the tail is a 429 problem."""
+        key = put_variant(settings)
+        statuses = []
+        for _ in range(10):
+            async with http.get(f"{bucket_nginx}/media/{key}") as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    refused = response
+                    problem = await response.json(content_type="application/problem+json")
+        assert statuses[:4] == [200] * 4
+        assert statuses.count(429) >= 4
+        assert problem["code"] == "too_many_requests"
+        assert refused.headers["Retry-After"]
+        assert refused.headers["X-Content-Type-Options"] == "nosniff"
+
+
+class FakeBucket:
+    """A bucket that answers every request with one S3-style error, and counts requests."""
+
+    def __init__(self, status: int, code: str) -> None:
+        self.status, self.code = status, code
+        self.requests: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        headers = {"x-amz-request-id": "4442587FB7D0A2F9", "x-amz-bucket-region": "eu-west-1"}
+        if 300 <= self.status < 400:
+            headers["Location"] = "https://media-fake.s3.eu-west-1.amazonaws.com/"
+        return web.Response(
+            status=self.status,
+            text=S3_ERROR.format(code=self.code),
+            content_type="application/xml",
+            headers=headers,
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+
+def fake_bucket_nginx(
+    make_settings: Callable[..., Settings], endpoint: str, **site_changes: Any
+) -> AbstractAsyncContextManager[str]:
+    """nginx whose bucket is at `endpoint` (a context manager yielding its base URL)."""
+    settings = make_settings(s3_endpoint_url=endpoint, s3_bucket="media-fake")
+    return running_nginx(settings, [free_port()], **site_changes)
+
+
+class TestBucketErrors:
+    @pytest.mark.parametrize(
+        ("status", "code"),
+        [
+            (500, "InternalError"),
+            (503, "SlowDown"),
+            (501, "NotImplemented"),
+            (301, "PermanentRedirect"),
+        ],
+    )
+    async def test_bucket_failure_is_a_503_problem_without_its_xml(
+        self,
+        aiohttp_server: Any,
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+        status: int,
+        code: str,
+    ) -> None:
+        """A bucket that fails or redirects: 503 busy with Retry-After, nothing of the bucket's."""
+        bucket = FakeBucket(status, code)
+        server = await aiohttp_server(bucket.app())
+        key = f"ab/{'a' * 22}/full.webp"
+        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
+            for path in (f"/media/{key}", signed(key)):
+                async with http.get(url + path, allow_redirects=False) as response:
+                    body = await response.read()
+                    assert response.status == 503
+                    assert response.headers["Content-Type"] == "application/problem+json"
+                    assert response.headers["Retry-After"]
+                    assert "Location" not in response.headers
+                    assert not [h for h in response.headers if h.lower().startswith("x-amz")]
+                    assert b"<Error>" not in body
+                    assert b"media-fake" not in body
+        assert len(bucket.requests) == 2
+
+    @pytest.mark.parametrize(
+        ("status", "code"),
+        [(400, "InvalidArgument"), (403, "AccessDenied"), (405, "MethodNotAllowed"), (409, "Busy")],
+    )
+    async def test_bucket_refusal_is_a_plain_404(
+        self,
+        aiohttp_server: Any,
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+        status: int,
+        code: str,
+    ) -> None:
+        """Any 4xx of the bucket is the same empty-handed 404 as a missing key."""
+        bucket = FakeBucket(status, code)
+        server = await aiohttp_server(bucket.app())
+        key = f"ab/{'a' * 22}/full.webp"
+        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
+            for path in (f"/media/{key}", signed(key)):
+                async with http.get(url + path) as response:
+                    body = await response.read()
+                    assert response.status == 404
+                    assert b"<Error>" not in body
+                    assert not [h for h in response.headers if h.lower().startswith("x-amz")]
+        assert len(bucket.requests) == 2
+
+    async def test_unreachable_bucket_is_a_503_problem(
+        self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+    ) -> None:
+        """Nothing listening at the endpoint: 503 busy, not nginx's 502 page."""
+        key = f"ab/{'a' * 22}/full.webp"
+        async with (
+            fake_bucket_nginx(make_settings, f"http://127.0.0.1:{free_port()}") as url,
+            http.get(f"{url}/media/{key}") as response,
+        ):
+            assert response.status == 503
+            assert (await response.json(content_type=None))["code"] == "busy"
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key: (certificate, key) PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("127.0.0.1")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "bucket.crt", directory / "bucket.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class TestBucketTls:
+    @pytest.fixture
+    async def tls_bucket(self, aiohttp_server: Any, tmp_path: Path) -> tuple[FakeBucket, str, Path]:
+        """An https bucket with a self-signed certificate that serves one object at any path."""
+        cert, key = self_signed_certificate(tmp_path)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        bucket = FakeBucket(200, "")
+
+        async def serve(request: web.Request) -> web.Response:
+            bucket.requests.append(f"{request.method} {request.path_qs}")
+            return web.Response(body=WEBP, content_type="image/webp")
+
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", serve)
+        server = await aiohttp_server(app, ssl=context)
+        return bucket, f"https://127.0.0.1:{server.port}", cert
+
+    async def test_untrusted_bucket_certificate_is_refused(
+        self,
+        tls_bucket: tuple[FakeBucket, str, Path],
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+    ) -> None:
+        """Against the system CAs a self-signed bucket fails the handshake: 503, no request."""
+        bucket, endpoint, _ = tls_bucket
+        async with (
+            fake_bucket_nginx(make_settings, endpoint) as url,
+            http.get(f"{url}/media/ab/{'a' * 22}/full.webp") as response,
+        ):
+            assert response.status == 503
+        assert bucket.requests == []
+
+    async def test_bucket_certificate_from_the_trusted_set_is_accepted(
+        self,
+        tls_bucket: tuple[FakeBucket, str, Path],
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+    ) -> None:
+        """With the bucket's CA trusted the same URL is served (so the 503 above was the check)."""
+        bucket, endpoint, cert = tls_bucket
+        async with (
+            fake_bucket_nginx(make_settings, endpoint, s3_trusted_ca=cert) as url,
+            http.get(f"{url}/media/ab/{'a' * 22}/full.webp") as response,
+        ):
+            assert response.status == 200
+            assert await response.read() == WEBP
+        assert len(bucket.requests) == 1
