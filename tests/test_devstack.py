@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +24,8 @@ from mediasvc.stack.localproc import free_port
 
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 60
+# The last line of what the stack prints once everything listens.
+WELCOME_END = re.compile(rb"More tokens: .*\n")
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -40,19 +44,37 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def consecutive_free_ports(count: int) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1 that nothing listens on now."""
+    for _ in range(100):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first + 1, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise AssertionError(f"no {count} consecutive free ports found")
+
+
 @pytest.fixture
 def dev_env(public_tmp: Path) -> Iterator[dict[str, str]]:
-    """Environment for a dev stack with its own data dir and port."""
+    """Environment for a dev stack with its own data dir and ports: nginx's, then two nodes'."""
     data_dir = public_tmp / f"dev-{os.getpid()}-{time.monotonic_ns()}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MEDIASVC_")}
-    env.update(MEDIASVC_DATA_DIR=str(data_dir), MEDIASVC_HTTP_PORT=str(free_port()))
-    env.update(MEDIASVC_WORKERS="1")
+    http_port = consecutive_free_ports(3)
+    env.update(MEDIASVC_DATA_DIR=str(data_dir), MEDIASVC_HTTP_PORT=str(http_port))
+    env.update(MEDIASVC_APP_PORT=str(http_port + 1), MEDIASVC_WORKERS="1")
     yield env
     assert processes_mentioning(str(data_dir)) == []
 
 
-def start_dev(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the stack; returns the process and the token it printed."""
+def start_dev(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start the stack; returns the process, the token it printed and all it printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mediasvc", "dev"],
         env=env,
@@ -68,8 +90,8 @@ def start_dev(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
         if ready:
             printed += os.read(process.stdout.fileno(), 65536)
             token = re.search(rb"export TOKEN=(\S+)", printed)
-            if token:
-                return process, token[1].decode()
+            if token and WELCOME_END.search(printed):
+                return process, token[1].decode(), printed.decode()
     stop_dev(process)
     raise AssertionError(f"dev stack did not start:\n{printed.decode()}")
 
@@ -87,7 +109,7 @@ async def test_dev_stack_serves_uploads_and_stops_cleanly_twice(dev_env: dict[st
     """Start, upload through nginx, fetch a variant, SIGTERM; again; nothing left running."""
     base = f"http://127.0.0.1:{dev_env['MEDIASVC_HTTP_PORT']}"
     for _ in range(2):
-        process, token = await asyncio.to_thread(start_dev, dev_env)
+        process, token, _ = await asyncio.to_thread(start_dev, dev_env)
         try:
             async with aiohttp.ClientSession() as http:
                 async with http.post(
@@ -100,7 +122,9 @@ async def test_dev_stack_serves_uploads_and_stops_cleanly_twice(dev_env: dict[st
                 async with http.get(base + body["variants"]["thumbnail"]["url"]) as response:
                     assert response.status == 200
                     assert response.headers["Content-Type"] == "image/webp"
-                async with http.get(f"{base}/readyz") as response:
+                # Readiness is the operator's: on the node's own port, not through nginx.
+                node = f"http://127.0.0.1:{dev_env['MEDIASVC_APP_PORT']}"
+                async with http.get(f"{node}/readyz") as response:
                     assert response.status == 200
                 # The upload page offers the very token the stack printed.
                 async with http.get(f"{base}/") as response:
@@ -112,7 +136,7 @@ async def test_dev_stack_serves_uploads_and_stops_cleanly_twice(dev_env: dict[st
 
 async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[str, str]) -> None:
     """`python -m mediasvc token bob --admin` uses the secret in the data dir."""
-    process, _ = await asyncio.to_thread(start_dev, dev_env)
+    process, _, _ = await asyncio.to_thread(start_dev, dev_env)
     try:
         result = await asyncio.to_thread(
             subprocess.run,
@@ -136,6 +160,59 @@ async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[st
             assert (await response.json())["owner"] == "bob"
     finally:
         assert await asyncio.to_thread(stop_dev, process) == 0
+
+
+async def test_dev_stack_puts_node_i_on_app_port_plus_i_and_prints_their_metrics(
+    dev_env: dict[str, str],
+) -> None:
+    """With MEDIASVC_APP_PORT=P and two nodes, the printed metrics URLs use P and P+1 and answer."""
+    first = int(dev_env["MEDIASVC_APP_PORT"])
+    dev_env.update(MEDIASVC_APP_NODES="2")
+    process, _, printed = await asyncio.to_thread(start_dev, dev_env)
+    try:
+        urls = re.findall(r"http://\S+/metrics", printed)
+        assert urls == [f"http://127.0.0.1:{port}/metrics" for port in (first, first + 1)]
+        async with aiohttp.ClientSession() as http:
+            for url in urls:
+                async with http.get(url) as response:
+                    assert response.status == 200
+                    assert response.content_type == "text/plain"
+                    assert "# TYPE mediasvc_uploads_total counter" in await response.text()
+            # Through nginx the same path is not served: metrics stay on the nodes' ports.
+            base = f"http://127.0.0.1:{dev_env['MEDIASVC_HTTP_PORT']}"
+            async with http.get(f"{base}/metrics") as response:
+                assert response.status == 404
+    finally:
+        assert await asyncio.to_thread(stop_dev, process) == 0
+
+
+def test_dev_stack_refuses_an_app_port_in_use_before_starting_anything(
+    dev_env: dict[str, str],
+) -> None:
+    """A listener on MEDIASVC_APP_PORT + 1 stops `dev` with one line naming that port."""
+    first = int(dev_env["MEDIASVC_APP_PORT"])
+    # A database URL of its own, so no PostgreSQL is started: the refusal comes first.
+    dev_env.update(
+        MEDIASVC_APP_NODES="2",
+        MEDIASVC_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first + 1))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "mediasvc", "dev"],
+            env=dev_env,
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT_S,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"mediasvc: port {first + 1} (MEDIASVC_APP_PORT + 1) on 127.0.0.1 is in use;"
+        " set MEDIASVC_APP_PORT to a port that is free, like the 1 after it"
+    ]
+    assert result.stdout == ""
 
 
 def test_nginx_conf_command_renders_a_site_for_several_nodes(tmp_path: Path) -> None:
@@ -168,5 +245,5 @@ def test_nginx_conf_command_renders_a_site_for_several_nodes(tmp_path: Path) -> 
     assert "server a:1 " in site
     assert "server b:2 " in site
     assert "media-s3.conf" in site
-    assert "rewrite ^ /my-media/$media_key break;" in (tmp_path / "media-s3.conf").read_text()
+    assert "rewrite ^ /my-media/$media_key? break;" in (tmp_path / "media-s3.conf").read_text()
     assert (tmp_path / "mediasvc.conf").stat().st_mode & 0o077 == 0

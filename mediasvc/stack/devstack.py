@@ -1,9 +1,10 @@
 """`python -m mediasvc dev` (what `make run` starts): the whole service on one machine.
 
 Starts, in order, a private PostgreSQL cluster under `$MEDIASVC_DATA_DIR/postgres` (unless
-`MEDIASVC_DATABASE_URL` is set), the migrations, the app (`serve`) as a child process, and
-nginx on 127.0.0.1:`$MEDIASVC_HTTP_PORT`. Ctrl-C or SIGTERM stops them in reverse order:
-nginx, then the app (which drains its uploads and stops its workers), then PostgreSQL.
+`MEDIASVC_DATABASE_URL` is set), the migrations, `$MEDIASVC_APP_NODES` app nodes (`serve`)
+as child processes, node i on port `$MEDIASVC_APP_PORT + i`, and nginx on
+127.0.0.1:`$MEDIASVC_HTTP_PORT`. Ctrl-C or SIGTERM stops them in reverse order: nginx, then
+the app nodes (each drains its uploads and stops its workers), then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +38,8 @@ JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
 SIGNING_SECRET_FILE = "url-signing-secret"  # noqa: S105 - a file name, not a secret
 _APP_START_TIMEOUT_S = 60.0
 _APP_STOP_TIMEOUT_S = 40.0
+# A node bound to every interface is reached, by us and by the printed URLs, over loopback.
+_WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - not a bind
 
 
 class DevError(Exception):
@@ -70,15 +74,15 @@ def run() -> int:
             if not env.get("MEDIASVC_DATABASE_URL"):
                 env["MEDIASVC_DATABASE_URL"] = stack.enter_context(_postgres(data_dir))
             settings = Settings.from_env(env)
+            ports = node_ports(settings)
             asyncio.run(migrate_database(settings.database_url))
             # Each node is a separate `serve` process on its own port; they share nothing
             # but PostgreSQL and the storage, exactly as on separate hosts.
             nodes = [
-                stack.enter_context(_app({**env, "MEDIASVC_APP_PORT": str(free_port())}))
-                for _ in range(settings.app_nodes)
+                stack.enter_context(_app({**env, "MEDIASVC_APP_PORT": str(port)})) for port in ports
             ]
             nginx = stack.enter_context(_nginx(settings, data_dir, [n.address for n in nodes]))
-            _print_welcome(settings, len(nodes))
+            _print_welcome(settings, nodes)
             while not stop.requested:
                 if any(node.process.poll() is not None for node in nodes):
                     print("mediasvc: an app node exited; stopping", file=sys.stderr)
@@ -91,6 +95,54 @@ def run() -> int:
     except (ClusterError, NginxError) as exc:
         raise DevError(str(exc)) from exc
     return 0
+
+
+def node_ports(settings: Settings) -> list[int]:
+    """The app nodes' ports, node i on `MEDIASVC_APP_PORT + i`, checked free before any starts.
+
+    A port someone else listens on would pass the start check (it accepts connections) while
+    our node dies on it, so a taken port is refused here, naming the setting to change.
+    """
+    first, count = settings.app_port, settings.app_nodes
+    ports = list(range(first, first + count))
+    span = f"{first}-{ports[-1]}" if count > 1 else str(first)
+    if ports[-1] > 65535:
+        raise DevError(
+            f"MEDIASVC_APP_PORT={first} with MEDIASVC_APP_NODES={count} needs ports {span},"
+            " past 65535; choose a lower MEDIASVC_APP_PORT"
+        )
+    if settings.http_port in ports:
+        raise DevError(
+            f"MEDIASVC_HTTP_PORT={settings.http_port} is one of the app nodes' ports {span}"
+            " (MEDIASVC_APP_PORT + node); choose ports that do not overlap"
+        )
+    also = f", like the {count - 1} after it" if count > 1 else ""
+    for node, port in enumerate(ports):
+        if not _port_free(settings.app_host, port):
+            raise DevError(
+                f"port {port} (MEDIASVC_APP_PORT + {node}) on {settings.app_host} is in use;"
+                f" set MEDIASVC_APP_PORT to a port that is free{also}"
+            )
+    return ports
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As the app's own listener does, so a port left in TIME_WAIT does not count as taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _authority(host: str, port: int, *, for_client: bool = False) -> str:
+    """`host:port`, IPv6 in brackets; for a client, a wildcard address becomes loopback."""
+    if for_client:
+        host = _WILDCARD_TO_LOOPBACK.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _StopFlag:
@@ -131,7 +183,8 @@ async def _ensure_database(admin_dsn: str) -> None:
 @dataclass(frozen=True)
 class _Node:
     process: subprocess.Popen[bytes]
-    address: str
+    address: str  # host:port, as nginx's upstream names it
+    metrics_url: str
 
 
 @contextmanager
@@ -143,14 +196,15 @@ def _app(env: Mapping[str, str]) -> Iterator[_Node]:
         start_new_session=True,  # we deliver the signals, in order
     )
     try:
-        address = f"{settings.app_host}:{settings.app_port}"
+        address = _authority(settings.app_host, settings.app_port)
         if not wait_until_listening(
             process, settings.app_port, host=settings.app_host, timeout_s=_APP_START_TIMEOUT_S
         ):
             if process.poll() is not None:
                 raise DevError("the app exited at start; its error is printed above")
             raise DevError(f"the app did not listen on {address} in {_APP_START_TIMEOUT_S:.0f}s")
-        yield _Node(process, address)
+        client = _authority(settings.app_host, settings.app_port, for_client=True)
+        yield _Node(process, address, f"http://{client}/metrics")
     finally:
         stop(process, timeout_s=_APP_STOP_TIMEOUT_S)
 
@@ -170,17 +224,22 @@ def _nginx(settings: Settings, data_dir: Path, upstreams: list[str]) -> Iterator
         nginx.stop()
 
 
-def _print_welcome(settings: Settings, nodes: int) -> None:
+def _print_welcome(settings: Settings, nodes: list[_Node]) -> None:
     assert settings.jwt_secret is not None
     token = settings.dev_token or mint_token(settings.jwt_secret, "dev")
     base = f"http://127.0.0.1:{settings.http_port}"
+    count = f"{len(nodes)} app node{'s' if len(nodes) > 1 else ''}"
+    metrics = "\n".join(f"  {node.metrics_url}" for node in nodes)
     print(
         f"""
-mediasvc is running at {base}  ({nodes} app node{"s" if nodes > 1 else ""}; Ctrl-C stops everything)
+mediasvc is running at {base}  ({count}; Ctrl-C stops everything)
 Upload page: {base}/  (the dev token below is filled in)
 
   export TOKEN={token}
   curl -H "Authorization: Bearer $TOKEN" -F file=@photo.jpg {base}/v1/media
+
+Metrics, on each app node's own port (nginx does not serve /metrics):
+{metrics}
 
 More tokens: .venv/bin/python -m mediasvc token SUB [--admin]
 """,
