@@ -1,13 +1,19 @@
-# The targets README and CI run. `install` is idempotent: it only does what is missing.
+# The targets README and CI run. `install` and `install-prod` are idempotent: they only do
+# what is missing.
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx libmagic1 postgresql chromium
+# What a production node needs. Development adds PostgreSQL (the cluster `make run` and the
+# tests start) and chromium (the upload page's browser test).
+APT_PROD_PACKAGES := nginx libmagic1 python3-venv
+APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium
 STAMP := $(VENV)/.installed
+PROD_STAMP := $(VENV)/.installed-prod
 
-.PHONY: install run test lint bench loadtest clean
+.PHONY: install install-prod apt-packages apt-prod-packages run test lint bench loadtest clean
 
-install: $(STAMP)
-	@for p in $(APT_PACKAGES); do \
+# Installs the apt packages in $(1) that dpkg does not know yet (as root, or through sudo).
+define apt_install
+	@for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -15,13 +21,33 @@ install: $(STAMP)
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
 
-# Reinstall the venv only when the project's dependencies change.
-$(STAMP): pyproject.toml
+install: $(STAMP)
+
+install-prod: $(PROD_STAMP)
+
+apt-packages:
+	$(call apt_install,$(APT_PACKAGES))
+
+apt-prod-packages:
+	$(call apt_install,$(APT_PROD_PACKAGES))
+
+# Reinstall the venv only when the project's dependencies change. The apt packages come
+# first (order-only): python3-venv makes the venv.
+$(STAMP): pyproject.toml | apt-packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# The runtime dependencies only. Editable, because the app reads its migrations and nginx
+# templates from the checkout (sql/, nginx/), which a plain `pip install .` would not carry.
+$(PROD_STAMP): pyproject.toml | apt-prod-packages
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $(PROD_STAMP)
 
 run: install
 	$(PY) -m mediasvc dev
