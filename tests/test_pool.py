@@ -1,7 +1,8 @@
 """The image worker pool under faults: crashes, hangs, memory, cancellation, recycling.
 
-Jobs here are picklable builtins (`time.sleep`, `os.abort`, `bytearray`) so that a worker
-can be made to hang, crash or over-allocate on purpose.
+A job that must be mid-flight is `gates.hold`: it blocks until the test opens its gate, so
+the test knows it runs and decides when it ends. Picklable builtins (`os.abort`, `bytearray`,
+`os.getpid`) crash, over-allocate or do nothing on purpose.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from gates import Gate, hold
 
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
 
@@ -26,26 +28,30 @@ async def pool() -> AsyncIterator[ImagingPool]:
     await pool.close()
 
 
-async def test_crashed_worker_fails_only_its_own_job(pool: ImagingPool) -> None:
+@pytest.fixture
+async def gate() -> AsyncIterator[Gate]:
+    """A gate for `hold` jobs, opened when the test ends."""
+    async with Gate() as gate:
+        yield gate
+
+
+async def test_crashed_worker_fails_only_its_own_job(pool: ImagingPool, gate: Gate) -> None:
     """os.abort in one worker: that job is WorkerCrashed, the neighbour's job completes."""
-    neighbour = asyncio.create_task(pool.run(time.sleep, 0.5))
-    await asyncio.sleep(0.1)
+    neighbour = asyncio.create_task(pool.run(hold, gate.port))
+    await gate.entered()
     with pytest.raises(WorkerCrashed):
         await pool.run(os.abort)
+    gate.open()
     assert await neighbour is None
     assert pool.restarts == 1
     await pool.ping()
 
 
-async def test_worker_killed_from_outside_is_replaced(pool: ImagingPool) -> None:
+async def test_worker_killed_from_outside_is_replaced(pool: ImagingPool, gate: Gate) -> None:
     """SIGKILL (as the OOM killer would) mid-job: WorkerCrashed, and the pool heals."""
-    job = asyncio.create_task(pool.run(time.sleep, 5))
-    await asyncio.sleep(0.3)
-    before = set(pool.worker_pids())
-    busy_pid = next(iter(before))
-    for pid in before:
-        # Kill whichever worker runs the sleep: both are candidates, the idle one is harmless.
-        os.kill(pid, signal.SIGKILL)
+    job = asyncio.create_task(pool.run(hold, gate.port))
+    busy_pid = await gate.entered()
+    os.kill(busy_pid, signal.SIGKILL)
     with pytest.raises(WorkerCrashed):
         await job
     for _ in range(2):
@@ -55,14 +61,19 @@ async def test_worker_killed_from_outside_is_replaced(pool: ImagingPool) -> None
 
 async def test_hung_job_is_killed_and_the_pool_keeps_serving(pool: ImagingPool) -> None:
     """A job past the timeout: JobTimedOut, its worker replaced, others unaffected."""
-    neighbour = asyncio.create_task(pool.run(time.sleep, 1.0))
-    started = time.monotonic()
-    with pytest.raises(JobTimedOut):
-        await pool.run(time.sleep, 60)
-    assert time.monotonic() - started < 30  # killed at the timeout, not after the sleep
-    assert await neighbour is None
-    assert pool.restarts == 1
-    await pool.ping()
+    async with Gate() as neighbour_gate, Gate() as hung_gate:
+        neighbour = asyncio.create_task(pool.run(hold, neighbour_gate.port))
+        await neighbour_gate.entered()
+        started = time.monotonic()
+        hung = asyncio.create_task(pool.run(hold, hung_gate.port))  # its gate never opens
+        await hung_gate.entered()
+        neighbour_gate.open()  # ran alongside the hung job, ends well within its own timeout
+        with pytest.raises(JobTimedOut):
+            await hung
+        assert time.monotonic() - started < 30  # killed at the timeout, not left hanging
+        assert await neighbour is None
+        assert pool.restarts == 1
+        await pool.ping()
 
 
 async def test_allocation_over_the_memory_cap_fails_the_job_not_the_worker(
@@ -77,28 +88,40 @@ async def test_allocation_over_the_memory_cap_fails_the_job_not_the_worker(
     assert pool.restarts == 0
 
 
-async def test_full_pool_refuses_at_once(pool: ImagingPool) -> None:
+async def test_full_pool_refuses_at_once(pool: ImagingPool, gate: Gate) -> None:
     """Beyond workers + queue, PoolBusy is immediate, and capacity returns afterwards."""
-    jobs = [asyncio.create_task(pool.run(time.sleep, 0.5)) for _ in range(4)]
-    await asyncio.sleep(0.05)
+    jobs = [asyncio.create_task(pool.run(hold, gate.port)) for _ in range(4)]
+    for _ in range(pool.workers):
+        await gate.entered()  # both workers hold a job; the other two wait in the queue
     assert not pool.has_room
     with pytest.raises(PoolBusy):
-        await pool.run(time.sleep, 0)
+        await pool.run(os.getpid)
+    gate.open()
     await asyncio.gather(*jobs)
     assert pool.has_room
     await pool.ping()
 
 
-async def test_cancelled_caller_does_not_free_a_busy_worker_early(pool: ImagingPool) -> None:
+async def test_cancelled_caller_does_not_free_a_busy_worker_early(
+    pool: ImagingPool, gate: Gate
+) -> None:
     """The worker of a cancelled job stays busy until that job ends, then is reused."""
-    job = asyncio.create_task(pool.run(time.sleep, 0.6))
-    await asyncio.sleep(0.1)
+    job = asyncio.create_task(pool.run(hold, gate.port))
+    await gate.entered()
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
     assert pool.busy == 1
-    await asyncio.sleep(0.8)
+    gate.open()
+    # Two jobs held at once need both workers: the cancelled job's worker was freed for one.
+    async with Gate() as again:
+        jobs = [asyncio.create_task(pool.run(hold, again.port)) for _ in range(pool.workers)]
+        for _ in jobs:
+            await again.entered()
+        again.open()
+        await asyncio.gather(*jobs)
     assert pool.busy == 0
+    assert pool.restarts == 0
 
 
 async def test_workers_are_recycled_after_their_job_quota() -> None:
@@ -107,7 +130,7 @@ async def test_workers_are_recycled_after_their_job_quota() -> None:
     try:
         pids = []
         for _ in range(3):
-            await pool.run(time.sleep, 0)
+            await pool.run(os.getpid)
             pids.append(set(pool.worker_pids()))
         assert pids[0] != pids[2] or not pids[2]
     finally:
