@@ -81,6 +81,7 @@ async def wait_until(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool],
     what: str,
     timeout_s: float = DEADLINE_S,
+    poll_s: float = POLL_S,
 ) -> None:
     """Poll `check` (sync or async) until it is true; fail the test after `timeout_s`.
 
@@ -96,4 +97,4 @@ async def wait_until(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout_s} s waiting until {what}")
-        await asyncio.sleep(POLL_S)  # the deadline above bounds this wait, not a guess
+        await asyncio.sleep(poll_s)  # the deadline above bounds this wait, not a guess
