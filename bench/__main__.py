@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench import quality, report, rounds
 from bench.inputs import write_inputs
-from bench.pipeline import DEFAULTS
 from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging.job import DEFAULT_RULES
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": [asdict(t) | {"met": t.met} for t in report.targets(summary)],
         **report.environment(),
         "settings": {
-            "quality": DEFAULTS.output_quality,
+            "quality": DEFAULT_RULES.quality,
             "webp_effort": imaging.WEBP_EFFORT,
             "libvips_threads_per_worker": single.concurrency,
             "workers": workers,

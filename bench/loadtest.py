@@ -109,6 +109,8 @@ def start_stack(workers: int, queue: int) -> Stack:
         # All clients share one address: nginx's per-client limits are not under test.
         MEDIASVC_RATE_UPLOADS_PER_MIN="1000000",
         MEDIASVC_RATE_API_PER_S="100000",
+        # ... and one token: the per-owner cap on uploads in flight is not under test.
+        MEDIASVC_OWNER_MAX_INFLIGHT="1000",
         MEDIASVC_LOG_FORMAT="json",
     )
     dev = subprocess.Popen(

@@ -19,10 +19,11 @@ from bench.isolated import new_executor
 from bench.timing import Sample, timed
 from mediasvc.config import Settings
 from mediasvc.imaging import pipeline as imaging
-from mediasvc.imaging.variants import Kind
+from mediasvc.imaging.job import Job
+from mediasvc.kinds import DEFAULT_KIND, kind_rules
 
 # The service's defaults: quality, limits, output format.
-DEFAULTS = Settings(database_url="", url_signing_secret="")
+KIND_RULES = kind_rules(Settings(database_url="", url_signing_secret=""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +36,9 @@ class JobResult:
     bytes_by_variant: dict[str, int]
 
 
-def make_job(source: str, mime: str, out_dir: str, kind: Kind = "post") -> imaging.Job:
-    """The job the service would submit for this upload."""
-    return imaging.Job(
-        source=source,
-        out_dir=out_dir,
-        mime=mime,
-        kind=kind,
-        output_format=DEFAULTS.output_format,
-        quality=DEFAULTS.output_quality,
-        max_pixels=DEFAULTS.max_pixels,
-        max_frames=DEFAULTS.max_frames,
-        max_animation_pixels=DEFAULTS.max_animation_pixels,
-    )
+def make_job(source: str, mime: str, out_dir: str, kind: str = DEFAULT_KIND) -> Job:
+    """The job the service would submit for this upload, with the default settings."""
+    return Job(source=source, out_dir=out_dir, mime=mime, rules=KIND_RULES[kind])
 
 
 def peak_rss_mb() -> float:

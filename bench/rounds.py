@@ -18,6 +18,7 @@ from bench.isolated import Isolated
 from bench.service import Level, Stack, multipart_body
 from bench.timing import Sample
 from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging.job import DEFAULT_RULES
 
 MAIN_INPUT = "photo_12mp"
 # Also timed in the single-process phase, for the table only (no targets).
@@ -44,7 +45,7 @@ class SingleProcess:
 
 def single_process(inputs: dict[str, Input], rounds: int, scratch: Path) -> SingleProcess:
     """Limit, pipeline and both Pillow baselines, one process each, interleaved."""
-    quality, effort = bare.DEFAULTS.output_quality, imaging.WEBP_EFFORT
+    quality, effort = DEFAULT_RULES.quality, imaging.WEBP_EFFORT
     floor = Isolated(imaging.init_worker)
     worker = Isolated(imaging.init_worker)
     pillow = Isolated()

@@ -110,6 +110,8 @@ class Stack:
             # measure the limiter, not the service.
             MEDIASVC_RATE_UPLOADS_PER_MIN="1000000",
             MEDIASVC_RATE_API_PER_S="100000",
+            # ... and one token: the per-owner cap on uploads in flight is not under test.
+            MEDIASVC_OWNER_MAX_INFLIGHT="1000",
         )
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mediasvc", "dev"],

@@ -27,9 +27,10 @@ from bench.isolated import Isolated, new_executor
 from bench.limit import dct_shrink
 from bench.timing import Sample, timed
 from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging.job import DEFAULT_RULES
 from mediasvc.imaging.variants import LARGEST, VARIANTS
 
-QUALITY = bare.DEFAULTS.output_quality
+QUALITY = DEFAULT_RULES.quality
 REPEATS = 5
 
 # Variants of the source, made once per worker process.

@@ -11,11 +11,14 @@ import structlog
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, METRICS, POOL, SETTINGS, STORAGE, VERIFIER
+from mediasvc.appkeys import DB, IMAGES, METRICS, SETTINGS, STORAGE, UPLOADS, VERIFIER
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
+from mediasvc.flows.upload import UploadFlow
 from mediasvc.imaging.pool import ImagingPool
+from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.storage import open_storage
 from mediasvc.web.middlewares import problem_errors, request_log
@@ -30,8 +33,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier.from_settings(settings)
-    # Dependency order: database, then storage, then the workers that feed it.
-    app.cleanup_ctx.extend([_spool_dir, _database, _storage, _imaging_pool, _reaper_timer])
+    # Dependency order: database, then storage, then the workers that feed it, then the
+    # flows built on all three.
+    app.cleanup_ctx.extend(
+        [_spool_dir, _database, _storage, _imaging_pool, _upload_flow, _reaper_timer]
+    )
     setup_routes(app)
     return app
 
@@ -61,10 +67,22 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
         timeout_s=settings.job_timeout_s,
         memory_limit_mb=settings.worker_memory_mb,
     )
-    app[POOL] = pool
+    app[IMAGES] = pool
     app[METRICS].watch(pool, app[DB])
     yield
     await pool.close()
+
+
+async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[UPLOADS] = UploadFlow(
+        settings=settings,
+        db=app[DB],
+        storage=app[STORAGE],
+        processor=Processor(app[IMAGES], kind_rules(settings)),
+        metrics=app[METRICS],
+    )
+    yield
 
 
 async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.flows.upload import UploadFlow
 from mediasvc.imaging.pool import ImagingPool
 from mediasvc.metrics import Metrics
 from mediasvc.storage import Storage
@@ -13,5 +14,6 @@ SETTINGS = web.AppKey("mediasvc.settings", Settings)
 VERIFIER = web.AppKey("mediasvc.verifier", TokenVerifier)
 DB = web.AppKey("mediasvc.db", asyncpg.Pool)
 STORAGE = web.AppKey("mediasvc.storage", Storage)
-POOL = web.AppKey("mediasvc.pool", ImagingPool)
+IMAGES = web.AppKey("mediasvc.images", ImagingPool)
 METRICS = web.AppKey("mediasvc.metrics", Metrics)
+UPLOADS = web.AppKey("mediasvc.uploads", UploadFlow)

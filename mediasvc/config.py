@@ -13,6 +13,8 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
+from mediasvc.imaging.job import DEFAULT_RULES, ImageRules
+
 OutputFormat = Literal["webp", "jpeg", "avif"]
 StorageKind = Literal["local", "s3"]
 AddressingStyle = Literal["path", "virtual", "auto"]
@@ -165,15 +167,22 @@ class Settings:
     conn_per_ip: int = field(default=32, metadata=_env("CONN_PER_IP", _positive))
     client_timeout_s: int = field(default=30, metadata=_env("CLIENT_TIMEOUT_S", _positive))
     max_upload_bytes: int = field(default=25 * MiB, metadata=_env("MAX_UPLOAD_BYTES", _positive))
-    max_pixels: int = field(default=60_000_000, metadata=_env("MAX_PIXELS", _positive))
-    max_frames: int = field(default=200, metadata=_env("MAX_FRAMES", _positive))
+    max_pixels: int = field(
+        default=DEFAULT_RULES.max_pixels, metadata=_env("MAX_PIXELS", _positive)
+    )
+    max_frames: int = field(
+        default=DEFAULT_RULES.max_frames, metadata=_env("MAX_FRAMES", _positive)
+    )
     max_animation_pixels: int = field(
-        default=64_000_000, metadata=_env("MAX_ANIMATION_PIXELS", _positive)
+        default=DEFAULT_RULES.max_animation_pixels,
+        metadata=_env("MAX_ANIMATION_PIXELS", _positive),
     )
     output_format: OutputFormat = field(
         default="webp", metadata=_env("OUTPUT_FORMAT", _choice(OutputFormat))
     )
-    output_quality: int = field(default=80, metadata=_env("OUTPUT_QUALITY", _quality))
+    output_quality: int = field(
+        default=DEFAULT_RULES.quality, metadata=_env("OUTPUT_QUALITY", _quality)
+    )
     workers: int = field(
         default_factory=lambda: os.cpu_count() or 1, metadata=_env("WORKERS", _positive)
     )
@@ -214,6 +223,17 @@ class Settings:
             settings,
             media_dir=values.get("media_dir", settings.data_dir / "media"),
             spool_dir=values.get("spool_dir", settings.data_dir / "spool"),
+        )
+
+    @property
+    def image_rules(self) -> ImageRules:
+        """The global checks and output every kind starts from."""
+        return ImageRules(
+            output_format=self.output_format,
+            quality=self.output_quality,
+            max_pixels=self.max_pixels,
+            max_frames=self.max_frames,
+            max_animation_pixels=self.max_animation_pixels,
         )
 
     @property

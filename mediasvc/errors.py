@@ -6,11 +6,13 @@
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
-    │   └── CollectionFull (409 collection_full)
+    │   ├── CollectionFull (409 collection_full)
+    │   └── QuotaExceeded (409 quota_exceeded: the owner's media count or bytes)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
     ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused)
+    ├── TooManyRequests (429 too_many_requests, with Retry-After)
     ├── InsufficientStorage (507 insufficient_storage: the spool disk is full)
     ├── Busy (503 busy, with Retry-After)
     └── ProcessingFailed (500 processing_failed: a worker crashed or hung)
@@ -28,13 +30,13 @@ class MediaError(Exception):
     """Base of every error the service reports to a client."""
 
     status: ClassVar[int] = 500
-    code: ClassVar[str] = "internal"
+    default_code: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal error"
 
     def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.instance_code = code or self.code
+        self.code = code or self.default_code
         self.extra = extra
 
     def headers(self) -> dict[str, str]:
@@ -43,54 +45,69 @@ class MediaError(Exception):
 
 
 class BadRequest(MediaError):
-    status, code, title = 400, "bad_request", "Bad request"
+    status, default_code, title = 400, "bad_request", "Bad request"
 
 
 class Unauthorized(MediaError):
-    status, code, title = 401, "unauthorized", "Unauthorized"
+    status, default_code, title = 401, "unauthorized", "Unauthorized"
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="mediasvc"'}
 
 
 class Forbidden(MediaError):
-    status, code, title = 403, "forbidden", "Forbidden"
+    status, default_code, title = 403, "forbidden", "Forbidden"
 
 
 class NotFound(MediaError):
-    status, code, title = 404, "not_found", "Not found"
+    status, default_code, title = 404, "not_found", "Not found"
 
 
 class Conflict(MediaError):
-    status, code, title = 409, "conflict", "Conflict"
+    status, default_code, title = 409, "conflict", "Conflict"
 
 
 class CollectionFull(Conflict):
-    code, title = "collection_full", "Collection full"
+    default_code, title = "collection_full", "Collection full"
+
+
+class QuotaExceeded(Conflict):
+    default_code, title = "quota_exceeded", "Quota exceeded"
 
 
 class PayloadTooLarge(MediaError):
-    status, code, title = 413, "payload_too_large", "Payload too large"
+    status, default_code, title = 413, "payload_too_large", "Payload too large"
 
 
 class UnsupportedMediaType(MediaError):
-    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+    status, default_code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
 class InvalidImage(MediaError):
-    status, code, title = 422, "invalid_image", "Invalid image"
+    status, default_code, title = 422, "invalid_image", "Invalid image"
 
 
 class Unprocessable(MediaError):
-    status, code, title = 422, "unprocessable", "Unprocessable request"
+    status, default_code, title = 422, "unprocessable", "Unprocessable request"
+
+
+class TooManyRequests(MediaError):
+    status, default_code, title = 429, "too_many_requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class InsufficientStorage(MediaError):
-    status, code, title = 507, "insufficient_storage", "Insufficient storage"
+    status, default_code, title = 507, "insufficient_storage", "Insufficient storage"
 
 
 class Busy(MediaError):
-    status, code, title = 503, "busy", "Service busy"
+    status, default_code, title = 503, "busy", "Service busy"
 
     def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
         super().__init__(detail, **extra)
@@ -101,4 +118,4 @@ class Busy(MediaError):
 
 
 class ProcessingFailed(MediaError):
-    status, code, title = 500, "processing_failed", "Processing failed"
+    status, default_code, title = 500, "processing_failed", "Processing failed"

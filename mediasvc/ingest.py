@@ -14,7 +14,7 @@ import errno
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,55 +31,47 @@ from mediasvc.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from mediasvc.form import FIELD_NAMES, check_field
 from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
 
 # Each chunk is one hop to a writer thread: large chunks keep the hops few.
 CHUNK_BYTES = 1024 * 1024
-# Told how long a stage of intake took: ("receive" | "sniff", seconds).
-Observer = Callable[[str, float], None]
 MAX_FIELD_BYTES = 256
-FIELD_NAMES = frozenset({"kind", "collection", "visibility"})
 _IDENTITY_ENCODINGS = frozenset({"binary", "8bit", "7bit"})
-
-
-def _ignore(stage: str, seconds: float) -> None:
-    """The default observer: timings are not wanted."""
 
 
 @dataclass(frozen=True, slots=True)
 class SpooledUpload:
-    """The `file` part on disk plus the form's text fields."""
+    """The `file` part on disk plus the form's text fields (each passed `check_field`).
+
+    `receive_s` is the time from the first byte read to the end of the form, `sniff_s`
+    the part of it spent telling the file's type.
+    """
 
     path: Path
     size: int
     sha256: str
     mime: str
     fields: dict[str, str]
+    receive_s: float
+    sniff_s: float
 
 
 @asynccontextmanager
 async def spooled_upload(
-    request: web.Request, *, spool_dir: Path, max_bytes: int, observe: Observer = _ignore
+    request: web.Request, *, spool_dir: Path, max_bytes: int
 ) -> AsyncIterator[SpooledUpload]:
-    """Receive the form into `spool_dir`; the spool file is gone when the block exits.
-
-    `observe(stage, seconds)` is told how long receiving and sniffing took.
-    """
+    """Receive the form into `spool_dir`; the spool file is gone when the block exits."""
     path = spool_dir / f"{secrets.token_hex(16)}.upload"
-    started = time.perf_counter()
     try:
-        upload = await _receive(request, path, max_bytes, observe)
-        observe("receive", time.perf_counter() - started)
-        yield upload
+        yield await _receive(request, path, max_bytes)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
-async def _receive(
-    request: web.Request, path: Path, max_bytes: int, observe: Observer
-) -> SpooledUpload:
+async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
     try:
-        return await _read_form(request, path, max_bytes, observe)
+        return await _read_form(request, path, max_bytes)
     except ConnectionError:
         # The client went away: nobody may be left to read an answer, but if someone is,
         # this is what happened. Not a server fault, so no traceback.
@@ -90,9 +82,7 @@ async def _receive(
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
 
 
-async def _read_form(
-    request: web.Request, path: Path, max_bytes: int, observe: Observer
-) -> SpooledUpload:
+async def _read_form(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
     if request.content_type != "multipart/form-data":
         raise BadRequest("Send the image as multipart/form-data with one part named 'file'.")
     # Refuse a declared oversize body before reading any of it; chunked bodies are caught
@@ -106,8 +96,9 @@ async def _read_form(
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
+    started = time.perf_counter()
     fields: dict[str, str] = {}
-    spooled: tuple[int, str, str] | None = None
+    spooled: _Spooled | None = None
     # No part counter is needed: only one `file` and one of each field are valid, so any
     # further part is refused when it arrives, and at most five parts are ever read.
     while (part := await _next_part(reader)) is not None:
@@ -116,17 +107,25 @@ async def _read_form(
         if part.name == "file":
             if spooled is not None:
                 raise BadRequest("Send exactly one part named 'file'.")
-            spooled = await _spool_file(part, path, max_bytes, observe)
+            spooled = await _spool_file(part, path, max_bytes)
         elif part.name in FIELD_NAMES:
             if part.name in fields:
                 raise BadRequest(f"The field {part.name!r} appears twice.")
             fields[part.name] = await _read_field(part)
+            check_field(part.name, fields[part.name])
         else:
             raise BadRequest(f"Unknown form field {part.name!r}; expected file, {_field_list()}.")
     if spooled is None:
         raise BadRequest("The form has no part named 'file'.")
-    size, digest, mime = spooled
-    return SpooledUpload(path=path, size=size, sha256=digest, mime=mime, fields=fields)
+    return SpooledUpload(
+        path=path,
+        size=spooled.size,
+        sha256=spooled.sha256,
+        mime=spooled.mime,
+        fields=fields,
+        receive_s=time.perf_counter() - started,
+        sniff_s=spooled.sniff_s,
+    )
 
 
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
@@ -139,10 +138,16 @@ async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     return part
 
 
-async def _spool_file(
-    part: BodyPartReader, path: Path, max_bytes: int, observe: Observer
-) -> tuple[int, str, str]:
-    """Stream the part to `path`; returns size, sha256 hex and the sniffed MIME type."""
+@dataclass(frozen=True, slots=True)
+class _Spooled:
+    size: int
+    sha256: str
+    mime: str
+    sniff_s: float
+
+
+async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> _Spooled:
+    """Stream the part to `path`: its size, sha256 and sniffed MIME type."""
     if not part.filename:
         raise BadRequest("The 'file' part must be a file upload (it has no filename).")
     encoding = part.headers.get(hdrs.CONTENT_TRANSFER_ENCODING, "binary").lower()
@@ -151,6 +156,7 @@ async def _spool_file(
     size = 0
     head = b""
     mime: str | None = None
+    sniff_s = 0.0
     writer = _SpoolWriter(path)
     try:
         while chunk := await part.read_chunk(CHUNK_BYTES):
@@ -162,15 +168,15 @@ async def _spool_file(
             if mime is None:
                 head += chunk[: SNIFF_BYTES - len(head)]
                 if len(head) >= SNIFF_BYTES:
-                    mime = _allowed_type(head, observe)
+                    mime, sniff_s = _allowed_type(head)
             await writer.write(chunk)
     finally:
         await writer.close()
     if size == 0:
         raise InvalidImage("The file is empty.", code="empty_file")
     if mime is None:
-        mime = _allowed_type(head, observe)
-    return size, writer.sha256.hexdigest(), mime
+        mime, sniff_s = _allowed_type(head)
+    return _Spooled(size, writer.sha256.hexdigest(), mime, sniff_s)
 
 
 class _SpoolWriter:
@@ -212,17 +218,18 @@ class _SpoolWriter:
             await asyncio.to_thread(self._file.close)
 
 
-def _allowed_type(head: bytes, observe: Observer) -> str:
+def _allowed_type(head: bytes) -> tuple[str, float]:
+    """The sniffed type, if on the allow-list, and how long telling it took."""
     started = time.perf_counter()
     mime = sniff(head)
-    observe("sniff", time.perf_counter() - started)
+    sniff_s = time.perf_counter() - started
     if mime not in LOADERS:
         raise UnsupportedMediaType(
             f"The file is {mime}; accepted types are {', '.join(sorted(LOADERS))}.",
             actual=mime,
             accepted=sorted(LOADERS),
         )
-    return mime
+    return mime, sniff_s
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -9,7 +9,7 @@ Gauges about the worker pool and the database pool are read at scrape time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import asyncpg
@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mediasvc.imaging.pool import ImagingPool
+from mediasvc.ingest import SpooledUpload
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upload stages take from milliseconds (db) to seconds (process); requests likewise.
@@ -81,9 +82,11 @@ class Metrics:
         finally:
             self.upload_seconds.labels(name).observe(time.perf_counter() - started)
 
-    def stage_observer(self) -> Callable[[str, float], None]:
-        """A plain callback for code that times its own stages (ingest)."""
-        return lambda name, seconds: self.upload_seconds.labels(name).observe(seconds)
+    def received(self, upload: SpooledUpload) -> None:
+        """Count a received file and the intake stages it timed itself."""
+        self.received_bytes.inc(upload.size)
+        self.upload_seconds.labels("receive").observe(upload.receive_s)
+        self.upload_seconds.labels("sniff").observe(upload.sniff_s)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of everything."""

@@ -194,6 +194,8 @@ def make_settings(
         spool_dir=data_dir / "spool",
         workers=2,
         queue_max=4,
+        # Race tests send many uploads of one owner at once; the cap has its own tests.
+        owner_max_inflight=100,
         job_timeout_s=30.0,
         db_timeout_s=5.0,
         log_format="json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import images
@@ -204,12 +205,43 @@ class TestRefusals:
 
 class TestRead:
     async def test_get_returns_the_same_json_as_the_upload(self, client: Client) -> None:
-        """GET /v1/media/{id} answers what POST answered, even without a token (public)."""
+        """GET /v1/media/{id} answers the owner what POST answered."""
         created = await (
             await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
         ).json()
-        response = await client.get(f"/v1/media/{created['id']}")
+        response = await client.get(f"/v1/media/{created['id']}", headers=bearer())
         assert response.status == 200
+        assert await response.json() == created
+
+    @pytest.mark.parametrize("reader", ["anonymous", "bob"])
+    async def test_public_media_json_hides_hash_and_report_from_others(
+        self, client: Client, reader: str
+    ) -> None:
+        """Others read a public media without the original's sha256 or the processing report."""
+        data = images.make_jpeg(gps=True)
+        created = await (
+            await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        ).json()
+        assert "gps" in json.dumps(created["processing"])
+        headers = {} if reader == "anonymous" else bearer(reader)
+        response = await client.get(f"/v1/media/{created['id']}", headers=headers)
+        assert response.status == 200
+        seen = await response.json()
+        assert "processing" not in seen
+        assert "sha256" not in seen["original"]
+        assert hashlib.sha256(data).hexdigest() not in await response.text()
+        expected = {k: v for k, v in created.items() if k != "processing"}
+        expected["original"] = {k: v for k, v in created["original"].items() if k != "sha256"}
+        assert seen == expected
+
+    async def test_admin_reads_the_full_json_of_another_owners_media(self, client: Client) -> None:
+        """An admin gets the sha256 and the processing report like the owner."""
+        created = await (
+            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
+        ).json()
+        response = await client.get(
+            f"/v1/media/{created['id']}", headers=bearer("root", admin=True)
+        )
         assert await response.json() == created
 
     async def test_private_media_is_404_for_others_and_200_for_owner_and_admin(
@@ -284,6 +316,6 @@ class TestLimitsAndReport:
         assert len(body["placeholder"]["thumbhash"]) > 10
         assert body["processing"]["rotated_from_orientation"] == 6
         assert "gps" in body["processing"]["removed"]
-        fetched = await (await client.get(f"/v1/media/{body['id']}")).json()
+        fetched = await (await client.get(f"/v1/media/{body['id']}", headers=bearer())).json()
         assert fetched["placeholder"] == body["placeholder"]
         assert fetched["processing"] == body["processing"]

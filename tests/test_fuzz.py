@@ -22,7 +22,7 @@ from support import bearer, multipart_body, stored_keys
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.imaging.formats import LOADERS, sniff
-from mediasvc.imaging.pipeline import Facts, ImageRejected, Job
+from mediasvc.imaging.job import Facts, ImageRejected, ImageRules, Job
 from mediasvc.imaging.pool import ImagingPool
 
 settings.register_profile(
@@ -93,12 +93,7 @@ async def test_random_bytes_are_refused_or_processed_never_crash(
         source=str(case / "in"),
         out_dir=str(case),
         mime=mime,
-        kind="post",
-        output_format="webp",
-        quality=80,
-        max_pixels=4_000_000,
-        max_frames=50,
-        max_animation_pixels=8_000_000,
+        rules=ImageRules(max_pixels=4_000_000, max_frames=50, max_animation_pixels=8_000_000),
     )
     outcome = await process_or_refusal(pool, job)
     if isinstance(outcome, ImageRejected):

@@ -49,6 +49,24 @@ async def test_same_key_with_a_different_file_is_422(client: Client) -> None:
     assert (await response.json())["code"] == "idempotency_key_reused"
 
 
+@pytest.mark.parametrize(
+    "changed", [{"visibility": "private"}, {"kind": "avatar"}, {"collection": "profile"}]
+)
+async def test_same_key_and_file_with_other_options_is_422(
+    client: Client, changed: dict[str, str]
+) -> None:
+    """A replay must ask what the first upload asked: a private retry never gets a public media."""
+    assert (await post(client, "k-opts")).status == 201
+    response = await client.post(
+        "/v1/media",
+        data=upload_form(PHOTO, **changed),
+        headers={**bearer(), "Idempotency-Key": "k-opts"},
+    )
+    assert response.status == 422
+    assert (await response.json())["code"] == "idempotency_key_reused"
+    assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 1
+
+
 async def test_keys_are_per_owner(client: Client) -> None:
     """Bob's key does not collide with Alice's."""
     assert (await post(client, "k-3")).status == 201

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ import pytest
 import pyvips
 import thash
 
+from mediasvc.config import Settings
 from mediasvc.imaging import pipeline, placeholder, report
 from mediasvc.imaging.gif import walk_gif
+from mediasvc.imaging.job import Facts, ImageRejected, Job, VariantFile
 from mediasvc.imaging.pool import ImagingPool, PoolBusy
 from mediasvc.imaging.variants import VARIANTS
+from mediasvc.kinds import kind_rules
 
 # The repository root: subprocesses run there so `import mediasvc` finds this checkout.
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,15 +59,8 @@ MARKERS = (
     images.IPTC_MARKER,
 )
 
-# The production defaults (mediasvc.config), so only the limit under test is ever tight.
-DEFAULT_JOB: dict[str, Any] = {
-    "kind": "post",
-    "output_format": "webp",
-    "quality": 80,
-    "max_pixels": 60_000_000,
-    "max_frames": 200,
-    "max_animation_pixels": 64_000_000,
-}
+# The production rules of each kind, so only the limit under test is ever tight.
+KIND_RULES = kind_rules(Settings(database_url="", url_signing_secret=""))
 
 
 # --------------------------------------------------------------------------
@@ -71,28 +68,30 @@ DEFAULT_JOB: dict[str, Any] = {
 # --------------------------------------------------------------------------
 
 
-def make_job(tmp_path: Path, data: bytes, mime: str, **job_overrides: Any) -> pipeline.Job:
+def make_job(
+    tmp_path: Path, data: bytes, mime: str, kind: str = "post", **rule_overrides: Any
+) -> Job:
     """Write `data` to a fresh directory under `tmp_path` and describe a job for it."""
     work = Path(tempfile.mkdtemp(dir=tmp_path))
     source = work / "source"
     source.write_bytes(data)
     out_dir = work / "out"
     out_dir.mkdir()
-    fields = {**DEFAULT_JOB, **job_overrides}
-    return pipeline.Job(source=str(source), out_dir=str(out_dir), mime=mime, **fields)
+    rules = replace(KIND_RULES[kind], **rule_overrides)
+    return Job(source=str(source), out_dir=str(out_dir), mime=mime, rules=rules)
 
 
-def run(tmp_path: Path, data: bytes, mime: str, **job_overrides: Any) -> pipeline.Facts:
+def run(tmp_path: Path, data: bytes, mime: str, kind: str = "post", **rule_overrides: Any) -> Facts:
     """Run the pipeline in this process on `data` declared as `mime`."""
-    return pipeline.process(make_job(tmp_path, data, mime, **job_overrides))
+    return pipeline.process(make_job(tmp_path, data, mime, kind, **rule_overrides))
 
 
-def load(variant: pipeline.VariantFile, **options: Any) -> pyvips.Image:
+def load(variant: VariantFile, **options: Any) -> pyvips.Image:
     """Decode a written variant from its bytes (all pixels in memory)."""
     return pyvips.Image.new_from_buffer(Path(variant.path).read_bytes(), "", **options)
 
 
-def variant(facts: pipeline.Facts, name: str) -> pipeline.VariantFile:
+def variant(facts: Facts, name: str) -> VariantFile:
     """The variant called `name`."""
     return next(v for v in facts.variants if v.name == name)
 
@@ -119,9 +118,7 @@ def flattened_on_white(colour: images.RGB, alpha: int) -> images.RGB:
     return (r, g, b)
 
 
-def assert_fits(
-    made: pipeline.VariantFile, size: int, source_width: int, source_height: int
-) -> None:
+def assert_fits(made: VariantFile, size: int, source_width: int, source_height: int) -> None:
     """`made` is the source scaled to `size` on its longest side (never up), aspect kept."""
     longest = min(size, max(source_width, source_height))
     scale = longest / max(source_width, source_height)
@@ -314,7 +311,7 @@ METADATA_SOURCES = [
 ]
 
 
-def assert_no_markers(made: pipeline.VariantFile) -> bytes:
+def assert_no_markers(made: VariantFile) -> bytes:
     """No fixture marker appears anywhere in `made`'s bytes; returns the bytes."""
     data = Path(made.path).read_bytes()
     found = [marker for marker in MARKERS if marker.encode() in data]
@@ -434,7 +431,7 @@ ANIMATION_FRAMES = 6  # the factory default
 ANIMATION_SIZE = (120, 90)  # the factory default
 
 
-def assert_animated_webp(made: pipeline.VariantFile) -> None:
+def assert_animated_webp(made: VariantFile) -> None:
     """`made` is an animated WebP of every source frame, in order, at the stated frame size."""
     chunks = images.webp_chunks(Path(made.path).read_bytes())
     assert "ANIM" in chunks, (made.name, chunks)
@@ -566,12 +563,12 @@ FLAT_TOLERANCE = 3
 RED, BLUE = images.REFERENCE_COLOURS[0], images.REFERENCE_COLOURS[2]
 
 
-def decoded_thumbhash(facts: pipeline.Facts) -> list[int]:
+def decoded_thumbhash(facts: Facts) -> list[int]:
     """The ThumbHash bytes; standard base64 with padding, or this raises."""
     return list(base64.b64decode(facts.thumbhash, validate=True))
 
 
-def thumbhash_mean(facts: pipeline.Facts) -> tuple[images.RGB, int]:
+def thumbhash_mean(facts: Facts) -> tuple[images.RGB, int]:
     """Mean colour and mean alpha of the image the ThumbHash decodes to."""
     width, height, rgba = thash.thumb_hash_to_rgba(decoded_thumbhash(facts))
     r, g, b, a = (round(sum(rgba[i::4]) / (width * height)) for i in range(4))
@@ -1010,7 +1007,7 @@ def test_bad_input_is_rejected_with_its_code(
     code: str,
 ) -> None:
     """Damaged, mislabelled, oversized and unaccepted inputs raise ImageRejected(code)."""
-    with pytest.raises(pipeline.ImageRejected) as caught:
+    with pytest.raises(ImageRejected) as caught:
         run(tmp_path, factory(), mime, **overrides)
 
     assert caught.value.code == code
@@ -1044,6 +1041,7 @@ LOADER_PROBE = textwrap.dedent(
     import pyvips
 
     from mediasvc.imaging import pipeline
+    from mediasvc.imaging.job import ImageRejected, Job
 
     if sys.argv[1] == "harden":
         pipeline.init_worker()
@@ -1062,24 +1060,15 @@ PIPELINE_PROBE = textwrap.dedent(
     import sys
 
     from mediasvc.imaging import pipeline
+    from mediasvc.imaging.job import ImageRejected, Job
 
     pipeline.init_worker()
     for arg in sys.argv[1:]:
         mime, source, out_dir = arg.split("|")
-        job = pipeline.Job(
-            source=source,
-            out_dir=out_dir,
-            mime=mime,
-            kind="post",
-            output_format="webp",
-            quality=80,
-            max_pixels=60_000_000,
-            max_frames=200,
-            max_animation_pixels=64_000_000,
-        )
+        job = Job(source=source, out_dir=out_dir, mime=mime)
         try:
             facts = pipeline.process(job)
-        except pipeline.ImageRejected as exc:
+        except ImageRejected as exc:
             print(f"{mime}: rejected {exc.code} {exc.reason!r}")
         else:
             print(f"{mime}: {len(facts.variants)} variants, {facts.frames} frames")
@@ -1146,7 +1135,7 @@ def test_hardened_worker_still_processes_every_accepted_format(tmp_path: Path) -
 # --------------------------------------------------------------------------
 
 
-def assert_same_files(expected: pipeline.Facts, actual: pipeline.Facts) -> None:
+def assert_same_files(expected: Facts, actual: Facts) -> None:
     """Both runs wrote the same variants: same names, sizes, mime types and bytes."""
     for e, a in zip(expected.variants, actual.variants, strict=True):
         assert (a.name, a.width, a.height, a.bytes, a.mime) == (
@@ -1196,7 +1185,7 @@ async def test_pool_passes_image_rejected_back_with_its_code(
     """ImageRejected raised in a worker reaches the caller with code and detail intact."""
     job = make_job(tmp_path, images.make_png(), "image/jpeg")
 
-    with pytest.raises(pipeline.ImageRejected) as caught:
+    with pytest.raises(ImageRejected) as caught:
         await pool.process(job)
 
     assert caught.value.code == "invalid_image"
@@ -1212,7 +1201,7 @@ async def test_full_pool_refuses_at_once_and_recovers(tmp_path: Path, pool: Imag
         pool.process(job), pool.process(job), return_exceptions=True
     )
 
-    assert isinstance(first, pipeline.Facts), first
+    assert isinstance(first, Facts), first
     assert isinstance(second, PoolBusy), second
     assert pool.has_room
     third = await pool.process(job)

@@ -20,8 +20,8 @@ from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.ids import is_media_id
+from mediasvc.keys import variant_key
 from mediasvc.stack.localproc import free_port, wait_until_listening
-from mediasvc.storage import variant_key
 
 Client = TestClient[Any, Any]
 pytestmark = parametrize_backends

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mediasvc.storage import StorageError, variant_key
+from mediasvc.keys import variant_key
+from mediasvc.storage import StorageError
 from mediasvc.storage.local import LocalStorage
 
 

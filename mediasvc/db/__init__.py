@@ -10,7 +10,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from mediasvc.config import Settings
-from mediasvc.errors import Busy
+from mediasvc.errors import BadRequest, Busy
 
 # What query functions take: a plain connection or one lent by the pool.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -47,6 +47,11 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+# What a value the request carried can raise: an integer out of range for its column
+# (asyncpg refuses to encode it) or text PostgreSQL cannot store (a NUL byte). Validation
+# in front should catch these; this makes sure a miss is a 400, never a 503.
+INVALID_VALUE = (asyncpg.exceptions._base.DataError, asyncpg.DataError)
+
 # What a down, hung or restarting server raises: these become 503, never 500.
 UNAVAILABLE = (
     OSError,
@@ -64,5 +69,8 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     try:
         async with pool.acquire() as conn:
             yield conn
+    except INVALID_VALUE as exc:
+        # Checked before UNAVAILABLE: asyncpg's client-side DataError is an InterfaceError.
+        raise BadRequest("A value in the request is out of range or not valid text.") from exc
     except UNAVAILABLE as exc:
         raise Busy("The database is unavailable; try again shortly.") from exc

@@ -26,6 +26,14 @@ _COLUMNS = """
 # position), reorders and removals (dense positions). Released at commit.
 LOCK_COLLECTION = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))"
 
+# Serialises the uploads of one owner while quotas are checked. Released at commit.
+LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtext('mediasvc.owner'), hashtext($1))"
+
+OWNER_USAGE = """
+SELECT count(*) AS media, coalesce(sum(original_bytes), 0) AS bytes
+FROM media WHERE owner = $1 AND status <> 'deleting'
+"""
+
 COUNT_COLLECTION = """
 SELECT count(*) FROM media WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
 """
@@ -125,6 +133,18 @@ LIMIT $4
 async def lock_collection(conn: Connection, owner: str, collection: str) -> None:
     """In a transaction: wait for, then hold, the lock on one owner's collection."""
     await conn.execute(LOCK_COLLECTION, owner, collection)
+
+
+async def lock_owner(conn: Connection, owner: str) -> None:
+    """In a transaction: wait for, then hold, the lock on one owner's uploads."""
+    await conn.execute(LOCK_OWNER, owner)
+
+
+async def owner_usage(conn: Connection, owner: str) -> tuple[int, int]:
+    """How many live media the owner has, and the bytes of their originals."""
+    row = await conn.fetchrow(OWNER_USAGE, owner)
+    assert row is not None, "an aggregate returns one row"
+    return int(row["media"]), int(row["bytes"])
 
 
 async def count_collection(conn: Connection, owner: str, collection: str) -> int:

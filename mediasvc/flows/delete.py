@@ -1,10 +1,10 @@
-"""Removing a media: the order of steps that never leaves a row pointing at missing files.
+"""Deleting a media: the order of steps that never leaves a row pointing at missing files.
 
-    mark `deleting` → remove every stored variant → delete the row (closing the gap in
-    its collection)
+    mark `deleting` → purge (remove every stored variant → delete the row, closing the
+    gap in its collection)
 
 A crash after the first step leaves a `deleting` row whose files may be partly gone; it is
-no longer listed or served, and `finish_deletion` (also run by the reaper) completes it.
+no longer listed or served, and the reaper purges it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncpg
 from mediasvc import db
 from mediasvc.db import queries
 from mediasvc.errors import Busy, Conflict
+from mediasvc.flows.purge import purge
 from mediasvc.models import Media
 from mediasvc.storage import Storage, StorageError
 
@@ -24,14 +25,9 @@ async def delete_media(pool: asyncpg.Pool, storage: Storage, media: Media) -> No
         marked = await queries.mark_deleting(conn, media.id)
     if marked is None:
         raise Conflict("The media is still processing or already being deleted.")
-    await finish_deletion(pool, storage, marked)
-
-
-async def finish_deletion(pool: asyncpg.Pool, storage: Storage, media: Media) -> None:
-    """Remove the files, then the row, of a media already marked `deleting`."""
+    keys = [variant.key for variant in marked.variants.values()]
     try:
-        await storage.delete([variant.key for variant in media.variants.values()])
+        async with db.connection(pool) as conn, conn.transaction():
+            await purge(conn, storage, marked.id, keys)
     except StorageError as exc:
         raise Busy("Storage is unavailable; the deletion will be completed later.") from exc
-    async with db.connection(pool) as conn, conn.transaction():
-        await queries.remove_row(conn, media.id)

@@ -30,8 +30,9 @@ import structlog
 
 from mediasvc import db
 from mediasvc.db import queries
-from mediasvc.ids import is_media_id
-from mediasvc.storage import Storage, StorageError, possible_keys
+from mediasvc.flows.purge import purge
+from mediasvc.keys import media_id_of, possible_keys
+from mediasvc.storage import Storage, StorageError
 
 log = structlog.get_logger(__name__)
 # How many stuck rows one transaction claims.
@@ -78,8 +79,7 @@ async def _finish_stuck_rows(pool: asyncpg.Pool, storage: Storage, grace_s: floa
             for media_id in stuck:
                 # Every key the id could have, not only recorded variants: an upload that
                 # died before `ready` recorded none.
-                await storage.delete(possible_keys(media_id))
-                await queries.remove_row(conn, media_id)
+                await purge(conn, storage, media_id, possible_keys(media_id))
         removed += len(stuck)
         if len(stuck) < BATCH:
             return removed
@@ -94,7 +94,7 @@ async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) 
         temp_files: list[str] = []
         by_media: dict[str, list[str]] = {}
         async for obj in storage.scan():
-            media_id = _media_id_of(obj.key)
+            media_id = media_id_of(obj.key)
             if media_id is None or obj.modified >= cutoff:
                 continue  # not ours (a shared bucket), or possibly still being written
             if obj.key.rsplit("/", 1)[-1].startswith("."):
@@ -108,14 +108,6 @@ async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) 
         if orphans:
             await storage.delete(orphans)
     return len(orphans)
-
-
-def _media_id_of(key: str) -> str | None:
-    """The media id in a key like `[private/]ab/<id>/<name>`, or None for foreign keys."""
-    parts = key.removeprefix("private/").split("/")
-    if len(parts) == 3 and is_media_id(parts[1]) and parts[0] == parts[1][:2]:
-        return parts[1]
-    return None
 
 
 def _clean_spool(spool_dir: Path, grace_s: float) -> int:

@@ -1,6 +1,7 @@
-"""The upload flow after the file is spooled: record, process, store, mark ready.
+"""The upload flow: a spooled file becomes a `ready` media, or leaves no trace.
 
-    reserve (idempotency key, collection cap, insert `processing`, one transaction)
+    receive (spool, cap, hash, sniff)
+    → reserve (idempotency key, collection cap, insert `processing`, one transaction)
     → pool makes variants → storage.put each → mark `ready`
 
 Any failure on the way undoes what was written (stored objects, then the row) before the
@@ -11,14 +12,18 @@ and the reaper finishes the job.
 from __future__ import annotations
 
 import asyncio
-import errno
 import shutil
-from dataclasses import dataclass
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import asyncpg
 import structlog
+from aiohttp import web
 
 from mediasvc import db
 from mediasvc.config import Settings
@@ -27,21 +32,21 @@ from mediasvc.errors import (
     Busy,
     CollectionFull,
     Conflict,
-    InsufficientStorage,
-    InvalidImage,
     MediaError,
-    ProcessingFailed,
+    QuotaExceeded,
+    TooManyRequests,
     Unprocessable,
-    UnsupportedMediaType,
 )
+from mediasvc.flows.processing import Processor
+from mediasvc.flows.purge import purge
+from mediasvc.form import UploadOptions
 from mediasvc.ids import new_media_id
-from mediasvc.imaging.pipeline import Facts, ImageRejected, Job
-from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
-from mediasvc.imaging.variants import Kind
-from mediasvc.ingest import SpooledUpload
+from mediasvc.imaging.job import Facts
+from mediasvc.ingest import SpooledUpload, spooled_upload
+from mediasvc.keys import possible_keys, variant_key
 from mediasvc.metrics import Metrics
-from mediasvc.models import Media, Placeholder, StoredVariant, Visibility
-from mediasvc.storage import Storage, StorageError, possible_keys, variant_key
+from mediasvc.models import Media, Placeholder, StoredVariant
+from mediasvc.storage import Storage, StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -50,45 +55,83 @@ IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class UploadOptions:
-    """What the client asked for besides the file."""
+class Uploaded:
+    """The outcome of an upload: the media, and whether it was created now (else a replay)."""
 
-    kind: Kind
-    collection: str | None
-    visibility: Visibility
-    idempotency_key: str | None
+    media: Media
+    created: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Uploader:
-    """Runs the upload flow against the app's database, storage and pool."""
+class UploadFlow:
+    """Runs uploads against the app's database, storage and image workers; made once."""
 
     settings: Settings
     db: asyncpg.Pool
     storage: Storage
-    pool: ImagingPool
+    processor: Processor
     metrics: Metrics
 
-    async def create(
-        self, owner: str, upload: SpooledUpload, options: UploadOptions
-    ) -> tuple[Media, bool]:
-        """Turn a spooled file into a `ready` media, or leave no trace and raise.
+    # Uploads in flight on this node, per owner: the event loop is the only writer.
+    inflight: Counter[str] = field(default_factory=Counter)
 
-        Returns the media and whether it was created now (False: an idempotent retry).
+    @asynccontextmanager
+    async def receive(self, request: web.Request, owner: str) -> AsyncIterator[SpooledUpload]:
+        """Spool `owner`'s form; the spool file is gone when the block exits.
+
+        Refusals raised in the block, here or by `create`, are counted by their code.
         """
+        started = time.perf_counter()
+        try:
+            # Refuse before reading the body when the pool could not take the job anyway.
+            self.processor.admit()
+            with self._slot(owner):
+                async with spooled_upload(
+                    request,
+                    spool_dir=self.settings.spool_dir,
+                    max_bytes=self.settings.max_upload_bytes,
+                ) as upload:
+                    self.metrics.received(upload)
+                    yield upload
+        except MediaError as exc:
+            self.metrics.uploads.labels("refused" if exc.status < 500 else "failed", exc.code).inc()
+            raise
+        finally:
+            self.metrics.upload_seconds.labels("total").observe(time.perf_counter() - started)
+
+    @contextmanager
+    def _slot(self, owner: str) -> Iterator[None]:
+        """Hold one of `owner`'s in-flight slots, so one owner cannot occupy every worker."""
+        limit = self.settings.owner_max_inflight
+        if self.inflight[owner] >= limit:
+            raise TooManyRequests(
+                f"You already have {limit} uploads in progress; send the next when one ends.",
+                limit=limit,
+                retry_after=2,
+            )
+        self.inflight[owner] += 1
+        try:
+            yield
+        finally:
+            self.inflight[owner] -= 1
+            if not self.inflight[owner]:
+                del self.inflight[owner]
+
+    async def create(self, owner: str, upload: SpooledUpload, options: UploadOptions) -> Uploaded:
+        """Turn a spooled file into a `ready` media, or leave no trace and raise."""
         media_id = new_media_id()
-        self.metrics.received_bytes.inc(upload.size)
         with self.metrics.stage("db"):
             existing = await self._reserve(media_id, owner, upload, options)
         if existing is not None:
-            return existing, False
+            self.metrics.uploads.labels("replayed", "").inc()
+            return Uploaded(existing, created=False)
         structlog.contextvars.bind_contextvars(media_id=media_id)
         work_dir = self.settings.spool_dir / f"{media_id}.out"
         writes = _Writes()
         try:
             await asyncio.to_thread(work_dir.mkdir)
             with self.metrics.stage("process"):
-                facts = await self._process(upload, options, work_dir)
+                facts = await self.processor.run(options.kind, upload.path, upload.mime, work_dir)
             with self.metrics.stage("store"):
                 stored = await self._store(
                     media_id, facts, private=options.visibility == "private", writes=writes
@@ -108,12 +151,13 @@ class Uploader:
                     )
             if media is None:
                 raise Conflict("The media was removed while it was being processed.")
-            return media, True
         except BaseException:
             await asyncio.shield(self._undo(media_id, writes))
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+        self.metrics.uploads.labels("created", "").inc()
+        return Uploaded(media, created=True)
 
     async def _reserve(
         self, media_id: str, owner: str, upload: SpooledUpload, options: UploadOptions
@@ -132,7 +176,9 @@ class Uploader:
             sha256=upload.sha256,
             idempotency_key=key,
         )
-        if key is None and options.collection is None:
+        settings = self.settings
+        quotas = settings.owner_max_media is not None or settings.owner_max_bytes is not None
+        if key is None and options.collection is None and not quotas:
             # Nothing to check first: one INSERT is atomic alone, and skipping BEGIN/COMMIT
             # saves two round trips on the most common upload.
             async with db.connection(self.db) as conn:
@@ -144,14 +190,17 @@ class Uploader:
                     await queries.release_expired_key(conn, owner, key, IDEMPOTENCY_WINDOW_S)
                     existing = await queries.find_by_idempotency_key(conn, owner, key)
                     if existing is not None:
-                        return _replay(existing, upload)
+                        return _replay(existing, upload, options)
+                if quotas:
+                    await queries.lock_owner(conn, owner)
+                    self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
                 if options.collection is not None:
                     await queries.lock_collection(conn, owner, options.collection)
                     count = await queries.count_collection(conn, owner, options.collection)
-                    if count >= self.settings.collection_max:
+                    if count >= settings.collection_max:
                         raise CollectionFull(
                             f"The collection {options.collection!r} already holds {count} items.",
-                            limit=self.settings.collection_max,
+                            limit=settings.collection_max,
                         )
                 await insert(conn)
         except asyncpg.UniqueViolationError:
@@ -161,45 +210,27 @@ class Uploader:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
             if existing is None:
                 raise Busy("A concurrent upload with this Idempotency-Key failed; retry.") from None
-            return _replay(existing, upload)
+            return _replay(existing, upload, options)
         return None
 
-    async def _process(
-        self, upload: SpooledUpload, options: UploadOptions, work_dir: Path
-    ) -> Facts:
-        job = Job(
-            source=str(upload.path),
-            out_dir=str(work_dir),
-            mime=upload.mime,
-            kind=options.kind,
-            output_format=self.settings.output_format,
-            quality=self.settings.output_quality,
-            max_pixels=self.settings.max_pixels,
-            max_frames=self.settings.max_frames,
-            max_animation_pixels=self.settings.max_animation_pixels,
-        )
-        try:
-            return await self.pool.process(job)
-        except ImageRejected as exc:
-            log.info("upload.rejected", code=exc.code, reason=exc.reason)
-            error = UnsupportedMediaType if exc.code == "unsupported_media_type" else InvalidImage
-            raise error(exc.detail, code=exc.code) from None
-        except PoolBusy:
-            raise Busy("Every image worker is busy; try again shortly.") from None
-        except JobTimedOut:
-            raise ProcessingFailed(
-                "Processing the image took too long and was stopped.", code="processing_timeout"
-            ) from None
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise InsufficientStorage(
-                    "The server has no room to process uploads right now; try again later."
-                ) from None
-            raise
-        except WorkerCrashed:
-            raise ProcessingFailed(
-                "The image worker stopped while processing this file.", code="worker_crashed"
-            ) from None
+    def _check_quotas(self, media: int, stored_bytes: int, size: int) -> None:
+        """Refuse an upload that would take the owner past a quota (under the owner lock)."""
+        max_media, max_bytes = self.settings.owner_max_media, self.settings.owner_max_bytes
+        if max_media is not None and media >= max_media:
+            raise QuotaExceeded(
+                f"You have {media} media; at most {max_media} are allowed.",
+                quota="media",
+                limit=max_media,
+                actual=media,
+            )
+        if max_bytes is not None and stored_bytes + size > max_bytes:
+            raise QuotaExceeded(
+                f"Your uploads total {stored_bytes} bytes; this one would take them past "
+                f"{max_bytes}.",
+                quota="bytes",
+                limit=max_bytes,
+                actual=stored_bytes + size,
+            )
 
     async def _store(
         self, media_id: str, facts: Facts, *, private: bool, writes: _Writes
@@ -240,17 +271,17 @@ class Uploader:
         `deleting` tombstone, invisible to the API and the collection cap, which the
         reaper finishes. Otherwise nothing is recorded.
         """
+        keys = possible_keys(media_id) if writes.may_have_written else []
         try:
-            if writes.may_have_written:
-                try:
-                    await self.storage.delete(possible_keys(media_id))
-                except StorageError as exc:
-                    log.warning("upload.undo_deferred", error=str(exc))
-                    async with db.connection(self.db) as conn:
-                        await queries.mark_abandoned(conn, media_id)
-                    return
             async with db.connection(self.db) as conn, conn.transaction():
-                await queries.remove_row(conn, media_id)
+                await purge(conn, self.storage, media_id, keys)
+        except StorageError as exc:
+            log.warning("upload.undo_deferred", error=str(exc))
+            try:
+                async with db.connection(self.db) as conn:
+                    await queries.mark_abandoned(conn, media_id)
+            except MediaError as error:
+                log.warning("upload.undo_failed", error=str(error))
         except MediaError as exc:
             log.warning("upload.undo_failed", error=str(exc))
 
@@ -269,11 +300,17 @@ class _Writes:
         return self.finished > 0 or self.started > self.failed
 
 
-def _replay(existing: Media, upload: SpooledUpload) -> Media:
+def _replay(existing: Media, upload: SpooledUpload, options: UploadOptions) -> Media:
     """What a retry with an already used Idempotency-Key gets."""
     if existing.original.sha256 != upload.sha256:
         raise Unprocessable(
             "This Idempotency-Key was used for a different file.", code="idempotency_key_reused"
+        )
+    asked = (options.kind, options.collection, options.visibility)
+    if asked != (existing.kind, existing.collection, existing.visibility):
+        raise Unprocessable(
+            "This Idempotency-Key was used with other options (kind, collection, visibility).",
+            code="idempotency_key_reused",
         )
     if existing.status != "ready":
         raise Conflict(

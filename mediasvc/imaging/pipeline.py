@@ -25,18 +25,20 @@ import os
 import resource
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyvips
 
+from mediasvc.imaging.avif import avif_sequence
 from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.gif import walk_gif
+from mediasvc.imaging.job import BadImage, Crop, Facts, Job, NotAccepted, VariantFile
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
 from mediasvc.imaging.report import ColorConversion, color_conversion, processing_report
-from mediasvc.imaging.variants import LARGEST, VARIANTS, Kind
+from mediasvc.imaging.sandbox import confine_worker
+from mediasvc.imaging.variants import LARGEST, VARIANTS
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -67,70 +69,18 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _MIN_FREE_BYTES = 1024 * 1024
 
 
-class ImageRejected(Exception):
-    """The input is not an image we will process; `code` is the problem code for the client."""
-
-    def __init__(self, code: str, detail: str, reason: str = "") -> None:
-        super().__init__(code, detail, reason)
-        self.code = code
-        self.detail = detail
-        self.reason = reason  # libvips' own words, for the log only: they may name paths
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """What one upload asks of a worker."""
-
-    source: str
-    out_dir: str
-    mime: str
-    kind: Kind
-    output_format: str
-    quality: int
-    max_pixels: int
-    max_frames: int
-    max_animation_pixels: int
-
-
-@dataclass(frozen=True, slots=True)
-class VariantFile:
-    """One written variant. `height` is per frame for animations."""
-
-    name: str
-    path: str
-    width: int
-    height: int
-    bytes: int
-    mime: str
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What the pipeline learned and made. Width and height are as displayed (after EXIF).
-
-    `frames` counts the source's frames. `thumbhash` (base64) and `dominant_color`
-    (`#rrggbb`) describe the first frame as served; `processing` is `report.processing_report`.
-    """
-
-    width: int
-    height: int
-    frames: int
-    variants: tuple[VariantFile, ...]
-    thumbhash: str
-    dominant_color: str
-    processing: dict[str, object]
-
-
 def init_worker(memory_limit_mb: int | None = None, parent_pid: int | None = None) -> None:
     """Harden and size libvips in a fresh worker process.
 
     Only the loaders on the allow-list stay callable, so even a sniffing mistake can never
     reach SVG, PDF, matload or any other loader libvips ships. With `memory_limit_mb`, the
     process's address space is capped: a runaway decode fails its own job, not the host.
-    With `parent_pid`, the worker dies with that parent, however the parent ends.
+    With `parent_pid`, the worker dies with that parent, however the parent ends. Then the
+    process is confined for good (`sandbox.confine_worker`): no network, no other process.
     """
     if parent_pid is not None:
         _die_with_parent(parent_pid)
+    confine_worker()
     if memory_limit_mb is not None:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -163,11 +113,11 @@ def process(job: Job) -> Facts:
     """Turn `job.source` into the variant files in `job.out_dir`, or raise `ImageRejected`."""
     loader = LOADERS.get(job.mime)
     if loader is None:
-        raise ImageRejected("unsupported_media_type", f"{job.mime} is not accepted")
-    output = OUTPUT_FORMATS[job.output_format]
+        raise NotAccepted(f"{job.mime} is not accepted")
+    output = OUTPUT_FORMATS[job.rules.output_format]
     gif = walk_gif(Path(job.source).read_bytes()) if loader == "gifload" else None
     if gif is not None and not gif.complete:
-        raise ImageRejected("invalid_image", "The GIF is truncated or damaged.")
+        raise BadImage("The GIF is truncated or damaged.")
     try:
         header = _open_header(job.source, loader)
         width, height, frames = _check_header(header, loader, job)
@@ -178,9 +128,7 @@ def process(job: Job) -> Facts:
         if _disk_full(job.out_dir):
             # libvips reports a failed write like any other error; free space tells them apart.
             raise OSError(errno.ENOSPC, "no space left for variants", job.out_dir) from None
-        raise ImageRejected(
-            "invalid_image", "The file is damaged or not a decodable image.", str(exc)
-        ) from None
+        raise BadImage("The file is damaged or not a decodable image.", reason=str(exc)) from None
     return Facts(
         width=width,
         height=height,
@@ -206,40 +154,52 @@ def _open_header(source: str, loader: str) -> Any:
 
 
 def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
-    """Displayed width, height and frame count, after the limits are enforced."""
+    """Displayed width, height and the source's frame count, after the limits are enforced."""
     width, height = header.width, header.height
     frames = 1
     if loader in ANIMATED_LOADERS and header.get_typeof("n-pages"):
         frames = max(1, int(header.get("n-pages")))
-    if width * height > job.max_pixels:
-        raise ImageRejected(
-            "too_many_pixels",
-            f"The image is {width}x{height}; at most {job.max_pixels} pixels are accepted.",
-        )
-    if frames > job.max_frames:
-        raise ImageRejected(
-            "too_many_frames",
-            f"The animation has {frames} frames; at most {job.max_frames} are accepted.",
-        )
-    if width * height * frames > job.max_animation_pixels:
-        raise ImageRejected(
-            "too_many_pixels",
-            f"The animation has {width * height * frames} pixels over all frames; "
-            f"at most {job.max_animation_pixels} are accepted.",
-        )
+    _enforce_limits(width, height, frames, job)
+    if loader == "heifload" and (sequence := avif_sequence(job.source)) is not None:
+        # heifload decodes the primary image only, but the sequence is the upload: its
+        # frames are limited (and counted) like a GIF's, before anything is decoded.
+        _enforce_limits(sequence.width, sequence.height, sequence.frames, job)
+        frames = sequence.frames
     orientation = int(header.get("orientation")) if header.get_typeof("orientation") else 1
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return width, height, frames
 
 
+def _enforce_limits(width: int, height: int, frames: int, job: Job) -> None:
+    rules = job.rules
+    if width * height > rules.max_pixels:
+        raise BadImage(
+            f"The image is {width}x{height}; at most {rules.max_pixels} pixels are accepted.",
+            code="too_many_pixels",
+        )
+    if frames > rules.max_frames:
+        raise BadImage(
+            f"The animation has {frames} frames; at most {rules.max_frames} are accepted.",
+            code="too_many_frames",
+        )
+    if width * height * frames > rules.max_animation_pixels:
+        raise BadImage(
+            f"The animation has {width * height * frames} pixels over all frames; "
+            f"at most {rules.max_animation_pixels} are accepted.",
+            code="too_many_pixels",
+        )
+
+
 def _decode_largest(
     job: Job, header: Any, loader: str, frames: int, width: int, height: int
 ) -> Any:
     """The one decode: shrink-on-load to the largest variant, upright, sRGB, 8-bit, in memory."""
+    if loader not in ANIMATED_LOADERS:
+        frames = 1  # an AVIF sequence is decoded as its primary image (see `imaging.avif`)
     thumbnail = _shrink_on_load(job, header, loader, frames)
     colour = {"output_profile": "srgb"} if color_conversion(header) in _ICC_CONVERSIONS else {}
-    if job.kind == "avatar":
+    if job.rules.crop == "square":
         side = min(LARGEST.size, width, height)
         if frames == 1:
             image = thumbnail(side, height=side, size="down", crop="attention", **colour)
@@ -253,7 +213,7 @@ def _decode_largest(
     else:
         image = thumbnail(LARGEST.size, height=LARGEST.size, size="down", **colour)
     if image.get("vips-loader") != loader:
-        raise ImageRejected("invalid_image", "The file does not match its detected type.")
+        raise BadImage("The file does not match its detected type.")
     return _to_srgb8(image).copy_memory()
 
 
@@ -265,22 +225,28 @@ def _shrink_on_load(job: Job, header: Any, loader: str, frames: int) -> Callable
     `_dct_shrink` decodes it at half size instead.
     """
     if loader == "jpegload":
-        shrink = _dct_shrink(job.kind, header.width, header.height)
+        shrink = _dct_shrink(job.rules.crop, header.width, header.height)
         if shrink > 1:
             loaded = pyvips.Image.jpegload(
                 job.source, shrink=shrink, access="sequential", fail_on="error"
             )
             return loaded.thumbnail_image  # type: ignore[no-any-return]
+    if loader == "heifload":
+        # `thumbnail(path)` would sniff the file again, and libvips knows no `avis` brand; it
+        # would also take an embedded thumbnail large enough for the target, and that need
+        # not show what the primary image shows. heifload has no shrink-on-load (libheif
+        # decodes whole images), so the header already opened, with its `fail_on`, is it.
+        return header.thumbnail_image  # type: ignore[no-any-return]
     # `fail_on` must be thumbnail's own option: in the filename's [options] it is overridden.
     source = f"{job.source}[n=-1]" if frames > 1 else job.source
     return partial(pyvips.Image.thumbnail, source, fail_on="error")
 
 
-def _dct_shrink(kind: Kind, width: int, height: int) -> int:
+def _dct_shrink(crop: Crop, width: int, height: int) -> int:
     """The JPEG shrink-on-load factor (1, 2, 4 or 8) for a stored `width` x `height`."""
-    # Bounding the longest side (post) or covering the shortest (avatar) does not depend on
+    # Bounding the longest side or covering the shortest (square crop) does not depend on
     # the EXIF orientation, so the stored size will do.
-    if kind == "avatar":
+    if crop == "square":
         factor = min(width, height) / min(LARGEST.size, width, height)
     else:
         factor = max(width, height) / LARGEST.size
@@ -337,7 +303,7 @@ def _write_variants(full: Any, job: Job, output: OutputFormat) -> tuple[list[Var
             # Materialised, so the next smaller one starts from these pixels, not from `full`.
             image = image.thumbnail_image(spec.size, height=spec.size, size="down").copy_memory()
         path = Path(job.out_dir) / f"{spec.name}{output.extension}"
-        _encode(image, path, output, job.quality)
+        _encode(image, path, output, job.rules.quality)
         written[spec.name] = VariantFile(
             name=spec.name,
             path=str(path),

@@ -18,7 +18,6 @@ children of the app, and die with it even when it is SIGKILLed (`pipeline.init_w
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,20 +25,25 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import TypeVar
 
-from mediasvc.imaging import pipeline
+from mediasvc.imaging import pipeline, sandbox
+from mediasvc.imaging.job import Facts, Job
 
 T = TypeVar("T")
 
 
-class PoolBusy(Exception):
+class PoolError(Exception):
+    """The pool could not run a job to its end; the job's own refusals are not these."""
+
+
+class PoolBusy(PoolError):
     """Every worker is busy and the queue is full."""
 
 
-class JobTimedOut(Exception):
+class JobTimedOut(PoolError):
     """A job ran past its time limit; its worker was killed and replaced."""
 
 
-class WorkerCrashed(Exception):
+class WorkerCrashed(PoolError):
     """The worker running a job died; it was replaced."""
 
 
@@ -70,7 +74,7 @@ class ImagingPool:
     def _new_worker(self) -> ProcessPoolExecutor:
         worker = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=sandbox.spawn_context(),  # workers start without the app's secrets
             initializer=pipeline.init_worker,
             initargs=(self._memory_limit_mb, os.getpid()),
             max_tasks_per_child=self._max_tasks_per_child,
@@ -93,13 +97,24 @@ class ImagingPool:
         """Workers running a job now."""
         return self.workers - self._idle.qsize()
 
-    async def process(self, job: pipeline.Job) -> pipeline.Facts:
+    async def process(self, job: Job) -> Facts:
         """Run one imaging job; raises `ImageRejected` for bad input, or a pool error."""
         return await self.run(pipeline.process, job)
 
     async def ping(self) -> None:
-        """Prove a worker can run libvips now (for readiness checks)."""
-        await self.run(pipeline.ping)
+        """Prove the workers can run libvips now (for readiness checks), outside admission.
+
+        A readiness probe must not take a slot an upload could have had, nor wait behind
+        the queue: with a worker idle it runs a no-op job there; with every worker busy the
+        pool is plainly working, and only a dead worker process makes it unready.
+        """
+        try:
+            worker = self._idle.get_nowait()
+        except asyncio.QueueEmpty:
+            if any(_has_dead_process(worker) for worker in list(self._all)):
+                raise WorkerCrashed from None
+            return
+        await self._run_on(worker, pipeline.ping)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a picklable `fn(*args)` in a worker, with the pool's admission and timeout."""

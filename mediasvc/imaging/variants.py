@@ -1,10 +1,6 @@
 """The variant ladder: five sizes, named for their longest side. Code loops over these."""
 
 from dataclasses import dataclass
-from typing import Literal
-
-Kind = Literal["post", "avatar"]
-KINDS: tuple[Kind, ...] = ("post", "avatar")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,7 @@
 """Where variant files live: one small Protocol, one module per backend.
 
-Keys look like `k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp` (private media:
-`private/k3/...`): the id's first two characters spread files over directories, the id
-makes them unguessable, and the client's filename is never part of a key.
+What a key looks like is `mediasvc.keys`' business; a backend stores whatever key it
+is given.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from pathlib import Path
 from typing import Protocol
 
 from mediasvc.config import Settings
-from mediasvc.imaging.formats import OUTPUT_FORMATS
-from mediasvc.imaging.variants import VARIANTS
 
 
 class StorageError(Exception):
@@ -52,30 +49,6 @@ class Storage(Protocol):
     def scan(self) -> AsyncIterator[StoredObject]:
         """Every stored object (for the reaper's orphan check)."""
         ...
-
-
-# Private variants live under their own prefix, which nginx serves only with a valid
-# signature; public ones are reachable at their plain URL.
-PRIVATE_PREFIX = "private/"
-
-
-def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
-    """The storage key of one variant file of one media."""
-    return f"{PRIVATE_PREFIX if private else ''}{media_id[:2]}/{media_id}/{filename}"
-
-
-def possible_keys(media_id: str) -> list[str]:
-    """Every key a media could have written, whatever its visibility and output format.
-
-    For cleaning up after uploads whose variants were never recorded: deleting keys that
-    do not exist is harmless on every backend.
-    """
-    return [
-        variant_key(media_id, f"{spec.name}{output.extension}", private=private)
-        for private in (False, True)
-        for spec in VARIANTS
-        for output in OUTPUT_FORMATS.values()
-    ]
 
 
 @asynccontextmanager

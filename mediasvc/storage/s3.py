@@ -18,7 +18,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mediasvc.config import Settings
-from mediasvc.storage import PRIVATE_PREFIX, StorageError, StoredObject
+from mediasvc.keys import is_private
+from mediasvc.storage import StorageError, StoredObject
 
 PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 PRIVATE_CACHE_CONTROL = "private, no-store"
@@ -38,9 +39,7 @@ class S3Storage:
 
     async def put(self, key: str, source: Path, content_type: str) -> None:
         body = await asyncio.to_thread(source.read_bytes)
-        cache_control = (
-            PRIVATE_CACHE_CONTROL if key.startswith(PRIVATE_PREFIX) else PUBLIC_CACHE_CONTROL
-        )
+        cache_control = PRIVATE_CACHE_CONTROL if is_private(key) else PUBLIC_CACHE_CONTROL
         try:
             await self._client.put_object(
                 Bucket=self.bucket,

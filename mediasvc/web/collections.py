@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from aiohttp import web
 
@@ -10,8 +10,11 @@ from mediasvc import db
 from mediasvc.appkeys import DB
 from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Conflict, NotFound
-from mediasvc.web.access import require_principal
-from mediasvc.web.media import COLLECTION_NAME, owner_param
+from mediasvc.form import is_collection_name
+from mediasvc.web.access import owner_param, require_principal
+from mediasvc.web.bodies import json_object
+
+_EXAMPLE = '{"ids": ["...", ...]}'
 
 
 async def put_order(request: web.Request) -> web.Response:
@@ -19,9 +22,9 @@ async def put_order(request: web.Request) -> web.Response:
     principal = require_principal(request)
     owner = owner_param(request, principal)
     collection = request.match_info["collection"]
-    if not COLLECTION_NAME.match(collection):
+    if not is_collection_name(collection):
         raise NotFound("No such collection.")
-    ids = _ids_from(await request.text())
+    ids = _ids_of(await json_object(request, _EXAMPLE))
     async with db.connection(request.app[DB]) as conn, conn.transaction():
         # The lock serialises reorders, uploads and deletes of this collection: the check
         # below and the update see the same membership, and no reorder is half-applied.
@@ -39,12 +42,8 @@ async def put_order(request: web.Request) -> web.Response:
     return web.json_response({"collection": collection, "ids": ids})
 
 
-def _ids_from(body: str) -> list[str]:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise BadRequest('Send JSON: {"ids": ["...", ...]}.') from None
-    ids = document.get("ids") if isinstance(document, dict) else None
+def _ids_of(document: dict[str, Any]) -> list[str]:
+    ids = document.get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise BadRequest('"ids" must be a list of media ids.', field="ids")
     return ids

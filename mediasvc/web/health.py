@@ -8,9 +8,9 @@ from collections.abc import Awaitable
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, METRICS, POOL, STORAGE
+from mediasvc.appkeys import DB, IMAGES, METRICS, STORAGE
 from mediasvc.errors import MediaError
-from mediasvc.imaging.pool import JobTimedOut, PoolBusy, WorkerCrashed
+from mediasvc.imaging.pool import PoolError
 from mediasvc.metrics import CONTENT_TYPE
 from mediasvc.storage import StorageError
 
@@ -27,7 +27,7 @@ async def readyz(request: web.Request) -> web.Response:
     checks = await asyncio.gather(
         _check("database", _database(request)),
         _check("storage", request.app[STORAGE].check()),
-        _check("workers", request.app[POOL].ping()),
+        _check("workers", request.app[IMAGES].ping()),
     )
     results = dict(checks)
     ready = all(result == "ok" for result in results.values())
@@ -46,7 +46,7 @@ async def _database(request: web.Request) -> None:
 async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
     try:
         await asyncio.wait_for(probe, _CHECK_TIMEOUT_S)
-    except (TimeoutError, MediaError, StorageError, PoolBusy, JobTimedOut, WorkerCrashed):
+    except (TimeoutError, MediaError, StorageError, PoolError):
         return name, "unavailable"
     return name, "ok"
 

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from mediasvc.appkeys import SETTINGS
 from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
-from mediasvc.imaging.variants import KINDS, VARIANTS
+from mediasvc.imaging.variants import VARIANTS
+from mediasvc.kinds import KINDS
 
 
 async def get_limits(request: web.Request) -> web.Response:
@@ -24,6 +25,9 @@ async def get_limits(request: web.Request) -> web.Response:
             "variants": [{"name": spec.name, "size": spec.size} for spec in VARIANTS],
             "output": {"mime": output.mime, "animated": output.animated, "alpha": output.alpha},
             "collection_max": settings.collection_max,
+            "owner_max_media": settings.owner_max_media,
+            "owner_max_bytes": settings.owner_max_bytes,
+            "owner_max_inflight": settings.owner_max_inflight,
             "signed_url_ttl_s": settings.signed_url_ttl_s,
         }
     )

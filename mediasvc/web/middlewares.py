@@ -61,7 +61,7 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except MediaError as exc:
-        structlog.contextvars.bind_contextvars(code=exc.instance_code)
+        structlog.contextvars.bind_contextvars(code=exc.code)
         return problems.from_error(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -54,7 +54,7 @@ def from_error(error: MediaError) -> web.Response:
     """The problem response for one of our errors."""
     return problem_response(
         error.status,
-        error.instance_code,
+        error.code,
         error.title,
         error.detail,
         extra=error.extra,

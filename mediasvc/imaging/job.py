@@ -1,0 +1,98 @@
+"""What crosses between the app and an image worker: plain, picklable data only.
+
+`Job` in (paths, the sniffed type and the `ImageRules` of its kind), `Facts` out, or an
+`ImageRejected` raised: `NotAccepted` (the type is not taken) or `BadImage` (damaged,
+too large, too many frames). Nothing secret ever crosses: workers need none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Crop = Literal["none", "square"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRules:
+    """How one kind of upload is checked and encoded.
+
+    The defaults here are the service's defaults (`config.Settings` takes them from
+    `DEFAULT_RULES`), so the pipeline, the bench and the tests start from the same rules.
+    """
+
+    crop: Crop = "none"
+    output_format: str = "webp"
+    quality: int = 80
+    max_pixels: int = 60_000_000
+    max_frames: int = 200
+    # Over all frames: a 200-frame animation of 1000x1000 decodes 200 MP.
+    max_animation_pixels: int = 64_000_000
+
+
+DEFAULT_RULES = ImageRules()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What one upload asks of a worker."""
+
+    source: str
+    out_dir: str
+    mime: str
+    rules: ImageRules = DEFAULT_RULES
+
+
+@dataclass(frozen=True, slots=True)
+class VariantFile:
+    """One written variant. `height` is per frame for animations."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+    bytes: int
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the pipeline learned and made. Width and height are as displayed (after EXIF).
+
+    `frames` counts the source's frames. `thumbhash` (base64) and `dominant_color`
+    (`#rrggbb`) describe the first frame as served; `processing` is `report.processing_report`.
+    """
+
+    width: int
+    height: int
+    frames: int
+    variants: tuple[VariantFile, ...]
+    thumbhash: str
+    dominant_color: str
+    processing: dict[str, object]
+
+
+class ImageRejected(Exception):
+    """The input is not an image we will process; `code` is the problem code for the client."""
+
+    default_code = "invalid_image"
+
+    def __init__(self, detail: str, *, code: str | None = None, reason: str = "") -> None:
+        super().__init__(detail, code, reason)
+        self.code = code or self.default_code
+        self.detail = detail
+        self.reason = reason  # libvips' own words, for the log only: they may name paths
+
+    def __reduce__(self) -> tuple[type[ImageRejected], tuple[str], dict[str, str]]:
+        # Keyword-only arguments do not survive pickling by default; workers raise these.
+        return type(self), (self.detail,), {"code": self.code, "reason": self.reason}
+
+
+class NotAccepted(ImageRejected):
+    """The file's type is not one this service (or this kind) takes."""
+
+    default_code = "unsupported_media_type"
+
+
+class BadImage(ImageRejected):
+    """The file is of an accepted type but damaged, too large or has too many frames."""

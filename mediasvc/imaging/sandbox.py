@@ -1,0 +1,398 @@
+"""The image workers' sandbox: they hold nothing worth stealing and reach nothing.
+
+Workers decode untrusted bytes with C libraries (libwebp's CVE-2023-4863 is the model), so
+code an attacker runs there must find no secret and no way out. Two halves:
+
+- **Launch** (`spawn_context`, in the app): a `spawn` context whose children are exec'ed
+  with `worker_environment(os.environ)`: no `MEDIASVC_*` setting (the JWT and URL-signing
+  secrets, the database URL among them), no `AWS_*`, nothing whose name says secret,
+  password, token, key, credential or auth, no URL carrying a user. The secrets never enter
+  the worker, so neither `os.environ` nor `/proc/self/environ` nor the heap can give them
+  up; the executor's own respawns (`max_tasks_per_child`) launch the same way. The app's
+  `os.environ` is only read.
+- **Confinement** (`confine_worker`, first thing in the worker): `PR_SET_NO_NEW_PRIVS`;
+  `PR_SET_DUMPABLE` 0 (no core files full of someone's photo, no `/proc/<pid>` access
+  from a sibling); a Landlock domain of its own where the kernel has Landlock, which keeps
+  the worker out of every other process's `/proc/<pid>/environ` and memory (the app's, the
+  resource tracker's, a sibling's: they run as the same user) and, from Landlock ABI 4 and
+  6, out of TCP and of other processes' signals and abstract Unix sockets; then a seccomp
+  filter on every thread that refuses `socket`/`socketpair` for any family but `AF_UNIX`
+  (`EACCES`), and `io_uring` (which would run socket operations behind the filter's
+  back), `ptrace`, `process_vm_readv`/`writev` and `pidfd_getfd` (`EPERM`). The filter
+  kills the process for a syscall made through another ABI (i386, x32), whose numbers it
+  does not check. Filter and domain survive `execve` and are inherited by children.
+
+Not covered (docs/decisions.md): the file system (a worker can read and write what the
+service user can), `AF_UNIX` sockets by path (PostgreSQL's, if it trusts the user by peer),
+and other processes' `/proc` on kernels without Landlock. An architecture without a syscall
+table here refuses to start a worker rather than run one unfiltered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import io
+import logging
+import os
+import platform
+import re
+import socket
+import struct
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing import reduction, resource_tracker, spawn, util
+from multiprocessing.context import BaseContext, SpawnContext, SpawnProcess, set_spawning_popen
+from multiprocessing.popen_spawn_posix import Popen as SpawnPopen
+from multiprocessing.process import BaseProcess
+
+log = logging.getLogger(__name__)
+
+
+class SandboxUnavailable(OSError):
+    """This machine cannot confine a worker; the worker refuses to start."""
+
+
+# --------------------------------------------------------------------------
+# What a worker's environment may hold
+# --------------------------------------------------------------------------
+
+# The service's own settings: workers get everything they need in the job and read none.
+_STRIPPED_PREFIXES = ("MEDIASVC_", "AWS_")
+# Words that name a credential in anyone's spelling (PGPASSWORD, GITHUB_TOKEN, SSH_AUTH_SOCK,
+# GOOGLE_APPLICATION_CREDENTIALS, XAUTHORITY...). Stripping a harmless variable costs nothing.
+_SECRET_WORDS = ("SECRET", "PASS", "TOKEN", "KEY", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
+# A URL with a user part (`postgresql://app:pw@db/`, a Sentry DSN) is a credential whatever
+# its variable is called.
+_URL_WITH_USER = re.compile(r"://[^/@\s]*@")
+
+
+def is_secret(name: str, value: str) -> bool:
+    """Whether an environment variable must not reach a worker."""
+    upper = name.upper()
+    return (
+        upper.startswith(_STRIPPED_PREFIXES)
+        or any(word in upper for word in _SECRET_WORDS)
+        or _URL_WITH_USER.search(value) is not None
+    )
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without its secrets: what a worker is exec'ed with."""
+    return {name: value for name, value in environ.items() if not is_secret(name, value)}
+
+
+# --------------------------------------------------------------------------
+# Launch: spawn, exec'ed with the stripped environment
+# --------------------------------------------------------------------------
+
+
+class _SandboxPopen(SpawnPopen):
+    """`spawn`'s launcher, but the child is exec'ed with `worker_environment(os.environ)`.
+
+    multiprocessing has no way to give a spawned child its own environment: CPython's
+    `popen_spawn_posix.Popen._launch` execs through `util.spawnv_passfds`, which always
+    passes the parent's. Removing keys inside the worker would be too late (the kernel's
+    copy in `/proc/self/environ` and Python's in the heap stay), and changing `os.environ`
+    around the launch would race the app's other threads. So `_launch` below is CPython's
+    (3.11 to 3.13) line for line, except that the exec is `subprocess.Popen` with `env=`,
+    `close_fds` and `pass_fds` (what `spawnv_passfds` does, plus the environment). That
+    object then owns reaping the child, so `poll` asks it rather than calling `waitpid`
+    itself. Compare with `Lib/multiprocessing/popen_spawn_posix.py` when Python is upgraded.
+    """
+
+    _fds: list[int]  # set by the base class; the descriptors the child keeps
+    _child: subprocess.Popen[bytes]
+
+    def _launch(self, process_obj: BaseProcess) -> None:
+        tracker_fd = resource_tracker.getfd()
+        assert tracker_fd is not None  # getfd starts the tracker when it is not running
+        self._fds.append(tracker_fd)
+        prep_data = spawn.get_preparation_data(process_obj.name)
+        fp = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, fp)
+            reduction.dump(process_obj, fp)
+        finally:
+            set_spawning_popen(None)
+
+        parent_r = child_w = child_r = parent_w = None
+        try:
+            parent_r, child_w = os.pipe()
+            child_r, parent_w = os.pipe()
+            cmd = spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)
+            self._fds.extend([child_r, child_w])
+            self._child = subprocess.Popen(
+                cmd,
+                executable=spawn.get_executable(),
+                env=worker_environment(os.environ),
+                close_fds=True,
+                pass_fds=self._fds,
+                restore_signals=False,  # as spawnv_passfds: the child inherits dispositions
+            )
+            self.pid = self._child.pid
+            self.sentinel = parent_r
+            with open(parent_w, "wb", closefd=False) as f:
+                f.write(fp.getbuffer())
+        finally:
+            fds_to_close = [fd for fd in (parent_r, parent_w) if fd is not None]
+            self.finalizer = util.Finalize(self, _close_fds, fds_to_close)
+            for fd in (child_r, child_w):
+                if fd is not None:
+                    os.close(fd)
+
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
+        if self.returncode is None:
+            # Same convention as multiprocessing's own: the exit status, or -signal.
+            self.returncode = self._child.poll() if flag == os.WNOHANG else self._child.wait()
+        return self.returncode
+
+
+def _close_fds(*fds: int) -> None:
+    # util.close_fds, which typeshed does not declare.
+    for fd in fds:
+        os.close(fd)
+
+
+class _SandboxProcess(SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> SpawnPopen:
+        return _SandboxPopen(process_obj)
+
+
+class _SandboxContext(SpawnContext):
+    Process = _SandboxProcess
+
+
+_CONTEXT = _SandboxContext()
+
+
+def spawn_context() -> BaseContext:
+    """A `spawn` multiprocessing context whose processes start without the app's secrets.
+
+    Give it to `ProcessPoolExecutor(mp_context=...)`: the first workers and every
+    replacement the executor starts later are launched through it.
+    """
+    return _CONTEXT
+
+
+# --------------------------------------------------------------------------
+# Confinement, inside the worker
+# --------------------------------------------------------------------------
+
+# <linux/prctl.h>
+_PR_SET_DUMPABLE = 4
+_PR_SET_NO_NEW_PRIVS = 38
+# <linux/capability.h>
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# <linux/seccomp.h>
+_SECCOMP_SET_MODE_FILTER = 1
+_SECCOMP_FILTER_FLAG_TSYNC = 1  # every thread of the process, not only the caller
+_SECCOMP_RET_KILL_PROCESS = 0x80000000
+_SECCOMP_RET_ERRNO = 0x00050000
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+# struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
+_OFFSET_NR = 0
+_OFFSET_ARCH = 4
+_OFFSET_ARG0 = 16  # its low 32 bits on these little-endian ABIs: `int domain` for socket
+# <linux/filter.h> classic BPF
+_BPF_LD_W_ABS = 0x20
+_BPF_JEQ_K = 0x15
+_BPF_JGE_K = 0x35
+_BPF_RET_K = 0x06
+# x86_64 numbers x32 syscalls with this bit set: a second table this filter does not check.
+_X32_SYSCALL_BIT = 0x40000000
+# Numbers shared by every architecture (asm-generic, since 5.1).
+_IO_URING = (425, 426, 427)  # io_uring_setup, io_uring_enter, io_uring_register
+_PIDFD_GETFD = 438
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_RESTRICT_SELF = 444, 446
+# <linux/landlock.h>
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_LANDLOCK_ACCESS_FS_MAKE_CHAR = 1 << 6
+_LANDLOCK_ACCESS_FS_MAKE_BLOCK = 1 << 11
+_LANDLOCK_ACCESS_NET_BIND_TCP = 1 << 0
+_LANDLOCK_ACCESS_NET_CONNECT_TCP = 1 << 1
+_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+_LANDLOCK_SCOPE_SIGNAL = 1 << 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Arch:
+    """The syscall numbers the filter needs, for one architecture's native ABI."""
+
+    audit_arch: int  # AUDIT_ARCH_* from <linux/audit.h>
+    seccomp: int
+    socket: int
+    socketpair: int
+    ptrace: int
+    process_vm_readv: int
+    process_vm_writev: int
+    x32_bit: bool  # whether a second ABI hides behind _X32_SYSCALL_BIT
+
+
+_ARCHES = {
+    "x86_64": _Arch(0xC000003E, 317, 41, 53, 101, 310, 311, x32_bit=True),
+    "aarch64": _Arch(0xC00000B7, 277, 198, 199, 117, 270, 271, x32_bit=False),
+}
+
+
+def confine_worker() -> None:
+    """Confine this process for good: no new privileges, no network, no other processes.
+
+    Call it first in a worker, while it has one thread (Landlock confines only the calling
+    thread and those it starts later; the seccomp filter is put on every thread). Raises
+    `SandboxUnavailable` when seccomp cannot be used; without Landlock, logs and goes on.
+    """
+    arch = _native_arch()
+    if len(os.listdir("/proc/self/task")) != 1:
+        raise SandboxUnavailable("the worker started a thread before it was confined")
+    libc = ctypes.CDLL(None, use_errno=True)
+    _prctl(libc, _PR_SET_NO_NEW_PRIVS, 1)  # required for an unprivileged filter and domain
+    _prctl(libc, _PR_SET_DUMPABLE, 0)
+    _drop_capabilities(libc)
+    _enter_landlock_domain(libc)
+    _install_filter(libc, arch)
+
+
+def _native_arch() -> _Arch:
+    machine = platform.machine()
+    arch = _ARCHES.get(machine)
+    if arch is None:
+        raise SandboxUnavailable(f"no seccomp syscall table for {machine}; refusing to start")
+    return arch
+
+
+def _prctl(libc: ctypes.CDLL, option: int, value: int) -> None:
+    if libc.prctl(*(ctypes.c_ulong(arg) for arg in (option, value, 0, 0, 0))) != 0:
+        err = ctypes.get_errno()
+        raise SandboxUnavailable(err, f"prctl({option}) failed: {os.strerror(err)}")
+
+
+def _syscall(libc: ctypes.CDLL, number: int, *args: object) -> int:
+    # syscall(2) is variadic and reads each argument as a long: a bare int would leave the
+    # upper half of its register undefined.
+    libc.syscall.restype = ctypes.c_long
+    wide = [ctypes.c_long(arg) if isinstance(arg, int) else arg for arg in args]
+    return int(libc.syscall(ctypes.c_long(number), *wide))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def _drop_capabilities(libc: ctypes.CDLL) -> None:
+    """No capability left (only a worker of a root app has any): with none, Linux lets a
+    process read no other's `/proc/<pid>/environ` that holds more (the app, the tracker),
+    and with no_new_privs no `execve` gives them back."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()  # version 3 takes 64 capability bits as two 32-bit halves
+    if libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise SandboxUnavailable(err, f"capset failed: {os.strerror(err)}")
+
+
+class _LandlockRulesetAttr(ctypes.Structure):
+    # Fields after the first are read only by kernels that know them (ABI 4, ABI 6); older
+    # kernels accept the longer struct as long as those fields are zero.
+    _fields_ = (
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    )
+
+
+def landlock_abi() -> int | None:
+    """The kernel's Landlock ABI version, or None where Landlock is not built or enabled."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    abi = _syscall(libc, _LANDLOCK_CREATE_RULESET, None, 0, _LANDLOCK_CREATE_RULESET_VERSION)
+    return abi if abi > 0 else None
+
+
+def _enter_landlock_domain(libc: ctypes.CDLL) -> None:
+    """A Landlock domain of this worker's own.
+
+    Being in a domain is what matters: Landlock refuses ptrace access, and so reading
+    `/proc/<pid>/environ` or `/mem`, to any process outside it. The rights it handles
+    with no rule are ones a worker never uses: making device nodes, TCP (ABI 4), signals
+    and abstract Unix sockets outside the domain (ABI 6).
+    """
+    abi = landlock_abi()
+    if abi is None:
+        log.warning(
+            "worker sandbox: no Landlock on this kernel; this worker can read "
+            "/proc/<pid>/environ of other processes of its user"
+        )
+        return
+    attr = _LandlockRulesetAttr(
+        handled_access_fs=_LANDLOCK_ACCESS_FS_MAKE_CHAR | _LANDLOCK_ACCESS_FS_MAKE_BLOCK,
+        handled_access_net=(
+            _LANDLOCK_ACCESS_NET_BIND_TCP | _LANDLOCK_ACCESS_NET_CONNECT_TCP if abi >= 4 else 0
+        ),
+        scoped=(_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | _LANDLOCK_SCOPE_SIGNAL if abi >= 6 else 0),
+    )
+    ruleset = _syscall(libc, _LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+    if ruleset < 0:
+        err = ctypes.get_errno()
+        raise SandboxUnavailable(err, f"landlock_create_ruleset failed: {os.strerror(err)}")
+    try:
+        if _syscall(libc, _LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+            err = ctypes.get_errno()
+            raise SandboxUnavailable(err, f"landlock_restrict_self failed: {os.strerror(err)}")
+    finally:
+        os.close(ruleset)
+
+
+def _filter_program(arch: _Arch) -> list[tuple[int, int, int, int]]:
+    """The seccomp filter as classic BPF `(code, jump if true, jump if false, k)` rows."""
+    kill = (_BPF_RET_K, 0, 0, _SECCOMP_RET_KILL_PROCESS)
+    allow = (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW)
+    program = [
+        (_BPF_LD_W_ABS, 0, 0, _OFFSET_ARCH),
+        (_BPF_JEQ_K, 1, 0, arch.audit_arch),
+        kill,
+        (_BPF_LD_W_ABS, 0, 0, _OFFSET_NR),
+    ]
+    if arch.x32_bit:
+        program += [(_BPF_JGE_K, 0, 1, _X32_SYSCALL_BIT), kill]
+    refuse = (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.EPERM)
+    other_processes = (arch.ptrace, arch.process_vm_readv, arch.process_vm_writev, _PIDFD_GETFD)
+    for number in (*_IO_URING, *other_processes):
+        program += [(_BPF_JEQ_K, 0, 1, number), refuse]
+    program += [
+        (_BPF_JEQ_K, 2, 0, arch.socket),  # to the family check, three rows down
+        (_BPF_JEQ_K, 1, 0, arch.socketpair),
+        allow,
+        (_BPF_LD_W_ABS, 0, 0, _OFFSET_ARG0),
+        (_BPF_JEQ_K, 0, 1, socket.AF_UNIX),
+        allow,
+        (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.EACCES),
+    ]
+    return program
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def _install_filter(libc: ctypes.CDLL, arch: _Arch) -> None:
+    rows = _filter_program(arch)
+    code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *row) for row in rows))
+    prog = _SockFprog(len(rows), ctypes.cast(code, ctypes.c_void_p))
+    # seccomp(2) rather than prctl(PR_SET_SECCOMP): only it can put the filter on every thread.
+    result = _syscall(
+        libc, arch.seccomp, _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(prog)
+    )
+    if result != 0:
+        # With TSYNC, a positive result is the id of a thread that could not take the filter.
+        err = ctypes.get_errno() if result < 0 else errno.EBUSY
+        raise SandboxUnavailable(err, f"seccomp filter not installed: {os.strerror(err)}")

@@ -1,0 +1,58 @@
+"""The storage key layout: the one place that knows what a key looks like.
+
+    [private/]k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp    a variant (public or private)
+    uploads/k3Jx9QmT2vLr8WcA5nYpZb                         a raw upload-session object
+
+The id's first two characters spread files over directories, the id (>= 128 random bits)
+makes keys unguessable, and a client's filename is never part of a key. nginx serves
+public keys at their plain URL, `private/` ones only with a valid signature, and never
+`uploads/`. Storage backends, nginx rendering, URL signing and the reaper all use this.
+"""
+
+from __future__ import annotations
+
+from mediasvc.ids import ID_LENGTH, is_media_id
+from mediasvc.imaging.formats import OUTPUT_FORMATS
+from mediasvc.imaging.variants import VARIANTS
+
+PRIVATE_PREFIX = "private/"
+UPLOADS_PREFIX = "uploads/"
+
+
+def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
+    """The storage key of one variant file of one media."""
+    return f"{PRIVATE_PREFIX if private else ''}{media_id[:2]}/{media_id}/{filename}"
+
+
+def possible_keys(media_id: str) -> list[str]:
+    """Every key a media could have written, whatever its visibility and output format.
+
+    For cleaning up after uploads whose variants were never recorded: deleting keys that
+    do not exist is harmless on every backend.
+    """
+    return [
+        variant_key(media_id, f"{spec.name}{output.extension}", private=private)
+        for private in (False, True)
+        for spec in VARIANTS
+        for output in OUTPUT_FORMATS.values()
+    ]
+
+
+def is_private(key: str) -> bool:
+    """Whether the key is served only behind a signature."""
+    return key.startswith(PRIVATE_PREFIX)
+
+
+def media_id_of(key: str) -> str | None:
+    """The media id of a variant key, or None for keys that are not ours (a shared bucket)."""
+    parts = key.removeprefix(PRIVATE_PREFIX).split("/")
+    if len(parts) == 3 and is_media_id(parts[1]) and parts[0] == parts[1][:2]:
+        return parts[1]
+    return None
+
+
+def variant_key_pattern() -> str:
+    """The regex of a variant key below its prefix, from the ladder and encoders in code."""
+    names = "|".join(spec.name for spec in VARIANTS)
+    extensions = "|".join(f.extension.lstrip(".") for f in OUTPUT_FORMATS.values())
+    return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{names})\.(?:{extensions})"

@@ -1,0 +1,83 @@
+"""The Media JSON of the API, and where a client fetches each variant.
+
+Public variants have plain URLs under `MEDIASVC_PUBLIC_MEDIA_URL`; private ones get
+short-lived signed URLs that nginx verifies itself (`secure_link`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mediasvc.config import Settings
+from mediasvc.imaging.variants import VARIANTS
+from mediasvc.keys import PRIVATE_PREFIX, is_private
+from mediasvc.models import Media
+from mediasvc.signing import sign_path
+
+# jsonb keeps object keys in its own order; the API lists variants smallest first.
+_LADDER = {spec.name: i for i, spec in enumerate(VARIANTS)}
+
+
+def variant_url(key: str, settings: Settings) -> str:
+    """Where a client fetches a stored variant: its plain URL, or a signed one if private."""
+    if is_private(key):
+        # nginx checks the signature over the path it sees, so only the path is signed;
+        # a scheme and host in front (a CDN passing paths through) stay outside it.
+        base = urlsplit(settings.private_media_url)
+        signed = sign_path(
+            f"{base.path}/{key.removeprefix(PRIVATE_PREFIX)}",
+            settings.url_signing_secret,
+            settings.signed_url_ttl_s,
+        )
+        return urlunsplit((base.scheme, base.netloc, "", "", "")) + signed
+    return f"{settings.public_media_url}/{key}"
+
+
+def media_json(media: Media, settings: Settings, *, full: bool) -> dict[str, Any]:
+    """The Media JSON of the API. Private variants carry signed URLs valid for a while.
+
+    `full` (owner and admins) adds what is nobody else's business: the original's sha256
+    (it identifies the exact file) and the processing report (it says, for example, that
+    a GPS position was removed).
+    """
+    original: dict[str, Any] = {
+        "mime": media.original.mime,
+        "bytes": media.original.bytes,
+        "width": media.original.width,
+        "height": media.original.height,
+        "frames": media.original.frames,
+    }
+    document: dict[str, Any] = {
+        "id": media.id,
+        "owner": media.owner,
+        "kind": media.kind,
+        "collection": media.collection,
+        "position": media.position,
+        "visibility": media.visibility,
+        "status": media.status,
+        "original": original,
+        "variants": {
+            name: {
+                "url": variant_url(v.key, settings),
+                "width": v.width,
+                "height": v.height,
+                "bytes": v.bytes,
+                "mime": v.mime,
+            }
+            for name, v in sorted(media.variants.items(), key=lambda item: _LADDER[item[0]])
+        },
+        "placeholder": (
+            None
+            if media.placeholder is None
+            else {
+                "thumbhash": media.placeholder.thumbhash,
+                "dominant_color": media.placeholder.dominant_color,
+            }
+        ),
+        "created_at": media.created_at.isoformat().replace("+00:00", "Z"),
+    }
+    if full:
+        original["sha256"] = media.original.sha256
+        document["processing"] = media.processing
+    return document
