@@ -7,13 +7,16 @@ one); a small fake bucket stands in where the bucket must fail or present a bad 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -121,7 +124,7 @@ class TestOnlyReads:
         http: aiohttp.ClientSession,
     ) -> None:
         """Even a bucket whose policy let anyone write never sees a write from nginx."""
-        bucket = FakeBucket(200, "")
+        bucket = FakeBucket()
         server = await aiohttp_server(bucket.app())
         key = f"ab/{'a' * 22}/full.webp"
         async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
@@ -229,14 +232,17 @@ class TestReadRate:
 
 
 class FakeBucket:
-    """A bucket that answers every request with one S3-style error, and counts requests."""
+    """A bucket that answers every request alike, with the object (status 200) or with one
+    S3-style error, and logs the requests."""
 
-    def __init__(self, status: int, code: str) -> None:
+    def __init__(self, status: int = 200, code: str = "") -> None:
         self.status, self.code = status, code
         self.requests: list[str] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path_qs}")
+        if self.status == 200:
+            return web.Response(body=WEBP, content_type="image/webp")
         headers = {"x-amz-request-id": "4442587FB7D0A2F9", "x-amz-bucket-region": "eu-west-1"}
         if 300 <= self.status < 400:
             headers["Location"] = "https://media-fake.s3.eu-west-1.amazonaws.com/"
@@ -375,15 +381,8 @@ class TestBucketTls:
         cert, key = self_signed_certificate(tmp_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        bucket = FakeBucket(200, "")
-
-        async def serve(request: web.Request) -> web.Response:
-            bucket.requests.append(f"{request.method} {request.path_qs}")
-            return web.Response(body=WEBP, content_type="image/webp")
-
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", serve)
-        server = await aiohttp_server(app, ssl=context)
+        bucket = FakeBucket()
+        server = await aiohttp_server(bucket.app(), ssl=context)
         return bucket, f"https://127.0.0.1:{server.port}", cert
 
     async def test_untrusted_bucket_certificate_is_refused(
@@ -416,3 +415,67 @@ class TestBucketTls:
             assert response.status == 200
             assert await response.read() == WEBP
         assert len(bucket.requests) == 1
+
+
+class FakeNameServer(asyncio.DatagramProtocol):
+    """A DNS server on loopback that knows one name (A record, 127.0.0.1) and logs queries."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queries: list[tuple[str, int]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        labels, offset = [], 12
+        while data[offset]:
+            length = data[offset]
+            labels.append(data[offset + 1 : offset + 1 + length].decode())
+            offset += 1 + length
+        qname, (qtype,) = ".".join(labels), struct.unpack("!H", data[offset + 1 : offset + 3])
+        self.queries.append((qname, qtype))
+        question = data[12 : offset + 5]
+        answers = b""
+        if qname == self.name and qtype == 1:
+            # A pointer to the question's name, type A, class IN, TTL 1 s, 4 bytes of address.
+            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 1, 4) + socket.inet_aton("127.0.0.1")
+        flags = 0x8180 if qname == self.name else 0x8183  # NOERROR or NXDOMAIN
+        (query_id,) = struct.unpack("!H", data[:2])
+        header = struct.pack("!HHHHHH", query_id, flags, 1, 1 if answers else 0, 0, 0)
+        assert self.transport is not None
+        self.transport.sendto(header + question + answers, addr)
+
+
+class TestBucketByName:
+    async def test_bucket_host_name_is_resolved_when_requests_come(
+        self,
+        aiohttp_server: Any,
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+    ) -> None:
+        """nginx starts although no DNS knows the bucket's name, then asks its resolver."""
+        name = "bucket.mediasvc.test"
+        loop = asyncio.get_running_loop()
+        transport, dns = await loop.create_datagram_endpoint(
+            lambda: FakeNameServer(name), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            bucket = FakeBucket()
+            server = await aiohttp_server(bucket.app())
+            dns_port = transport.get_extra_info("sockname")[1]
+            async with (
+                fake_bucket_nginx(
+                    make_settings,
+                    f"http://{name}:{server.port}",
+                    s3_resolvers=(f"127.0.0.1:{dns_port}",),
+                ) as url,
+                http.get(f"{url}/media/ab/{'a' * 22}/full.webp") as response,
+            ):
+                assert response.status == 200
+                assert await response.read() == WEBP
+        finally:
+            transport.close()
+        assert (name, 1) in dns.queries
+        assert bucket.requests == [f"GET /media-fake/ab/{'a' * 22}/full.webp"]

@@ -6,6 +6,7 @@ nginx's own `$variables`; rendering fails if a placeholder is left unfilled.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -19,9 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mediasvc.config import Settings
-from mediasvc.ids import ID_LENGTH
-from mediasvc.imaging.formats import OUTPUT_FORMATS
-from mediasvc.imaging.variants import VARIANTS
+from mediasvc.keys import variant_key_pattern
 from mediasvc.stack.localproc import stop, wait_until_listening
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx"
@@ -57,6 +56,10 @@ class Site:
     # The CA certificates an https bucket's certificate is checked against (PEM); None for
     # a plain-HTTP endpoint.
     s3_trusted_ca: Path | None = None
+    # Name servers nginx asks for a bucket named by host name, again as its records expire
+    # (nginx alone would resolve it once at start and keep stale addresses); unused for an
+    # endpoint given as an address.
+    s3_resolvers: Sequence[str] = ()
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -82,6 +85,7 @@ class Site:
             conn_per_ip=settings.conn_per_ip,
             client_timeout_s=settings.client_timeout_s,
             s3_trusted_ca=system_ca_bundle() if origin.startswith("https://") else None,
+            s3_resolvers=() if _is_address(urlsplit(origin).hostname) else system_nameservers(),
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -99,9 +103,11 @@ class Site:
             "MEDIASVC_SIGNED_URL_TTL": str(self.signed_url_ttl_s),
             "MEDIASVC_STORAGE": self.storage,
             "MEDIASVC_VARIANT_KEY": variant_key_pattern(),
-            "MEDIASVC_S3_ORIGIN": self.s3_origin,
+            "MEDIASVC_S3_SCHEME": urlsplit(self.s3_origin).scheme,
+            "MEDIASVC_S3_HOST": urlsplit(self.s3_origin).netloc,
             "MEDIASVC_S3_PATH": self.s3_path,
             "MEDIASVC_S3_TLS": self._s3_tls(),
+            "MEDIASVC_S3_RESOLVER": self._s3_resolver(),
             "MEDIASVC_NGINX_CACHE_SIZE": f"{self.cache_size_mb}m",
             "MEDIASVC_NGINX_CACHE_TTL": f"{self.cache_ttl_s}s",
             "MEDIASVC_RATE_UPLOADS": f"{self.rate_uploads_per_min}r/m",
@@ -113,6 +119,21 @@ class Site:
             # When the next upload fits the per-minute rate again.
             "MEDIASVC_RETRY_AFTER": str(max(1, math.ceil(60 / self.rate_uploads_per_min))),
         }
+
+    def _s3_resolver(self) -> str:
+        """The `resolver` for a bucket named by host name (none for an address)."""
+        host = urlsplit(self.s3_origin).hostname
+        if _is_address(host):
+            return "# The endpoint is an address: nothing to resolve."
+        if not self.s3_resolvers:
+            raise NginxError(f"no name server to resolve {host} with (see /etc/resolv.conf)")
+        # nginx writes an IPv6 name server in brackets (a port may follow: `[::1]:5353`).
+        servers = " ".join(
+            f"[{server}]" if _is_address(server) and ":" in server else server
+            for server in self.s3_resolvers
+        )
+        # A hung lookup holds the request; nginx's default wait is 30 s.
+        return f"resolver {servers};\nresolver_timeout 5s;"
 
     def _s3_tls(self) -> str:
         """nginx's checks of an https bucket (none for plain HTTP, which has nothing to check)."""
@@ -131,13 +152,6 @@ class Site:
         )
 
 
-def variant_key_pattern() -> str:
-    """The regex of a variant key below its prefix, from the ladder and encoders in code."""
-    names = "|".join(spec.name for spec in VARIANTS)
-    extensions = "|".join(f.extension.lstrip(".") for f in OUTPUT_FORMATS.values())
-    return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{names})\.(?:{extensions})"
-
-
 def system_ca_bundle() -> Path | None:
     """The system's CA certificates as one PEM file (OpenSSL's default, Debian's
     ca-certificates, Fedora's bundle), or None if there is none."""
@@ -152,6 +166,29 @@ def system_ca_bundle() -> Path | None:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
+
+
+def system_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
+    """The name servers the system uses (`nameserver` lines; link-local ones with a zone,
+    which nginx cannot address, are left out)."""
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError:
+        return ()
+    servers = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver" and "%" not in fields[1]:
+            servers.append(fields[1])
+    return tuple(servers)
+
+
+def _is_address(host: str | None) -> bool:
+    try:
+        ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return True
 
 
 def s3_location(settings: Settings) -> tuple[str, str]:
