@@ -1,7 +1,8 @@
 """How tests wait: a gate that jobs block on, and a deadline for the outside world.
 
 A job that must be "mid-flight" runs `hold` in a worker process: it connects to the test's
-`Gate`, says which process it runs in, and blocks until the test opens the gate. The test
+`Gate` (a Unix socket by path, which the worker sandbox allows where it refuses TCP), says
+which process it runs in, and blocks until the test opens the gate. The test
 therefore knows the job is running (`entered` returned) and decides when it ends (`open`).
 Sleeping instead would pass without testing on a machine faster or slower than guessed.
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -24,13 +27,15 @@ DEADLINE_S = 30.0
 POLL_S = 0.02
 
 
-def hold(port: int) -> None:
-    """A pool job: report this process's pid to the gate on `port`, then block until the
-    test opens it. Module-level and given only an int, so it pickles into any worker."""
-    with socket.create_connection(("127.0.0.1", port)) as conn:
+def hold(path: str) -> int:
+    """A pool job: report this process's pid to the gate at `path`, block until the test
+    opens it, and return the pid. Module-level and given a string, so it pickles anywhere."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
         conn.sendall(f"{os.getpid()}\n".encode())
         while conn.recv(64):  # the gate never sends data: this returns at EOF, when opened
             pass
+    return os.getpid()
 
 
 class Gate:
@@ -44,11 +49,14 @@ class Gate:
         self._arrivals: asyncio.Queue[int] = asyncio.Queue()
         self._opened = asyncio.Event()
         self._server: asyncio.Server | None = None
-        self.port = 0
+        self._dir = ""
+        self.path = ""
 
     async def __aenter__(self) -> Gate:
-        self._server = await asyncio.start_server(self._arrived, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        # Not under pytest's tmp_path: a socket's path must fit in 108 bytes.
+        self._dir = tempfile.mkdtemp(prefix="gate-")
+        self.path = os.path.join(self._dir, "gate.sock")
+        self._server = await asyncio.start_unix_server(self._arrived, self.path)
         return self
 
     async def __aexit__(
@@ -61,6 +69,7 @@ class Gate:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     async def _arrived(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._arrivals.put(int(await reader.readline()))

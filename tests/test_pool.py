@@ -37,19 +37,19 @@ async def gate() -> AsyncIterator[Gate]:
 
 async def test_crashed_worker_fails_only_its_own_job(pool: ImagingPool, gate: Gate) -> None:
     """os.abort in one worker: that job is WorkerCrashed, the neighbour's job completes."""
-    neighbour = asyncio.create_task(pool.run(hold, gate.port))
-    await gate.entered()
+    neighbour = asyncio.create_task(pool.run(hold, gate.path))
+    neighbour_pid = await gate.entered()
     with pytest.raises(WorkerCrashed):
         await pool.run(os.abort)
     gate.open()
-    assert await neighbour is None
+    assert await neighbour == neighbour_pid
     assert pool.restarts == 1
     await pool.ping()
 
 
 async def test_worker_killed_from_outside_is_replaced(pool: ImagingPool, gate: Gate) -> None:
     """SIGKILL (as the OOM killer would) mid-job: WorkerCrashed, and the pool heals."""
-    job = asyncio.create_task(pool.run(hold, gate.port))
+    job = asyncio.create_task(pool.run(hold, gate.path))
     busy_pid = await gate.entered()
     os.kill(busy_pid, signal.SIGKILL)
     with pytest.raises(WorkerCrashed):
@@ -62,16 +62,16 @@ async def test_worker_killed_from_outside_is_replaced(pool: ImagingPool, gate: G
 async def test_hung_job_is_killed_and_the_pool_keeps_serving(pool: ImagingPool) -> None:
     """A job past the timeout: JobTimedOut, its worker replaced, others unaffected."""
     async with Gate() as neighbour_gate, Gate() as hung_gate:
-        neighbour = asyncio.create_task(pool.run(hold, neighbour_gate.port))
-        await neighbour_gate.entered()
+        neighbour = asyncio.create_task(pool.run(hold, neighbour_gate.path))
+        neighbour_pid = await neighbour_gate.entered()
         started = time.monotonic()
-        hung = asyncio.create_task(pool.run(hold, hung_gate.port))  # its gate never opens
+        hung = asyncio.create_task(pool.run(hold, hung_gate.path))  # its gate never opens
         await hung_gate.entered()
         neighbour_gate.open()  # ran alongside the hung job, ends well within its own timeout
         with pytest.raises(JobTimedOut):
             await hung
         assert time.monotonic() - started < 30  # killed at the timeout, not left hanging
-        assert await neighbour is None
+        assert await neighbour == neighbour_pid
         assert pool.restarts == 1
         await pool.ping()
 
@@ -90,7 +90,7 @@ async def test_allocation_over_the_memory_cap_fails_the_job_not_the_worker(
 
 async def test_full_pool_refuses_at_once(pool: ImagingPool, gate: Gate) -> None:
     """Beyond workers + queue, PoolBusy is immediate, and capacity returns afterwards."""
-    jobs = [asyncio.create_task(pool.run(hold, gate.port)) for _ in range(4)]
+    jobs = [asyncio.create_task(pool.run(hold, gate.path)) for _ in range(4)]
     for _ in range(pool.workers):
         await gate.entered()  # both workers hold a job; the other two wait in the queue
     assert not pool.has_room
@@ -106,7 +106,7 @@ async def test_cancelled_caller_does_not_free_a_busy_worker_early(
     pool: ImagingPool, gate: Gate
 ) -> None:
     """The worker of a cancelled job stays busy until that job ends, then is reused."""
-    job = asyncio.create_task(pool.run(hold, gate.port))
+    job = asyncio.create_task(pool.run(hold, gate.path))
     await gate.entered()
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -115,7 +115,7 @@ async def test_cancelled_caller_does_not_free_a_busy_worker_early(
     gate.open()
     # Two jobs held at once need both workers: the cancelled job's worker was freed for one.
     async with Gate() as again:
-        jobs = [asyncio.create_task(pool.run(hold, again.port)) for _ in range(pool.workers)]
+        jobs = [asyncio.create_task(pool.run(hold, again.path)) for _ in range(pool.workers)]
         for _ in jobs:
             await again.entered()
         again.open()
