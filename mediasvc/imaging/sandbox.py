@@ -12,11 +12,12 @@ code an attacker runs there must find no secret and no way out. Two halves:
   `os.environ` is only read.
 - **Confinement** (`confine_worker`, first thing in the worker): `PR_SET_NO_NEW_PRIVS`;
   `PR_SET_DUMPABLE` 0 (no core files full of someone's photo, no `/proc/<pid>` access
-  from a sibling); a Landlock domain of its own where the kernel has Landlock, which keeps
-  the worker out of every other process's `/proc/<pid>/environ` and memory (the app's, the
-  resource tracker's, a sibling's: they run as the same user) and, from Landlock ABI 4 and
-  6, out of TCP and of other processes' signals and abstract Unix sockets; then a seccomp
-  filter on every thread that refuses `socket`/`socketpair` for any family but `AF_UNIX`
+  from a sibling); no capability (a worker of an app run as root would have them all); a
+  Landlock domain of its own where the kernel has Landlock, which keeps the worker out of
+  every other process's `/proc/<pid>/environ` and memory (the app's, the resource
+  tracker's, a sibling's: they run as the same user) and, from Landlock ABI 4 and 6, out
+  of TCP and of other processes' signals and abstract Unix sockets; then a seccomp filter
+  on every thread that refuses `socket`/`socketpair` for any family but `AF_UNIX`
   (`EACCES`), and `io_uring` (which would run socket operations behind the filter's
   back), `ptrace`, `process_vm_readv`/`writev` and `pidfd_getfd` (`EPERM`). The filter
   kills the process for a syscall made through another ABI (i386, x32), whose numbers it
@@ -46,6 +47,7 @@ from multiprocessing import reduction, resource_tracker, spawn, util
 from multiprocessing.context import BaseContext, SpawnContext, SpawnProcess, set_spawning_popen
 from multiprocessing.popen_spawn_posix import Popen as SpawnPopen
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +296,12 @@ def _drop_capabilities(libc: ctypes.CDLL) -> None:
     """No capability left (only a worker of a root app has any): with none, Linux lets a
     process read no other's `/proc/<pid>/environ` that holds more (the app, the tracker),
     and with no_new_privs no `execve` gives them back."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    sets = [line.split()[1] for line in status if line.startswith(("CapInh:", "CapPrm:"))]
+    if all(int(value, 16) == 0 for value in sets):
+        # The usual case (a service user). capset is then not even called: systemd's
+        # `~@privileged` filter in deploy/ refuses it.
+        return
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()  # version 3 takes 64 capability bits as two 32-bit halves
     if libc.capset(ctypes.byref(header), data) != 0:
