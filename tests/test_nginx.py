@@ -10,10 +10,18 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import JWT_SECRET, bearer, parametrize_backends, stored_bytes, upload_form
+from support import (
+    JWT_SECRET,
+    bearer,
+    parametrize_backends,
+    running_nginx,
+    stored_bytes,
+    upload_form,
+)
 
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
+from mediasvc.stack.localproc import free_port
 from mediasvc.stack.nginxconf import render_template
 
 Client = TestClient[Any, Any]
@@ -162,6 +170,22 @@ class TestLimitsAtNginx:
         problem = json.loads(payload)
         assert problem["code"] == "payload_too_large"
         assert problem["limit"] == settings.max_upload_bytes
+
+
+class TestNoAppNode:
+    async def test_no_app_node_is_a_503_problem_with_the_site_headers(
+        self, settings: Settings, http: aiohttp.ClientSession
+    ) -> None:
+        """With nothing behind the upstream: 503 busy with Retry-After, nosniff kept."""
+        async with (
+            running_nginx(settings, [free_port()]) as base,
+            http.get(f"{base}/v1/limits") as response,
+        ):
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "5"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+            assert (await response.json(content_type="application/problem+json"))["code"] == "busy"
 
 
 class TestTemplateRendering:

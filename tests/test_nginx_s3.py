@@ -295,7 +295,8 @@ class TestBucketErrors:
                     body = await response.read()
                     assert response.status == 503
                     assert response.headers["Content-Type"] == "application/problem+json"
-                    assert response.headers["Retry-After"]
+                    assert response.headers["Retry-After"] == "5"
+                    assert response.headers["X-Content-Type-Options"] == "nosniff"
                     assert "Location" not in response.headers
                     assert not [h for h in response.headers if h.lower().startswith("x-amz")]
                     assert b"<Error>" not in body
