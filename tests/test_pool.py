@@ -1,4 +1,5 @@
-"""The image worker pool under faults: crashes, hangs, memory, cancellation, recycling.
+"""The image worker pool: real imaging jobs, and faults (crashes, hangs, memory,
+cancellation, recycling).
 
 A job that must be mid-flight is `gates.hold`: it blocks until the test opens its gate, so
 the test knows it runs and decides when it ends. Picklable builtins (`os.abort`, `bytearray`,
@@ -12,10 +13,15 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import images
 import pytest
 from gates import Gate, hold
+from imaging_support import make_job
 
+from mediasvc.imaging import pipeline
+from mediasvc.imaging.job import Facts, ImageRejected
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
 
 
@@ -135,3 +141,78 @@ async def test_workers_are_recycled_after_their_job_quota() -> None:
         assert pids[0] != pids[2] or not pids[2]
     finally:
         await pool.close()
+
+
+def assert_same_files(expected: Facts, actual: Facts) -> None:
+    """Both runs wrote the same variants: same names, sizes, mime types and bytes."""
+    for e, a in zip(expected.variants, actual.variants, strict=True):
+        assert (a.name, a.width, a.height, a.bytes, a.mime) == (
+            e.name,
+            e.width,
+            e.height,
+            e.bytes,
+            e.mime,
+        )
+        assert Path(a.path).read_bytes() == Path(e.path).read_bytes(), a.name
+
+
+class TestImagingJobs:
+    """Real imaging jobs in a real pool: what the workers return, refuse and admit."""
+
+    @pytest.fixture
+    async def pool(self) -> AsyncIterator[ImagingPool]:
+        """A real one-worker pool with no queue, closed after the test."""
+        imaging_pool = ImagingPool(workers=1, queue_max=0, timeout_s=60)
+        try:
+            yield imaging_pool
+        finally:
+            await imaging_pool.close()
+
+    async def test_pool_returns_the_same_facts_as_a_direct_call(
+        self, tmp_path: Path, pool: ImagingPool
+    ) -> None:
+        """A job run in a hardened worker process writes the same files as a direct call."""
+        data = images.make_jpeg(orientation=6)
+        direct_job = make_job(tmp_path, data, "image/jpeg")
+        pooled_job = make_job(tmp_path, data, "image/jpeg")
+
+        direct = pipeline.process(direct_job)
+        pooled = await pool.process(pooled_job)
+
+        assert (pooled.width, pooled.height, pooled.frames) == (direct.width, direct.height, 1)
+        assert (pooled.thumbhash, pooled.dominant_color, pooled.processing) == (
+            direct.thumbhash,
+            direct.dominant_color,
+            direct.processing,
+        )
+        assert_same_files(direct, pooled)
+        assert {Path(v.path).parent for v in pooled.variants} == {Path(pooled_job.out_dir)}
+
+    async def test_pool_passes_image_rejected_back_with_its_code(
+        self, tmp_path: Path, pool: ImagingPool
+    ) -> None:
+        """ImageRejected raised in a worker reaches the caller with code and detail intact."""
+        job = make_job(tmp_path, images.make_png(), "image/jpeg")
+
+        with pytest.raises(ImageRejected) as caught:
+            await pool.process(job)
+
+        assert caught.value.code == "invalid_image"
+        assert caught.value.detail == "The file is damaged or not a decodable image."
+        assert "Not a JPEG file" in caught.value.reason
+
+    async def test_full_pool_refuses_at_once_and_recovers(
+        self, tmp_path: Path, pool: ImagingPool
+    ) -> None:
+        """With one worker and no queue a concurrent second job gets PoolBusy; later ones run."""
+        job = make_job(tmp_path, images.make_jpeg(), "image/jpeg")
+
+        first, second = await asyncio.gather(
+            pool.process(job), pool.process(job), return_exceptions=True
+        )
+
+        assert isinstance(first, Facts), first
+        assert isinstance(second, PoolBusy), second
+        assert pool.has_room
+        third = await pool.process(job)
+        assert third == first

@@ -1,4 +1,5 @@
-"""Tests for the imaging pipeline (`mediasvc.imaging`): sizes, orientation, colour, stripping.
+"""Tests for the imaging pipeline (`mediasvc.imaging.pipeline`): sizes, orientation, colour,
+stripping, animation, refusals, and the worker hardening of `init_worker`.
 
 Every source image comes from the factory in ``tests/images.py`` and every assertion is made
 on the files the pipeline wrote: decoded pixels (quadrant colours, alpha, frames) or raw
@@ -9,32 +10,29 @@ hardening itself is tested in subprocesses.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import re
-import struct
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import images
 import pytest
 import pyvips
-import thash
+from imaging_support import (
+    ANIMATION_FRAMES,
+    FRAME_TOLERANCE,
+    colour_delta,
+    grey_png,
+    make_job,
+    run,
+    truncated,
+)
 
-from mediasvc.config import Settings
-from mediasvc.imaging import pipeline, placeholder, report
-from mediasvc.imaging.gif import walk_gif
-from mediasvc.imaging.job import Facts, ImageRejected, Job, VariantFile
-from mediasvc.imaging.pool import ImagingPool, PoolBusy
+from mediasvc.imaging import pipeline
+from mediasvc.imaging.job import Facts, ImageRejected, VariantFile
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import kind_rules
 
 # The repository root: subprocesses run there so `import mediasvc` finds this checkout.
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 COLOUR_TOLERANCE = 12
 # Per-channel distance after a CMYK -> sRGB round trip through libvips' built-in profile.
 CMYK_TOLERANCE = 20
-# GIF quantisation plus lossy WebP re-encoding of flat animation frames.
-FRAME_TOLERANCE = 20
 ALPHA_TOLERANCE = 8
 
 VARIANT_NAMES = tuple(spec.name for spec in VARIANTS)
@@ -58,32 +54,6 @@ MARKERS = (
     images.PNG_TEXT_MARKER,
     images.IPTC_MARKER,
 )
-
-# The production rules of each kind, so only the limit under test is ever tight.
-KIND_RULES = kind_rules(Settings(database_url="", url_signing_secret=""))
-
-
-# --------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------
-
-
-def make_job(
-    tmp_path: Path, data: bytes, mime: str, kind: str = "post", **rule_overrides: Any
-) -> Job:
-    """Write `data` to a fresh directory under `tmp_path` and describe a job for it."""
-    work = Path(tempfile.mkdtemp(dir=tmp_path))
-    source = work / "source"
-    source.write_bytes(data)
-    out_dir = work / "out"
-    out_dir.mkdir()
-    rules = replace(KIND_RULES[kind], **rule_overrides)
-    return Job(source=str(source), out_dir=str(out_dir), mime=mime, rules=rules)
-
-
-def run(tmp_path: Path, data: bytes, mime: str, kind: str = "post", **rule_overrides: Any) -> Facts:
-    """Run the pipeline in this process on `data` declared as `mime`."""
-    return pipeline.process(make_job(tmp_path, data, mime, kind, **rule_overrides))
 
 
 def load(variant: VariantFile, **options: Any) -> pyvips.Image:
@@ -105,11 +75,6 @@ def frame_colours(image: pyvips.Image, page_height: int) -> list[images.RGB]:
         r, g, b = (round(box.extract_band(i).avg()) for i in range(3))
         colours.append((r, g, b))
     return colours
-
-
-def colour_delta(a: images.RGB, b: images.RGB) -> int:
-    """The largest per-channel difference between two colours."""
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 def flattened_on_white(colour: images.RGB, alpha: int) -> images.RGB:
@@ -249,17 +214,6 @@ def test_icc_tagged_jpeg_is_converted_to_srgb(tmp_path: Path, output_format: str
         )
 
 
-def grey_png(bits: int, *, alpha: bool = False) -> bytes:
-    """A greyscale PNG of the reference pattern (optionally with its alpha plane)."""
-    grey = images.reference_pattern(64, 48).colourspace("b-w")
-    if alpha:
-        grey = grey.bandjoin(images.alpha_plane(64, 48))
-    if bits == 16:
-        grey = (grey.cast("ushort") * 257).cast("ushort").copy(interpretation="grey16")
-    data: bytes = grey.pngsave_buffer(bitdepth=bits)
-    return data
-
-
 @pytest.mark.parametrize("output_format", ["jpeg", "avif"])
 @pytest.mark.parametrize(
     ("bits", "alpha"), [(8, False), (16, False), (8, True)], ids=["grey8", "grey16", "grey-alpha"]
@@ -286,6 +240,7 @@ def test_greyscale_input_becomes_srgb(
 # --------------------------------------------------------------------------
 # Metadata stripping
 # --------------------------------------------------------------------------
+
 
 METADATA_SOURCES = [
     pytest.param(
@@ -423,11 +378,11 @@ def test_jpeg_output_flattens_alpha_on_white(tmp_path: Path) -> None:
 # Animation
 # --------------------------------------------------------------------------
 
+
 ANIMATIONS = [
     pytest.param(images.make_animated_gif, "image/gif", id="gif"),
     pytest.param(images.make_animated_webp, "image/webp", id="webp"),
 ]
-ANIMATION_FRAMES = 6  # the factory default
 ANIMATION_SIZE = (120, 90)  # the factory default
 
 
@@ -551,398 +506,8 @@ def test_output_format_decides_encoder_mime_and_extension(
 
 
 # --------------------------------------------------------------------------
-# Placeholder: ThumbHash and dominant colour
-# --------------------------------------------------------------------------
-
-# The reference pattern's mean colour: four equal quadrants.
-REFERENCE_MEAN: images.RGB = (130, 124, 75)
-# ThumbHash keeps the mean as 6-bit L, P and Q, a few units of 255 apart.
-THUMBHASH_TOLERANCE = 8
-# Resampling a flat colour to the placeholder size moves it by rounding only.
-FLAT_TOLERANCE = 3
-RED, BLUE = images.REFERENCE_COLOURS[0], images.REFERENCE_COLOURS[2]
-
-
-def decoded_thumbhash(facts: Facts) -> list[int]:
-    """The ThumbHash bytes; standard base64 with padding, or this raises."""
-    return list(base64.b64decode(facts.thumbhash, validate=True))
-
-
-def thumbhash_mean(facts: Facts) -> tuple[images.RGB, int]:
-    """Mean colour and mean alpha of the image the ThumbHash decodes to."""
-    width, height, rgba = thash.thumb_hash_to_rgba(decoded_thumbhash(facts))
-    r, g, b, a = (round(sum(rgba[i::4]) / (width * height)) for i in range(4))
-    return (r, g, b), a
-
-
-def shape(ratio: float) -> str:
-    """The shape a width/height ratio describes: landscape, portrait or square."""
-    if ratio == 1:
-        return "square"
-    return "landscape" if ratio > 1 else "portrait"
-
-
-def hex_colour(text: str) -> images.RGB:
-    """`#rrggbb` as a tuple; anything else fails the test."""
-    assert re.fullmatch(r"#[0-9a-f]{6}", text), text
-    return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
-
-
-@pytest.mark.parametrize("output_format", ["webp", "jpeg"])
-def test_thumbhash_decodes_to_the_source_mean_colour(tmp_path: Path, output_format: str) -> None:
-    """The ThumbHash decodes to an image whose mean colour is the source's mean."""
-    facts = run(tmp_path, images.make_jpeg(), "image/jpeg", output_format=output_format)
-
-    colour, alpha = thumbhash_mean(facts)
-    average = thash.thumb_hash_to_average_rgba(decoded_thumbhash(facts))
-
-    assert colour_delta(colour, REFERENCE_MEAN) <= THUMBHASH_TOLERANCE, colour
-    assert alpha == 255
-    assert average is not None
-    assert colour_delta(tuple(round(v * 255) for v in average[:3]), REFERENCE_MEAN) <= (
-        THUMBHASH_TOLERANCE
-    ), average
-
-
-@pytest.mark.parametrize(
-    ("factory", "mime", "overrides", "expected"),
-    [
-        pytest.param(images.make_jpeg, "image/jpeg", {}, "landscape", id="landscape"),
-        pytest.param(
-            lambda: images.make_jpeg(width=480, height=640),
-            "image/jpeg",
-            {},
-            "portrait",
-            id="portrait",
-        ),
-        pytest.param(
-            lambda: images.make_jpeg(width=480, height=480), "image/jpeg", {}, "square", id="square"
-        ),
-        # Stored 480x640, displayed 640x480: the placeholder must show what is displayed.
-        pytest.param(
-            lambda: images.make_jpeg(orientation=6),
-            "image/jpeg",
-            {},
-            "landscape",
-            id="orientation-6",
-        ),
-        pytest.param(images.make_jpeg, "image/jpeg", {"kind": "avatar"}, "square", id="avatar"),
-        # One 120x90 frame, not the 120x540 strip of all six.
-        pytest.param(images.make_animated_gif, "image/gif", {}, "landscape", id="animation"),
-    ],
-)
-def test_thumbhash_has_the_displayed_aspect(
-    tmp_path: Path,
-    factory: Callable[[], bytes],
-    mime: str,
-    overrides: dict[str, str],
-    expected: str,
-) -> None:
-    """The ThumbHash's approximate aspect ratio is the served image's: wide, tall or square."""
-    facts = run(tmp_path, factory(), mime, **overrides)
-
-    ratio = thash.thumb_hash_to_approximate_aspect_ratio(decoded_thumbhash(facts))
-
-    assert ratio is not None
-    assert shape(ratio) == expected, ratio
-
-
-def test_thumbhash_keeps_alpha_only_where_the_output_does(tmp_path: Path) -> None:
-    """A transparent PNG's ThumbHash is translucent for WebP output and opaque for JPEG output."""
-    data = images.make_png(alpha=True)
-
-    _, webp_alpha = thumbhash_mean(run(tmp_path, data, "image/png"))
-    _, jpeg_alpha = thumbhash_mean(run(tmp_path, data, "image/png", output_format="jpeg"))
-
-    # ThumbHash keeps alpha in 4 bits (steps of 17); REFERENCE_ALPHAS average to 160.
-    assert abs(webp_alpha - sum(images.REFERENCE_ALPHAS) / 4) <= 2 * THUMBHASH_TOLERANCE
-    assert jpeg_alpha == 255
-
-
-def test_first_animation_frame_gives_the_placeholder(tmp_path: Path) -> None:
-    """An animation's placeholder shows its first frame's colour, not a blend of all frames."""
-    facts = run(tmp_path, images.make_animated_gif(), "image/gif")
-
-    colour, _ = thumbhash_mean(facts)
-
-    # Frame 0: a FRAME_COLOURS[0] background with a white square over a twelfth of it.
-    first = tuple(round(c * 11 / 12 + 255 / 12) for c in images.FRAME_COLOURS[0])
-    assert colour_delta(colour, first) <= FRAME_TOLERANCE, colour
-    assert colour_delta(hex_colour(facts.dominant_color), images.FRAME_COLOURS[0]) <= (
-        FRAME_TOLERANCE
-    )
-
-
-@pytest.mark.parametrize("colour", [RED, BLUE, (32, 128, 240), (0, 0, 0), (255, 255, 255)])
-def test_dominant_colour_of_a_flat_image_is_that_colour(tmp_path: Path, colour: images.RGB) -> None:
-    """A one-colour image's dominant colour is that colour, written as #rrggbb."""
-    facts = run(tmp_path, images.make_flat_png(colour=colour), "image/png")
-
-    assert colour_delta(hex_colour(facts.dominant_color), colour) <= FLAT_TOLERANCE
-
-
-def test_dominant_colour_is_the_most_common_not_the_mean(tmp_path: Path) -> None:
-    """A red image with a blue patch over a quarter of it is red, not the purple mean."""
-    facts = run(tmp_path, images.make_flat_png(colour=RED, patch=BLUE), "image/png")
-
-    dominant = hex_colour(facts.dominant_color)
-    mean = tuple(round(0.75 * r + 0.25 * b) for r, b in zip(RED, BLUE, strict=True))
-    assert colour_delta(dominant, RED) <= FLAT_TOLERANCE, dominant
-    assert colour_delta(dominant, mean) > 4 * FLAT_TOLERANCE  # precondition: the mean differs
-
-
-def rgba(*pixels: tuple[int, int, int, int], times: int = 1) -> bytes:
-    """Raw RGBA bytes of `pixels`, each repeated `times`."""
-    return b"".join(bytes(p) * times for p in pixels)
-
-
-@pytest.mark.parametrize(
-    ("pixels", "expected"),
-    [
-        # Blue is the majority but under half opaque: it gets no vote.
-        pytest.param(
-            rgba((200, 10, 10, 255), times=3) + rgba((10, 10, 200, 127), times=7),
-            "#c80a0a",
-            id="transparent-majority",
-        ),
-        # Within one bucket (top 4 bits equal) pixels are averaged, not counted apart.
-        pytest.param(
-            rgba((200, 10, 10, 255), (206, 12, 14, 255), (10, 10, 200, 255)),
-            "#cb0b0c",
-            id="bucket-mean",
-        ),
-        pytest.param(
-            rgba((200, 0, 0, 0), (0, 0, 100, 0)), "#640032", id="fully-transparent-is-the-mean"
-        ),
-    ],
-)
-def test_dominant_colour_counts_opaque_pixels_by_bucket(pixels: bytes, expected: str) -> None:
-    """Pixels vote by coarse bucket if at least half opaque; with none, the mean is returned."""
-    assert placeholder.dominant_color(pixels) == expected
-
-
-# --------------------------------------------------------------------------
-# Processing report
-# --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_report_names_the_orientation_that_was_applied(tmp_path: Path, orientation: int) -> None:
-    """rotated_from_orientation is the EXIF orientation 2-8 that was applied, None for 1."""
-    facts = run(tmp_path, images.make_jpeg(orientation=orientation), "image/jpeg")
-
-    expected = None if orientation == 1 else orientation
-    assert facts.processing["rotated_from_orientation"] == expected
-
-
-@pytest.mark.parametrize(
-    ("factory", "mime", "color"),
-    [
-        pytest.param(images.make_jpeg, "image/jpeg", "sRGB", id="untagged-srgb"),
-        pytest.param(lambda: images.make_jpeg(icc=True), "image/jpeg", "sRGB", id="tagged-srgb"),
-        pytest.param(
-            images.make_cmyk_jpeg, "image/jpeg", "converted from CMYK (ICC)", id="cmyk-icc"
-        ),
-        pytest.param(
-            lambda: images.make_cmyk_jpeg(icc=False),
-            "image/jpeg",
-            "converted from CMYK",
-            id="cmyk-untagged",
-        ),
-        pytest.param(
-            images.make_icc_tagged_jpeg,
-            "image/jpeg",
-            "converted from embedded ICC profile",
-            id="p3",
-        ),
-        pytest.param(
-            lambda: images.make_png(bits=16), "image/png", "converted to 8-bit sRGB", id="rgb16"
-        ),
-        pytest.param(lambda: grey_png(8), "image/png", "converted to 8-bit sRGB", id="grey"),
-        pytest.param(images.make_animated_gif, "image/gif", "sRGB", id="gif-palette"),
-    ],
-)
-def test_report_names_the_colour_conversion(
-    tmp_path: Path, factory: Callable[[], bytes], mime: str, color: str
-) -> None:
-    """`color` says which conversion brought the source to 8-bit sRGB, or "sRGB" for none."""
-    facts = run(tmp_path, factory(), mime)
-
-    assert facts.processing["color"] == color
-
-
-@pytest.mark.parametrize(
-    ("factory", "mime", "removed"),
-    [
-        pytest.param(
-            lambda: images.make_jpeg(
-                gps=True, xmp=True, comment=images.COMMENT_MARKER, icc=True, iptc=True
-            ),
-            "image/jpeg",
-            ["comment", "exif", "gps", "icc", "iptc", "xmp"],
-            id="jpeg-everything",
-        ),
-        # libvips writes an EXIF block into every JPEG it saves: it is really there.
-        pytest.param(images.make_jpeg, "image/jpeg", ["exif"], id="jpeg-plain"),
-        pytest.param(
-            images.make_jpeg_with_script_comment, "image/jpeg", ["comment", "exif"], id="jpeg-com"
-        ),
-        pytest.param(
-            lambda: images.make_png(text_chunk=images.PNG_TEXT_MARKER, metadata=True),
-            "image/png",
-            ["exif", "icc", "text", "xmp"],
-            id="png-everything",
-        ),
-        pytest.param(
-            lambda: images.make_webp(metadata=True),
-            "image/webp",
-            ["exif", "icc", "xmp"],
-            id="webp-everything",
-        ),
-        pytest.param(images.make_gif, "image/gif", [], id="gif-plain"),
-        pytest.param(
-            lambda: images.make_gif(comment=images.COMMENT_MARKER),
-            "image/gif",
-            ["comment"],
-            id="gif-comment",
-        ),
-    ],
-)
-def test_report_lists_the_metadata_the_source_carried(
-    tmp_path: Path, factory: Callable[[], bytes], mime: str, removed: list[str]
-) -> None:
-    """`removed` is the sorted list of the metadata kinds present in the source."""
-    facts = run(tmp_path, factory(), mime)
-
-    assert facts.processing["removed"] == removed
-
-
-@pytest.mark.parametrize("output_format", ["webp", "jpeg", "avif"])
-@pytest.mark.parametrize(
-    ("factory", "mime", "animated"),
-    [
-        pytest.param(images.make_animated_gif, "image/gif", True, id="gif"),
-        pytest.param(images.make_animated_webp, "image/webp", True, id="webp"),
-        pytest.param(images.make_jpeg, "image/jpeg", False, id="still"),
-    ],
-)
-def test_report_counts_the_frames_written(
-    tmp_path: Path, factory: Callable[[], bytes], mime: str, animated: bool, output_format: str
-) -> None:
-    """`frames` is what the variants hold: all six for WebP output, one for stills and JPEG/AVIF."""
-    facts = run(tmp_path, factory(), mime, output_format=output_format)
-
-    expected = ANIMATION_FRAMES if animated and output_format == "webp" else 1
-    assert facts.processing["frames"] == expected
-
-
-@pytest.mark.parametrize("orientation", [1, 6])
-def test_report_is_plain_json_with_every_key(tmp_path: Path, orientation: int) -> None:
-    """The report has all four keys, null included, and survives a JSON round trip unchanged."""
-    facts = run(tmp_path, images.make_jpeg(orientation=orientation), "image/jpeg")
-
-    assert list(facts.processing) == ["rotated_from_orientation", "color", "removed", "frames"]
-    assert json.loads(json.dumps(facts.processing)) == facts.processing
-
-
-JPEG_SOI = b"\xff\xd8"
-
-
-def jpeg_com(text: bytes) -> bytes:
-    """A COM segment holding `text`."""
-    return b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text
-
-
-def with_com_before_sos(data: bytes) -> bytes:
-    """`data` with a COM segment as its last header segment, right before SOS."""
-    end = 2 + sum(4 + len(payload) for _marker, payload in images.jpeg_segment_payloads(data))
-    return data[:end] + jpeg_com(b"x") + data[end:]
-
-
-@pytest.mark.parametrize(
-    ("factory", "expected"),
-    [
-        pytest.param(lambda: images.make_jpeg(comment="x"), True, id="com-after-soi"),
-        pytest.param(images.make_jpeg, False, id="none"),
-        # Behind APP1 and ~1 MB of APP2 ICC segments, which the walk seeks past.
-        pytest.param(
-            lambda: with_com_before_sos(images.make_cmyk_jpeg()), True, id="com-behind-icc"
-        ),
-        pytest.param(images.make_cmyk_jpeg, False, id="icc-no-com"),
-        pytest.param(lambda: JPEG_SOI + b"\xff\xff" + jpeg_com(b"x"), True, id="fill-bytes"),
-        # Entropy-coded data follows SOS: not a header segment, whatever it looks like.
-        pytest.param(
-            lambda: JPEG_SOI + b"\xff\xda\x00\x02" + jpeg_com(b"x"), False, id="com-after-sos"
-        ),
-        pytest.param(lambda: images.make_jpeg() + jpeg_com(b"x"), False, id="com-after-eoi"),
-        pytest.param(lambda: JPEG_SOI + b"\xff\xe1\xff\xf0Exif", False, id="truncated"),
-        pytest.param(
-            lambda: JPEG_SOI + b"\xff\xe1\x00\x01" + jpeg_com(b"x"), False, id="bad-length"
-        ),
-        pytest.param(lambda: b"", False, id="empty"),
-    ],
-)
-def test_jpeg_comment_walk_reads_header_segments_only(
-    tmp_path: Path, factory: Callable[[], bytes], expected: bool
-) -> None:
-    """A COM segment counts only between SOI and SOS; a damaged header ends the walk quietly."""
-    path = tmp_path / "source.jpg"
-    path.write_bytes(factory())
-
-    assert report.jpeg_has_comment(str(path)) is expected
-
-
-@pytest.mark.parametrize(
-    ("factory", "expected"),
-    [
-        pytest.param(lambda: images.make_gif(comment="x"), True, id="comment"),
-        pytest.param(images.make_gif, False, id="none"),
-        # A GIFAR's archive follows the trailer; its bytes are never read as blocks.
-        pytest.param(lambda: images.make_gif() + b"\x21\xfe\x01x\x00", False, id="after-trailer"),
-        pytest.param(lambda: truncated(images.make_gif()), False, id="truncated"),
-        pytest.param(lambda: b"GIF89a", False, id="header-only"),
-    ],
-)
-def test_gif_comment_walk_stops_at_the_trailer(
-    factory: Callable[[], bytes], expected: bool
-) -> None:
-    """A comment extension counts only before the trailer; a damaged file ends the walk quietly."""
-    assert walk_gif(factory()).has_comment is expected
-
-
-def embedded_profile(data: bytes) -> bytes:
-    """The ICC profile embedded in an encoded image."""
-    profile: bytes = pyvips.Image.new_from_buffer(data, "").get("icc-profile-data")
-    return profile
-
-
-@pytest.mark.parametrize(
-    ("factory", "expected"),
-    [
-        pytest.param(lambda: embedded_profile(images.make_jpeg(icc=True)), True, id="srgb"),
-        pytest.param(lambda: embedded_profile(images.make_icc_tagged_jpeg()), False, id="p3"),
-        pytest.param(lambda: embedded_profile(images.make_cmyk_jpeg()), False, id="cmyk"),
-        pytest.param(
-            lambda: embedded_profile(images.make_jpeg(icc=True))[:200], False, id="truncated"
-        ),
-        pytest.param(lambda: b"", False, id="empty"),
-    ],
-)
-def test_srgb_profile_is_told_by_its_primaries(
-    factory: Callable[[], bytes], expected: bool
-) -> None:
-    """libvips' sRGB profile counts as sRGB; P3, CMYK and a cut-off sRGB profile do not."""
-    assert report.is_srgb_profile(factory()) is expected
-
-
-# --------------------------------------------------------------------------
 # Refusals
 # --------------------------------------------------------------------------
-
-
-def truncated(data: bytes) -> bytes:
-    """The first half of `data`."""
-    return data[: len(data) // 2]
 
 
 @pytest.mark.parametrize(
@@ -1033,6 +598,7 @@ def test_limits_are_inclusive(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 # Worker hardening (fresh interpreters: init_worker changes process-wide libvips state)
 # --------------------------------------------------------------------------
+
 
 LOADER_PROBE = textwrap.dedent(
     """
@@ -1128,81 +694,3 @@ def test_hardened_worker_still_processes_every_accepted_format(tmp_path: Path) -
         f"{label.split(';')[0]}: 5 variants, {6 if 'animated' in label else 1} frames"
         for label in sources
     ]
-
-
-# --------------------------------------------------------------------------
-# Pool
-# --------------------------------------------------------------------------
-
-
-def assert_same_files(expected: Facts, actual: Facts) -> None:
-    """Both runs wrote the same variants: same names, sizes, mime types and bytes."""
-    for e, a in zip(expected.variants, actual.variants, strict=True):
-        assert (a.name, a.width, a.height, a.bytes, a.mime) == (
-            e.name,
-            e.width,
-            e.height,
-            e.bytes,
-            e.mime,
-        )
-        assert Path(a.path).read_bytes() == Path(e.path).read_bytes(), a.name
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[ImagingPool]:
-    """A real one-worker pool with no queue, closed after the test."""
-    imaging_pool = ImagingPool(workers=1, queue_max=0, timeout_s=60)
-    try:
-        yield imaging_pool
-    finally:
-        await imaging_pool.close()
-
-
-async def test_pool_returns_the_same_facts_as_a_direct_call(
-    tmp_path: Path, pool: ImagingPool
-) -> None:
-    """A job run in a hardened worker process writes the same files as a direct call."""
-    data = images.make_jpeg(orientation=6)
-    direct_job = make_job(tmp_path, data, "image/jpeg")
-    pooled_job = make_job(tmp_path, data, "image/jpeg")
-
-    direct = pipeline.process(direct_job)
-    pooled = await pool.process(pooled_job)
-
-    assert (pooled.width, pooled.height, pooled.frames) == (direct.width, direct.height, 1)
-    assert (pooled.thumbhash, pooled.dominant_color, pooled.processing) == (
-        direct.thumbhash,
-        direct.dominant_color,
-        direct.processing,
-    )
-    assert_same_files(direct, pooled)
-    assert {Path(v.path).parent for v in pooled.variants} == {Path(pooled_job.out_dir)}
-
-
-async def test_pool_passes_image_rejected_back_with_its_code(
-    tmp_path: Path, pool: ImagingPool
-) -> None:
-    """ImageRejected raised in a worker reaches the caller with code and detail intact."""
-    job = make_job(tmp_path, images.make_png(), "image/jpeg")
-
-    with pytest.raises(ImageRejected) as caught:
-        await pool.process(job)
-
-    assert caught.value.code == "invalid_image"
-    assert caught.value.detail == "The file is damaged or not a decodable image."
-    assert "Not a JPEG file" in caught.value.reason
-
-
-async def test_full_pool_refuses_at_once_and_recovers(tmp_path: Path, pool: ImagingPool) -> None:
-    """With one worker and no queue a concurrent second job gets PoolBusy; later ones run."""
-    job = make_job(tmp_path, images.make_jpeg(), "image/jpeg")
-
-    first, second = await asyncio.gather(
-        pool.process(job), pool.process(job), return_exceptions=True
-    )
-
-    assert isinstance(first, Facts), first
-    assert isinstance(second, PoolBusy), second
-    assert pool.has_room
-    third = await pool.process(job)
-    assert third == first
