@@ -13,12 +13,14 @@ Import it as ``import images`` (pytest puts ``tests/`` on ``sys.path``).
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyvips
+from PIL import Image
 
 RGB = tuple[int, int, int]
 Quadrants = tuple[RGB, RGB, RGB, RGB]
@@ -523,6 +525,68 @@ def make_animated_webp(
     return data
 
 
+def make_avif_sequence(
+    *,
+    width: int = 120,
+    height: int = 90,
+    frames: int = 5,
+    delay_ms: int = 100,
+    corrupt_pixels: bool = False,
+) -> bytes:
+    """Make an AVIF image sequence (`avis` brand); frame i has background ``FRAME_COLOURS[i]``.
+
+    libvips cannot write one (heifsave writes a still item per page), so Pillow's libavif
+    encodes it: an AV1 track of ``frames`` samples and, as libavif always writes, the first
+    frame again as the still primary item. ``corrupt_pixels`` zeroes the coded frames (every
+    ``mdat`` payload) and leaves every header intact, so only a decode can tell.
+    """
+    strip = _animation_strip(width, height, frames, delay_ms)
+    pages = [
+        Image.frombytes(
+            "RGB", (width, height), strip.crop(0, i * height, width, height).write_to_memory()
+        )
+        for i in range(frames)
+    ]
+    out = io.BytesIO()
+    pages[0].save(
+        out,
+        format="AVIF",
+        save_all=True,
+        append_images=pages[1:],
+        duration=delay_ms,
+        quality=75,
+        speed=8,
+        max_threads=1,
+    )
+    data = out.getvalue()
+    if corrupt_pixels:
+        damaged = bytearray(data)
+        for kind, start, end in isobmff_boxes(data):
+            if kind == "mdat":
+                damaged[start:end] = bytes(end - start)
+        data = bytes(damaged)
+    return data
+
+
+def make_multi_image_avif(
+    *, width: int = 120, height: int = 90, images: int = 3, primary: int = 1
+) -> bytes:
+    """Make an AVIF of ``images`` still images whose primary is image ``primary`` (from 0).
+
+    Image i has background ``FRAME_COLOURS[i]``. heifsave writes one item per page, with item
+    IDs 1, 2, ... in page order, and makes the first primary; the ``pitm`` box is rewritten.
+    """
+    strip = _animation_strip(width, height, images, 100)
+    data = bytearray(strip.heifsave_buffer(compression="av1", Q=60, effort=2, keep="none"))
+    meta = next((s, e) for kind, s, e in isobmff_boxes(bytes(data)) if kind == "meta")
+    # meta is a FullBox: its children start after version and flags.
+    pitm = next(
+        s for kind, s, _ in isobmff_boxes(bytes(data), meta[0] + 4, meta[1]) if kind == "pitm"
+    )
+    struct.pack_into(">H", data, pitm + 4, primary + 1)  # pitm v0: FullBox header, item_ID
+    return bytes(data)
+
+
 # --------------------------------------------------------------------------
 # Hostile files: bombs, lies and polyglots
 # --------------------------------------------------------------------------
@@ -728,3 +792,29 @@ def webp_chunks(data: bytes) -> list[str]:
     if not out:
         raise ValueError("WebP container has no chunks")
     return out
+
+
+def isobmff_boxes(
+    data: bytes, start: int = 0, end: int | None = None
+) -> Iterator[tuple[str, int, int]]:
+    """Yield (type, payload start, payload end) for each ISO-BMFF box in ``data[start:end]``.
+
+    Strict: every box must fit inside the range. 64-bit sizes are followed; a size of 0
+    runs to the end of the range.
+    """
+    end = len(data) if end is None else end
+    pos = start
+    while pos < end:
+        if pos + 8 > end:
+            raise ValueError("truncated box header")
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise ValueError(f"box {kind!r} does not fit")
+        yield kind.decode("latin-1"), pos + header, pos + size
+        pos += size
