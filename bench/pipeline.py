@@ -38,7 +38,7 @@ class JobResult:
 
 def make_job(source: str, mime: str, out_dir: str, kind: str = DEFAULT_KIND) -> Job:
     """The job the service would submit for this upload, with the default settings."""
-    return Job(source=source, out_dir=out_dir, mime=mime, rules=KIND_RULES[kind])
+    return Job(source=source, out_dir=out_dir, mime=mime, rules=KIND_RULES[kind].image)
 
 
 def peak_rss_mb() -> float:

@@ -17,11 +17,14 @@ from mediasvc.config import Settings
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.upload import UploadFlow
+from mediasvc.form import UploadForm
 from mediasvc.imaging.pool import ImagingPool
 from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
+from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage import open_storage
-from mediasvc.web.middlewares import problem_errors, request_log
+from mediasvc.web.cors import cors
+from mediasvc.web.middlewares import problem_errors, provider_keys, request_log
 from mediasvc.web.routes import setup_routes
 
 log = structlog.get_logger(__name__)
@@ -29,14 +32,27 @@ log = structlog.get_logger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """The aiohttp application for `settings`; resources open when it starts."""
-    app = web.Application(middlewares=[request_log, problem_errors])
+    app = web.Application(
+        # CORS outside the problem middleware, so that problems carry its headers too.
+        middlewares=[request_log, cors, problem_errors, provider_keys],
+        # aiohttp's default (8190 bytes) is too short for a token listing many spaces.
+        handler_args={"max_field_size": MAX_HEADER_BYTES},
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier.from_settings(settings)
     # Dependency order: database, then storage, then the workers that feed it, then the
     # flows built on all three.
     app.cleanup_ctx.extend(
-        [_spool_dir, _database, _storage, _imaging_pool, _upload_flow, _reaper_timer]
+        [
+            _spool_dir,
+            _database,
+            _storage,
+            _imaging_pool,
+            _upload_flow,
+            _reaper_timer,
+            _provider_keys,
+        ]
     )
     setup_routes(app)
     return app
@@ -75,14 +91,29 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
 
 async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    kinds = kind_rules(settings)
     app[UPLOADS] = UploadFlow(
         settings=settings,
         db=app[DB],
         storage=app[STORAGE],
-        processor=Processor(app[IMAGES], kind_rules(settings)),
+        processor=Processor(app[IMAGES], {name: kind.image for name, kind in kinds.items()}),
+        form=UploadForm(kinds, redirect_origins=frozenset(settings.cors_origins)),
         metrics=app[METRICS],
     )
     yield
+
+
+async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
+    """The identity provider's keys, fetched at start and refreshed in the background."""
+    provider = app[VERIFIER].provider
+    if provider is None:
+        yield
+        return
+    task = asyncio.create_task(provider.keep_fresh())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:

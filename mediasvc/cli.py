@@ -18,6 +18,7 @@ from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.flows.reaper import reap
 from mediasvc.log import configure_logging
+from mediasvc.spaces import DEFAULT_CLAIM, SPACE_ID_RULE, is_space_id
 from mediasvc.stack import devstack
 from mediasvc.stack.nginxconf import Site, render
 from mediasvc.storage import open_storage
@@ -35,6 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = commands.add_parser("token", help="print a JWT for SUB signed with the secret")
     token.add_argument("sub")
     token.add_argument("--admin", action="store_true", help="add role=admin")
+    token.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="SPACE",
+        help="list SPACE in the token's spaces claim: its media become visible (repeat)",
+    )
     token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL_S, help="seconds valid")
     commands.add_parser("gc", help="run the reaper once: finish crashed uploads and deletes")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
@@ -53,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return _migrate()
         if args.command == "token":
-            print(mint_token(_token_secret(), args.sub, admin=args.admin, ttl_s=args.ttl))
-            return 0
+            return _token(args.sub, admin=args.admin, spaces=args.space, ttl_s=args.ttl)
         if args.command == "gc":
             return asyncio.run(_gc())
         if args.command == "nginx-conf":
@@ -104,6 +111,26 @@ def _migrate() -> int:
     configure_logging()
     applied = asyncio.run(migrate_database(database_url_from_env()))
     print("applied: " + (", ".join(applied) or "nothing pending"))
+    return 0
+
+
+def _token(sub: str, *, admin: bool, spaces: list[str], ttl_s: int) -> int:
+    bad = next((space for space in spaces if not is_space_id(space)), None)
+    if bad is not None:
+        raise ConfigError(f"--space {bad!r}: {SPACE_ID_RULE}")
+    claim = os.environ.get("MEDIASVC_JWT_SPACES_CLAIM") or DEFAULT_CLAIM
+    token = mint_token(
+        _token_secret(),
+        sub,
+        admin=admin,
+        spaces=spaces,
+        spaces_claim=claim,
+        ttl_s=ttl_s,
+        # A service that checks `iss` / `aud` checks them on its own tokens too.
+        issuer=os.environ.get("MEDIASVC_JWT_ISSUER") or None,
+        audience=os.environ.get("MEDIASVC_JWT_AUDIENCE") or None,
+    )
+    print(token)
     return 0
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from mediasvc.imaging.job import DEFAULT_RULES, ImageRules
+from mediasvc.origins import parse_origin
+from mediasvc.spaces import DEFAULT_CLAIM
 
 OutputFormat = Literal["webp", "jpeg", "avif"]
 StorageKind = Literal["local", "s3"]
@@ -56,11 +59,46 @@ def _jwt_secret(raw: str) -> str:
     return raw
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    # Comma-separated exact origins (`origins.parse_origin`), in their one spelling.
+    return tuple(dict.fromkeys(parse_origin(item.strip()) for item in raw.split(",") if item))
+
+
+def _cookie_name(raw: str) -> str:
+    # RFC 6265's token characters, so `__Secure-` prefixed names work too.
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}", raw):
+        raise ValueError("must be a cookie name (letters, digits and !#$%&'*+.^_`|~-)")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", raw):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw
+
+
 def _read_text(raw: str) -> str:
     try:
         return Path(raw).read_text()
     except OSError as exc:
         raise ValueError(f"cannot read {raw}: {exc.strerror}") from None
+
+
+def _read_kinds_table(raw: str) -> Mapping[str, Any]:
+    """The `[kinds]` table of the TOML file at `raw`; `kinds.kind_rules` checks its values."""
+    try:
+        document = tomllib.loads(Path(raw).read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {raw}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - {"kinds"})
+    if unknown:
+        raise ValueError(f"unknown table {unknown[0]!r}; expected [kinds.NAME] tables")
+    kinds = document.get("kinds", {})
+    if not isinstance(kinds, dict):
+        raise ValueError("'kinds' must be a table of [kinds.NAME] tables")
+    return kinds
 
 
 def _choice(literal: object) -> Callable[[str], str]:
@@ -118,16 +156,24 @@ class Settings:
     url_signing_secret: str = field(
         repr=False, metadata=_env("URL_SIGNING_SECRET", _signing_secret, required=True)
     )
-    # Required unless `jwt_public_key` is given.
+    # At least one of the three keys is required: the secret (HS256), a public key file (RS256)
+    # or an identity provider's key set (RS256/ES256 by `kid`).
     jwt_secret: str | None = field(
         default=None, repr=False, metadata=_env("JWT_SECRET", _jwt_secret)
     )
     jwt_public_key: str | None = field(
         default=None, repr=False, metadata=_env("JWT_PUBLIC_KEY_FILE", _read_text)
     )
-    # Checked against the token's `iss` / `aud` when set.
+    jwt_jwks_url: str | None = field(default=None, metadata=_env("JWT_JWKS_URL", _http_url))
+    # Checked against every token's `iss` / `aud` when set; both required with a JWKS URL.
     jwt_issuer: str | None = field(default=None, metadata=_env("JWT_ISSUER"))
     jwt_audience: str | None = field(default=None, metadata=_env("JWT_AUDIENCE"))
+    # Browser apps on these origins may call the API (CORS) and post forms with the cookie.
+    cors_origins: tuple[str, ...] = field(default=(), metadata=_env("CORS_ORIGINS", _origins))
+    # The cookie a session token may come in when there is no Authorization header.
+    auth_cookie: str | None = field(default=None, metadata=_env("AUTH_COOKIE", _cookie_name))
+    # The claim listing the spaces a token's holder may see (see `mediasvc.spaces`).
+    jwt_spaces_claim: str = field(default=DEFAULT_CLAIM, metadata=_env("JWT_SPACES_CLAIM"))
     data_dir: Path = field(default=Path("var"), metadata=_env("DATA_DIR", Path))
     # Unset, these two sit under `data_dir`, wherever it is (see `from_env`).
     media_dir: Path = field(default=Path("var/media"), metadata=_env("MEDIA_DIR", Path))
@@ -197,6 +243,10 @@ class Settings:
     )
     db_timeout_s: float = field(default=10.0, metadata=_env("DB_TIMEOUT_S", _positive_float))
     log_format: LogFormat = field(default="auto", metadata=_env("LOG_FORMAT", _choice(LogFormat)))
+    # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules.
+    kinds_table: Mapping[str, Any] = field(
+        default_factory=dict, metadata=_env("KINDS_FILE", _read_kinds_table)
+    )
     # Only `python -m mediasvc dev` sets it: the upload page then offers this token.
     dev_token: str | None = field(default=None, repr=False, metadata=_env("DEV_TOKEN"))
 
@@ -212,18 +262,36 @@ class Settings:
             value = _read(src, setting)
             if value is not _UNSET:
                 values[setting.name] = value
-        # With a public key (RS256) no shared secret is needed.
-        if "jwt_secret" not in values and "jwt_public_key" not in values:
-            raise _missing("JWT_SECRET")
+        # With a public key (RS256) or a provider's key set no shared secret is needed.
+        if not {"jwt_secret", "jwt_public_key", "jwt_jwks_url"} & values.keys():
+            raise ConfigError(
+                "MEDIASVC_JWT_SECRET is required and not set"
+                " (or MEDIASVC_JWT_PUBLIC_KEY_FILE, or MEDIASVC_JWT_JWKS_URL)"
+            )
+        # A provider's keys sign tokens for many services: only its issuer and this audience
+        # make a token one for us.
+        if "jwt_jwks_url" in values:
+            for name in ("jwt_issuer", "jwt_audience"):
+                if name not in values:
+                    raise ConfigError(
+                        f"MEDIASVC_{_FIELDS[name].metadata['env']} is required with"
+                        " MEDIASVC_JWT_JWKS_URL"
+                    )
         if values.get("storage") == "s3" and "s3_bucket" not in values:
             raise _missing("S3_BUCKET")
         settings = cls(**values)
         # Unset, media and spool follow the data dir rather than keep their fixed defaults.
-        return replace(
+        settings = replace(
             settings,
             media_dir=values.get("media_dir", settings.data_dir / "media"),
             spool_dir=values.get("spool_dir", settings.data_dir / "spool"),
         )
+        # A bad kinds file stops startup here, like any other bad value. (Imported here:
+        # `kinds` builds on these settings.)
+        from mediasvc.kinds import kind_rules
+
+        kind_rules(settings)
+        return settings
 
     @property
     def image_rules(self) -> ImageRules:

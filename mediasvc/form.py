@@ -1,31 +1,49 @@
 """The upload form's text fields: their names, what each may hold, the options they make.
 
-`ingest` calls `UploadForm.check` on each field as it arrives, so a bad `kind` or
-`collection` sent before the file is refused before a byte of the file is spooled.
+`ingest` calls `UploadForm.check_field` on each field as it arrives, so a bad `kind` or
+`collection`, or a `space` the uploader's token does not list, sent before the file is
+refused before a byte of the file is spooled, and
+asks `file_rules` for the byte cap and types that apply to the file part: the kind's
+when `kind` came first, the global ones otherwise (checked again when the form ends).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
-from mediasvc.errors import BadRequest
-from mediasvc.kinds import DEFAULT_KIND, KINDS
+from mediasvc.errors import BadRequest, Forbidden
+from mediasvc.kinds import DEFAULT_KIND, KindRules
 from mediasvc.models import VISIBILITIES, Visibility
+from mediasvc.origins import origin_of
+from mediasvc.spaces import SPACE_ID_RULE, is_space_id
 
-FIELD_NAMES = frozenset({"kind", "collection", "visibility"})
+# `success_redirect` makes the answer a 303 to that page (plain HTML forms: web.redirects).
+FIELD_NAMES = frozenset({"kind", "collection", "visibility", "space", "success_redirect"})
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
 class UploadOptions:
-    """What the client asked for besides the file."""
+    """What the client asked for besides the file, with its kind's rules."""
 
-    kind: str
+    kind: KindRules
     collection: str | None
     visibility: Visibility
     idempotency_key: str | None
+    space: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRules:
+    """What the file part may be: at most `max_bytes`, one of `accept` (sniffed types)."""
+
+    max_bytes: int
+    accept: frozenset[str]
+    # Whose rules these are, for the refusal's words: a kind's name, or None (global).
+    kind: str | None
 
 
 def is_collection_name(name: str) -> bool:
@@ -33,30 +51,91 @@ def is_collection_name(name: str) -> bool:
     return COLLECTION_NAME.fullmatch(name) is not None
 
 
-def check_field(name: str, value: str) -> None:
-    """Refuse a field value that no upload could use; `BadRequest` names the field."""
-    if name == "kind" and value not in KINDS:
-        raise BadRequest(f"kind must be one of {', '.join(KINDS)}.", field="kind")
-    if name == "visibility" and value not in VISIBILITIES:
-        raise BadRequest(
-            f"visibility must be one of {', '.join(VISIBILITIES)}.", field="visibility"
-        )
-    if name == "collection" and value and not is_collection_name(value):
-        raise BadRequest(
-            "collection must be 1-64 letters, digits, '_', '.' or '-'.", field="collection"
-        )
+@dataclass(frozen=True, slots=True)
+class UploadForm:
+    """The form's rules under the configured kinds; made once for the app, and narrowed
+    to one uploader's spaces with `for_uploader`."""
 
+    kinds: Mapping[str, KindRules]
+    # The spaces the uploader's token lists: the only ones a `space` field may name.
+    uploader_spaces: frozenset[str] = frozenset()
+    # The origins a `success_redirect` may point to (MEDIASVC_CORS_ORIGINS).
+    redirect_origins: frozenset[str] = frozenset()
 
-def upload_options(fields: dict[str, str], idempotency_key: str | None) -> UploadOptions:
-    """The options of an upload whose fields `check_field` has passed."""
-    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-        raise BadRequest(
-            "Idempotency-Key must be 1-128 visible ASCII characters.", field="Idempotency-Key"
+    def for_uploader(self, spaces: frozenset[str]) -> UploadForm:
+        """These rules for an uploader whose token lists `spaces`."""
+        return replace(self, uploader_spaces=spaces)
+
+    def check_field(self, name: str, value: str) -> None:
+        """Refuse a field value that no upload could use (`BadRequest`), or this uploader
+        may not (`Forbidden`: a space their token does not list); both name the field."""
+        if name == "kind" and value not in self.kinds:
+            raise BadRequest(
+                f"kind must be one of {', '.join(self.kinds)}.",
+                field="kind",
+                known=list(self.kinds),
+            )
+        if name == "visibility" and value not in VISIBILITIES:
+            raise BadRequest(
+                f"visibility must be one of {', '.join(VISIBILITIES)}.", field="visibility"
+            )
+        if name == "collection" and value and not is_collection_name(value):
+            raise BadRequest(
+                "collection must be 1-64 letters, digits, '_', '.' or '-'.", field="collection"
+            )
+        if name == "space" and value:
+            if not is_space_id(value):
+                raise BadRequest(f"space: {SPACE_ID_RULE}.", field="space")
+            if value not in self.uploader_spaces:
+                raise Forbidden(
+                    f"Your token does not list the space {value!r}; only its members may "
+                    "upload into it.",
+                    field="space",
+                )
+        if name == "success_redirect" and origin_of(value) not in self.redirect_origins:
+            raise BadRequest(
+                "success_redirect must be an absolute URL on one of the allowed origins "
+                f"({', '.join(sorted(self.redirect_origins)) or 'none are configured'}).",
+                field="success_redirect",
+            )
+
+    def file_rules(self, fields: Mapping[str, str], *, final: bool) -> FileRules:
+        """The cap and types for the file, from the fields read so far.
+
+        Before the form ends (`final` False) an absent kind means "not sent yet", so the
+        widest rules apply; once it ends, an absent kind is the default kind.
+        """
+        name = fields.get("kind", DEFAULT_KIND if final else None)
+        if name is None:
+            widest = self.kinds.values()
+            return FileRules(
+                max_bytes=max(kind.max_bytes for kind in widest),
+                accept=frozenset().union(*(kind.accept for kind in widest)),
+                kind=None,
+            )
+        kind = self.kinds[name]
+        return FileRules(kind.max_bytes, kind.accept, kind.name)
+
+    def options(self, fields: Mapping[str, str], idempotency_key: str | None) -> UploadOptions:
+        """The options of an upload whose fields `check_field` has passed."""
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise BadRequest(
+                "Idempotency-Key must be 1-128 visible ASCII characters.", field="Idempotency-Key"
+            )
+        kind = self.kinds[fields.get("kind", DEFAULT_KIND)]
+        space = fields.get("space") or None
+        # Media in a space are private: its members see them through signed URLs.
+        if space is not None and fields.get("visibility") == "public":
+            raise BadRequest(
+                "Media in a space are private; leave out visibility or send private.",
+                field="visibility",
+            )
+        private = space is not None or fields.get("visibility") == "private"
+        visibility: Visibility = "private" if private else "public"
+        return UploadOptions(
+            kind=kind,
+            collection=kind.collection_for(fields.get("collection") or None),
+            visibility=visibility,
+            idempotency_key=idempotency_key,
+            space=space,
         )
-    visibility: Visibility = "private" if fields.get("visibility") == "private" else "public"
-    return UploadOptions(
-        kind=fields.get("kind", DEFAULT_KIND),
-        collection=fields.get("collection") or None,
-        visibility=visibility,
-        idempotency_key=idempotency_key,
-    )

@@ -31,12 +31,16 @@ from mediasvc.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from mediasvc.form import FIELD_NAMES, check_field
-from mediasvc.imaging.formats import LOADERS, SNIFF_BYTES, sniff
+from mediasvc.form import FIELD_NAMES, FileRules, UploadForm
+from mediasvc.imaging.formats import SNIFF_BYTES, sniff
 
 # Each chunk is one hop to a writer thread: large chunks keep the hops few.
 CHUNK_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 256
+# The form's text fields read so far, each once it has passed `check_field`: an answer that
+# a field chooses (a plain form's `success_redirect`) then holds for refusals raised while
+# the rest of the body is read. Here rather than in `appkeys`, which imports this module.
+FORM_FIELDS = web.RequestKey("mediasvc.form_fields", dict[str, str])
 _IDENTITY_ENCODINGS = frozenset({"binary", "8bit", "7bit"})
 
 
@@ -59,19 +63,19 @@ class SpooledUpload:
 
 @asynccontextmanager
 async def spooled_upload(
-    request: web.Request, *, spool_dir: Path, max_bytes: int
+    request: web.Request, *, spool_dir: Path, form: UploadForm
 ) -> AsyncIterator[SpooledUpload]:
     """Receive the form into `spool_dir`; the spool file is gone when the block exits."""
     path = spool_dir / f"{secrets.token_hex(16)}.upload"
     try:
-        yield await _receive(request, path, max_bytes)
+        yield await _receive(request, path, form)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
-async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
+async def _receive(request: web.Request, path: Path, form: UploadForm) -> SpooledUpload:
     try:
-        return await _read_form(request, path, max_bytes)
+        return await _read_form(request, path, form)
     except ConnectionError:
         # The client went away: nobody may be left to read an answer, but if someone is,
         # this is what happened. Not a server fault, so no traceback.
@@ -82,11 +86,12 @@ async def _receive(request: web.Request, path: Path, max_bytes: int) -> SpooledU
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
 
 
-async def _read_form(request: web.Request, path: Path, max_bytes: int) -> SpooledUpload:
+async def _read_form(request: web.Request, path: Path, form: UploadForm) -> SpooledUpload:
     if request.content_type != "multipart/form-data":
         raise BadRequest("Send the image as multipart/form-data with one part named 'file'.")
     # Refuse a declared oversize body before reading any of it; chunked bodies are caught
     # while streaming. The form around the file may add a little, hence the 64 KiB slack.
+    max_bytes = form.file_rules({}, final=False).max_bytes
     declared = request.content_length
     if declared is not None and declared > max_bytes + 64 * 1024:
         raise PayloadTooLarge(
@@ -97,7 +102,7 @@ async def _read_form(request: web.Request, path: Path, max_bytes: int) -> Spoole
     except (ValueError, AssertionError) as exc:
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
     started = time.perf_counter()
-    fields: dict[str, str] = {}
+    fields = request[FORM_FIELDS] = {}
     spooled: _Spooled | None = None
     # No part counter is needed: only one `file` and one of each field are valid, so any
     # further part is refused when it arrives, and at most five parts are ever read.
@@ -107,16 +112,21 @@ async def _read_form(request: web.Request, path: Path, max_bytes: int) -> Spoole
         if part.name == "file":
             if spooled is not None:
                 raise BadRequest("Send exactly one part named 'file'.")
-            spooled = await _spool_file(part, path, max_bytes)
+            spooled = await _spool_file(part, path, form.file_rules(fields, final=False))
         elif part.name in FIELD_NAMES:
             if part.name in fields:
                 raise BadRequest(f"The field {part.name!r} appears twice.")
-            fields[part.name] = await _read_field(part)
-            check_field(part.name, fields[part.name])
+            value = await _read_field(part)
+            form.check_field(part.name, value)
+            fields[part.name] = value
         else:
             raise BadRequest(f"Unknown form field {part.name!r}; expected file, {_field_list()}.")
     if spooled is None:
         raise BadRequest("The form has no part named 'file'.")
+    # A kind sent after the file: its rules apply now, before any processing.
+    rules = form.file_rules(fields, final=True)
+    _check_size(spooled.size, rules)
+    _check_type(spooled.mime, rules)
     return SpooledUpload(
         path=path,
         size=spooled.size,
@@ -146,7 +156,7 @@ class _Spooled:
     sniff_s: float
 
 
-async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> _Spooled:
+async def _spool_file(part: BodyPartReader, path: Path, rules: FileRules) -> _Spooled:
     """Stream the part to `path`: its size, sha256 and sniffed MIME type."""
     if not part.filename:
         raise BadRequest("The 'file' part must be a file upload (it has no filename).")
@@ -161,21 +171,18 @@ async def _spool_file(part: BodyPartReader, path: Path, max_bytes: int) -> _Spoo
     try:
         while chunk := await part.read_chunk(CHUNK_BYTES):
             size += len(chunk)
-            if size > max_bytes:
-                raise PayloadTooLarge(
-                    f"The file is larger than {max_bytes} bytes.", limit=max_bytes
-                )
+            _check_size(size, rules)
             if mime is None:
                 head += chunk[: SNIFF_BYTES - len(head)]
                 if len(head) >= SNIFF_BYTES:
-                    mime, sniff_s = _allowed_type(head)
+                    mime, sniff_s = _allowed_type(head, rules)
             await writer.write(chunk)
     finally:
         await writer.close()
     if size == 0:
         raise InvalidImage("The file is empty.", code="empty_file")
     if mime is None:
-        mime, sniff_s = _allowed_type(head)
+        mime, sniff_s = _allowed_type(head, rules)
     return _Spooled(size, writer.sha256.hexdigest(), mime, sniff_s)
 
 
@@ -218,18 +225,31 @@ class _SpoolWriter:
             await asyncio.to_thread(self._file.close)
 
 
-def _allowed_type(head: bytes) -> tuple[str, float]:
+def _allowed_type(head: bytes, rules: FileRules) -> tuple[str, float]:
     """The sniffed type, if on the allow-list, and how long telling it took."""
     started = time.perf_counter()
     mime = sniff(head)
     sniff_s = time.perf_counter() - started
-    if mime not in LOADERS:
-        raise UnsupportedMediaType(
-            f"The file is {mime}; accepted types are {', '.join(sorted(LOADERS))}.",
-            actual=mime,
-            accepted=sorted(LOADERS),
-        )
+    _check_type(mime, rules)
     return mime, sniff_s
+
+
+def _check_size(size: int, rules: FileRules) -> None:
+    if size > rules.max_bytes:
+        whose = f" for kind {rules.kind!r}" if rules.kind else ""
+        raise PayloadTooLarge(
+            f"The file is larger than {rules.max_bytes} bytes{whose}.", limit=rules.max_bytes
+        )
+
+
+def _check_type(mime: str, rules: FileRules) -> None:
+    if mime not in rules.accept:
+        whose = f" for kind {rules.kind!r}" if rules.kind else ""
+        raise UnsupportedMediaType(
+            f"The file is {mime}; accepted types{whose} are {', '.join(sorted(rules.accept))}.",
+            actual=mime,
+            accepted=sorted(rules.accept),
+        )
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -1,24 +1,203 @@
-"""Kinds: the rules for one use of images in a product (`post`, `avatar`).
+"""Kinds: the rules for one use of images in a product (`post`, `avatar`, `chat`, `og`...).
 
-`post` keeps the aspect ratio; `avatar` crops to a square first. Each kind's
-`ImageRules` start from the global limits and output in `Settings` and are computed once
-when the app is built, not per request.
+`post` (keep the aspect ratio) and `avatar` (square crop) are built in; operators add or
+tighten kinds in the TOML file named by `MEDIASVC_KINDS_FILE`:
+
+    [kinds.avatar]
+    crop = "square"
+    max_bytes = 2097152
+    min_width = 100
+    min_height = 100
+    collection_max = 1
+    replace = true
+
+A kind inherits the global limits (`MEDIASVC_MAX_UPLOAD_BYTES`, `MAX_PIXELS`, ...) and may
+only tighten them. `kind_rules` validates the file's table against them and raises
+`ConfigError` with one line naming the key, so a bad file stops startup.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
-from mediasvc.config import Settings
+from mediasvc.config import ConfigError, Settings
+from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
 from mediasvc.imaging.job import Crop, ImageRules
 
-Kind = Literal["post", "avatar"]
-KINDS: tuple[Kind, ...] = ("post", "avatar")
-DEFAULT_KIND: Kind = "post"
-_CROPS: dict[Kind, Crop] = {"post": "none", "avatar": "square"}
+DEFAULT_KIND = "post"
+KIND_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-def kind_rules(settings: Settings) -> dict[str, ImageRules]:
-    """The image rules of every kind under `settings`."""
-    return {kind: replace(settings.image_rules, crop=_CROPS[kind]) for kind in KINDS}
+@dataclass(frozen=True, slots=True)
+class KindRules:
+    """Everything one kind decides: what is accepted, how it is encoded, where it goes.
+
+    `replace`: an upload into a full collection retires its oldest item instead of being
+    refused; an upload of such a kind without a collection goes to the collection named
+    after the kind, so "a new avatar replaces the old one" needs no field at all.
+    """
+
+    name: str
+    max_bytes: int
+    accept: frozenset[str]
+    collection_max: int
+    replace: bool
+    image: ImageRules
+
+    def collection_for(self, asked: str | None) -> str | None:
+        """The collection an upload of this kind goes to."""
+        return asked if asked is not None or not self.replace else self.name
+
+    def describe(self) -> dict[str, Any]:
+        """The effective rules, as `GET /v1/limits` lists them."""
+        image = self.image
+        return {
+            "max_bytes": self.max_bytes,
+            "accept": sorted(self.accept),
+            "min_width": image.min_width,
+            "min_height": image.min_height,
+            "max_width": image.max_width,
+            "max_height": image.max_height,
+            "max_pixels": image.max_pixels,
+            "max_frames": image.max_frames,
+            "animated": image.animated,
+            "crop": image.crop,
+            "output": OUTPUT_FORMATS[image.output_format].mime,
+            "quality": image.quality,
+            "collection_max": self.collection_max,
+            "replace": self.replace,
+        }
+
+
+_BUILTIN_CROPS: dict[str, Crop] = {"post": "none", "avatar": "square"}
+
+
+def kind_rules(settings: Settings) -> dict[str, KindRules]:
+    """Every kind's effective rules: the built-in kinds, then the file's, over the globals."""
+    base = KindRules(
+        name="",
+        max_bytes=settings.max_upload_bytes,
+        accept=frozenset(LOADERS),
+        collection_max=settings.collection_max,
+        replace=False,
+        image=settings.image_rules,
+    )
+    kinds = {
+        name: replace(base, name=name, image=replace(base.image, crop=crop))
+        for name, crop in _BUILTIN_CROPS.items()
+    }
+    for name, table in settings.kinds_table.items():
+        start = kinds.get(name, replace(base, name=name))
+        kinds[name] = _Parser(name, start, base).parse(table)
+    return kinds
+
+
+class _Parser:
+    """Reads one `[kinds.NAME]` table; every error names its key."""
+
+    def __init__(self, name: str, start: KindRules, base: KindRules) -> None:
+        self.name, self.start, self.base = name, start, base
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        where = f"kinds.{self.name}" + (f".{key}" if key else "")
+        return ConfigError(f"MEDIASVC_KINDS_FILE: {where}: {message}")
+
+    def parse(self, table: object) -> KindRules:
+        if not set(self.name) <= KIND_NAME_CHARS or not 0 < len(self.name) <= 32:
+            raise self.fail("", "a kind's name is 1-32 of a-z 0-9 _ -")
+        if not isinstance(table, dict):
+            raise self.fail("", "must be a table")
+        unknown = sorted(set(table) - _KEYS)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown key; known keys: {', '.join(sorted(_KEYS))}")
+        image, base = self.start.image, self.base.image
+        get = self.getter(table)
+        rules = replace(
+            self.start,
+            max_bytes=get("max_bytes", int, self.start.max_bytes, most=self.base.max_bytes),
+            accept=self.accept(table.get("accept")),
+            collection_max=get("collection_max", int, self.start.collection_max),
+            replace=get("replace", bool, self.start.replace),
+            image=replace(
+                image,
+                crop=get("crop", str, image.crop, choices=("none", "square")),
+                output_format=get(
+                    "output", str, image.output_format, choices=tuple(OUTPUT_FORMATS)
+                ),
+                quality=get("quality", int, image.quality, most=100),
+                max_pixels=get("max_pixels", int, image.max_pixels, most=base.max_pixels),
+                max_frames=get("max_frames", int, image.max_frames, most=base.max_frames),
+                min_width=get("min_width", int, image.min_width),
+                min_height=get("min_height", int, image.min_height),
+                max_width=get("max_width", int, image.max_width),
+                max_height=get("max_height", int, image.max_height),
+                animated=get("animated", bool, image.animated),
+            ),
+        )
+        if rules.replace and "collection_max" not in table:
+            raise self.fail("replace", "needs collection_max (how many items to keep)")
+        for low, high in (("min_width", "max_width"), ("min_height", "max_height")):
+            top: int | None = getattr(rules.image, high)
+            bottom: int = getattr(rules.image, low)
+            if top is not None and bottom > top:
+                raise self.fail(low, f"is larger than {high}")
+        return rules
+
+    def getter(self, table: dict[str, Any]) -> Any:
+        def get(
+            key: str,
+            kind: type,
+            default: Any,
+            *,
+            most: int | None = None,
+            choices: tuple[str, ...] = (),
+        ) -> Any:
+            if key not in table:
+                return default
+            value = table[key]
+            # bool is an int in Python; TOML keeps them apart, and so must we.
+            if type(value) is not kind:
+                raise self.fail(key, f"must be {_TYPE_NAMES[kind]}")
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise self.fail(key, "must be a positive integer")
+            if most is not None and isinstance(value, int) and value > most:
+                raise self.fail(key, f"must be at most {most} (kinds may only tighten)")
+            if choices and value not in choices:
+                raise self.fail(key, f"must be one of {', '.join(choices)}")
+            return value
+
+        return get
+
+    def accept(self, value: object) -> frozenset[str]:
+        if value is None:
+            return self.start.accept
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.fail("accept", "must be a non-empty list of MIME types")
+        unknown = sorted(set(value) - set(LOADERS))
+        if unknown:
+            raise self.fail(
+                "accept", f"{unknown[0]} is not accepted at all; choose from {', '.join(LOADERS)}"
+            )
+        return frozenset(value)
+
+
+_KEYS = frozenset(
+    {
+        "max_bytes",
+        "min_width",
+        "min_height",
+        "max_width",
+        "max_height",
+        "max_pixels",
+        "max_frames",
+        "accept",
+        "animated",
+        "crop",
+        "output",
+        "quality",
+        "collection_max",
+        "replace",
+    }
+)
+_TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string"}

@@ -52,6 +52,8 @@ class Media:
     collection: str | None
     position: int
     visibility: Visibility
+    # The space it is shared in (always private then), or None.
+    space: str | None
     status: Status
     original: Original
     variants: dict[str, StoredVariant]

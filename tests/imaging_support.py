@@ -32,7 +32,7 @@ def make_job(
     source.write_bytes(data)
     out_dir = work / "out"
     out_dir.mkdir()
-    rules = replace(KIND_RULES[kind], **rule_overrides)
+    rules = replace(KIND_RULES[kind].image, **rule_overrides)
     return Job(source=str(source), out_dir=str(out_dir), mime=mime, rules=rules)
 
 

@@ -8,16 +8,22 @@ inside one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 
 from mediasvc.db import Connection
 from mediasvc.models import Media, Original, Placeholder, Status, StoredVariant, Visibility
 
+if TYPE_CHECKING:
+    from mediasvc.auth import Principal
+
+# Later than any `created_at`: the cursor of a first page, which every row is before.
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
 _COLUMNS = """
-    id, owner, kind, collection, position, visibility, status,
+    id, owner, kind, collection, position, visibility, space, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
     sha256, variants, thumbhash, dominant_color, processing, created_at
 """
@@ -41,12 +47,12 @@ SELECT count(*) FROM media WHERE owner = $1 AND collection = $2 AND status <> 'd
 # A collection item goes after the owner's last one; media outside collections sit at 0.
 INSERT_PROCESSING = f"""
 INSERT INTO media (id, owner, kind, collection, position, visibility, status,
-                   original_mime, original_bytes, sha256, idempotency_key)
+                   original_mime, original_bytes, sha256, idempotency_key, space)
 VALUES ($1, $2, $3, $4,
         CASE WHEN $4::text IS NULL THEN 0 ELSE (
             SELECT coalesce(max(position) + 1, 0) FROM media WHERE owner = $2 AND collection = $4
         ) END,
-        $5, 'processing', $6, $7, $8, $9)
+        $5, 'processing', $6, $7, $8, $9, $10)
 RETURNING {_COLUMNS}
 """
 
@@ -74,6 +80,19 @@ WHERE id = $1 AND status = 'ready'
 RETURNING {_COLUMNS}
 """
 
+# A kind with `replace`: the collection's ready items beyond the newest `$4` others of the
+# one just made ready (`$3`) are retired, oldest first, in the same transaction.
+RETIRE_OLDEST = f"""
+UPDATE media SET status = 'deleting', updated_at = now()
+WHERE id IN (
+    SELECT id FROM media
+    WHERE owner = $1 AND collection = $2 AND status = 'ready' AND id <> $3
+    ORDER BY created_at DESC, id DESC
+    OFFSET $4
+)
+RETURNING {_COLUMNS}
+"""
+
 # An upload whose objects could not be cleaned up: hidden from the API and the cap, and
 # finished by the reaper like any other deletion.
 MARK_ABANDONED = "UPDATE media SET status = 'deleting', updated_at = now() WHERE id = $1"
@@ -86,6 +105,31 @@ WHERE owner = $1 AND collection = $2 AND position > $3
 """
 
 SELECT_MEDIA = f"SELECT {_COLUMNS} FROM media WHERE id = $1"
+
+# The one definition of "visible to this caller", for every query that answers a caller
+# other than the owner's own listings. The caller is always $1 (sub; NULL for anonymous),
+# $2 (admin) and $3 (the spaces the token lists). Owners and admins see everything not
+# being deleted; anyone sees ready public media, and a space's members its ready media.
+# Everything else gets the 404 of an unknown id, so ids cannot be probed.
+_VISIBLE_TO_CALLER = """
+    status <> 'deleting' AND (
+        owner = $1 OR $2::boolean
+        OR (status = 'ready' AND (visibility = 'public' OR space = ANY($3::text[])))
+    )
+"""
+
+SELECT_VISIBLE = f"SELECT {_COLUMNS} FROM media WHERE id = $4 AND {_VISIBLE_TO_CALLER}"
+
+# A space's ready media, newest first, strictly before the cursor ($5, $6). The first page
+# passes the far future rather than NULL, so the cursor stays an index condition and every
+# page costs the same however deep (media_space_created_idx).
+LIST_SPACE = f"""
+SELECT {_COLUMNS} FROM media
+WHERE space = $4 AND status = 'ready' AND (created_at, id) < ($5, $6)
+  AND {_VISIBLE_TO_CALLER}
+ORDER BY created_at DESC, id DESC
+LIMIT $7
+"""
 
 # Rows a crash left outside `ready`, claimed so that two reapers never take the same one.
 CLAIM_STUCK = """
@@ -165,6 +209,7 @@ async def insert_processing(
     size: int,
     sha256: str,
     idempotency_key: str | None,
+    space: str | None,
 ) -> Media:
     """Record a new upload as `processing`, before any file is written."""
     row = await conn.fetchrow(
@@ -178,6 +223,7 @@ async def insert_processing(
         size,
         sha256,
         idempotency_key,
+        space,
     )
     assert row is not None, "INSERT ... RETURNING returns the row"
     return _media(row)
@@ -220,6 +266,14 @@ async def mark_ready(
     return None if row is None else _media(row)
 
 
+async def retire_oldest(
+    conn: Connection, owner: str, collection: str, *, kept: str, keep_others: int
+) -> list[Media]:
+    """In a transaction: mark `deleting` what a replacing upload pushes out of its collection."""
+    rows = await conn.fetch(RETIRE_OLDEST, owner, collection, kept, keep_others)
+    return [_media(row) for row in rows]
+
+
 async def mark_deleting(conn: Connection, media_id: str) -> Media | None:
     """Flag a ready media for removal; None unless it was `ready`."""
     row = await conn.fetchrow(MARK_DELETING, media_id)
@@ -246,6 +300,33 @@ async def get_media(conn: Connection, media_id: str) -> Media | None:
     """One media by id, whatever its owner or status."""
     row = await conn.fetchrow(SELECT_MEDIA, media_id)
     return None if row is None else _media(row)
+
+
+async def get_visible(conn: Connection, media_id: str, caller: Principal | None) -> Media | None:
+    """One media by id if `caller` (None: anonymous) may see it, else None."""
+    row = await conn.fetchrow(SELECT_VISIBLE, *_caller_args(caller), media_id)
+    return None if row is None else _media(row)
+
+
+async def list_space(
+    conn: Connection,
+    space: str,
+    caller: Principal,
+    *,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Media]:
+    """A page of a space's ready media, newest first, strictly before (`created_at`, `id`)."""
+    created_at, media_id = before if before is not None else (_FAR_FUTURE, "")
+    rows = await conn.fetch(LIST_SPACE, *_caller_args(caller), space, created_at, media_id, limit)
+    return [_media(r) for r in rows]
+
+
+def _caller_args(caller: Principal | None) -> tuple[str | None, bool, list[str]]:
+    """$1-$3 of `_VISIBLE_TO_CALLER`."""
+    if caller is None:
+        return None, False, []
+    return caller.sub, caller.admin, list(caller.spaces)
 
 
 async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]:
@@ -313,6 +394,7 @@ def _media(row: asyncpg.Record) -> Media:
         collection=row["collection"],
         position=row["position"],
         visibility=cast(Visibility, row["visibility"]),
+        space=row["space"],
         status=cast(Status, row["status"]),
         original=Original(
             mime=row["original_mime"],

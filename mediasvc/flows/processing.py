@@ -63,7 +63,7 @@ class Processor:
             return await self.pool.process(job)
         except ImageRejected as exc:
             log.info("upload.rejected", code=exc.code, reason=exc.reason)
-            raise _REJECTIONS[type(exc)](exc.detail, code=exc.code) from None
+            raise _REJECTIONS[type(exc)](exc.detail, code=exc.code, **exc.extra) from None
         except PoolError as exc:
             raise _POOL_ERRORS[type(exc)]() from None
         except OSError as exc:

@@ -39,7 +39,7 @@ from mediasvc.errors import (
 )
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.purge import purge
-from mediasvc.form import UploadOptions
+from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
 from mediasvc.imaging.job import Facts
 from mediasvc.ingest import SpooledUpload, spooled_upload
@@ -56,10 +56,12 @@ IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Uploaded:
-    """The outcome of an upload: the media, and whether it was created now (else a replay)."""
+    """The outcome of an upload: the media, whether it was created now (else a replay), and
+    the ids of the media it replaced (kinds with `replace`)."""
 
     media: Media
     created: bool
+    replaced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +72,19 @@ class UploadFlow:
     db: asyncpg.Pool
     storage: Storage
     processor: Processor
+    form: UploadForm
     metrics: Metrics
 
     # Uploads in flight on this node, per owner: the event loop is the only writer.
     inflight: Counter[str] = field(default_factory=Counter)
 
     @asynccontextmanager
-    async def receive(self, request: web.Request, owner: str) -> AsyncIterator[SpooledUpload]:
+    async def receive(
+        self, request: web.Request, owner: str, *, spaces: frozenset[str]
+    ) -> AsyncIterator[SpooledUpload]:
         """Spool `owner`'s form; the spool file is gone when the block exits.
 
+        `spaces` (those the owner's token lists) are the only ones the form may name.
         Refusals raised in the block, here or by `create`, are counted by their code.
         """
         started = time.perf_counter()
@@ -89,7 +95,7 @@ class UploadFlow:
                 async with spooled_upload(
                     request,
                     spool_dir=self.settings.spool_dir,
-                    max_bytes=self.settings.max_upload_bytes,
+                    form=self.form.for_uploader(spaces),
                 ) as upload:
                     self.metrics.received(upload)
                     yield upload
@@ -131,33 +137,74 @@ class UploadFlow:
         try:
             await asyncio.to_thread(work_dir.mkdir)
             with self.metrics.stage("process"):
-                facts = await self.processor.run(options.kind, upload.path, upload.mime, work_dir)
+                facts = await self.processor.run(
+                    options.kind.name, upload.path, upload.mime, work_dir
+                )
             with self.metrics.stage("store"):
                 stored = await self._store(
                     media_id, facts, private=options.visibility == "private", writes=writes
                 )
             self.metrics.variant_bytes.inc(sum(v.bytes for v in facts.variants))
             with self.metrics.stage("db"):
-                async with db.connection(self.db) as conn:
-                    media = await queries.mark_ready(
-                        conn,
-                        media_id,
-                        width=facts.width,
-                        height=facts.height,
-                        frames=facts.frames,
-                        variants=stored,
-                        placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
-                        processing=facts.processing,
-                    )
-            if media is None:
-                raise Conflict("The media was removed while it was being processed.")
+                media, retired = await self._mark_ready(owner, media_id, facts, stored, options)
         except BaseException:
             await asyncio.shield(self._undo(media_id, writes))
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+        await asyncio.shield(self._remove_retired(retired))
         self.metrics.uploads.labels("created", "").inc()
-        return Uploaded(media, created=True)
+        return Uploaded(media, created=True, replaced=tuple(old.id for old in retired))
+
+    async def _mark_ready(
+        self,
+        owner: str,
+        media_id: str,
+        facts: Facts,
+        stored: dict[str, StoredVariant],
+        options: UploadOptions,
+    ) -> tuple[Media, list[Media]]:
+        """Mark the media `ready`; for a replacing kind, retire what it pushes out, at once.
+
+        One transaction: a reader sees the old item or the new one, never both or neither.
+        """
+        replacing = options.kind.replace and options.collection is not None
+        async with db.connection(self.db) as conn, conn.transaction():
+            if replacing:
+                assert options.collection is not None
+                await queries.lock_collection(conn, owner, options.collection)
+            media = await queries.mark_ready(
+                conn,
+                media_id,
+                width=facts.width,
+                height=facts.height,
+                frames=facts.frames,
+                variants=stored,
+                placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
+                processing=facts.processing,
+            )
+            if media is None:
+                raise Conflict("The media was removed while it was being processed.")
+            retired = []
+            if replacing:
+                assert options.collection is not None
+                retired = await queries.retire_oldest(
+                    conn,
+                    owner,
+                    options.collection,
+                    kept=media_id,
+                    keep_others=options.kind.collection_max - 1,
+                )
+        return media, retired
+
+    async def _remove_retired(self, retired: list[Media]) -> None:
+        """Purge the media a replacing upload retired; the reaper finishes what fails here."""
+        for old in retired:
+            try:
+                async with db.connection(self.db) as conn, conn.transaction():
+                    await purge(conn, self.storage, old.id, [v.key for v in old.variants.values()])
+            except (StorageError, MediaError) as exc:
+                log.warning("upload.replaced_left_to_reaper", media=old.id, error=str(exc))
 
     async def _reserve(
         self, media_id: str, owner: str, upload: SpooledUpload, options: UploadOptions
@@ -168,13 +215,14 @@ class UploadFlow:
             queries.insert_processing,
             media_id=media_id,
             owner=owner,
-            kind=options.kind,
+            kind=options.kind.name,
             collection=options.collection,
             visibility=options.visibility,
             mime=upload.mime,
             size=upload.size,
             sha256=upload.sha256,
             idempotency_key=key,
+            space=options.space,
         )
         settings = self.settings
         quotas = settings.owner_max_media is not None or settings.owner_max_bytes is not None
@@ -194,13 +242,14 @@ class UploadFlow:
                 if quotas:
                     await queries.lock_owner(conn, owner)
                     self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
-                if options.collection is not None:
+                # A replacing kind makes room when it becomes ready instead.
+                if options.collection is not None and not options.kind.replace:
                     await queries.lock_collection(conn, owner, options.collection)
                     count = await queries.count_collection(conn, owner, options.collection)
-                    if count >= settings.collection_max:
+                    if count >= options.kind.collection_max:
                         raise CollectionFull(
                             f"The collection {options.collection!r} already holds {count} items.",
-                            limit=settings.collection_max,
+                            limit=options.kind.collection_max,
                         )
                 await insert(conn)
         except asyncpg.UniqueViolationError:
@@ -306,10 +355,11 @@ def _replay(existing: Media, upload: SpooledUpload, options: UploadOptions) -> M
         raise Unprocessable(
             "This Idempotency-Key was used for a different file.", code="idempotency_key_reused"
         )
-    asked = (options.kind, options.collection, options.visibility)
-    if asked != (existing.kind, existing.collection, existing.visibility):
+    asked = (options.kind.name, options.collection, options.visibility, options.space)
+    if asked != (existing.kind, existing.collection, existing.visibility, existing.space):
         raise Unprocessable(
-            "This Idempotency-Key was used with other options (kind, collection, visibility).",
+            "This Idempotency-Key was used with other options "
+            "(kind, collection, visibility, space).",
             code="idempotency_key_reused",
         )
     if existing.status != "ready":

@@ -28,6 +28,13 @@ class ImageRules:
     max_frames: int = 200
     # Over all frames: a 200-frame animation of 1000x1000 decodes 200 MP.
     max_animation_pixels: int = 64_000_000
+    # Displayed size (after EXIF orientation) bounds; None: no bound but the pixel count.
+    min_width: int = 1
+    min_height: int = 1
+    max_width: int | None = None
+    max_height: int | None = None
+    # False: an animation is kept as its first frame only (and its frames are not limited).
+    animated: bool = True
 
 
 DEFAULT_RULES = ImageRules()
@@ -77,15 +84,19 @@ class ImageRejected(Exception):
 
     default_code = "invalid_image"
 
-    def __init__(self, detail: str, *, code: str | None = None, reason: str = "") -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, reason: str = "", **extra: int
+    ) -> None:
         super().__init__(detail, code, reason)
         self.code = code or self.default_code
         self.detail = detail
         self.reason = reason  # libvips' own words, for the log only: they may name paths
+        self.extra = extra  # numbers that help the client act (`min_width`, `actual_width`)
 
-    def __reduce__(self) -> tuple[type[ImageRejected], tuple[str], dict[str, str]]:
+    def __reduce__(self) -> tuple[type[ImageRejected], tuple[str], dict[str, object]]:
         # Keyword-only arguments do not survive pickling by default; workers raise these.
-        return type(self), (self.detail,), {"code": self.code, "reason": self.reason}
+        state: dict[str, object] = {"code": self.code, "reason": self.reason, "extra": self.extra}
+        return type(self), (self.detail,), state
 
 
 class NotAccepted(ImageRejected):

@@ -34,7 +34,15 @@ import pyvips
 from mediasvc.imaging.avif import avif_sequence
 from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.gif import walk_gif
-from mediasvc.imaging.job import BadImage, Crop, Facts, Job, NotAccepted, VariantFile
+from mediasvc.imaging.job import (
+    BadImage,
+    Crop,
+    Facts,
+    ImageRules,
+    Job,
+    NotAccepted,
+    VariantFile,
+)
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
 from mediasvc.imaging.report import ColorConversion, color_conversion, processing_report
 from mediasvc.imaging.sandbox import confine_worker
@@ -159,16 +167,43 @@ def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
     frames = 1
     if loader in ANIMATED_LOADERS and header.get_typeof("n-pages"):
         frames = max(1, int(header.get("n-pages")))
-    _enforce_limits(width, height, frames, job)
+    # A kind that keeps first frames only decodes one frame, whatever the file holds.
+    _enforce_limits(width, height, frames if job.rules.animated else 1, job)
     if loader == "heifload" and (sequence := avif_sequence(job.source)) is not None:
         # heifload decodes the primary image only, but the sequence is the upload: its
         # frames are limited (and counted) like a GIF's, before anything is decoded.
-        _enforce_limits(sequence.width, sequence.height, sequence.frames, job)
+        limited = sequence.frames if job.rules.animated else 1
+        _enforce_limits(sequence.width, sequence.height, limited, job)
         frames = sequence.frames
     orientation = int(header.get("orientation")) if header.get_typeof("orientation") else 1
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
+    _enforce_size(width, height, job.rules)
     return width, height, frames
+
+
+def _enforce_size(width: int, height: int, rules: ImageRules) -> None:
+    """The kind's bounds on the displayed size."""
+    if width < rules.min_width or height < rules.min_height:
+        raise BadImage(
+            f"The image is {width}x{height}; at least {rules.min_width}x{rules.min_height} "
+            "is needed.",
+            code="too_small",
+            min_width=rules.min_width,
+            min_height=rules.min_height,
+            actual_width=width,
+            actual_height=height,
+        )
+    max_width, max_height = rules.max_width or width, rules.max_height or height
+    if width > max_width or height > max_height:
+        raise BadImage(
+            f"The image is {width}x{height}; at most {max_width}x{max_height} is accepted.",
+            code="too_large",
+            max_width=max_width,
+            max_height=max_height,
+            actual_width=width,
+            actual_height=height,
+        )
 
 
 def _enforce_limits(width: int, height: int, frames: int, job: Job) -> None:
@@ -195,7 +230,7 @@ def _decode_largest(
     job: Job, header: Any, loader: str, frames: int, width: int, height: int
 ) -> Any:
     """The one decode: shrink-on-load to the largest variant, upright, sRGB, 8-bit, in memory."""
-    if loader not in ANIMATED_LOADERS:
+    if loader not in ANIMATED_LOADERS or not job.rules.animated:
         frames = 1  # an AVIF sequence is decoded as its primary image (see `imaging.avif`)
     thumbnail = _shrink_on_load(job, header, loader, frames)
     colour = {"output_profile": "srgb"} if color_conversion(header) in _ICC_CONVERSIONS else {}

@@ -1,28 +1,33 @@
-"""Who is calling (the bearer token, verified) and what they may see or act on."""
+"""Who is calling (the bearer token or session cookie, verified) and what they may see or
+act on."""
 
 from __future__ import annotations
 
 import structlog
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from mediasvc import db
 from mediasvc.appkeys import DB, VERIFIER
 from mediasvc.auth import Principal
 from mediasvc.db import queries
-from mediasvc.errors import Forbidden, NotFound, Unauthorized
+from mediasvc.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from mediasvc.ids import is_media_id
 from mediasvc.models import Media
+from mediasvc.spaces import SPACE_ID_RULE, is_space_id
+from mediasvc.web.credentials import check_cookie_origin, request_credential
 
 
 def optional_principal(request: web.Request) -> Principal | None:
-    """The caller if a bearer token was sent (it must then be valid), else None."""
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    if header is None:
+    """The caller if a token was sent (it must then be valid), else None.
+
+    A token from the session cookie must also pass the CSRF check (`web.credentials`).
+    """
+    credential = request_credential(request)
+    if credential is None:
         return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Send 'Authorization: Bearer <token>'.")
-    principal = request.app[VERIFIER].verify(token.strip())
+    if credential.from_cookie:
+        check_cookie_origin(request)
+    principal = request.app[VERIFIER].verify(credential.token)
     structlog.contextvars.bind_contextvars(owner=principal.sub)
     return principal
 
@@ -35,27 +40,32 @@ def require_principal(request: web.Request) -> Principal:
     return principal
 
 
-def may_see(principal: Principal | None, media: Media) -> bool:
-    """Whether `principal` (None: anonymous) may read `media`."""
-    # Private and unfinished media exist only for their owner: others get the same 404
-    # as for an id that was never used, so ids cannot be probed.
-    if media.status == "deleting":
-        return False
-    if media.visibility == "public" and media.status == "ready":
-        return True
-    return principal is not None and principal.may_act_on(media.owner)
-
-
 async def visible_media(request: web.Request, principal: Principal | None) -> Media:
-    """The media named by the route's `{media_id}`, or the 404 an unknown id gets."""
+    """The media named by the route's `{media_id}` if `principal` (None: anonymous) may
+    see it, or the 404 an unknown id gets.
+
+    Who may see what is decided in SQL, in one place (`queries.get_visible`): public
+    ready media for anyone; a space's ready media for tokens listing the space; anything
+    not being deleted for its owner and admins.
+    """
     media_id = request.match_info["media_id"]
     if not is_media_id(media_id):
         raise NotFound("No such media.")
     async with db.connection(request.app[DB]) as conn:
-        media = await queries.get_media(conn, media_id)
-    if media is None or not may_see(principal, media):
+        media = await queries.get_visible(conn, media_id, principal)
+    if media is None:
         raise NotFound("No such media.")
     return media
+
+
+def space_param(request: web.Request, principal: Principal) -> str:
+    """The space a listing asks for, which the caller's token must list (admins: any)."""
+    space = request.query["space"]
+    if not is_space_id(space):
+        raise BadRequest(f"space: {SPACE_ID_RULE}.", field="space")
+    if space not in principal.spaces and not principal.admin:
+        raise Forbidden(f"Your token does not list the space {space!r}.", field="space")
+    return space
 
 
 def owner_param(request: web.Request, principal: Principal) -> str:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mediasvc.appkeys import SETTINGS
+from mediasvc.appkeys import SETTINGS, UPLOADS
 from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import KINDS
 
 
 async def get_limits(request: web.Request) -> web.Response:
@@ -21,7 +20,9 @@ async def get_limits(request: web.Request) -> web.Response:
             "max_frames": settings.max_frames,
             "max_animation_pixels": settings.max_animation_pixels,
             "accepted_types": sorted(LOADERS),
-            "kinds": list(KINDS),
+            "kinds": {
+                name: kind.describe() for name, kind in request.app[UPLOADS].form.kinds.items()
+            },
             "variants": [{"name": spec.name, "size": spec.size} for spec in VARIANTS],
             "output": {"mime": output.mime, "animated": output.animated, "alpha": output.alpha},
             "collection_max": settings.collection_max,

@@ -8,14 +8,17 @@ from aiohttp import web
 
 from mediasvc import db
 from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
+from mediasvc.auth import Principal
 from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
-from mediasvc.form import is_collection_name, upload_options
+from mediasvc.form import is_collection_name
+from mediasvc.web import redirects
 from mediasvc.web.access import (
     optional_principal,
     owner_param,
     require_principal,
+    space_param,
     visible_media,
 )
 from mediasvc.web.paging import (
@@ -32,18 +35,24 @@ async def create_media(request: web.Request) -> web.Response:
     """POST /v1/media: stream the file in, make the variants, answer 201 with the media."""
     principal = require_principal(request)
     uploads = request.app[UPLOADS]
-    async with uploads.receive(request, principal.sub) as upload:
-        options = upload_options(upload.fields, request.headers.get("Idempotency-Key"))
+    async with uploads.receive(request, principal.sub, spaces=principal.spaces) as upload:
+        options = uploads.form.options(upload.fields, request.headers.get("Idempotency-Key"))
         uploaded = await uploads.create(principal.sub, upload, options)
+    if (page := redirects.target(request)) is not None:
+        return redirects.see_other(page, media=uploaded.media.id)
+    body = media_json(uploaded.media, request.app[SETTINGS], full=True)
+    if options.kind.replace:
+        body["replaced"] = list(uploaded.replaced)
     return web.json_response(
-        media_json(uploaded.media, request.app[SETTINGS], full=True),
+        body,
         status=201 if uploaded.created else 200,
         headers={"Location": f"/v1/media/{uploaded.media.id}"},
     )
 
 
 async def get_media(request: web.Request) -> web.Response:
-    """GET /v1/media/{id}: public media for anyone, private only for owner or admin."""
+    """GET /v1/media/{id}: public media for anyone, a space's for its members, private
+    only for owner or admin."""
     principal = optional_principal(request)
     media = await visible_media(request, principal)
     full = principal is not None and principal.may_act_on(media.owner)
@@ -51,8 +60,11 @@ async def get_media(request: web.Request) -> web.Response:
 
 
 async def list_media(request: web.Request) -> web.Response:
-    """GET /v1/media: the caller's media, a collection in position order or all newest first."""
+    """GET /v1/media: the caller's media, a collection in position order or all newest first;
+    with `?space=`, that space's media for its members."""
     principal = require_principal(request)
+    if "space" in request.query:
+        return await _list_space(request, principal)
     owner = owner_param(request, principal)
     limit = limit_param(request)
     collection = request.query.get("collection")
@@ -83,6 +95,33 @@ async def list_media(request: web.Request) -> web.Response:
         {
             "items": [media_json(item, settings, full=True) for item in items],
             "next_cursor": None if next_cursor is None else encode_cursor(next_cursor),
+        }
+    )
+
+
+async def _list_space(request: web.Request, principal: Principal) -> web.Response:
+    """GET /v1/media?space=S: the space's ready media, newest first, whoever uploaded them."""
+    # A space is shared by its members, so it is not narrowed to one owner or collection.
+    for other in ("owner", "collection"):
+        if other in request.query:
+            raise BadRequest(f"space cannot be combined with {other}.", field=other)
+    space = space_param(request, principal)
+    limit = limit_param(request)
+    before = recent_position(decode_cursor(request.query.get("cursor")))
+    async with db.connection(request.app[DB]) as conn:
+        items = await queries.list_space(conn, space, principal, before=before, limit=limit)
+    last = items[-1] if len(items) == limit else None
+    settings = request.app[SETTINGS]
+    return web.json_response(
+        {
+            "items": [
+                media_json(item, settings, full=principal.may_act_on(item.owner)) for item in items
+            ],
+            "next_cursor": (
+                None
+                if last is None
+                else encode_cursor({"t": last.created_at.isoformat(), "i": last.id})
+            ),
         }
     )
 

@@ -1,4 +1,6 @@
-"""Request middlewares: one canonical log line per request, and errors as problems."""
+"""Request middlewares: one canonical log line per request, errors as problems (or, for a
+plain form that named a page, as a redirect to it), and the identity provider's keys
+fetched before a handler needs them. CORS is in `web.cors`."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from mediasvc.appkeys import METRICS
-from mediasvc.errors import MediaError
-from mediasvc.web import problems
+from mediasvc.appkeys import METRICS, VERIFIER
+from mediasvc.errors import MediaError, Unauthorized
+from mediasvc.web import problems, redirects
+from mediasvc.web.credentials import request_credential
 
 log = structlog.get_logger("mediasvc.request")
 _MAX_REQUEST_ID = 64
@@ -62,7 +65,7 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except MediaError as exc:
         structlog.contextvars.bind_contextvars(code=exc.code)
-        return problems.from_error(exc)
+        return redirects.refusal(request, exc.code) or problems.from_error(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -71,6 +74,19 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return response
     except Exception:
         log.exception("request.failed")
-        return problems.problem_response(
+        return redirects.refusal(request, "internal") or problems.problem_response(
             500, "internal", "Internal error", "Something went wrong on our side."
         )
+
+
+@web.middleware
+async def provider_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """If the request's token names an identity provider key not yet known, fetch the
+    provider's keys first (rate-limited), so verifying the token never waits on the network."""
+    try:
+        credential = request_credential(request)
+    except Unauthorized:
+        credential = None  # not a token at all: the handler refuses it if it needs a caller
+    if credential is not None:
+        await request.app[VERIFIER].fetch_key(credential.token)
+    return await handler(request)

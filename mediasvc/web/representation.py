@@ -55,6 +55,7 @@ def media_json(media: Media, settings: Settings, *, full: bool) -> dict[str, Any
         "collection": media.collection,
         "position": media.position,
         "visibility": media.visibility,
+        "space": media.space,
         "status": media.status,
         "original": original,
         "variants": {

@@ -130,7 +130,9 @@ async function useToken(token, fromDevStack = false) {
     showTokenState("This does not look like a JWT; the server will decide.", true);
   } else {
     const until = claims.exp ? new Date(claims.exp * 1000).toLocaleString() : "no expiry";
-    const who = `${claims.sub}${claims.role === "admin" ? " (admin)" : ""}`;
+    const spaces = Array.isArray(claims.spaces) ? claims.spaces : [];
+    const listing = spaces.length ? ` in ${spaces.length === 1 ? spaces[0] : `${spaces.length} spaces`}` : "";
+    const who = `${claims.sub}${claims.role === "admin" ? " (admin)" : ""}${listing}`;
     const source = fromDevStack ? "the dev token from make run, for" : "a token for";
     showTokenState(`Using ${source} ${who}, valid until ${until}.`);
   }
@@ -148,14 +150,41 @@ async function loadLimits() {
     const response = await fetch("/v1/limits", { headers: authHeaders() });
     if (!response.ok) return;
     state.limits = await response.json();
-    const types = listWords(state.limits.accepted_types.map(typeName));
-    const sizes = state.limits.variants.map((v) => v.size).join(", ");
-    $("#limits-hint").textContent =
-      `${types}, up to ${formatBytes(state.limits.max_upload_bytes)} each. ` +
-      `Each becomes five variants (${sizes} px).`;
+    offerKinds(Object.keys(state.limits.kinds));
+    showKindHint();
   } catch {
     // the hint keeps its default text
   }
+}
+
+// The configured kinds, from /v1/limits; the two built in stay described as they were.
+function offerKinds(names) {
+  const select = $("#kind");
+  const chosen = select.value;
+  const known = new Set([...select.options].map((option) => option.value));
+  for (const name of names) {
+    if (!known.has(name)) select.append(new Option(name, name));
+  }
+  for (const option of [...select.options]) {
+    if (!names.includes(option.value)) option.remove();
+  }
+  if (names.includes(chosen)) select.value = chosen;
+}
+
+function kindRules() {
+  return state.limits?.kinds?.[$("#kind").value];
+}
+
+function showKindHint() {
+  const rules = kindRules();
+  if (!rules) return;
+  const types = listWords(rules.accept.map(typeName));
+  const sizes = state.limits.variants.map((v) => v.size).join(", ");
+  const least = rules.min_width > 1 || rules.min_height > 1
+    ? ` at least ${rules.min_width}\u00d7${rules.min_height} px,` : "";
+  $("#limits-hint").textContent =
+    `${types},${least} up to ${formatBytes(rules.max_bytes)} each. ` +
+    `Each becomes five variants (${sizes} px).`;
 }
 
 // ---- placeholders and variants -------------------------------------------------------
@@ -232,7 +261,8 @@ function variantsView(media) {
 function mediaFacts(media) {
   const o = media.original;
   const removed = media.processing?.removed?.length ? ` · removed ${media.processing.removed.join(", ")}` : "";
-  return `${typeName(o.mime)} ${o.width}×${o.height}, ${formatBytes(o.bytes)} → ${media.kind}, ${media.visibility}${removed}`;
+  const where = media.space ? ` in ${media.space}` : "";
+  return `${typeName(o.mime)} ${o.width}×${o.height}, ${formatBytes(o.bytes)} → ${media.kind}, ${media.visibility}${where}${removed}`;
 }
 
 // ---- uploads -------------------------------------------------------------------------
@@ -310,7 +340,7 @@ function pump() {
 }
 
 function upload(file, view) {
-  const limit = state.limits?.max_upload_bytes;
+  const limit = kindRules()?.max_bytes ?? state.limits?.max_upload_bytes;
   if (limit && file.size > limit) {
     // nginx would refuse it before reading, often by closing the connection mid-send,
     // which a browser reports as a bare network error: say it here instead.
@@ -324,7 +354,10 @@ function upload(file, view) {
   }
   const form = new FormData();
   form.append("kind", $("#kind").value);
-  form.append("visibility", $("#visibility").value);
+  // Media in a space are always private: the visibility choice applies outside spaces.
+  const space = $("#space").value.trim();
+  if (space) form.append("space", space);
+  else form.append("visibility", $("#visibility").value);
   const collection = $("#collection").value.trim();
   if (collection) form.append("collection", collection);
   form.append("file", file, file.name || "pasted-image");
@@ -481,6 +514,8 @@ function init() {
     event.preventDefault();
     if (tokenInput.value.trim()) useToken(tokenInput.value);
   });
+
+  $("#kind").addEventListener("change", showKindHint);
 
   const files = $("#files");
   files.addEventListener("change", () => {
