@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,21 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, stored_keys, upload_form
+from gates import wait_until
+from support import (
+    bearer,
+    file_part,
+    multipart_body,
+    parametrize_backends,
+    stored_keys,
+    upload_form,
+)
 
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.ids import is_media_id
+from mediasvc.ingest import CHUNK_BYTES
 from mediasvc.keys import variant_key
 from mediasvc.stack.localproc import free_port, wait_until_listening
 
@@ -117,6 +129,10 @@ async def test_concurrent_reapers_do_the_work_once(
     await assert_consistent(client)
 
 
+# Image workers per app process in `serve`, and so uploads that can be mid-processing at once.
+WORKERS = 2
+
+
 def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     """`python -m mediasvc serve` as a real process on the test's database and storage."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIASVC_")}
@@ -128,7 +144,7 @@ def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
         MEDIASVC_MEDIA_DIR=str(settings.media_dir),
         MEDIASVC_SPOOL_DIR=str(settings.spool_dir),
         MEDIASVC_APP_PORT=str(port),
-        MEDIASVC_WORKERS="2",
+        MEDIASVC_WORKERS=str(WORKERS),
         MEDIASVC_STORAGE=settings.storage,
         MEDIASVC_S3_BUCKET=settings.s3_bucket,
         MEDIASVC_S3_ENDPOINT_URL=settings.s3_endpoint_url or "",
@@ -146,15 +162,31 @@ def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     raise AssertionError("serve did not start")
 
 
-async def post_many(base: str, count: int) -> list[int | str]:
-    """Concurrent uploads; each result is the created id, a status, or a connection error."""
-    big = images.make_jpeg(width=3000, height=2000)
+async def post_many(base: str, count: int, *, held: asyncio.Event | None = None) -> list[int | str]:
+    """Concurrent uploads; each result is the created id, a status, or a connection error.
+
+    With `held`, each body stops after two chunks of the app's spooling (so that it has
+    written the first to its spool file: it reads one chunk ahead) until `held` is set.
+    """
+    if held is None:
+        image = images.make_jpeg(width=3000, height=2000)
+    else:
+        image = images.make_noisy_jpeg(width=1500, height=1000)  # about 3 MB
+        assert len(image) > 2 * CHUNK_BYTES
+    body, content_type = multipart_body([file_part(image)])
+    headers = {**bearer(), "Content-Type": content_type}
+
+    async def in_two_parts() -> AsyncIterator[bytes]:
+        assert held is not None
+        yield body[: 2 * CHUNK_BYTES]
+        await held.wait()
+        yield body[2 * CHUNK_BYTES :]
 
     async def one(http: aiohttp.ClientSession) -> int | str:
+        # A stream either way: aiohttp warns (an error here) about large in-memory bodies.
+        data = io.BytesIO(body) if held is None else in_two_parts()
         try:
-            async with http.post(
-                f"{base}/v1/media", data=upload_form(big), headers=bearer()
-            ) as response:
+            async with http.post(f"{base}/v1/media", data=data, headers=headers) as response:
                 if response.status == 201:
                     return str((await response.json())["id"])
                 return response.status
@@ -165,25 +197,95 @@ async def post_many(base: str, count: int) -> list[int | str]:
         return list(await asyncio.gather(*(one(http) for _ in range(count))))
 
 
-@pytest.mark.parametrize("delay_s", [0.05, 0.3], ids=["early", "late"])
+def image_workers(app_pid: int) -> list[int]:
+    """The app's image worker processes: its children started by multiprocessing's spawn."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == app_pid and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+async def stop_image_workers(base: str, app_pid: int) -> list[int]:
+    """Start every image worker of the app at `base` (they start on first use), then
+    SIGSTOP them: from then on an upload stays `processing` until they are continued."""
+
+    async def all_started(http: aiohttp.ClientSession) -> bool:
+        # Concurrent readiness probes each run a no-op job on an idle worker.
+        async def probe() -> None:
+            async with http.get(f"{base}/readyz") as response:
+                await response.read()
+
+        await asyncio.gather(*(probe() for _ in range(WORKERS)))
+        return len(image_workers(app_pid)) == WORKERS
+
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: all_started(http), "every image worker runs")
+    pids = image_workers(app_pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    return pids
+
+
+async def processing(client: Client, count: int) -> bool:
+    """Whether `count` rows are `processing`: reserved, their variants not made yet."""
+    rows = await client.app[DB].fetchval("SELECT count(*) FROM media WHERE status = 'processing'")
+    return bool(rows == count)
+
+
+def spooling(settings: Settings) -> int:
+    """Uploads whose file part is being received now (one spool file each)."""
+    return len(list(settings.spool_dir.glob("*.upload")))
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("moment", ["receiving", "processing"])
 async def test_sigkill_mid_upload_then_gc_restores_agreement(
-    client: Client, settings: Settings, delay_s: float
+    client: Client, settings: Settings, moment: str
 ) -> None:
     """The app SIGKILLed while uploads run (at two different moments): afterwards, gc makes
     storage and database agree exactly; every 201 the clients saw is a ready media."""
     port = free_port()
     process = await asyncio.to_thread(serve, settings, port)
+    base = f"http://127.0.0.1:{port}"
+    held = asyncio.Event()
     try:
-        uploads = asyncio.create_task(post_many(f"http://127.0.0.1:{port}", 6))
-        await asyncio.sleep(delay_s)
+        [done] = await post_many(base, 1)  # acknowledged before the kill: must survive it
+        assert is_media_id(str(done)), done
+        if moment == "receiving":
+            uploads = asyncio.create_task(post_many(base, WORKERS, held=held))
+            await wait_until(lambda: spooling(settings) == WORKERS, "every upload is spooling")
+        else:
+            await stop_image_workers(base, process.pid)
+            uploads = asyncio.create_task(post_many(base, WORKERS))
+            await wait_until(lambda: processing(client, WORKERS), "every upload is processing")
         process.send_signal(signal.SIGKILL)
-        statuses = await uploads
+        await asyncio.to_thread(process.wait)
+        held.set()
+        statuses = [done, *await uploads]
     finally:
+        held.set()
         process.kill()
         process.wait()
-    # The killed app's image workers notice their parent is gone and exit on their own.
+    # The killed app's image workers (stopped ones too) die with it: PR_SET_PDEATHSIG.
     report = await gc(client, settings)
     assert report.errors == []
+    if moment == "receiving":
+        assert report.spool_removed >= WORKERS  # the half-received files
+    else:
+        assert report.rows_removed == WORKERS  # the uploads caught processing
     await assert_consistent(client)
     # Every acknowledged upload survived. (One made ready just before the kill may exist
     # without its 201 having reached the client: that is consistent too.)
@@ -198,9 +300,14 @@ async def test_sigterm_lets_running_uploads_finish(client: Client, settings: Set
     port = free_port()
     process = await asyncio.to_thread(serve, settings, port)
     try:
-        uploads = asyncio.create_task(post_many(f"http://127.0.0.1:{port}", 2))
-        await asyncio.sleep(0.3)
+        workers = await stop_image_workers(f"http://127.0.0.1:{port}", process.pid)
+        uploads = asyncio.create_task(post_many(f"http://127.0.0.1:{port}", WORKERS))
+        await wait_until(lambda: processing(client, WORKERS), "every upload is processing")
         process.send_signal(signal.SIGTERM)
+        # Shutdown has begun once the app stops listening; only then may the uploads go on.
+        await wait_until(lambda: refuses_connections(port), "the app stops listening")
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
         statuses = await uploads
         assert await asyncio.to_thread(process.wait, 40) == 0
     finally:
