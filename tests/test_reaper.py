@@ -244,6 +244,7 @@ def spooling(settings: Settings) -> int:
 
 
 def refuses_connections(port: int) -> bool:
+    """Whether nothing listens on `port` any more (the app began its shutdown)."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
