@@ -67,7 +67,14 @@ def run() -> int:
     env.setdefault("MEDIASVC_JWT_SECRET", dev_secret(data_dir))
     env.setdefault("MEDIASVC_URL_SIGNING_SECRET", dev_secret(data_dir, SIGNING_SECRET_FILE))
     # The upload page at / offers this token, so a browser needs no copy and paste.
-    env.setdefault("MEDIASVC_DEV_TOKEN", mint_token(env["MEDIASVC_JWT_SECRET"], "dev"))
+    dev_token = mint_token(
+        env["MEDIASVC_JWT_SECRET"],
+        "dev",
+        # Checked on every token when set, this one too.
+        issuer=env.get("MEDIASVC_JWT_ISSUER") or None,
+        audience=env.get("MEDIASVC_JWT_AUDIENCE") or None,
+    )
+    env.setdefault("MEDIASVC_DEV_TOKEN", dev_token)
     stop = _StopFlag()
     try:
         with ExitStack() as stack:
@@ -226,7 +233,9 @@ def _nginx(settings: Settings, data_dir: Path, upstreams: list[str]) -> Iterator
 
 def _print_welcome(settings: Settings, nodes: list[_Node]) -> None:
     assert settings.jwt_secret is not None
-    token = settings.dev_token or mint_token(settings.jwt_secret, "dev")
+    token = settings.dev_token or mint_token(
+        settings.jwt_secret, "dev", issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
     base = f"http://127.0.0.1:{settings.http_port}"
     count = f"{len(nodes)} app node{'s' if len(nodes) > 1 else ''}"
     metrics = "\n".join(f"  {node.metrics_url}" for node in nodes)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from mediasvc.config import Settings
 from mediasvc.keys import variant_key_pattern
 from mediasvc.stack.localproc import stop, wait_until_listening
+from mediasvc.web.cors import EXPOSE_HEADERS
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
@@ -60,6 +61,8 @@ class Site:
     # (nginx alone would resolve it once at start and keep stale addresses); unused for an
     # endpoint given as an address.
     s3_resolvers: Sequence[str] = ()
+    # Browser apps whose origins get CORS headers on nginx's own refusals too.
+    cors_origins: Sequence[str] = ()
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -86,6 +89,7 @@ class Site:
             client_timeout_s=settings.client_timeout_s,
             s3_trusted_ca=system_ca_bundle() if origin.startswith("https://") else None,
             s3_resolvers=() if _is_address(urlsplit(origin).hostname) else system_nameservers(),
+            cors_origins=settings.cors_origins,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -118,6 +122,11 @@ class Site:
             "MEDIASVC_CLIENT_TIMEOUT": f"{self.client_timeout_s}s",
             # When the next upload fits the per-minute rate again.
             "MEDIASVC_RETRY_AFTER": str(max(1, math.ceil(60 / self.rate_uploads_per_min))),
+            # Exact origins (checked by `origins.parse_origin`: no quote can be among them).
+            "MEDIASVC_CORS_ORIGIN_MAP": "\n".join(
+                f'    "{origin}" "{origin}";' for origin in self.cors_origins
+            ),
+            "MEDIASVC_CORS_EXPOSE": ", ".join(EXPOSE_HEADERS),
         }
 
     def _s3_resolver(self) -> str:
