@@ -31,6 +31,7 @@ from support import (
 )
 
 from mediasvc.config import Settings
+from mediasvc.ingest import CHUNK_BYTES
 
 Client = TestClient[Any, Any]
 
@@ -369,8 +370,9 @@ class TestFilenames:
             # The CRLF ends the Content-Disposition line inside the quoted name, so the part
             # has no name (or, with warnings as errors, the header itself is refused).
             pytest.param("a\r\nX-Injected: 1.jpg", 400, id="crlf"),
-            # Past aiohttp's limit of 8190 bytes for one part header line.
-            pytest.param("n" * 10_000 + ".jpg", 400, id="10kb"),
+            # Within the 64 KiB the app lets a header line have (aiohttp's max_field_size,
+            # raised for tokens that list many spaces), which part headers share.
+            pytest.param("n" * 10_000 + ".jpg", 201, id="10kb"),
             pytest.param(".", 201, id="dot"),
         ],
     )
@@ -430,8 +432,11 @@ class TestAbortedUploads:
         self, nginx: str, client: Client, settings: Settings
     ) -> None:
         """Half a body, then the socket closes: no row, no file, no spool, no traceback."""
-        data = images.make_jpeg(width=2000, height=1500)
+        data = images.make_noisy_jpeg(width=2000, height=1500)
         body, content_type = multipart_body([file_part(data)])
+        # The app reads one chunk ahead (for the part's boundary) before it spools a chunk:
+        # half the body must hold more than two for the spool file below to appear.
+        assert len(body) // 2 > 2 * CHUNK_BYTES
         host, port = nginx.removeprefix("http://").split(":")
         with structlog.testing.capture_logs() as logs:
             _, writer = await asyncio.open_connection(host, int(port))
