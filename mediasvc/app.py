@@ -11,11 +11,22 @@ import structlog
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, IMAGES, METRICS, SETTINGS, STORAGE, UPLOADS, VERIFIER
+from mediasvc.appkeys import (
+    DB,
+    IMAGES,
+    METRICS,
+    SESSIONS,
+    SETTINGS,
+    STORAGE,
+    UPLOADS,
+    VERIFIER,
+)
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.events.dispatcher import running_dispatcher
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
+from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.form import UploadForm
 from mediasvc.imaging.pool import ImagingPool
@@ -51,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
             _imaging_pool,
             _upload_flow,
             _reaper_timer,
+            _event_dispatcher,
             _provider_keys,
         ]
     )
@@ -100,7 +112,9 @@ async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
         form=UploadForm(kinds, redirect_origins=frozenset(settings.cors_origins)),
         metrics=app[METRICS],
     )
+    app[SESSIONS] = SessionFlow(app[UPLOADS])
     yield
+    await app[SESSIONS].close()
 
 
 async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
@@ -114,6 +128,12 @@ async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _event_dispatcher(app: web.Application) -> AsyncIterator[None]:
+    """Webhook deliveries from the outbox, on every node (nothing without a webhook URL)."""
+    async with running_dispatcher(app[SETTINGS], app[DB], app[METRICS]):
+        yield
 
 
 async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from aiohttp import web
 
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.imaging.pool import ImagingPool
 from mediasvc.metrics import Metrics
@@ -17,3 +18,4 @@ STORAGE = web.AppKey("mediasvc.storage", Storage)
 IMAGES = web.AppKey("mediasvc.images", ImagingPool)
 METRICS = web.AppKey("mediasvc.metrics", Metrics)
 UPLOADS = web.AppKey("mediasvc.uploads", UploadFlow)
+SESSIONS = web.AppKey("mediasvc.sessions", SessionFlow)

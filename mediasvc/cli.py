@@ -1,4 +1,4 @@
-"""`python -m mediasvc COMMAND`: serve, migrate, token, dev."""
+"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, dev, nginx-conf."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
+from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
 from mediasvc.log import configure_logging
 from mediasvc.spaces import DEFAULT_CLAIM, SPACE_ID_RULE, is_space_id
@@ -45,6 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL_S, help="seconds valid")
     commands.add_parser("gc", help="run the reaper once: finish crashed uploads and deletes")
+    events = commands.add_parser(
+        "events", help="list webhook deliveries pending or given up; `events retry` requeues"
+    )
+    events_commands = events.add_subparsers(dest="events_command")
+    retry = events_commands.add_parser("retry", help="requeue given-up deliveries")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("event_id", nargs="?", help="the event (evt_...) to requeue")
+    which.add_argument("--all-failed", action="store_true", help="every given-up delivery")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
     site = commands.add_parser(
         "nginx-conf", help="render the nginx site for these settings into DIR (production)"
@@ -64,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args.sub, admin=args.admin, spaces=args.space, ttl_s=args.ttl)
         if args.command == "gc":
             return asyncio.run(_gc())
+        if args.command == "events" and args.events_command == "retry":
+            return asyncio.run(_retry_events(args.event_id))
+        if args.command == "events":
+            return asyncio.run(_show_events())
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
@@ -105,6 +118,21 @@ async def _gc() -> int:
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
     return 1 if report.errors else 0
+
+
+async def _show_events() -> int:
+    print("\n".join(await events_admin.show(database_url_from_env())))
+    return 0
+
+
+async def _retry_events(event_id: str | None) -> int:
+    requeued = await events_admin.retry(database_url_from_env(), event_id)
+    for queued_event, url in requeued:
+        print(f"requeued {queued_event} to {url}")
+    if not requeued:
+        print("nothing to requeue: no given-up delivery" + (f" of {event_id}" if event_id else ""))
+        return 1
+    return 0
 
 
 def _migrate() -> int:

@@ -6,6 +6,8 @@ Every variable is documented in `deploy/mediasvc.env.example`. A bad value raise
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -75,6 +77,31 @@ def _http_url(raw: str) -> str:
     if not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", raw):
         raise ValueError("must be an http:// or https:// URL")
     return raw
+
+
+def _http_urls(raw: str) -> tuple[str, ...]:
+    # Comma-separated, each as `_http_url`; a repeat counts once.
+    urls = tuple(dict.fromkeys(_http_url(item.strip()) for item in raw.split(",") if item.strip()))
+    if not urls:
+        raise ValueError("must be one or more http:// or https:// URLs, comma-separated")
+    return urls
+
+
+def _webhook_secret(raw: str) -> bytes:
+    # Standard Webhooks: `whsec_` and the base64 (padded or not) of a random key of 24 to 64
+    # bytes; the key is those bytes. Strict, where the reference library drops stray
+    # characters and takes any length.
+    encoded = raw.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        key = b""
+    if not raw.startswith("whsec_") or not 24 <= len(key) <= 64:
+        raise ValueError(
+            "must be whsec_ and the base64 of 24 to 64 random bytes"
+            " (e.g. whsec_$(openssl rand -base64 32))"
+        )
+    return key
 
 
 def _read_text(raw: str) -> str:
@@ -187,6 +214,10 @@ class Settings:
         default="/private", metadata=_env("PRIVATE_MEDIA_URL", _url_prefix)
     )
     signed_url_ttl_s: int = field(default=300, metadata=_env("SIGNED_URL_TTL", _positive))
+    # How long an upload session waits for its bytes (and its upload URL stays valid).
+    upload_session_ttl_s: int = field(
+        default=900, metadata=_env("UPLOAD_SESSION_TTL_S", _positive)
+    )
     collection_max: int = field(default=5, metadata=_env("COLLECTION_MAX", _positive))
     # None: unlimited.
     owner_max_media: int | None = field(default=None, metadata=_env("OWNER_MAX_MEDIA", _positive))
@@ -242,6 +273,22 @@ class Settings:
         default=900.0, metadata=_env("REAPER_GRACE_S", _non_negative_float)
     )
     db_timeout_s: float = field(default=10.0, metadata=_env("DB_TIMEOUT_S", _positive_float))
+    # Events (`mediasvc.events`): where webhooks go (none: no events are recorded), the key
+    # that signs them (required with a URL), and how long one attempt and all retries last.
+    webhook_urls: tuple[str, ...] = field(default=(), metadata=_env("WEBHOOK_URL", _http_urls))
+    webhook_secret: bytes | None = field(
+        default=None, repr=False, metadata=_env("WEBHOOK_SECRET", _webhook_secret)
+    )
+    webhook_timeout_s: float = field(
+        default=10.0, metadata=_env("WEBHOOK_TIMEOUT_S", _positive_float)
+    )
+    webhook_retry_s: float = field(
+        default=24 * 3600.0, metadata=_env("WEBHOOK_RETRY_S", _non_negative_float)
+    )
+    # The first retry's delay; it doubles with each failed attempt, up to an hour.
+    webhook_backoff_s: float = field(
+        default=5.0, metadata=_env("WEBHOOK_BACKOFF_S", _positive_float)
+    )
     log_format: LogFormat = field(default="auto", metadata=_env("LOG_FORMAT", _choice(LogFormat)))
     # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules.
     kinds_table: Mapping[str, Any] = field(
@@ -279,6 +326,8 @@ class Settings:
                     )
         if values.get("storage") == "s3" and "s3_bucket" not in values:
             raise _missing("S3_BUCKET")
+        if "webhook_urls" in values and "webhook_secret" not in values:
+            raise ConfigError("MEDIASVC_WEBHOOK_SECRET is required with MEDIASVC_WEBHOOK_URL")
         settings = cls(**values)
         # Unset, media and spool follow the data dir rather than keep their fixed defaults.
         settings = replace(

@@ -7,11 +7,13 @@
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     │   ├── CollectionFull (409 collection_full)
+    │   ├── UploadMissing (409 upload_missing: a session's bytes never arrived)
     │   └── QuotaExceeded (409 quota_exceeded: the owner's media count or bytes)
+    ├── Gone (410 gone; upload_expired: a session past its time)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
-    ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused)
+    ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused, checksum_mismatch)
     ├── TooManyRequests (429 too_many_requests, with Retry-After)
     ├── InsufficientStorage (507 insufficient_storage: the spool disk is full)
     ├── Busy (503 busy, with Retry-After)
@@ -24,6 +26,27 @@ Extra keyword arguments (`limit`, `actual`, ...) become members of the problem.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+PROBLEM_TYPE_BASE = "https://mediasvc.dev/problems/"
+
+
+def problem_body(
+    status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The RFC 9457 problem document; `extra` members help the client act (`limit`)."""
+    return {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **(extra or {}),
+    }
+
+
+def problem_of(error: MediaError) -> dict[str, Any]:
+    """The problem document of one of our errors (kept with a failed upload session)."""
+    return problem_body(error.status, error.code, error.title, error.detail, error.extra)
 
 
 class MediaError(Exception):
@@ -73,6 +96,14 @@ class CollectionFull(Conflict):
 
 class QuotaExceeded(Conflict):
     default_code, title = "quota_exceeded", "Quota exceeded"
+
+
+class UploadMissing(Conflict):
+    default_code, title = "upload_missing", "Upload missing"
+
+
+class Gone(MediaError):
+    status, default_code, title = 410, "gone", "Gone"
 
 
 class PayloadTooLarge(MediaError):

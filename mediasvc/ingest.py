@@ -32,7 +32,7 @@ from mediasvc.errors import (
     UnsupportedMediaType,
 )
 from mediasvc.form import FIELD_NAMES, FileRules, UploadForm
-from mediasvc.imaging.formats import SNIFF_BYTES, sniff
+from mediasvc.imaging.formats import MISSING_DECODERS, SNIFF_BYTES, sniff
 
 # Each chunk is one hop to a writer thread: large chunks keep the hops few.
 CHUNK_BYTES = 1024 * 1024
@@ -59,6 +59,32 @@ class SpooledUpload:
     fields: dict[str, str]
     receive_s: float
     sniff_s: float
+
+
+@asynccontextmanager
+async def spooled_stream(
+    chunks: AsyncIterator[bytes], *, spool_dir: Path, rules: FileRules
+) -> AsyncIterator[SpooledUpload]:
+    """Spool a raw byte stream (a session's PUT body, or its object read back from storage)
+    with the same cap, hash and sniff as a form's file; gone when the block exits."""
+    path = spool_dir / f"{secrets.token_hex(16)}.upload"
+    started = time.perf_counter()
+    try:
+        try:
+            spooled = await _spool_chunks(chunks, path, rules)
+        except ConnectionError:
+            raise BadRequest("The request body ended early.", code="incomplete_body") from None
+        yield SpooledUpload(
+            path=path,
+            size=spooled.size,
+            sha256=spooled.sha256,
+            mime=spooled.mime,
+            fields={},
+            receive_s=time.perf_counter() - started,
+            sniff_s=spooled.sniff_s,
+        )
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
 @asynccontextmanager
@@ -163,13 +189,23 @@ async def _spool_file(part: BodyPartReader, path: Path, rules: FileRules) -> _Sp
     encoding = part.headers.get(hdrs.CONTENT_TRANSFER_ENCODING, "binary").lower()
     if encoding not in _IDENTITY_ENCODINGS:
         raise BadRequest(f"Content-Transfer-Encoding {encoding!r} is not accepted; send raw bytes.")
+    return await _spool_chunks(_part_chunks(part), path, rules)
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        yield chunk
+
+
+async def _spool_chunks(chunks: AsyncIterator[bytes], path: Path, rules: FileRules) -> _Spooled:
+    """Write `chunks` to `path`, capped, hashed and sniffed as they pass."""
     size = 0
     head = b""
     mime: str | None = None
     sniff_s = 0.0
     writer = _SpoolWriter(path)
     try:
-        while chunk := await part.read_chunk(CHUNK_BYTES):
+        async for chunk in chunks:
             size += len(chunk)
             _check_size(size, rules)
             if mime is None:
@@ -245,8 +281,10 @@ def _check_size(size: int, rules: FileRules) -> None:
 def _check_type(mime: str, rules: FileRules) -> None:
     if mime not in rules.accept:
         whose = f" for kind {rules.kind!r}" if rules.kind else ""
+        enable = f" {MISSING_DECODERS[mime]}" if mime in MISSING_DECODERS else ""
         raise UnsupportedMediaType(
-            f"The file is {mime}; accepted types{whose} are {', '.join(sorted(rules.accept))}.",
+            f"The file is {mime}; accepted types{whose} are "
+            f"{', '.join(sorted(rules.accept))}.{enable}",
             actual=mime,
             accepted=sorted(rules.accept),
         )

@@ -24,13 +24,19 @@ def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
     return f"{PRIVATE_PREFIX if private else ''}{media_id[:2]}/{media_id}/{filename}"
 
 
+def upload_key(media_id: str) -> str:
+    """Where the raw bytes of an upload session wait for `complete`."""
+    return f"{UPLOADS_PREFIX}{media_id}"
+
+
 def possible_keys(media_id: str) -> list[str]:
-    """Every key a media could have written, whatever its visibility and output format.
+    """Every key a media could have written: its raw session object, and its variants
+    whatever its visibility and output format.
 
     For cleaning up after uploads whose variants were never recorded: deleting keys that
     do not exist is harmless on every backend.
     """
-    return [
+    return [upload_key(media_id)] + [
         variant_key(media_id, f"{spec.name}{output.extension}", private=private)
         for private in (False, True)
         for spec in VARIANTS
@@ -44,7 +50,11 @@ def is_private(key: str) -> bool:
 
 
 def media_id_of(key: str) -> str | None:
-    """The media id of a variant key, or None for keys that are not ours (a shared bucket)."""
+    """The media id of a variant or session key, or None for keys that are not ours (a
+    shared bucket)."""
+    if key.startswith(UPLOADS_PREFIX):
+        rest = key.removeprefix(UPLOADS_PREFIX)
+        return rest if is_media_id(rest) else None
     parts = key.removeprefix(PRIVATE_PREFIX).split("/")
     if len(parts) == 3 and is_media_id(parts[1]) and parts[0] == parts[1][:2]:
         return parts[1]

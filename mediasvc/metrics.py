@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -23,6 +23,8 @@ from mediasvc.ingest import SpooledUpload
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upload stages take from milliseconds (db) to seconds (process); requests likewise.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Webhook latency: milliseconds when the receiver is up, hours when it is retried.
+_DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 6 * 3600, 24 * 3600)
 
 
 class Metrics:
@@ -66,6 +68,26 @@ class Metrics:
             "mediasvc_reaper_actions",
             "What the reaper removed: stuck rows, orphan objects, spool entries.",
             ["action"],
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "mediasvc_webhook_deliveries",
+            "Webhook attempts made by this node, by outcome: delivered (a 2xx), retried (failed,"
+            " to be retried), given_up (failed past MEDIASVC_WEBHOOK_RETRY_S, kept).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "mediasvc_webhook_delivery_latency_seconds",
+            "From an event's recording to its receiver's 2xx, retries included.",
+            buckets=_DELIVERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_backlog = Gauge(
+            "mediasvc_webhook_backlog",
+            "Deliveries of the whole cluster not delivered (the same on every node), by state:"
+            " pending, given_up.",
+            ["state"],
             registry=self.registry,
         )
 

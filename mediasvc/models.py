@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-Status = Literal["processing", "ready", "deleting"]
+Status = Literal["pending", "processing", "ready", "failed", "deleting"]
 Visibility = Literal["public", "private"]
 VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
 
@@ -28,7 +28,8 @@ class Original:
 
     mime: str
     bytes: int
-    sha256: str
+    # None for an upload session that declared none and whose bytes are not read yet.
+    sha256: str | None
     width: int | None
     height: int | None
     frames: int | None
@@ -60,6 +61,9 @@ class Media:
     placeholder: Placeholder | None
     processing: dict[str, object] | None
     created_at: datetime
+    # Upload sessions: when a `pending` one expires, and why a `failed` one failed.
+    expires_at: datetime | None = None
+    problem: dict[str, object] | None = None
 
     @property
     def is_private(self) -> bool:

@@ -17,6 +17,7 @@ import io
 import struct
 import zlib
 from collections.abc import Callable, Iterator
+from importlib.util import find_spec
 from typing import Any
 
 import pyvips
@@ -473,6 +474,184 @@ def make_flat_png(
     return data
 
 
+# --------------------------------------------------------------------------
+# HEIC/HEIF (pillow-heif's encoder, x265: the optional extra `mediasvc[heic]`)
+# --------------------------------------------------------------------------
+
+# libheif's HEVC encoder at its fastest preset: a fixture is encoded in milliseconds, not
+# seconds, and quality 90 still keeps quadrant centres within a few units.
+_HEIC_ENCODER = {"preset": "ultrafast"}
+HEIF_AVAILABLE = find_spec("pillow_heif") is not None
+
+
+def make_heic(
+    *,
+    width: int = 640,
+    height: int = 480,
+    orientation: int = 1,
+    exif_orientation: int | None = None,
+    gps: bool = False,
+    xmp: bool = False,
+    icc: str | None = None,
+    nclx_p3: bool = False,
+    bits: int = 8,
+    alpha: bool = False,
+    tile_size: int = 0,
+    quality: int = 90,
+) -> bytes:
+    """Make a HEIC (HEVC in HEIF, as an iPhone writes) that displays as the reference.
+
+    ``orientation`` stores the pixels turned as the EXIF orientation says and writes both
+    that EXIF ``Orientation`` and the equivalent ``irot``/``imir`` boxes (pillow-heif's
+    encoder does, as iPhones do): a reader that honours the boxes and then the EXIF tag
+    shows it turned twice. ``exif_orientation`` then overwrites the EXIF tag alone (the
+    boxes stay), as a tool that edits EXIF only would. EXIF always carries
+    :data:`EXIF_MARKER`; ``gps`` adds a GPS IFD, ``xmp`` the :data:`XMP_PACKET`, ``icc``
+    converts the pixels into that libvips profile ("p3") and embeds it, ``nclx_p3`` converts
+    them to Display P3 and says so in an ``nclx`` box only, ``bits`` 10 or 12 writes HDR
+    samples, ``alpha`` the quadrant alphas of :data:`REFERENCE_ALPHAS`, ``tile_size`` a
+    grid of tiles of that size (iPhones write 512).
+    """
+    import pillow_heif
+
+    image = reference_pattern(width, height)
+    profile: bytes | None = None
+    if icc is not None or nclx_p3:
+        image = image.icc_transform(icc or "p3", intent="relative")
+        profile = None if nclx_p3 else image.get("icc-profile-data")
+    if alpha:
+        image = image.bandjoin(alpha_plane(width, height))
+    stored = _to_stored(image, orientation)
+    mode = "RGBA" if alpha else "RGB"
+    if bits > 8:
+        # 16-bit little-endian samples in; the encoder keeps the top `bits` of each.
+        stored = (stored.cast("ushort") * 257).cast("ushort")
+        mode += ";16"
+    heif = pillow_heif.from_bytes(mode, (stored.width, stored.height), stored.write_to_memory())
+    out = io.BytesIO()
+    # nclx (ITU-T H.273): primaries 12 are Display P3's, transfer 13 is sRGB's curve.
+    colour = {"color_primaries": 12, "transfer_characteristic": 13} if nclx_p3 else {}
+    heif.save(
+        out,
+        quality=quality,
+        exif=_heic_exif(orientation, gps=gps),
+        xmp=XMP_PACKET if xmp else None,
+        icc_profile=profile,
+        bit_depth=bits if bits > 8 else None,
+        tile_size=tile_size,
+        enc_params=dict(_HEIC_ENCODER),
+        **colour,
+    )
+    data = out.getvalue()
+    if exif_orientation is not None:
+        # The two EXIF blocks differ in the Orientation value only, so have the same size;
+        # the file holds the TIFF structure after the "Exif\0\0" header.
+        written, edited = (_heic_exif(o, gps=gps)[6:] for o in (orientation, exif_orientation))
+        if data.count(written) != 1:
+            raise ValueError("the EXIF block is not found once")
+        data = data.replace(written, edited)
+    return data
+
+
+def _heic_exif(orientation: int, *, gps: bool) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[EXIF_TAG_IMAGE_DESCRIPTION] = EXIF_MARKER
+    exif[EXIF_TAG_ARTIST] = EXIF_MARKER
+    if gps:
+        location = exif.get_ifd(EXIF_TAG_GPS_IFD)
+        location.update({1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)})
+    data: bytes = exif.tobytes()
+    return data
+
+
+def make_heif_burst(
+    *, width: int = 120, height: int = 90, images: int = 3, primary: int = 1
+) -> bytes:
+    """Make a HEIC of ``images`` still images (a burst) whose primary is image ``primary``.
+
+    Image i has background ``FRAME_COLOURS[i]`` and the sliding white square of the
+    animation factories, so a test can tell which one was decoded.
+    """
+    import pillow_heif
+
+    strip = _animation_strip(width, height, images, 100)
+    heif = pillow_heif.HeifFile()
+    for index in range(images):
+        frame = strip.crop(0, index * height, width, height)
+        heif.add_frombytes("RGB", (width, height), frame.write_to_memory())
+    out = io.BytesIO()
+    heif.save(out, quality=90, primary_index=primary, enc_params=dict(_HEIC_ENCODER))
+    return out.getvalue()
+
+
+def with_heif_box(data: bytes, kind: str, rewrite: Callable[[bytearray, int], None]) -> bytes:
+    """``data`` with ``rewrite(buffer, payload_start)`` applied to its first ``kind`` box
+    inside ``meta`` (or ``meta`` itself), searched depth-first through ``iprp``/``ipco``."""
+    buffer = bytearray(data)
+    containers = {"meta": 4, "iprp": 0, "ipco": 0}  # meta is a FullBox: children after 4
+
+    def find(start: int, end: int) -> int | None:
+        for box, payload, box_end in isobmff_boxes(data, start, end):
+            if box == kind:
+                return payload
+            if box in containers:
+                found = find(payload + containers[box], box_end)
+                if found is not None:
+                    return found
+        return None
+
+    at = find(0, len(data))
+    if at is None:
+        raise ValueError(f"no {kind} box")
+    rewrite(buffer, at)
+    return bytes(buffer)
+
+
+def make_heic_header_bomb(*, width: int = 30000, height: int = 30000) -> bytes:
+    """A small real HEIC whose ``ispe`` box claims ``width`` x ``height``.
+
+    The coded image is 256x256; only the header says otherwise, so only a header check
+    refuses it before libheif would allocate gigabytes for the decode.
+    """
+
+    def claim(buffer: bytearray, at: int) -> None:
+        struct.pack_into(">II", buffer, at + 4, width, height)  # FullBox header, then sizes
+
+    return with_heif_box(make_heic(width=256, height=256), "ispe", claim)
+
+
+def make_heic_without_primary() -> bytes:
+    """A HEIC whose ``pitm`` names an item the file does not have."""
+
+    def point_nowhere(buffer: bytearray, at: int) -> None:
+        struct.pack_into(">H", buffer, at + 4, 0x7777)  # pitm v0: FullBox header, item_ID
+
+    return with_heif_box(make_heic(width=128, height=96), "pitm", point_nowhere)
+
+
+def make_heic_with_zeroed_pixels() -> bytes:
+    """A HEIC whose coded image (the ``mdat`` payload) is zeroed; every header intact."""
+    data = bytearray(make_heic(width=128, height=96))
+    for kind, start, end in isobmff_boxes(bytes(data)):
+        if kind == "mdat":
+            data[start:end] = bytes(end - start)
+    return bytes(data)
+
+
+def with_brands(data: bytes, major: bytes, *compatible: bytes) -> bytes:
+    """``data`` (an ISO-BMFF file) with its ``ftyp`` brands replaced, the box the same size.
+
+    The compatible brands are repeated to fill the box: every offset in the file stays.
+    """
+    kind, start, end = next(isobmff_boxes(data))
+    if kind != "ftyp" or not compatible:
+        raise ValueError("not an ftyp box first, or no compatible brand")
+    slots = (end - start - 8) // 4
+    brands = (list(compatible) * slots)[:slots]
+    return data[:start] + major + data[start + 4 : start + 8] + b"".join(brands) + data[end:]
+
+
 # mime type -> factory with defaults, for "each accepted format" parametrising.
 STILL_FACTORIES: dict[str, Callable[[], bytes]] = {
     "image/jpeg": make_jpeg,
@@ -481,6 +660,8 @@ STILL_FACTORIES: dict[str, Callable[[], bytes]] = {
     "image/gif": make_gif,
     "image/avif": make_avif,
 }
+if HEIF_AVAILABLE:
+    STILL_FACTORIES["image/heic"] = make_heic
 
 
 # --------------------------------------------------------------------------

@@ -332,7 +332,7 @@ class TestVisibility:
     async def test_unfinished_media_in_a_space_are_the_owners_alone(self, client: Client) -> None:
         """A space's members see a media once it is ready; until then only its owner does."""
         async with client.app[DB].acquire() as conn:
-            pending = await queries.insert_processing(
+            pending = await queries.insert_media(
                 conn,
                 media_id="P" * 22,
                 owner="alice",

@@ -25,7 +25,7 @@ _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 _COLUMNS = """
     id, owner, kind, collection, position, visibility, space, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
-    sha256, variants, thumbhash, dominant_color, processing, created_at
+    sha256, variants, thumbhash, dominant_color, processing, created_at, expires_at, problem
 """
 
 # Serialises everything that changes one owner's collection: inserts (the cap and the next
@@ -45,15 +45,31 @@ SELECT count(*) FROM media WHERE owner = $1 AND collection = $2 AND status <> 'd
 """
 
 # A collection item goes after the owner's last one; media outside collections sit at 0.
-INSERT_PROCESSING = f"""
+INSERT_MEDIA = f"""
 INSERT INTO media (id, owner, kind, collection, position, visibility, status,
-                   original_mime, original_bytes, sha256, idempotency_key, space)
+                   original_mime, original_bytes, sha256, idempotency_key, space, expires_at)
 VALUES ($1, $2, $3, $4,
         CASE WHEN $4::text IS NULL THEN 0 ELSE (
             SELECT coalesce(max(position) + 1, 0) FROM media WHERE owner = $2 AND collection = $4
         ) END,
-        $5, 'processing', $6, $7, $8, $9, $10)
+        $5, $11, $6, $7, $8, $9, $10,
+        CASE WHEN $12::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $12) END)
 RETURNING {_COLUMNS}
+"""
+
+# A session's bytes arrived: it becomes `processing` with the facts of what was read,
+# unless it expired or another request took it first.
+START_PROCESSING = f"""
+UPDATE media
+SET status = 'processing', original_mime = $2, original_bytes = $3, sha256 = $4,
+    updated_at = now()
+WHERE id = $1 AND status = 'pending' AND expires_at > now()
+RETURNING {_COLUMNS}
+"""
+
+MARK_FAILED = """
+UPDATE media SET status = 'failed', problem = $2, updated_at = now()
+WHERE id = $1 AND status = 'processing'
 """
 
 # Keys older than the window name nothing any more; freeing them lets the key be reused.
@@ -134,7 +150,9 @@ LIMIT $7
 # Rows a crash left outside `ready`, claimed so that two reapers never take the same one.
 CLAIM_STUCK = """
 SELECT id FROM media
-WHERE status IN ('processing', 'deleting') AND updated_at < now() - make_interval(secs => $1)
+WHERE (status IN ('processing', 'deleting', 'failed')
+       AND updated_at < now() - make_interval(secs => $1))
+   OR (status = 'pending' AND expires_at < now())
 ORDER BY updated_at
 LIMIT $2
 FOR UPDATE SKIP LOCKED
@@ -197,7 +215,7 @@ async def count_collection(conn: Connection, owner: str, collection: str) -> int
     return count
 
 
-async def insert_processing(
+async def insert_media(
     conn: Connection,
     *,
     media_id: str,
@@ -207,13 +225,16 @@ async def insert_processing(
     visibility: Visibility,
     mime: str,
     size: int,
-    sha256: str,
+    sha256: str | None,
     idempotency_key: str | None,
     space: str | None,
+    status: Status = "processing",
+    expires_in_s: float | None = None,
 ) -> Media:
-    """Record a new upload as `processing`, before any file is written."""
+    """Record a new upload before any file is written: `processing` (its bytes are here) or
+    `pending` (an upload session, expiring in `expires_in_s`)."""
     row = await conn.fetchrow(
-        INSERT_PROCESSING,
+        INSERT_MEDIA,
         media_id,
         owner,
         kind,
@@ -224,9 +245,25 @@ async def insert_processing(
         sha256,
         idempotency_key,
         space,
+        status,
+        expires_in_s,
     )
     assert row is not None, "INSERT ... RETURNING returns the row"
     return _media(row)
+
+
+async def start_processing(
+    conn: Connection, media_id: str, *, mime: str, size: int, sha256: str
+) -> Media | None:
+    """A pending session whose bytes were read becomes `processing`; None if it is no longer
+    pending (taken by a concurrent complete) or has expired."""
+    row = await conn.fetchrow(START_PROCESSING, media_id, mime, size, sha256)
+    return None if row is None else _media(row)
+
+
+async def mark_failed(conn: Connection, media_id: str, problem: Mapping[str, object]) -> None:
+    """An asynchronous completion failed: keep the row, with its problem, for the client."""
+    await conn.execute(MARK_FAILED, media_id, dict(problem))
 
 
 async def release_expired_key(conn: Connection, owner: str, key: str, window_s: float) -> None:
@@ -412,4 +449,6 @@ def _media(row: asyncpg.Record) -> Media:
         ),
         processing=row["processing"],
         created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        problem=row["problem"],
     )

@@ -1,7 +1,7 @@
 """Deleting a media: the order of steps that never leaves a row pointing at missing files.
 
-    mark `deleting` → purge (remove every stored variant → delete the row, closing the
-    gap in its collection)
+    mark `deleting` (and record `media.deleted`) → purge (remove every stored variant →
+    delete the row, closing the gap in its collection)
 
 A crash after the first step leaves a `deleting` row whose files may be partly gone; it is
 no longer listed or served, and the reaper purges it.
@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncpg
 
 from mediasvc import db
+from mediasvc.config import Settings
 from mediasvc.db import queries
 from mediasvc.errors import Busy, Conflict
+from mediasvc.events import outbox
 from mediasvc.flows.purge import purge
 from mediasvc.models import Media
 from mediasvc.storage import Storage, StorageError
 
 
-async def delete_media(pool: asyncpg.Pool, storage: Storage, media: Media) -> None:
+async def delete_media(
+    pool: asyncpg.Pool, storage: Storage, media: Media, settings: Settings
+) -> None:
     """Delete a ready media and all its variants."""
-    async with db.connection(pool) as conn:
+    async with db.connection(pool) as conn, conn.transaction():
         marked = await queries.mark_deleting(conn, media.id)
+        if marked is not None:
+            await outbox.record_media(conn, settings, "media.deleted", marked)
     if marked is None:
         raise Conflict("The media is still processing or already being deleted.")
     keys = [variant.key for variant in marked.variants.values()]

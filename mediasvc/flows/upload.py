@@ -36,7 +36,9 @@ from mediasvc.errors import (
     QuotaExceeded,
     TooManyRequests,
     Unprocessable,
+    problem_of,
 )
+from mediasvc.events import outbox
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.purge import purge
 from mediasvc.form import UploadForm, UploadOptions
@@ -126,11 +128,29 @@ class UploadFlow:
     async def create(self, owner: str, upload: SpooledUpload, options: UploadOptions) -> Uploaded:
         """Turn a spooled file into a `ready` media, or leave no trace and raise."""
         media_id = new_media_id()
+        declared = Declared(upload.mime, upload.size, upload.sha256)
         with self.metrics.stage("db"):
-            existing = await self._reserve(media_id, owner, upload, options)
+            existing = await self.reserve(media_id, owner, declared, options)
         if existing is not None:
             self.metrics.uploads.labels("replayed", "").inc()
             return Uploaded(existing, created=False)
+        return await self.finish(media_id, owner, upload, options)
+
+    async def finish(
+        self,
+        media_id: str,
+        owner: str,
+        upload: SpooledUpload,
+        options: UploadOptions,
+        *,
+        keep_failure: bool = False,
+    ) -> Uploaded:
+        """Process a reserved (`processing`) media's file, store its variants, mark it ready.
+
+        On failure what was written is removed and the error raised; the row goes too, or
+        with `keep_failure` (asynchronous session completions) stays `failed` with its
+        problem for the client to read.
+        """
         structlog.contextvars.bind_contextvars(media_id=media_id)
         work_dir = self.settings.spool_dir / f"{media_id}.out"
         writes = _Writes()
@@ -147,8 +167,9 @@ class UploadFlow:
             self.metrics.variant_bytes.inc(sum(v.bytes for v in facts.variants))
             with self.metrics.stage("db"):
                 media, retired = await self._mark_ready(owner, media_id, facts, stored, options)
-        except BaseException:
-            await asyncio.shield(self._undo(media_id, writes))
+        except BaseException as exc:
+            failure = exc if keep_failure and isinstance(exc, MediaError) else None
+            await asyncio.shield(self._undo(media_id, writes, failure))
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
@@ -166,7 +187,8 @@ class UploadFlow:
     ) -> tuple[Media, list[Media]]:
         """Mark the media `ready`; for a replacing kind, retire what it pushes out, at once.
 
-        One transaction: a reader sees the old item or the new one, never both or neither.
+        One transaction: a reader sees the old item or the new one, never both or neither;
+        the `media.ready` and `media.replaced` events are written in it too.
         """
         replacing = options.kind.replace and options.collection is not None
         async with db.connection(self.db) as conn, conn.transaction():
@@ -195,6 +217,19 @@ class UploadFlow:
                     kept=media_id,
                     keep_others=options.kind.collection_max - 1,
                 )
+            # With the change, so the events exist if and only if it commits.
+            replaced = {"replaced_by": media_id}
+            await outbox.record(
+                conn,
+                self.settings,
+                [
+                    outbox.media_event("media.ready", media, self.settings),
+                    *(
+                        outbox.media_event("media.replaced", old, self.settings, replaced)
+                        for old in retired
+                    ),
+                ],
+            )
         return media, retired
 
     async def _remove_retired(self, retired: list[Media]) -> None:
@@ -206,13 +241,24 @@ class UploadFlow:
             except (StorageError, MediaError) as exc:
                 log.warning("upload.replaced_left_to_reaper", media=old.id, error=str(exc))
 
-    async def _reserve(
-        self, media_id: str, owner: str, upload: SpooledUpload, options: UploadOptions
+    async def reserve(
+        self,
+        media_id: str,
+        owner: str,
+        upload: Declared,
+        options: UploadOptions,
+        *,
+        session_ttl_s: float | None = None,
     ) -> Media | None:
-        """Insert the `processing` row; or return the media an idempotent retry refers to."""
+        """Insert the row: `processing`, or with `session_ttl_s` a `pending` upload session;
+        or return the media an idempotent retry refers to.
+
+        Quotas and the collection cap are checked in the same transaction, so an open
+        session holds its slot like an upload in progress.
+        """
         key = options.idempotency_key
         insert = partial(
-            queries.insert_processing,
+            queries.insert_media,
             media_id=media_id,
             owner=owner,
             kind=options.kind.name,
@@ -223,6 +269,8 @@ class UploadFlow:
             sha256=upload.sha256,
             idempotency_key=key,
             space=options.space,
+            status="processing" if session_ttl_s is None else "pending",
+            expires_in_s=session_ttl_s,
         )
         settings = self.settings
         quotas = settings.owner_max_media is not None or settings.owner_max_bytes is not None
@@ -238,7 +286,7 @@ class UploadFlow:
                     await queries.release_expired_key(conn, owner, key, IDEMPOTENCY_WINDOW_S)
                     existing = await queries.find_by_idempotency_key(conn, owner, key)
                     if existing is not None:
-                        return _replay(existing, upload, options)
+                        return _replay(existing, upload, options, session=session_ttl_s is not None)
                 if quotas:
                     await queries.lock_owner(conn, owner)
                     self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
@@ -259,7 +307,7 @@ class UploadFlow:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
             if existing is None:
                 raise Busy("A concurrent upload with this Idempotency-Key failed; retry.") from None
-            return _replay(existing, upload, options)
+            return _replay(existing, upload, options, session=session_ttl_s is not None)
         return None
 
     def _check_quotas(self, media: int, stored_bytes: int, size: int) -> None:
@@ -313,8 +361,9 @@ class UploadFlow:
             raise Busy("Storage is unavailable; try again shortly.")
         return stored
 
-    async def _undo(self, media_id: str, writes: _Writes) -> None:
-        """Remove whatever this upload may have written.
+    async def _undo(self, media_id: str, writes: _Writes, failure: MediaError | None) -> None:
+        """Remove whatever this upload may have written, and its row unless `failure` is to
+        be kept (the row then becomes `failed` with that problem).
 
         If the storage cannot delete now and some object may exist, the row becomes a
         `deleting` tombstone, invisible to the API and the collection cap, which the
@@ -323,7 +372,12 @@ class UploadFlow:
         keys = possible_keys(media_id) if writes.may_have_written else []
         try:
             async with db.connection(self.db) as conn, conn.transaction():
-                await purge(conn, self.storage, media_id, keys)
+                if failure is None:
+                    await purge(conn, self.storage, media_id, keys)
+                else:
+                    if keys:
+                        await self.storage.delete(keys)
+                    await queries.mark_failed(conn, media_id, problem_of(failure))
         except StorageError as exc:
             log.warning("upload.undo_deferred", error=str(exc))
             try:
@@ -333,6 +387,16 @@ class UploadFlow:
                 log.warning("upload.undo_failed", error=str(error))
         except MediaError as exc:
             log.warning("upload.undo_failed", error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """What an upload is, as far as is known before processing: the sniffed (or, for a
+    session, declared) type, its size, and its sha256 if known."""
+
+    mime: str
+    size: int
+    sha256: str | None
 
 
 @dataclass
@@ -349,9 +413,11 @@ class _Writes:
         return self.finished > 0 or self.started > self.failed
 
 
-def _replay(existing: Media, upload: SpooledUpload, options: UploadOptions) -> Media:
-    """What a retry with an already used Idempotency-Key gets."""
-    if existing.original.sha256 != upload.sha256:
+def _replay(existing: Media, upload: Declared, options: UploadOptions, *, session: bool) -> Media:
+    """What a retry with an already used Idempotency-Key gets (a session's retry also gets
+    the session while it waits for its bytes)."""
+    same_file = (existing.original.mime, existing.original.bytes) == (upload.mime, upload.size)
+    if (upload.sha256 is not None and existing.original.sha256 != upload.sha256) or not same_file:
         raise Unprocessable(
             "This Idempotency-Key was used for a different file.", code="idempotency_key_reused"
         )
@@ -362,7 +428,7 @@ def _replay(existing: Media, upload: SpooledUpload, options: UploadOptions) -> M
             "(kind, collection, visibility, space).",
             code="idempotency_key_reused",
         )
-    if existing.status != "ready":
+    if existing.status != "ready" and not (session and existing.status == "pending"):
         raise Conflict(
             "An upload with this Idempotency-Key is still in progress; retry shortly.",
             code="idempotency_in_progress",

@@ -13,6 +13,10 @@ Order of work, so hostile files cost little:
    (`imaging.report`) from the header already read.
 4. Encoders write with `keep="none"`: no EXIF, GPS, XMP, IPTC, ICC, comments or text chunks.
 
+HEIC/HEIF (with the optional extra) is decoded by pillow-heif rather than a libvips loader,
+in the same order: its container's header is checked against the same limits, then one
+decode hands upright 8-bit pixels to libvips for the same resize (`imaging.heif`).
+
 docs/performance.md has the measurements behind each of these choices.
 """
 
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib
 import math
 import os
 import resource
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,8 +38,16 @@ from typing import Any
 import pyvips
 
 from mediasvc.imaging.avif import avif_sequence
-from mediasvc.imaging.formats import ANIMATED_LOADERS, LOADERS, OUTPUT_FORMATS, OutputFormat
-from mediasvc.imaging.gif import walk_gif
+from mediasvc.imaging.formats import (
+    ANIMATED_LOADERS,
+    HEIF_AVAILABLE,
+    HEIF_DECODER,
+    LOADERS,
+    OUTPUT_FORMATS,
+    VIPS_LOADERS,
+    OutputFormat,
+)
+from mediasvc.imaging.gif import GifStructure, walk_gif
 from mediasvc.imaging.job import (
     BadImage,
     Crop,
@@ -44,7 +58,13 @@ from mediasvc.imaging.job import (
     VariantFile,
 )
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
-from mediasvc.imaging.report import ColorConversion, color_conversion, processing_report
+from mediasvc.imaging.report import (
+    ColorConversion,
+    color_conversion,
+    heif_color_conversion,
+    heif_processing_report,
+    processing_report,
+)
 from mediasvc.imaging.sandbox import confine_worker
 from mediasvc.imaging.variants import LARGEST, VARIANTS
 
@@ -68,7 +88,11 @@ _MIN_RESIZE_AFTER_DCT = 1.5
 # The sources whose pixels must go through their ICC profile to become sRGB. Others are
 # untagged (taken as sRGB) or tagged sRGB: converting them would be a costly no-op.
 _ICC_CONVERSIONS: frozenset[ColorConversion] = frozenset(
-    {"converted from CMYK (ICC)", "converted from embedded ICC profile"}
+    {
+        "converted from CMYK (ICC)",
+        "converted from embedded ICC profile",
+        "converted from Display P3 (nclx)",
+    }
 )
 
 
@@ -85,6 +109,7 @@ def init_worker(memory_limit_mb: int | None = None, parent_pid: int | None = Non
     process's address space is capped: a runaway decode fails its own job, not the host.
     With `parent_pid`, the worker dies with that parent, however the parent ends. Then the
     process is confined for good (`sandbox.confine_worker`): no network, no other process.
+    Where the HEIF extra is installed, its decoder is loaded last, already confined.
     """
     if parent_pid is not None:
         _die_with_parent(parent_pid)
@@ -96,10 +121,13 @@ def init_worker(memory_limit_mb: int | None = None, parent_pid: int | None = Non
     pyvips.concurrency_set(VIPS_CONCURRENCY)
     pyvips.block_untrusted_set(True)
     pyvips.operation_block_set("VipsForeignLoad", True)
-    for loader in set(LOADERS.values()):
+    for loader in VIPS_LOADERS:
         # By type name: `jpegload` is VipsForeignLoadJpegFile, `gifload` VipsForeignLoadNsgifFile.
         type_name = pyvips.type_name(pyvips.type_find("VipsOperation", loader))
         pyvips.operation_block_set(type_name, False)
+    if HEIF_AVAILABLE:
+        # pillow-heif and libheif are loaded by every worker, not by its first HEIC job.
+        importlib.import_module("mediasvc.imaging.heif")
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -117,6 +145,20 @@ def ping() -> int:
     return int(pyvips.version(0))
 
 
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """The largest variant in memory (upright, sRGB, 8-bit) and what the header said.
+
+    `report(frames=...)` is the processing report, given the frames the variants hold.
+    """
+
+    image: Any
+    width: int
+    height: int
+    frames: int
+    report: Callable[..., dict[str, object]]
+
+
 def process(job: Job) -> Facts:
     """Turn `job.source` into the variant files in `job.out_dir`, or raise `ImageRejected`."""
     loader = LOADERS.get(job.mime)
@@ -127,9 +169,8 @@ def process(job: Job) -> Facts:
     if gif is not None and not gif.complete:
         raise BadImage("The GIF is truncated or damaged.")
     try:
-        header = _open_header(job.source, loader)
-        width, height, frames = _check_header(header, loader, job)
-        full = _for_output(_decode_largest(job, header, loader, frames, width, height), output)
+        decoded = _decode_heif(job) if loader == HEIF_DECODER else _decode_vips(job, loader, gif)
+        full = _for_output(decoded.image, output)
         variants, smallest = _write_variants(full, job, output)
         small_width, small_height, rgba = rgba_pixels(_first_frame(smallest))
     except pyvips.Error as exc:
@@ -138,16 +179,43 @@ def process(job: Job) -> Facts:
             raise OSError(errno.ENOSPC, "no space left for variants", job.out_dir) from None
         raise BadImage("The file is damaged or not a decodable image.", reason=str(exc)) from None
     return Facts(
-        width=width,
-        height=height,
-        frames=frames,
+        width=decoded.width,
+        height=decoded.height,
+        frames=decoded.frames,
         variants=tuple(variants),
         thumbhash=thumbhash(small_width, small_height, rgba),
         dominant_color=dominant_color(rgba),
-        processing=processing_report(
-            header, loader, job.source, frames=full.height // _page_height(full), gif=gif
-        ),
+        processing=decoded.report(frames=full.height // _page_height(full)),
     )
+
+
+def _decode_vips(job: Job, loader: str, gif: GifStructure | None) -> _Decoded:
+    """Header, limits and the one decode, all by the libvips `loader`."""
+    header = _open_header(job.source, loader)
+    width, height, frames = _check_header(header, loader, job)
+    image = _decode_largest(job, header, loader, frames, width, height)
+    report = partial(processing_report, header, loader, job.source, gif=gif)
+    return _Decoded(image, width, height, frames, report)
+
+
+def _decode_heif(job: Job) -> _Decoded:
+    """The same for HEIC/HEIF, by pillow-heif: the container's header against the same
+    limits, then one decode of the primary image and the same resize.
+
+    libheif has already turned the pixels upright (`irot`/`imir`), and the image libvips
+    gets carries no EXIF orientation, so nothing is turned twice. Only the primary image
+    is decoded: the file counts as one frame, whatever else it holds.
+    """
+    from mediasvc.imaging import heif  # the optional extra: LOADERS lists HEIF only with it
+
+    header = heif.open_header(job.source)
+    width, height = header.width, header.height
+    _enforce_limits(width, height, 1, job)
+    _enforce_size(width, height, job.rules)
+    colour = _colour_options(heif_color_conversion(header))
+    largest = _resize_largest(heif.decode(header).thumbnail_image, job, 1, width, height, colour)
+    report = partial(heif_processing_report, header)
+    return _Decoded(_to_srgb8(largest).copy_memory(), width, height, 1, report)
 
 
 def _disk_full(directory: str) -> bool:
@@ -233,7 +301,28 @@ def _decode_largest(
     if loader not in ANIMATED_LOADERS or not job.rules.animated:
         frames = 1  # an AVIF sequence is decoded as its primary image (see `imaging.avif`)
     thumbnail = _shrink_on_load(job, header, loader, frames)
-    colour = {"output_profile": "srgb"} if color_conversion(header) in _ICC_CONVERSIONS else {}
+    colour = _colour_options(color_conversion(header))
+    image = _resize_largest(thumbnail, job, frames, width, height, colour)
+    if image.get("vips-loader") != loader:
+        raise BadImage("The file does not match its detected type.")
+    return _to_srgb8(image).copy_memory()
+
+
+def _colour_options(conversion: ColorConversion) -> dict[str, str]:
+    """`thumbnail`'s options that bring `conversion`'s source to sRGB through its profile."""
+    return {"output_profile": "srgb"} if conversion in _ICC_CONVERSIONS else {}
+
+
+def _resize_largest(
+    thumbnail: Callable[..., Any],
+    job: Job,
+    frames: int,
+    width: int,
+    height: int,
+    colour: dict[str, str],
+) -> Any:
+    """`thumbnail(width, **options)` called for the largest variant: the kind's crop, each
+    frame of an animation cropped alike, never upscaled."""
     if job.rules.crop == "square":
         side = min(LARGEST.size, width, height)
         if frames == 1:
@@ -247,9 +336,7 @@ def _decode_largest(
             image = _centre_crop_frames(image, frames)
     else:
         image = thumbnail(LARGEST.size, height=LARGEST.size, size="down", **colour)
-    if image.get("vips-loader") != loader:
-        raise BadImage("The file does not match its detected type.")
-    return _to_srgb8(image).copy_memory()
+    return image
 
 
 def _shrink_on_load(job: Job, header: Any, loader: str, frames: int) -> Callable[..., Any]:

@@ -2,11 +2,14 @@
 
 Everything is read from the header libvips already opened, with no pixel decoded, except
 comments: libvips 8.18 reports neither JPEG COM segments nor GIF comment extensions, so those
-are found by walking the file's header blocks.
+are found by walking the file's header blocks. HEIC/HEIF has its own report
+(`heif_processing_report`) from the header pillow-heif read, with the same keys.
 
 The report (`processing_report`) always has these keys:
 
-- `rotated_from_orientation`: the EXIF orientation (2-8) that was applied, or None.
+- `rotated_from_orientation`: the EXIF orientation (2-8) that was applied, or None. For
+  HEIF, the EXIF orientation equivalent to the `irot`/`imir` boxes libheif applied (the
+  file's own EXIF Orientation is never applied, so it is not what this reports).
 - `color`: how the colours were brought to 8-bit sRGB, a `ColorConversion`.
 - `removed`: the sorted `Removable` names of the metadata the source carried; the encoders
   keep none of it.
@@ -18,16 +21,20 @@ from __future__ import annotations
 import math
 import os
 import struct
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mediasvc.imaging.gif import GifStructure
+
+if TYPE_CHECKING:  # the optional extra's module: imported only where it is installed
+    from mediasvc.imaging.heif import HeifHeader
 
 # The first that applies, in this order:
 ColorConversion = Literal[
     "converted from CMYK (ICC)",  # CMYK, through the file's own profile
     "converted from CMYK",  # untagged CMYK, through libvips' built-in CMYK profile
     "converted from embedded ICC profile",  # RGB or grey tagged with a profile other than sRGB
-    "converted to 8-bit sRGB",  # greyscale or 16-bit, with no profile or an sRGB one
+    "converted from Display P3 (nclx)",  # HEIF whose nclx box names the P3 primaries
+    "converted to 8-bit sRGB",  # greyscale, 16-bit or HEIF HDR, with no profile or an sRGB one
     "sRGB",  # 8-bit RGB, untagged or tagged sRGB: no conversion
 ]
 # "comment": JPEG COM, GIF comment extension; "text": PNG tEXt/zTXt/iTXt other than XMP;
@@ -61,6 +68,11 @@ _JPEG_SOS, _JPEG_COM, _JPEG_FILL = 0xDA, 0xFE, 0xFF
 # hostile file, and stopping early only leaves a comment unreported, never kept.
 _JPEG_MAX_SEGMENTS = 1024
 
+_EXIF_HEADER = b"Exif\0\0"
+_TIFF_BYTE_ORDERS = {b"II": "<", b"MM": ">"}
+_TIFF_GPS_IFD_TAG = 0x8825
+_TIFF_ENTRY = 12  # tag, type, count, value or offset
+
 
 def processing_report(
     header: Any, loader: str, source: str, frames: int, *, gif: GifStructure | None = None
@@ -76,6 +88,36 @@ def processing_report(
         "removed": removed_metadata(header, loader, source, gif),
         "frames": frames,
     }
+
+
+def heif_processing_report(header: HeifHeader, frames: int) -> dict[str, object]:
+    """The `processing` facts for a HEIF file, from the header pillow-heif read."""
+    found: set[Removable] = set()
+    if header.exif is not None:
+        found.add("exif")
+        if exif_has_gps(header.exif):
+            found.add("gps")
+    if header.xmp is not None:
+        found.add("xmp")
+    if header.embedded_icc:
+        found.add("icc")
+    return {
+        "rotated_from_orientation": None if header.orientation == 1 else header.orientation,
+        "color": heif_color_conversion(header),
+        "removed": sorted(found),
+        "frames": frames,
+    }
+
+
+def heif_color_conversion(header: HeifHeader) -> ColorConversion:
+    """How the pixels of a HEIF primary image were converted to 8-bit sRGB."""
+    if header.icc_profile is not None and not is_srgb_profile(header.icc_profile):
+        if header.embedded_icc:
+            return "converted from embedded ICC profile"
+        return "converted from Display P3 (nclx)"
+    if header.monochrome or header.bit_depth > 8:
+        return "converted to 8-bit sRGB"
+    return "sRGB"
 
 
 def color_conversion(header: Any) -> ColorConversion:
@@ -125,6 +167,34 @@ def removed_metadata(
     if (loader == "jpegload" and jpeg_has_comment(source)) or (gif is not None and gif.has_comment):
         found.add("comment")
     return sorted(found)
+
+
+def exif_has_gps(exif: bytes) -> bool:
+    """Whether a raw EXIF block (a TIFF structure, after "Exif\\0\\0" or not) holds GPS tags.
+
+    Walks IFD0 for the GPS IFD pointer and counts that IFD's entries; anything malformed
+    is False (the whole block is removed either way, GPS or not).
+    """
+    tiff = exif[len(_EXIF_HEADER) :] if exif.startswith(_EXIF_HEADER) else exif
+    order = _TIFF_BYTE_ORDERS.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return False
+    (ifd0,) = struct.unpack_from(order + "I", tiff, 4)
+    pointer = _tiff_ifd(tiff, order, ifd0).get(_TIFF_GPS_IFD_TAG)
+    return pointer is not None and bool(_tiff_ifd(tiff, order, pointer))
+
+
+def _tiff_ifd(tiff: bytes, order: str, offset: int) -> dict[int, int]:
+    """tag -> value field (an offset for sub-IFDs) of the IFD at `offset`; what fits."""
+    if offset + 2 > len(tiff):
+        return {}
+    (count,) = struct.unpack_from(order + "H", tiff, offset)
+    count = min(count, (len(tiff) - offset - 2) // _TIFF_ENTRY)
+    entries = [
+        struct.unpack_from(order + "HHII", tiff, offset + 2 + _TIFF_ENTRY * index)
+        for index in range(count)
+    ]
+    return {tag: value for tag, _type, _count, value in entries}
 
 
 def jpeg_has_comment(path: str) -> bool:

@@ -11,13 +11,31 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from mediasvc.config import Settings
 
 
 class StorageError(Exception):
     """The backend could not complete an operation (unreachable, full, refusing)."""
+
+
+class ObjectMissing(StorageError):
+    """No object is stored under the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectUpload:
+    """How a client sends an object's bytes straight to the store (presigned POST or PUT).
+
+    `fields` are the form fields of a POST (the file goes last); `headers` those a PUT
+    must send (they are signed).
+    """
+
+    method: Literal["POST", "PUT"]
+    url: str
+    fields: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +66,17 @@ class Storage(Protocol):
 
     def scan(self) -> AsyncIterator[StoredObject]:
         """Every stored object (for the reaper's orphan check)."""
+        ...
+
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks; `ObjectMissing` if there is none."""
+        ...
+
+    async def direct_upload(
+        self, key: str, *, content_type: str, max_bytes: int, method: str, ttl_s: int
+    ) -> DirectUpload | None:
+        """A presigned way for a client to store `key` itself, capped at `max_bytes` where
+        the store can enforce it; None when the bytes must come through the app."""
         ...
 
 

@@ -19,10 +19,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mediasvc.config import Settings
 from mediasvc.keys import is_private
-from mediasvc.storage import StorageError, StoredObject
+from mediasvc.storage import DirectUpload, ObjectMissing, StorageError, StoredObject
 
 PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 PRIVATE_CACHE_CONTROL = "private, no-store"
+# What GetObject answers for a key with no object.
+_MISSING = frozenset({"NoSuchKey", "404"})
+_READ_CHUNK = 1024 * 1024
 # DeleteObjects takes at most 1000 keys per call.
 _DELETE_BATCH = 1000
 # aiohttp's own errors surface when the endpoint is down or drops the connection.
@@ -69,6 +72,47 @@ class S3Storage:
             await self._client.head_bucket(Bucket=self.bucket)
         except _UNAVAILABLE as exc:
             raise StorageError(f"bucket {self.bucket} unreachable: {exc}") from exc
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        try:
+            response = await self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            async with response["Body"] as body:
+                while chunk := await body.read(_READ_CHUNK):
+                    yield chunk
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                raise ObjectMissing(key) from None
+            raise StorageError(f"cannot read {key}: {exc}") from exc
+        except _UNAVAILABLE as exc:
+            raise StorageError(f"cannot read {key}: {exc}") from exc
+
+    async def direct_upload(
+        self, key: str, *, content_type: str, max_bytes: int, method: str, ttl_s: int
+    ) -> DirectUpload | None:
+        try:
+            if method == "put":
+                # Only the type can be signed into a PUT; its size is checked at complete.
+                url = await self._client.generate_presigned_url(
+                    "put_object",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": self.prefix + key,
+                        "ContentType": content_type,
+                    },
+                    ExpiresIn=ttl_s,
+                )
+                return DirectUpload("PUT", url, headers={"Content-Type": content_type})
+            # The POST policy makes the store itself refuse another type or a bigger body.
+            post = await self._client.generate_presigned_post(
+                Bucket=self.bucket,
+                Key=self.prefix + key,
+                Fields={"Content-Type": content_type},
+                Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+                ExpiresIn=ttl_s,
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageError(f"cannot presign {key}: {exc}") from exc
+        return DirectUpload("POST", post["url"], fields=dict(post["fields"]))
 
     async def scan(self) -> AsyncIterator[StoredObject]:
         paginator = self._client.get_paginator("list_objects_v2")

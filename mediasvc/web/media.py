@@ -132,7 +132,7 @@ async def delete_media(request: web.Request) -> web.Response:
     media = await visible_media(request, principal)
     if not principal.may_act_on(media.owner):
         raise Forbidden("Only the owner or an admin may delete this media.")
-    await delete_stored_media(request.app[DB], request.app[STORAGE], media)
+    await delete_stored_media(request.app[DB], request.app[STORAGE], media, request.app[SETTINGS])
     return web.Response(status=204)
 
 

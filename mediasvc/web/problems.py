@@ -7,9 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mediasvc.errors import MediaError
+from mediasvc.errors import MediaError, problem_body
 
-PROBLEM_TYPE_BASE = "https://mediasvc.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
 
 # aiohttp's own refusals (no route, wrong method, oversized simple body), as stable codes.
@@ -34,17 +33,9 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     """A problem+json response; `extra` members help the client act (`limit`, `actual`)."""
-    body = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **(extra or {}),
-    }
     return web.Response(
         status=status,
-        text=json.dumps(body),
+        text=json.dumps(problem_body(status, code, title, detail, extra)),
         content_type=CONTENT_TYPE,
         headers=headers,
     )

@@ -6,6 +6,7 @@ short-lived signed URLs that nginx verifies itself (`secure_link`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,12 +35,16 @@ def variant_url(key: str, settings: Settings) -> str:
     return f"{settings.public_media_url}/{key}"
 
 
-def media_json(media: Media, settings: Settings, *, full: bool) -> dict[str, Any]:
+def media_json(
+    media: Media, settings: Settings, *, full: bool, signed_urls: bool = True
+) -> dict[str, Any]:
     """The Media JSON of the API. Private variants carry signed URLs valid for a while.
 
     `full` (owner and admins) adds what is nobody else's business: the original's sha256
     (it identifies the exact file) and the processing report (it says, for example, that
-    a GPS position was removed).
+    a GPS position was removed). Without `signed_urls` (webhooks, which are stored and
+    retried for hours) a private variant's `url` is null: a signed URL grants its reader
+    the file, so it is only minted for a caller the API has checked.
     """
     original: dict[str, Any] = {
         "mime": media.original.mime,
@@ -60,7 +65,9 @@ def media_json(media: Media, settings: Settings, *, full: bool) -> dict[str, Any
         "original": original,
         "variants": {
             name: {
-                "url": variant_url(v.key, settings),
+                "url": (
+                    variant_url(v.key, settings) if signed_urls or not is_private(v.key) else None
+                ),
                 "width": v.width,
                 "height": v.height,
                 "bytes": v.bytes,
@@ -76,9 +83,18 @@ def media_json(media: Media, settings: Settings, *, full: bool) -> dict[str, Any
                 "dominant_color": media.placeholder.dominant_color,
             }
         ),
-        "created_at": media.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": timestamp(media.created_at),
     }
     if full:
         original["sha256"] = media.original.sha256
         document["processing"] = media.processing
+    if media.expires_at is not None and media.status == "pending":
+        document["expires_at"] = timestamp(media.expires_at)
+    if media.problem is not None:
+        document["problem"] = media.problem
     return document
+
+
+def timestamp(moment: datetime) -> str:
+    """An API timestamp: ISO 8601 in UTC with a `Z`."""
+    return moment.isoformat().replace("+00:00", "Z")

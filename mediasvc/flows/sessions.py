@@ -1,0 +1,301 @@
+"""Upload sessions: the bytes go straight to storage, then `complete` runs the upload flow.
+
+    open: check the declared type and size against the kind, reserve the row as `pending`
+          (collection slot and quota held, like an upload in progress)
+    → the client sends the bytes where `upload` says: a presigned POST or PUT to the
+      bucket, or (local disk) a signed PUT to the app, streamed into storage with the caps
+    → complete: read the object back (capped at the declared size, hashed, sniffed),
+      `pending` → `processing`, delete the raw object, then the upload flow's `finish`
+      (now, or in the background with `Prefer: respond-async`)
+
+Raw objects live under `uploads/` (`keys.upload_key`), which nginx never serves. Expired
+sessions, their objects, and raw objects whose session is gone are the reaper's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import structlog
+from aiohttp import web
+
+from mediasvc import db
+from mediasvc.auth import Principal
+from mediasvc.db import queries
+from mediasvc.errors import (
+    Busy,
+    Conflict,
+    Gone,
+    MediaError,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    UploadMissing,
+)
+from mediasvc.flows.purge import purge
+from mediasvc.flows.upload import Declared, UploadFlow
+from mediasvc.form import FileRules, UploadOptions
+from mediasvc.ids import new_media_id
+from mediasvc.ingest import CHUNK_BYTES, SpooledUpload, spooled_stream
+from mediasvc.keys import upload_key
+from mediasvc.kinds import KindRules
+from mediasvc.models import Media
+from mediasvc.signing import sign_path
+from mediasvc.storage import DirectUpload, ObjectMissing, StorageError
+
+log = structlog.get_logger(__name__)
+
+UploadMethod = Literal["post", "put"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRequest:
+    """What a client asked to upload: its options, the declared file, and how to send it."""
+
+    options: UploadOptions
+    declared: Declared
+    method: UploadMethod
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An open session, and where its bytes go."""
+
+    media: Media
+    upload: DirectUpload
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The media a complete answers with; `done` False while it is still processing."""
+
+    media: Media
+    created: bool
+    done: bool
+
+
+@dataclass
+class SessionFlow:
+    """Opens, receives and completes upload sessions; made once for the app."""
+
+    uploads: UploadFlow
+    # Asynchronous completions running on this node; awaited when the app stops.
+    running: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def open(self, owner: str, asked: SessionRequest) -> Session:
+        """Check the declared file against the kind, reserve the `pending` row, presign."""
+        kind, declared = asked.options.kind, asked.declared
+        if declared.mime not in kind.accept:
+            raise UnsupportedMediaType(
+                f"{declared.mime} is not accepted for kind {kind.name!r}; accepted types are "
+                f"{', '.join(sorted(kind.accept))}.",
+                actual=declared.mime,
+                accepted=sorted(kind.accept),
+            )
+        if declared.size > kind.max_bytes:
+            raise PayloadTooLarge(
+                f"The file is larger than {kind.max_bytes} bytes for kind {kind.name!r}.",
+                limit=kind.max_bytes,
+                actual=declared.size,
+            )
+        ttl_s = self.uploads.settings.upload_session_ttl_s
+        media_id = new_media_id()
+        existing = await self.uploads.reserve(
+            media_id, owner, declared, asked.options, session_ttl_s=ttl_s
+        )
+        media = existing or await self._get(media_id)
+        upload = await self._target(media, asked.method)
+        return Session(media, upload, created=existing is None)
+
+    async def _target(self, media: Media, method: UploadMethod) -> DirectUpload:
+        """Where the client sends the bytes: the store itself, or the app's signed URL."""
+        settings = self.uploads.settings
+        ttl_s = max(1, int(_seconds_left(media)))
+        try:
+            direct = await self.uploads.storage.direct_upload(
+                upload_key(media.id),
+                content_type=media.original.mime,
+                max_bytes=media.original.bytes,
+                method=method,
+                ttl_s=ttl_s,
+            )
+        except StorageError as exc:
+            raise Busy("Storage is unavailable; try again shortly.") from exc
+        if direct is not None:
+            return direct
+        path = sign_path(content_path(media.id), settings.url_signing_secret, ttl_s)
+        return DirectUpload("PUT", path, headers={"Content-Type": media.original.mime})
+
+    async def receive(self, request: web.Request, media_id: str) -> None:
+        """Local disk: stream a signed PUT's body into storage, capped at the declared size."""
+        media = await self._get(media_id)
+        if media.status != "pending":
+            raise Conflict("This upload session is not waiting for bytes any more.")
+        _check_open(media)
+        rules = self._rules(media)
+        chunks = request.content.iter_chunked(CHUNK_BYTES)
+        spool_dir = self.uploads.settings.spool_dir
+        async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
+            try:
+                await self.uploads.storage.put(upload_key(media_id), upload.path, upload.mime)
+            except StorageError as exc:
+                raise Busy("Storage is unavailable; try again shortly.") from exc
+
+    async def complete(self, principal: Principal, media_id: str, *, wait: bool) -> Completed:
+        """Read the bytes back and make the media, now or (not `wait`) in the background."""
+        media = await self._get(media_id)
+        if not principal.may_act_on(media.owner):
+            raise NotFound("No such upload session.")
+        if media.status != "pending":
+            return self._settled(media)
+        _check_open(media)
+        # Refuse before reading when the pool could not take the job anyway.
+        self.uploads.processor.admit()
+        stack = AsyncExitStack()
+        try:
+            upload = await stack.enter_async_context(self._read_back(media))
+            started = await self._start(media, upload)
+            if started is None:
+                return self._settled(await self._get(media_id))
+            options = self._options(started)
+            if wait:
+                uploaded = await self.uploads.finish(media_id, media.owner, upload, options)
+                return Completed(uploaded.media, created=True, done=True)
+            # The spool file now belongs to the background job, which closes it.
+            self._in_background(stack.pop_all(), media_id, media.owner, upload, options)
+            return Completed(started, created=True, done=False)
+        finally:
+            await stack.aclose()
+
+    def _settled(self, media: Media) -> Completed:
+        """A complete of a session that is no longer pending: answer what became of it."""
+        if media.status in ("ready", "failed"):  # a failed one shows its problem
+            return Completed(media, created=False, done=True)
+        if media.status == "processing":
+            return Completed(media, created=False, done=False)
+        if media.status == "pending":  # taken, then given back: only past its expiry
+            raise Gone("This upload session has expired.", code="upload_expired")
+        raise NotFound("No such upload session.")
+
+    @asynccontextmanager
+    async def _read_back(self, media: Media) -> AsyncIterator[SpooledUpload]:
+        """The session's object in the spool, checked as a form's file would be."""
+        storage, spool_dir = self.uploads.storage, self.uploads.settings.spool_dir
+        chunks = storage.read(upload_key(media.id))
+        try:
+            rules = self._rules(media)
+            async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
+                if media.original.sha256 not in (None, upload.sha256):
+                    raise Unprocessable(
+                        "The bytes do not match the declared sha256.",
+                        code="checksum_mismatch",
+                        expected=media.original.sha256,
+                        actual=upload.sha256,
+                    )
+                yield upload
+        except ObjectMissing:
+            raise UploadMissing(
+                "No bytes have arrived for this upload session yet; send them as `upload` "
+                "says, then complete again."
+            ) from None
+        except StorageError as exc:
+            raise Busy("Storage is unavailable; try again shortly.") from exc
+        except MediaError as exc:
+            if exc.status < 500:
+                # Bad bytes: the same answer as a form upload, and nothing kept.
+                await self._discard(media)
+            raise
+
+    async def _start(self, media: Media, upload: SpooledUpload) -> Media | None:
+        """`pending` → `processing` with the facts read; the raw object is no longer needed."""
+        async with db.connection(self.uploads.db) as conn:
+            started = await queries.start_processing(
+                conn, media.id, mime=upload.mime, size=upload.size, sha256=upload.sha256
+            )
+        if started is not None:
+            try:
+                await self.uploads.storage.delete([upload_key(media.id)])
+            except StorageError as exc:
+                log.warning("session.raw_left_to_reaper", error=str(exc))
+        return started
+
+    def _in_background(
+        self,
+        stack: AsyncExitStack,
+        media_id: str,
+        owner: str,
+        upload: SpooledUpload,
+        options: UploadOptions,
+    ) -> None:
+        async def run() -> None:
+            async with stack:
+                try:
+                    await self.uploads.finish(media_id, owner, upload, options, keep_failure=True)
+                except MediaError as exc:
+                    log.info("session.failed", media_id=media_id, code=exc.code)
+
+        task = asyncio.create_task(run())
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def close(self) -> None:
+        """Let background completions finish (the pool's timeout bounds each)."""
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+
+    async def _discard(self, media: Media) -> None:
+        """Remove a session whose bytes were refused: its object, then its row."""
+        try:
+            async with db.connection(self.uploads.db) as conn, conn.transaction():
+                await purge(conn, self.uploads.storage, media.id, [upload_key(media.id)])
+        except (StorageError, MediaError) as exc:
+            log.warning("session.discard_left_to_reaper", error=str(exc))
+
+    async def _get(self, media_id: str) -> Media:
+        async with db.connection(self.uploads.db) as conn:
+            media = await queries.get_media(conn, media_id)
+        if media is None or media.status == "deleting":
+            raise NotFound("No such upload session.")
+        return media
+
+    def _kind(self, media: Media) -> KindRules:
+        kind = self.uploads.form.kinds.get(media.kind)
+        if kind is None:
+            raise Conflict(f"The kind {media.kind!r} is no longer configured.")
+        return kind
+
+    def _rules(self, media: Media) -> FileRules:
+        # The declared size is the cap: a bigger object is refused like an oversize form.
+        kind = self._kind(media)
+        return FileRules(min(kind.max_bytes, media.original.bytes), kind.accept, kind.name)
+
+    def _options(self, media: Media) -> UploadOptions:
+        return UploadOptions(
+            kind=self._kind(media),
+            collection=media.collection,
+            visibility=media.visibility,
+            idempotency_key=None,
+            space=media.space,
+        )
+
+
+def content_path(media_id: str) -> str:
+    """The app's URL path a local-disk session's bytes are PUT to (signed)."""
+    return f"/v1/uploads/{media_id}/content"
+
+
+def _seconds_left(media: Media) -> float:
+    assert media.expires_at is not None, "a pending session has an expiry"
+    return (media.expires_at - datetime.now(UTC)).total_seconds()
+
+
+def _check_open(media: Media) -> None:
+    if _seconds_left(media) <= 0:
+        raise Gone("This upload session has expired.", code="upload_expired")

@@ -1,0 +1,275 @@
+"""Upload sessions on both backends: bytes straight to storage (presigned POST/PUT, or a
+signed PUT to the app), then `complete` runs the same pipeline, and nothing is left over."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+import aiohttp
+import images
+import pytest
+from aiohttp.test_utils import TestClient
+from support import assert_nothing_left, bearer, parametrize_backends, stored_keys
+
+from mediasvc.appkeys import DB, SESSIONS, STORAGE
+from mediasvc.config import Settings
+from mediasvc.flows.reaper import reap
+from mediasvc.flows.sessions import content_path
+from mediasvc.keys import upload_key
+from mediasvc.signing import sign_path
+
+Client = TestClient[Any, Any]
+PHOTO = images.make_jpeg(width=800, height=600)
+
+
+async def open_session(client: Client, data: bytes = PHOTO, **overrides: Any) -> Any:
+    """POST /v1/uploads for `data` as a JPEG; the response."""
+    body = {"kind": "post", "content_type": "image/jpeg", "size": len(data), **overrides}
+    headers = bearer(overrides.pop("sub", "alice")) if "sub" in overrides else bearer()
+    body.pop("sub", None)
+    return await client.post("/v1/uploads", json=body, headers=headers)
+
+
+async def send(client: Client, upload: dict[str, Any], data: bytes) -> int:
+    """Send the bytes as `upload` says, as a client would; the store's status."""
+    url = upload["url"]
+    if url.startswith("/"):
+        response = await client.put(url, data=data, headers=upload.get("headers", {}))
+        return response.status
+    async with aiohttp.ClientSession() as http:
+        if upload["method"] == "POST":
+            form = aiohttp.FormData()
+            for name, value in upload["fields"].items():
+                form.add_field(name, value)
+            form.add_field("file", data, filename="photo.jpg", content_type="image/jpeg")
+            async with http.post(url, data=form) as response:
+                return response.status
+        async with http.put(url, data=data, headers=upload["headers"]) as response:
+            return response.status
+
+
+async def complete(client: Client, media_id: str, **headers: str) -> Any:
+    return await client.post(f"/v1/uploads/{media_id}/complete", headers={**bearer(), **headers})
+
+
+async def opened(client: Client, data: bytes = PHOTO, **overrides: Any) -> dict[str, Any]:
+    response = await open_session(client, data, **overrides)
+    assert response.status == 201, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+async def row_status(client: Client, media_id: str) -> str | None:
+    status: str | None = await client.app[DB].fetchval(
+        "SELECT status FROM media WHERE id = $1", media_id
+    )
+    return status
+
+
+@parametrize_backends
+class TestFlow:
+    @pytest.mark.parametrize("method", ["post", "put"])
+    async def test_open_send_complete_gives_the_same_media_as_a_form_upload(
+        self, client: Client, method: str
+    ) -> None:
+        """The session answers where to send; after complete the media is ready, raw gone."""
+        session = await opened(client, upload_method=method)
+        assert session["status"] == "pending"
+        assert session["complete_url"] == f"/v1/uploads/{session['id']}/complete"
+        assert session["expires_at"].endswith("Z")
+        assert await send(client, session["upload"], PHOTO) in (200, 201, 204)
+        assert upload_key(session["id"]) in await stored_keys(client)
+        response = await complete(client, session["id"])
+        assert response.status == 201, await response.text()
+        media = await response.json()
+        assert media["status"] == "ready"
+        assert (media["original"]["width"], media["original"]["height"]) == (800, 600)
+        assert media["original"]["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+        assert set(media["variants"]) == {"thumbnail", "small", "medium", "large", "full"}
+        keys = await stored_keys(client)
+        assert upload_key(session["id"]) not in keys
+        assert len(keys) == 5
+
+    async def test_completing_twice_returns_the_same_media(self, client: Client) -> None:
+        """A second complete answers 200 with the media the first made; no second one."""
+        session = await opened(client)
+        await send(client, session["upload"], PHOTO)
+        first = await (await complete(client, session["id"])).json()
+        again = await complete(client, session["id"])
+        assert again.status == 200
+        assert (await again.json())["id"] == first["id"]
+        assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 1
+
+    async def test_respond_async_answers_202_then_the_media_becomes_ready(
+        self, client: Client
+    ) -> None:
+        """`Prefer: respond-async`: 202 + Location at once; GET then shows ready."""
+        session = await opened(client)
+        await send(client, session["upload"], PHOTO)
+        response = await complete(client, session["id"], Prefer="respond-async")
+        assert response.status == 202
+        assert response.headers["Location"] == f"/v1/media/{session['id']}"
+        assert (await response.json())["status"] == "processing"
+        # The background job is this node's: wait for it, not for a guess.
+        await asyncio.wait_for(asyncio.gather(*client.app[SESSIONS].running), 30)
+        media = await (await client.get(f"/v1/media/{session['id']}", headers=bearer())).json()
+        assert len(media["variants"]) == 5
+
+    async def test_an_idempotent_open_returns_the_same_session(self, client: Client) -> None:
+        """The same Idempotency-Key and file: the same pending session, not a second."""
+        headers = {**bearer(), "Idempotency-Key": "s-1"}
+        body = {"kind": "post", "content_type": "image/jpeg", "size": len(PHOTO)}
+        first = await client.post("/v1/uploads", json=body, headers=headers)
+        second = await client.post("/v1/uploads", json=body, headers=headers)
+        assert (first.status, second.status) == (201, 200)
+        assert (await first.json())["id"] == (await second.json())["id"]
+
+
+@parametrize_backends
+class TestRefusals:
+    async def test_complete_before_the_bytes_is_409_and_the_session_stays_open(
+        self, client: Client
+    ) -> None:
+        """upload_missing keeps the session: send the bytes and complete again."""
+        session = await opened(client)
+        missing = await complete(client, session["id"])
+        assert missing.status == 409
+        assert (await missing.json())["code"] == "upload_missing"
+        await send(client, session["upload"], PHOTO)
+        assert (await complete(client, session["id"])).status == 201
+
+    async def test_after_expiry_complete_is_410_and_the_reaper_removes_everything(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """An expired session answers upload_expired; gc removes the row and raw object."""
+        session = await opened(client)
+        await send(client, session["upload"], PHOTO)
+        await client.app[DB].execute(
+            "UPDATE media SET expires_at = now() - interval '1 second' WHERE id = $1",
+            session["id"],
+        )
+        expired = await complete(client, session["id"])
+        assert expired.status == 410
+        assert (await expired.json())["code"] == "upload_expired"
+        report = await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=3600)
+        assert report.rows_removed == 1
+        await assert_nothing_left(client, settings)
+
+    @pytest.mark.parametrize(
+        ("data", "status", "code"),
+        [
+            (b"<html><script>alert(1)</script></html>" + b" " * 200, 415, "unsupported_media_type"),
+            (PHOTO[: len(PHOTO) // 2], 422, "invalid_image"),
+        ],
+        ids=["html", "truncated"],
+    )
+    async def test_bad_bytes_get_the_form_answer_and_nothing_is_kept(
+        self, client: Client, settings: Settings, data: bytes, status: int, code: str
+    ) -> None:
+        """What a form upload would answer; row, raw object and spool are all gone."""
+        session = await opened(client, data)
+        sent = await send(client, session["upload"], data)
+        if settings.storage == "local" and status == 415:
+            # Through the app, the bytes are sniffed as they arrive: refused at once.
+            assert sent == 415
+            assert await stored_keys(client) == []
+            return
+        response = await complete(client, session["id"])
+        assert response.status == status, await response.text()
+        assert (await response.json())["code"] == code
+        await assert_nothing_left(client, settings)
+
+    async def test_a_wrong_declared_sha256_is_checksum_mismatch(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """The bytes must be the ones declared; nothing is kept when they are not."""
+        session = await opened(client, sha256="0" * 64)
+        await send(client, session["upload"], PHOTO)
+        response = await complete(client, session["id"])
+        assert response.status == 422
+        assert (await response.json())["code"] == "checksum_mismatch"
+        await assert_nothing_left(client, settings)
+
+    async def test_the_declared_type_and_size_are_checked_at_open(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A type outside the kind is 415, a size over its cap 413, before any byte moves."""
+        tiff = await open_session(client, content_type="image/tiff")
+        assert tiff.status == 415
+        huge = await open_session(client, size=settings.max_upload_bytes + 1)
+        assert huge.status == 413
+        assert (await huge.json())["limit"] == settings.max_upload_bytes
+        await assert_nothing_left(client, settings)
+
+    async def test_open_sessions_hold_collection_slots(self, client: Client) -> None:
+        """Five open sessions fill a collection of five: the sixth is collection_full."""
+        for _ in range(5):
+            await opened(client, collection="profile")
+        sixth = await open_session(client, collection="profile")
+        assert sixth.status == 409
+        assert (await sixth.json())["code"] == "collection_full"
+
+    async def test_someone_elses_session_is_404(self, client: Client) -> None:
+        """Only the owner completes a session; others cannot tell it exists."""
+        session = await opened(client)
+        response = await client.post(
+            f"/v1/uploads/{session['id']}/complete", headers=bearer("mallory")
+        )
+        assert response.status == 404
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"kind": "post", "content_type": "image/jpeg"},
+            {"kind": "post", "content_type": "image/jpeg", "size": "12"},
+            {"kind": "post", "content_type": "image/jpeg", "size": True},
+            {"kind": "post", "content_type": "image/jpeg", "size": 5, "sha256": "XYZ"},
+            {"kind": "post", "content_type": "image/jpeg", "size": 5, "upload_method": "get"},
+            {"kind": "post", "content_type": "image/jpeg", "size": 5, "extra": 1},
+            {"kind": "nope", "content_type": "image/jpeg", "size": 5},
+            {"kind": 3, "content_type": "image/jpeg", "size": 5},
+        ],
+    )
+    async def test_malformed_session_requests_are_400(
+        self, client: Client, body: dict[str, Any]
+    ) -> None:
+        """Every malformed member is a 400 naming it; no row is made."""
+        response = await client.post("/v1/uploads", json=body, headers=bearer())
+        assert response.status == 400
+        assert (await response.json())["field"]
+        assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 0
+
+
+class TestLocalContentUrl:
+    """On local disk (the default backend) the app receives the bytes itself."""
+
+    async def test_a_wrong_or_missing_signature_is_403(self, client: Client) -> None:
+        """The content URL is the credential: tampered or absent, it is refused."""
+        session = await opened(client)
+        url = session["upload"]["url"]
+        path = url.split("?")[0]
+        assert (await client.put(path, data=PHOTO)).status == 403
+        tampered = url.replace("md5=", "md5=A")
+        assert (await client.put(tampered, data=PHOTO)).status == 403
+
+    async def test_an_expired_signature_is_410(self, client: Client, settings: Settings) -> None:
+        """A URL past its time is gone, even with a good signature."""
+        session = await opened(client)
+        # The same path signed an hour ago for a minute: what a replayed old URL holds.
+        old = sign_path(
+            content_path(session["id"]), settings.url_signing_secret, 60, now=time.time() - 3600
+        )
+        assert (await client.put(old, data=PHOTO)).status == 410
+        assert await stored_keys(client) == []
+
+    async def test_more_bytes_than_declared_are_413_and_nothing_is_stored(
+        self, client: Client
+    ) -> None:
+        """The declared size caps the PUT as it streams."""
+        session = await opened(client, size=len(PHOTO) - 1)
+        response = await client.put(session["upload"]["url"], data=PHOTO)
+        assert response.status == 413
+        assert await stored_keys(client) == []
