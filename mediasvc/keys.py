@@ -44,6 +44,11 @@ def possible_keys(media_id: str) -> list[str]:
     ]
 
 
+def is_upload(key: str) -> bool:
+    """Whether the key holds a session's raw bytes (never served)."""
+    return key.startswith(UPLOADS_PREFIX)
+
+
 def is_private(key: str) -> bool:
     """Whether the key is served only behind a signature."""
     return key.startswith(PRIVATE_PREFIX)
@@ -53,7 +58,8 @@ def media_id_of(key: str) -> str | None:
     """The media id of a variant or session key, or None for keys that are not ours (a
     shared bucket)."""
     if key.startswith(UPLOADS_PREFIX):
-        rest = key.removeprefix(UPLOADS_PREFIX)
+        # `uploads/<id>`, or a write to it not yet renamed: `uploads/.<id>.<random>.tmp`.
+        rest = key.removeprefix(UPLOADS_PREFIX).removeprefix(".").split(".")[0]
         return rest if is_media_id(rest) else None
     parts = key.removeprefix(PRIVATE_PREFIX).split("/")
     if len(parts) == 3 and is_media_id(parts[1]) and parts[0] == parts[1][:2]:

@@ -118,6 +118,28 @@ class TestFlow:
         media = await (await client.get(f"/v1/media/{session['id']}", headers=bearer())).json()
         assert len(media["variants"]) == 5
 
+    async def test_an_asynchronous_failure_is_kept_with_its_problem_until_reaped(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """Bad bytes completed with respond-async: GET shows `failed` and the problem; gc
+        later removes the row, and no object is ever left."""
+        data = PHOTO[: len(PHOTO) // 2]
+        session = await opened(client, data)
+        await send(client, session["upload"], data)
+        response = await complete(client, session["id"], Prefer="respond-async")
+        assert response.status == 202
+        await asyncio.wait_for(asyncio.gather(*client.app[SESSIONS].running), 30)
+        failed = await (await client.get(f"/v1/media/{session['id']}", headers=bearer())).json()
+        assert failed["status"] == "failed"
+        assert (failed["problem"]["status"], failed["problem"]["code"]) == (422, "invalid_image")
+        assert failed["variants"] == {}
+        assert await stored_keys(client) == []
+        again = await complete(client, session["id"])
+        assert again.status == 200
+        assert (await again.json())["status"] == "failed"
+        await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=0)
+        await assert_nothing_left(client, settings)
+
     async def test_an_idempotent_open_returns_the_same_session(self, client: Client) -> None:
         """The same Idempotency-Key and file: the same pending session, not a second."""
         headers = {**bearer(), "Idempotency-Key": "s-1"}
@@ -241,6 +263,24 @@ class TestRefusals:
         assert response.status == 400
         assert (await response.json())["field"]
         assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 0
+
+
+@parametrize_backends
+class TestReaper:
+    async def test_raw_objects_whose_session_is_gone_are_removed(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """An `uploads/` object with no session row (a crash after its row went) is an
+        orphan; a live session's object is not touched."""
+        live = await opened(client)
+        await send(client, live["upload"], PHOTO)
+        gone = await opened(client)
+        await send(client, gone["upload"], PHOTO)
+        await client.app[DB].execute("DELETE FROM media WHERE id = $1", gone["id"])
+        report = await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=0)
+        assert report.orphans_removed == 1
+        assert await stored_keys(client) == [upload_key(live["id"])]
+        assert (await complete(client, live["id"])).status == 201
 
 
 class TestLocalContentUrl:

@@ -159,6 +159,7 @@ FOR UPDATE SKIP LOCKED
 """
 
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
+PENDING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[]) AND status = 'pending'"
 
 # One orphan scan at a time across all nodes (a full listing of the storage is costly).
 TRY_LOCK_ORPHAN_SCAN = "SELECT pg_try_advisory_xact_lock(hashtext('mediasvc.orphan-scan'))"
@@ -374,6 +375,11 @@ async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]
 async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     """Which of `ids` have a row."""
     return {r["id"] for r in await conn.fetch(EXISTING_IDS, list(ids))}
+
+
+async def pending_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are upload sessions still waiting for their bytes."""
+    return {row["id"] for row in await conn.fetch(PENDING_IDS, list(ids))}
 
 
 async def try_lock_orphan_scan(conn: Connection) -> bool:

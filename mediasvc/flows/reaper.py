@@ -7,7 +7,10 @@ races a live request):
   have written, then the row;
 - a row `deleting` (the node died mid-delete, or an upload's undo found storage down):
   the same, which finishes the deletion;
-- objects whose media id has no row (a write that landed after its undo): delete them;
+- an upload session `pending` past its expiry, or `failed` (kept for its client) past the
+  grace period: the same, its raw object included;
+- objects whose media id has no row (a write that landed after its undo), and session
+  raw objects whose session no longer waits for its bytes: delete them;
 - spool files and work directories of this node left by a crash: delete them.
 
 Rows are claimed with `FOR UPDATE SKIP LOCKED` and the orphan scan runs under a session
@@ -31,7 +34,7 @@ import structlog
 from mediasvc import db
 from mediasvc.db import queries
 from mediasvc.flows.purge import purge
-from mediasvc.keys import media_id_of, possible_keys
+from mediasvc.keys import is_upload, media_id_of, possible_keys
 from mediasvc.storage import Storage, StorageError
 
 log = structlog.get_logger(__name__)
@@ -93,18 +96,24 @@ async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) 
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
         temp_files: list[str] = []
         by_media: dict[str, list[str]] = {}
+        raw: dict[str, str] = {}
         async for obj in storage.scan():
             media_id = media_id_of(obj.key)
             if media_id is None or obj.modified >= cutoff:
                 continue  # not ours (a shared bucket), or possibly still being written
             if obj.key.rsplit("/", 1)[-1].startswith("."):
                 temp_files.append(obj.key)  # a write that never got renamed
+            elif is_upload(obj.key):
+                raw[media_id] = obj.key
             else:
                 by_media.setdefault(media_id, []).append(obj.key)
         known = await queries.existing_ids(conn, list(by_media))
+        # A session's raw bytes are needed only while it waits for `complete`.
+        waiting = await queries.pending_ids(conn, list(raw))
         orphans = temp_files + [
             key for media_id, keys in by_media.items() if media_id not in known for key in keys
         ]
+        orphans += [key for media_id, key in raw.items() if media_id not in waiting]
         if orphans:
             await storage.delete(orphans)
     return len(orphans)
