@@ -40,15 +40,17 @@ apt-prod-packages:
 $(STAMP): pyproject.toml | apt-packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,heic]'
 	touch $(STAMP)
 
-# The runtime dependencies only. Editable, because the app reads its migrations and nginx
-# templates from the checkout (sql/, nginx/), which a plain `pip install .` would not carry.
+# The runtime dependencies only, with the HEIC/HEIF decoder (the `heic` extra; the README's
+# upload form section says how to leave it out). Editable, because the app reads its
+# migrations and nginx templates from the checkout (sql/, nginx/), which a plain
+# `pip install .` would not carry.
 $(PROD_STAMP): pyproject.toml | apt-prod-packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[heic]'
 	touch $(PROD_STAMP)
 
 run: install

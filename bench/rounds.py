@@ -21,10 +21,12 @@ from mediasvc.imaging import pipeline as imaging
 from mediasvc.imaging.job import DEFAULT_RULES
 
 MAIN_INPUT = "photo_12mp"
-# Also timed in the single-process phase, for the table only (no targets).
-SECONDARY_INPUTS = ("alpha_2mp", "cmyk")
+# Also timed in the single-process phase, for the table only (no targets). The HEIC (with
+# the mediasvc[heic] extra) is the pipeline's only: the Pillow baselines open no HEIC.
+SECONDARY_INPUTS = ("alpha_2mp", "cmyk", "photo_12mp_heic")
+PIPELINE_ONLY_MIMES = frozenset({"image/heic"})
 # Only measured for memory, once, in a fresh worker.
-MEMORY_INPUTS = ("photo_12mp", "photo_48mp")
+MEMORY_INPUTS = ("photo_12mp", "photo_48mp", "photo_12mp_heic")
 CLIENT_LEVELS = (1, 2, 4)
 
 
@@ -67,6 +69,8 @@ def single_process(inputs: dict[str, Input], rounds: int, scratch: Path) -> Sing
                 out = {n: str(p) if keep else None for n, p in result.outputs.items()}
                 job = worker.call(bare.once, str(item.path), item.mime, out["pipeline"])
                 result.add("pipeline", item.name, job.sample)
+                if item.mime in PIPELINE_ONLY_MIMES:
+                    continue
                 for name, run in (
                     ("pillow_naive", pillow_baselines.naive),
                     ("pillow_tuned", pillow_baselines.tuned),
