@@ -14,9 +14,10 @@
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
     ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused, checksum_mismatch)
-    ├── TooManyRequests (429 too_many_requests, with Retry-After)
+    ├── RetryLater (with Retry-After)
+    │   ├── TooManyRequests (429 too_many_requests)
+    │   └── Busy (503 busy: queue full, database or storage unreachable)
     ├── InsufficientStorage (507 insufficient_storage: the spool disk is full)
-    ├── Busy (503 busy, with Retry-After)
     └── ProcessingFailed (500 processing_failed: a worker crashed or hung)
 
 Raise them anywhere; `web.problems` renders them once as RFC 9457 problem+json.
@@ -122,8 +123,8 @@ class Unprocessable(MediaError):
     status, default_code, title = 422, "unprocessable", "Unprocessable request"
 
 
-class TooManyRequests(MediaError):
-    status, default_code, title = 429, "too_many_requests", "Too many requests"
+class RetryLater(MediaError):
+    """A refusal that passes: it says when to try again (`Retry-After`, seconds)."""
 
     def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
         super().__init__(detail, **extra)
@@ -131,21 +132,18 @@ class TooManyRequests(MediaError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(RetryLater):
+    status, default_code, title = 429, "too_many_requests", "Too many requests"
 
 
 class InsufficientStorage(MediaError):
     status, default_code, title = 507, "insufficient_storage", "Insufficient storage"
 
 
-class Busy(MediaError):
+class Busy(RetryLater):
     status, default_code, title = 503, "busy", "Service busy"
-
-    def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
-        super().__init__(detail, **extra)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 class ProcessingFailed(MediaError):
