@@ -108,6 +108,19 @@ async def test_full_pool_refuses_at_once(pool: ImagingPool, gate: Gate) -> None:
     await pool.ping()
 
 
+async def test_readiness_ping_takes_no_admission_slot(pool: ImagingPool, gate: Gate) -> None:
+    """With every worker busy and the queue full, the ping still answers, and admits nothing."""
+    jobs = [asyncio.create_task(pool.run(hold, gate.path)) for _ in range(4)]
+    for _ in range(pool.workers):
+        await gate.entered()
+    assert not pool.has_room
+    await asyncio.wait_for(pool.ping(), 5)  # answers at once: the busy workers are alive
+    assert pool.queued == 2  # the ping joined no queue
+    gate.open()
+    await asyncio.gather(*jobs)
+    await pool.ping()  # with a worker idle, it runs a real no-op job there
+
+
 async def test_cancelled_caller_does_not_free_a_busy_worker_early(
     pool: ImagingPool, gate: Gate
 ) -> None:
