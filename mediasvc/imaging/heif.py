@@ -25,10 +25,8 @@ here, by type, into `BadImage`.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pillow_heif
@@ -38,7 +36,7 @@ from mediasvc.imaging.job import BadImage
 
 # Each worker is one job at a time on one core (`pipeline.VIPS_CONCURRENCY`): more decode
 # threads would only compete with the other workers. A 12 MP iPhone-like grid decodes in
-# about 0.7 s on one thread here (docs/decisions.md).
+# about 0.5 s on one thread here (docs/decisions.md).
 pillow_heif.options.DECODE_THREADS = 1
 # What the pipeline never uses is not even parsed into Python objects.
 pillow_heif.options.THUMBNAILS = False
@@ -48,8 +46,7 @@ pillow_heif.options.AUX_IMAGES = False
 # What pillow-heif documents it raises for bad input (OSError: out of memory), plus the
 # MemoryError of an allocation past the worker's address-space cap.
 _PILLOW_HEIF_ERRORS = (ValueError, EOFError, SyntaxError, RuntimeError, OSError, MemoryError)
-# nclx colour primaries (ITU-T H.273): 1 is BT.709, which sRGB shares; 2 is "unspecified".
-_NCLX_SRGB_PRIMARIES = frozenset({1, 2})
+# nclx colour primaries (ITU-T H.273) that get a profile; 1 (BT.709) is sRGB's own.
 _NCLX_P3_PRIMARIES = frozenset({12})  # SMPTE EG 432-1: Display P3 (D65 white)
 # Pillow modes pillow-heif decodes to with `convert_hdr_to_8bit` -> bands, libvips format.
 # Monochrome HDR stays 16-bit (pillow-heif converts colour only); libvips brings it to 8.
@@ -93,14 +90,14 @@ def open_header(path: str) -> HeifHeader:
     """The primary image's header, or `BadImage` when there is no readable primary image."""
     try:
         # pillow-heif reads the whole file, then libheif parses its boxes; pixels wait.
-        heif = pillow_heif.open_heif(io.BytesIO(Path(path).read_bytes()), convert_hdr_to_8bit=True)
+        heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
         image = heif[heif.primary_index]
     except (*_PILLOW_HEIF_ERRORS, IndexError) as exc:
         raise BadImage("The HEIF file has no readable primary image.", reason=str(exc)) from None
     info: dict[str, Any] = image.info
     if not info.get("primary") or image.mode not in _MODES:
-        # libheif lists the primary first when there is one; without a primary, or in a
-        # mode we do not take (Bayer, YCbCr planes), there is nothing to show.
+        # pillow-heif falls back to the first image when none is flagged primary; that, or
+        # a mode we do not take, is no image to show.
         raise BadImage("The HEIF file has no decodable primary image.", reason=image.mode)
     embedded = info.get("icc_profile") or None
     profile = embedded or _profile_from_nclx(info.get("nclx_profile"))
@@ -110,7 +107,7 @@ def open_header(path: str) -> HeifHeader:
         height=height,
         bit_depth=int(info.get("bit_depth", 8)),
         alpha=image.has_alpha,
-        monochrome=_MODES[image.mode][0] == 1,
+        monochrome=_MODES[image.mode][0] <= 2,  # grey, with or without alpha
         icc_profile=profile,
         embedded_icc=embedded is not None,
         exif=info.get("exif") or None,
