@@ -250,7 +250,7 @@ Upload page: {base}/  (the dev token below is filled in)
 Metrics, on each app node's own port (nginx does not serve /metrics):
 {metrics}
 
-More tokens: .venv/bin/python -m mediasvc token SUB [--admin] [--space SPACE] (repeat --space for more)
+More tokens: .venv/bin/python -m mediasvc token SUB [--admin] [--space SPACE ...]
 """,
         flush=True,
     )
