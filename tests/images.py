@@ -475,6 +475,75 @@ def make_flat_png(
 
 
 # --------------------------------------------------------------------------
+# Graphics and photos (content-aware encoding)
+# --------------------------------------------------------------------------
+
+
+def graphic(width: int = 480, height: int = 320, *, alpha: bool = False) -> pyvips.Image:
+    """A UI-like graphic in a few flat colours: a header bar, panels, text-like bars, a disc.
+
+    Drawn without antialiasing, so it keeps its few colours, as pixel art and UI chrome
+    do. With ``alpha`` the background is transparent and the shapes opaque.
+    """
+    ground = [248, 248, 250, 0 if alpha else 255]
+    image = pyvips.Image.black(width, height, bands=4).new_from_image(ground)
+    image = image.draw_rect([40, 55, 80, 255], 0, 0, width, height // 8, fill=True)
+    for panel in range(3):
+        left = width // 24 + panel * width // 3
+        image = image.draw_rect(
+            [255, 255, 255, 255], left, height // 5, width // 4, height // 2, fill=True
+        )
+        for line in range(5):
+            top = height // 5 + 12 + line * (height // 14)
+            length = width // 5 - (line * 7 + panel * 11) % (width // 10)
+            image = image.draw_rect(
+                [*REFERENCE_COLOURS[line % 4], 255], left + 8, top, length, 4, fill=True
+            )
+    image = image.draw_circle(
+        [*REFERENCE_COLOURS[0], 255], width * 5 // 6, height * 5 // 6, height // 10, fill=True
+    )
+    image = image.cast("uchar").copy(interpretation="srgb")
+    return image if alpha else image.extract_band(0, n=3)
+
+
+def make_graphic(
+    *, width: int = 480, height: int = 320, alpha: bool = False, format: str = "png"
+) -> bytes:
+    """Make :func:`graphic` as a ``png``, ``gif``, ``webp`` (lossless) or ``webp-lossy`` file."""
+    image = graphic(width, height, alpha=alpha)
+    data: bytes
+    if format == "png":
+        data = image.pngsave_buffer()
+    elif format == "gif":
+        data = image.gifsave_buffer()
+    elif format in ("webp", "webp-lossy"):
+        data = image.webpsave_buffer(lossless=format == "webp", Q=90)
+    else:
+        raise ValueError(f"unknown graphic format {format!r}")
+    return data
+
+
+def make_photo_png(*, width: int = 640, height: int = 480, alpha: bool = False) -> bytes:
+    """Make a PNG of smooth colour gradients with grain: a photo saved losslessly.
+
+    With ``alpha`` it is a cut-out: a transparent border around the photo, which alone
+    must not make it count as a graphic.
+    """
+    xy = pyvips.Image.xyz(width, height)
+    x, y = xy[0], xy[1]
+    grain = [pyvips.Image.gaussnoise(width, height, mean=0, sigma=6) for _ in range(3)]
+    red = x * (200 / width) + 30 + grain[0]
+    green = y * (180 / height) + 40 + grain[1]
+    blue = (x + y) * (120 / (width + height)) + 90 + grain[2]
+    image = red.bandjoin([green, blue]).cast("uchar").copy(interpretation="srgb")
+    if alpha:
+        inside = (x > width // 8) & (x < width * 7 // 8) & (y > height // 8) & (y < height * 7 // 8)
+        image = image.bandjoin(inside.ifthenelse(255, 0).cast("uchar"))
+    data: bytes = image.pngsave_buffer()
+    return data
+
+
+# --------------------------------------------------------------------------
 # HEIC/HEIF (pillow-heif's encoder, x265: the optional extra `mediasvc[heic]`)
 # --------------------------------------------------------------------------
 

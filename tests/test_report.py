@@ -128,10 +128,17 @@ def test_report_counts_the_frames_written(
 
 @pytest.mark.parametrize("orientation", [1, 6])
 def test_report_is_plain_json_with_every_key(tmp_path: Path, orientation: int) -> None:
-    """The report has all four keys, null included, and survives a JSON round trip unchanged."""
+    """The report has all six keys, null included, and survives a JSON round trip unchanged."""
     facts = run(tmp_path, images.make_jpeg(orientation=orientation), "image/jpeg")
 
-    assert list(facts.processing) == ["rotated_from_orientation", "color", "removed", "frames"]
+    assert list(facts.processing) == [
+        "rotated_from_orientation",
+        "color",
+        "removed",
+        "frames",
+        "encoding",
+        "lossless_variants",
+    ]
     assert json.loads(json.dumps(facts.processing)) == facts.processing
 
 

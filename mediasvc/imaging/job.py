@@ -35,6 +35,9 @@ class ImageRules:
     max_height: int | None = None
     # False: an animation is kept as its first frame only (and its frames are not limited).
     animated: bool = True
+    # WebP output: a graphic (PNG, GIF or lossless WebP, mostly flat) is encoded lossless
+    # when that is no larger than lossy (`pipeline._write_variants`). False: always lossy.
+    lossless_graphics: bool = True
 
 
 DEFAULT_RULES = ImageRules()
@@ -48,6 +51,9 @@ class Job:
     out_dir: str
     mime: str
     rules: ImageRules = DEFAULT_RULES
+    # Cores the job may use for its encodes: 1 plus the workers the pool had idle when the
+    # job started (`pool.ImagingPool.process`). Under load none are idle, so it is 1.
+    threads: int = 1
 
 
 @dataclass(frozen=True, slots=True)

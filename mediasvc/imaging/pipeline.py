@@ -30,10 +30,11 @@ import os
 import resource
 import signal
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyvips
 
@@ -60,18 +61,36 @@ from mediasvc.imaging.job import (
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
 from mediasvc.imaging.report import (
     ColorConversion,
+    Encoding,
     color_conversion,
     heif_color_conversion,
     heif_processing_report,
     processing_report,
 )
 from mediasvc.imaging.sandbox import confine_worker
-from mediasvc.imaging.variants import LARGEST, VARIANTS
+from mediasvc.imaging.variants import LARGEST, VARIANTS, VariantSpec
+
+T = TypeVar("T")
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# Variants are derived and encoded largest first, each from the next larger one.
+_LARGEST_FIRST = sorted(VARIANTS, key=lambda v: v.size, reverse=True)
 # libwebp's `method` (0 fast .. 6 small); see docs/performance.md for the measured trade-off.
 WEBP_EFFORT = 4
+# Content-aware WebP (`_write_variants`): a still stored losslessly (PNG, GIF, lossless
+# WebP) whose largest variant has at least this share of horizontally adjacent visible
+# pixels exactly equal is a graphic, and is tried lossless as well as lossy. Flat areas
+# survive a Lanczos resize exactly: the bench's screenshot, chart, logo and pixel art keep
+# 86-99% of such pairs at 1024 px, its photos (grain, gradients, a photo saved as PNG)
+# under 5% (docs/performance.md).
+GRAPHIC_MIN_FLAT_SHARE = 0.5
+_LOSSLESS_LOADERS = frozenset({"pngload", "gifload"})
+# libwebp's lossless `quality` is how hard it tries (0 fast .. 100 small); 75 is cwebp's.
+WEBP_LOSSLESS_EFFORT = 75
+# A WebP still has at most VP8X, ICCP and ALPH before its image chunk; a longer walk is
+# a hostile or odd file, and stopping only means lossy.
+_WEBP_MAX_CHUNKS = 8
 # libaom's speed trade-off for AVIF output, as libvips names it (0 fast .. 9 small). At 2 a
 # 1024 px variant takes about 0.2 s and is as small as Pillow's default (speed 6); libvips'
 # default, 4, takes 2.6 s for 1.5% fewer bytes (docs/performance.md).
@@ -171,7 +190,7 @@ def process(job: Job) -> Facts:
     try:
         decoded = _decode_heif(job) if loader == HEIF_DECODER else _decode_vips(job, loader, gif)
         full = _for_output(decoded.image, output)
-        variants, smallest = _write_variants(full, job, output)
+        variants, smallest, encoded = _write_variants(full, job, output, loader)
         small_width, small_height, rgba = rgba_pixels(_first_frame(smallest))
     except pyvips.Error as exc:
         if _disk_full(job.out_dir):
@@ -185,7 +204,11 @@ def process(job: Job) -> Facts:
         variants=tuple(variants),
         thumbhash=thumbhash(small_width, small_height, rgba),
         dominant_color=dominant_color(rgba),
-        processing=decoded.report(frames=full.height // _page_height(full)),
+        processing=decoded.report(
+            frames=full.height // _page_height(full),
+            encoding=encoded.encoding,
+            lossless_variants=encoded.lossless_variants,
+        ),
     )
 
 
@@ -416,31 +439,153 @@ def _for_output(image: Any, output: OutputFormat) -> Any:
     return image
 
 
-def _write_variants(full: Any, job: Job, output: OutputFormat) -> tuple[list[VariantFile], Any]:
-    """Encode every variant, each resized from the next larger; the files and the smallest."""
-    written = {}
-    image = full
-    for spec in sorted(VARIANTS, key=lambda v: v.size, reverse=True):
-        if spec is not LARGEST:
-            # Materialised, so the next smaller one starts from these pixels, not from `full`.
-            image = image.thumbnail_image(spec.size, height=spec.size, size="down").copy_memory()
-        path = Path(job.out_dir) / f"{spec.name}{output.extension}"
-        _encode(image, path, output, job.rules.quality)
-        written[spec.name] = VariantFile(
-            name=spec.name,
-            path=str(path),
-            width=image.width,
-            height=_page_height(image),
-            bytes=os.path.getsize(path),
-            mime=output.mime,
+def _write_variants(
+    full: Any, job: Job, output: OutputFormat, loader: str
+) -> tuple[list[VariantFile], Any, Encoded]:
+    """Encode every variant, each resized from the next larger; the files, the smallest, and
+    how they were encoded.
+
+    A graphic (`_is_graphic`) has its largest variant encoded lossless as well as lossy, and
+    lossless is kept when it is no larger. Only then are the smaller variants tried both ways
+    too, each keeping the smaller file: resampling turns every edge into new colours, so a
+    resized graphic often comes out smaller lossy, and one that lost lossless at 1024 px loses
+    it at every smaller size. Photos, animations and JPEG/AVIF output are encoded once.
+
+    With `job.threads` > 1 (the pool had cores idle when the job started) the encodes run
+    side by side in as many threads: each libwebp encode is single-threaded and libvips
+    releases the GIL while it runs, so the largest variant's encode, most of the work,
+    overlaps the resizes and encodes of the four smaller ones.
+    """
+    encoder = ThreadPoolExecutor(job.threads) if job.threads > 1 else None
+    submit = encoder.submit if encoder is not None else _done
+    wanted = output.name == "webp" and job.rules.lossless_graphics
+    choices: tuple[Encoding, ...] = ("lossless", "lossy") if wanted else ("lossy",)
+    made: list[tuple[VariantSpec, Any, list[Future[tuple[Encoding, bytes]]]]] = []
+    try:
+        image = full
+        for spec in _LARGEST_FIRST:
+            if spec is LARGEST:
+                if len(choices) > 1 and not _is_graphic(full, job, loader):
+                    choices = ("lossy",)
+            else:
+                # Materialised, so the next smaller one starts from these pixels, not `full`.
+                image = image.thumbnail_image(spec.size, height=spec.size, size="down")
+                image = image.copy_memory()
+            quality = job.rules.quality
+            trials = [submit(_encoded, image, output, quality, choice) for choice in choices]
+            if spec is LARGEST and len(trials) > 1 and _smallest(trials)[0] == "lossy":
+                choices = ("lossy",)  # lossless lost where it stands the best chance
+            made.append((spec, image, trials))
+        written, encodings = {}, {}
+        for spec, variant, trials in made:
+            encodings[spec.name], data = _smallest(trials)
+            path = Path(job.out_dir) / f"{spec.name}{output.extension}"
+            path.write_bytes(data)
+            written[spec.name] = VariantFile(
+                name=spec.name,
+                path=str(path),
+                width=variant.width,
+                height=_page_height(variant),
+                bytes=len(data),
+                mime=output.mime,
+            )
+    finally:
+        if encoder is not None:
+            encoder.shutdown(wait=True, cancel_futures=True)
+    variants = [written[spec.name] for spec in VARIANTS]
+    return variants, image, Encoded(encodings[LARGEST.name], _lossless(encodings))
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """How the variants were encoded: the largest one's `encoding`, and which are lossless."""
+
+    encoding: Encoding
+    lossless_variants: list[str]
+
+
+def _lossless(encodings: dict[str, Encoding]) -> list[str]:
+    return [spec.name for spec in VARIANTS if encodings[spec.name] == "lossless"]
+
+
+def _done(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """`fn(*args)` run now, as a finished future: the one-thread path of `_write_variants`."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _smallest(trials: list[Future[tuple[Encoding, bytes]]]) -> tuple[Encoding, bytes]:
+    """The smallest of the encodes; on a tie the first (lossless, when it was tried)."""
+    return min((trial.result() for trial in trials), key=lambda found: len(found[1]))
+
+
+def _is_graphic(image: Any, job: Job, loader: str) -> bool:
+    """Whether the largest variant is a graphic: a still, stored losslessly, mostly flat."""
+    if _page_height(image) != image.height:
+        return False  # an animation: two encodes of every frame would double a long job
+    stored_lossless = loader in _LOSSLESS_LOADERS or (
+        loader == "webpload" and _webp_is_lossless(job.source)
+    )
+    return stored_lossless and _flat_share(image) >= GRAPHIC_MIN_FLAT_SHARE
+
+
+def _flat_share(image: Any) -> float:
+    """The share of horizontally adjacent visible pixel pairs that are equal in every band.
+
+    Pairs fully transparent on both sides do not count: a cut-out photo on transparency is
+    not a graphic for its empty background.
+    """
+    if image.width < 2:
+        return 0.0
+    left = image.crop(0, 0, image.width - 1, image.height)
+    right = image.crop(1, 0, image.width - 1, image.height)
+    equal = (left == right).bandand()
+    if not image.hasalpha():
+        return float(equal.avg()) / 255
+    alpha = image.bands - 1
+    visible = (left[alpha] > 0) | (right[alpha] > 0)
+    shown = float(visible.avg())
+    return float((equal & visible).avg()) / shown if shown else 1.0
+
+
+def _webp_is_lossless(source: str) -> bool:
+    """Whether a WebP file's image is VP8L (lossless), from its chunk headers alone.
+
+    An extended file (VP8X) may carry ICCP and ANIM before the image; ALPH comes only before
+    a lossy VP8 image, ANMF only in animations. Anything malformed is False (lossy).
+    """
+    with open(source, "rb") as file:
+        if file.read(12)[8:] != b"WEBP":
+            return False
+        for _ in range(_WEBP_MAX_CHUNKS):
+            head = file.read(8)
+            if len(head) < 8 or head[:4] in (b"VP8 ", b"ALPH", b"ANMF"):
+                return False
+            if head[:4] == b"VP8L":
+                return True
+            size = int.from_bytes(head[4:], "little")
+            file.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    return False
+
+
+def _encoded(
+    image: Any, output: OutputFormat, quality: int, encoding: Encoding
+) -> tuple[Encoding, bytes]:
+    """`image` as a file of the `output` format, in memory."""
+    data: bytes
+    if output.name == "webp" and encoding == "lossless":
+        # Q is libwebp's lossless effort here, not a quality: the kind's quality does not apply.
+        data = image.webpsave_buffer(
+            lossless=True, Q=WEBP_LOSSLESS_EFFORT, effort=WEBP_EFFORT, keep="none"
         )
-    return [written[spec.name] for spec in VARIANTS], image
-
-
-def _encode(image: Any, path: Path, output: OutputFormat, quality: int) -> None:
-    if output.name == "webp":
-        image.webpsave(str(path), Q=quality, keep="none", effort=WEBP_EFFORT)
+    elif output.name == "webp":
+        data = image.webpsave_buffer(Q=quality, keep="none", effort=WEBP_EFFORT)
     elif output.name == "jpeg":
-        image.jpegsave(str(path), Q=quality, keep="none", optimize_coding=True, interlace=True)
+        data = image.jpegsave_buffer(Q=quality, keep="none", optimize_coding=True, interlace=True)
     else:
-        image.heifsave(str(path), Q=quality, keep="none", compression="av1", effort=AVIF_EFFORT)
+        data = image.heifsave_buffer(Q=quality, keep="none", compression="av1", effort=AVIF_EFFORT)
+    return encoding, data

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
@@ -98,8 +100,16 @@ class ImagingPool:
         return self.workers - self._idle.qsize()
 
     async def process(self, job: Job) -> Facts:
-        """Run one imaging job; raises `ImageRejected` for bad input, or a pool error."""
-        return await self.run(pipeline.process, job)
+        """Run one imaging job; raises `ImageRejected` for bad input, or a pool error.
+
+        The workers idle when the job starts lend it their cores (`Job.threads`): one upload
+        to an idle service encodes its variants side by side. A job that starts while the
+        others are busy, or queued behind them, gets one thread, so under load no job takes
+        a core from another.
+        """
+        async with self._admitted_worker() as worker:
+            lent = replace(job, threads=min(job.threads + self._idle.qsize(), self.workers))
+            return await self._run_on(worker, pipeline.process, lent)
 
     async def ping(self) -> None:
         """Prove the workers can run libvips now (for readiness checks), outside admission.
@@ -118,12 +128,17 @@ class ImagingPool:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a picklable `fn(*args)` in a worker, with the pool's admission and timeout."""
+        async with self._admitted_worker() as worker:
+            return await self._run_on(worker, fn, *args)
+
+    @asynccontextmanager
+    async def _admitted_worker(self) -> AsyncIterator[ProcessPoolExecutor]:
+        """An idle worker for one job, once admitted (`PoolBusy` if there is no room)."""
         if not self.has_room:
             raise PoolBusy
         self._admitted += 1
         try:
-            worker = await self._idle.get()
-            return await self._run_on(worker, fn, *args)
+            yield await self._idle.get()
         finally:
             self._admitted -= 1
 

@@ -14,6 +14,12 @@ The report (`processing_report`) always has these keys:
 - `removed`: the sorted `Removable` names of the metadata the source carried; the encoders
   keep none of it.
 - `frames`: how many frames the written variants hold.
+- `encoding`: how the largest variant was compressed, an `Encoding`: "lossless" when the
+  source was a graphic whose largest variant came out no larger lossless than lossy (WebP
+  output only; see `pipeline._write_variants`), else "lossy".
+- `lossless_variants`: the names of the variants stored lossless (pixel-exact), largest
+  last; empty when `encoding` is "lossy". A smaller variant of a graphic is lossless only
+  where that was no larger than lossy too.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ ColorConversion = Literal[
     "converted to 8-bit sRGB",  # greyscale, 16-bit or HEIF HDR, with no profile or an sRGB one
     "sRGB",  # 8-bit RGB, untagged or tagged sRGB: no conversion
 ]
+# "lossless": WebP lossless, pixel-exact; "lossy": the kind's output format at its quality.
+Encoding = Literal["lossless", "lossy"]
 # "comment": JPEG COM, GIF comment extension; "text": PNG tEXt/zTXt/iTXt other than XMP;
 # "gps": any GPS tag in the EXIF; the rest are whole blocks (ICC profile, XMP packet, ...).
 Removable = Literal["comment", "exif", "gps", "icc", "iptc", "text", "xmp"]
@@ -75,7 +83,14 @@ _TIFF_ENTRY = 12  # tag, type, count, value or offset
 
 
 def processing_report(
-    header: Any, loader: str, source: str, frames: int, *, gif: GifStructure | None = None
+    header: Any,
+    loader: str,
+    source: str,
+    frames: int,
+    *,
+    gif: GifStructure | None = None,
+    encoding: Encoding = "lossy",
+    lossless_variants: list[str] | None = None,
 ) -> dict[str, object]:
     """The `processing` facts for `source`, opened as `header` by `loader`; see the module doc.
 
@@ -87,10 +102,18 @@ def processing_report(
         "color": color_conversion(header),
         "removed": removed_metadata(header, loader, source, gif),
         "frames": frames,
+        "encoding": encoding,
+        "lossless_variants": lossless_variants or [],
     }
 
 
-def heif_processing_report(header: HeifHeader, frames: int) -> dict[str, object]:
+def heif_processing_report(
+    header: HeifHeader,
+    frames: int,
+    *,
+    encoding: Encoding = "lossy",
+    lossless_variants: list[str] | None = None,
+) -> dict[str, object]:
     """The `processing` facts for a HEIF file, from the header pillow-heif read."""
     found: set[Removable] = set()
     if header.exif is not None:
@@ -106,6 +129,8 @@ def heif_processing_report(header: HeifHeader, frames: int) -> dict[str, object]
         "color": heif_color_conversion(header),
         "removed": sorted(found),
         "frames": frames,
+        "encoding": encoding,
+        "lossless_variants": lossless_variants or [],
     }
 
 

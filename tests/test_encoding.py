@@ -1,0 +1,135 @@
+"""Content-aware encoding (`pipeline._write_variants`): graphics lossless where that is
+smaller, photos lossy; checked by bytes and pixels, never by time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import images
+import pytest
+import pyvips
+from imaging_support import make_job, run
+
+from mediasvc.imaging import pipeline
+from mediasvc.imaging.job import Facts
+from mediasvc.imaging.variants import LARGEST
+
+
+def lossy_only(tmp_path: Path, data: bytes, mime: str) -> Facts:
+    """The same upload with content-aware encoding off: what lossy alone writes."""
+    return run(tmp_path, data, mime, lossless_graphics=False)
+
+
+def bytes_of(facts: Facts) -> dict[str, int]:
+    return {variant.name: variant.bytes for variant in facts.variants}
+
+
+def largest_file(facts: Facts) -> pyvips.Image:
+    [full] = [v for v in facts.variants if v.name == LARGEST.name]
+    return pyvips.Image.new_from_file(full.path)
+
+
+def max_difference(a: pyvips.Image, b: pyvips.Image) -> float:
+    assert (a.width, a.height, a.bands) == (b.width, b.height, b.bands)
+    return float((a.cast("int") - b.cast("int")).abs().max())
+
+
+@pytest.mark.parametrize(
+    ("file_format", "mime"),
+    [("png", "image/png"), ("gif", "image/gif"), ("webp", "image/webp")],
+)
+def test_a_graphic_is_stored_lossless_pixel_exact_and_smaller(
+    tmp_path: Path, file_format: str, mime: str
+) -> None:
+    """A flat graphic stored losslessly comes out lossless: `full` has the source's pixels
+    exactly and fewer bytes than lossy, and the report says so."""
+    data = images.make_graphic(format=file_format)
+
+    facts = run(tmp_path, data, mime)
+    lossy = lossy_only(tmp_path, data, mime)
+
+    assert facts.processing["encoding"] == "lossless"
+    assert LARGEST.name in facts.processing["lossless_variants"]  # type: ignore[operator]
+    assert max_difference(largest_file(facts), images.graphic()) == 0
+    assert bytes_of(facts)[LARGEST.name] < bytes_of(lossy)[LARGEST.name]
+    assert lossy.processing["encoding"] == "lossy"
+
+
+def test_a_graphic_on_transparency_keeps_its_visible_pixels_and_alpha_exactly(
+    tmp_path: Path,
+) -> None:
+    """A logo-like graphic with alpha: alpha is exact, and so is every pixel not fully
+    transparent (lossless WebP may change colour only where nothing shows)."""
+    facts = run(tmp_path, images.make_graphic(alpha=True), "image/png")
+
+    assert facts.processing["encoding"] == "lossless"
+    written, source = largest_file(facts), images.graphic(alpha=True)
+    assert max_difference(written[3], source[3]) == 0
+    shown = source[3] > 0
+    assert max_difference(shown.ifthenelse(written, 0), shown.ifthenelse(source, 0)) == 0
+
+
+def test_each_smaller_variant_of_a_graphic_is_the_smaller_of_its_two_encodes(
+    tmp_path: Path,
+) -> None:
+    """No variant of a graphic is larger than lossy alone would make it, and the set is
+    smaller overall; the lossless ones are listed in the report (here `full`, at the
+    source's size, and `large`, resized by exactly 2)."""
+    data = images.make_graphic(width=1024, height=640)
+
+    facts = run(tmp_path, data, "image/png")
+    lossy = lossy_only(tmp_path, data, "image/png")
+
+    chosen, baseline = bytes_of(facts), bytes_of(lossy)
+    assert all(chosen[name] <= baseline[name] for name in baseline)
+    assert sum(chosen.values()) < sum(baseline.values())
+    listed = facts.processing["lossless_variants"]
+    assert listed == [v.name for v in facts.variants if chosen[v.name] < baseline[v.name]]
+    assert listed == ["large", "full"]
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        pytest.param(images.make_noisy_jpeg(width=900, height=600), "image/jpeg", id="jpeg"),
+        pytest.param(images.make_photo_png(), "image/png", id="photo-png"),
+        pytest.param(images.make_photo_png(alpha=True), "image/png", id="cut-out-photo-png"),
+        pytest.param(images.make_graphic(format="webp-lossy"), "image/webp", id="lossy-webp"),
+    ],
+)
+def test_photos_and_lossy_sources_stay_lossy_byte_for_byte(
+    tmp_path: Path, data: bytes, mime: str
+) -> None:
+    """Photos (also saved as PNG, also cut out on transparency) and sources already lossy
+    are encoded lossy exactly as without content-aware encoding."""
+    facts = run(tmp_path, data, mime)
+
+    assert (facts.processing["encoding"], facts.processing["lossless_variants"]) == ("lossy", [])
+    assert bytes_of(facts) == bytes_of(lossy_only(tmp_path, data, mime))
+
+
+@pytest.mark.parametrize("output_format", ["jpeg", "avif"])
+def test_other_output_formats_are_lossy(tmp_path: Path, output_format: str) -> None:
+    """Only WebP output is tried lossless: a kind that writes JPEG or AVIF stays lossy."""
+    facts = run(tmp_path, images.make_graphic(), "image/png", output_format=output_format)
+
+    assert facts.processing["encoding"] == "lossy"
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        pytest.param(images.make_graphic(width=1600, height=1000), "image/png", id="graphic"),
+        pytest.param(images.make_noisy_jpeg(width=1600, height=1000), "image/jpeg", id="photo"),
+    ],
+)
+def test_encoding_in_threads_writes_the_same_files(tmp_path: Path, data: bytes, mime: str) -> None:
+    """A job lent idle cores (`threads`) writes byte-identical variants to a one-thread job."""
+    one = pipeline.process(make_job(tmp_path, data, mime))
+    lent = pipeline.process(replace(make_job(tmp_path, data, mime), threads=3))
+
+    assert [Path(v.path).read_bytes() for v in lent.variants] == [
+        Path(v.path).read_bytes() for v in one.variants
+    ]
+    assert lent.processing == one.processing
