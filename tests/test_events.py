@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
 import random
@@ -127,7 +128,8 @@ class Receiver:
         """Until `check()` holds after some request; fails the test at the deadline."""
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(check), DEADLINE_S)
+                async with asyncio.timeout(DEADLINE_S):
+                    await self._changed.wait_for(check)
             except TimeoutError:
                 raise AssertionError(f"the receiver never saw {what}") from None
 
@@ -347,14 +349,17 @@ class TestPayload:
 
     async def test_delete_follows_ready(self, client: Client, receiver: Receiver) -> None:
         """`media.deleted` (Media JSON, status deleting) is sent only once `media.ready` was
-        accepted, even when the delete happens while the ready one is being sent."""
-        answer_ready = asyncio.Event()
-        receiver.script = [answer_ready]
+        accepted: while the ready one keeps failing after the delete, nothing else goes."""
+        recovered = asyncio.Event()
+        receiver.policy = lambda a: 200 if recovered.is_set() or a.type != "media.ready" else 500
         media = await upload(client)
         await receiver.wait_for(lambda: len(receiver.arrivals) == 1, "media.ready")
         response = await client.delete(f"/v1/media/{media['id']}", headers=bearer())
         assert response.status == 204
-        answer_ready.set()
+        # Two more failed attempts: each a round in which the dispatcher could have sent
+        # the (by then recorded) delete, had it not waited for the ready one.
+        await receiver.wait_for(lambda: len(receiver.arrivals) == 3, "two more attempts")
+        recovered.set()
         ready, deleted = await receiver.accepted_of(media["id"], 2)
         assert (ready.type, deleted.type) == ("media.ready", "media.deleted")
         assert deleted.payload is not None
@@ -362,6 +367,7 @@ class TestPayload:
         first_deleted = next(a for a in receiver.arrivals if a.event_id == deleted.event_id)
         assert ready.answered_at is not None
         assert first_deleted.arrived_at > ready.answered_at
+        assert [a.type for a in receiver.arrivals] == ["media.ready"] * 4 + ["media.deleted"]
 
     async def test_replace_sends_replaced_for_the_old_media(
         self, make_settings: Any, receiver: Receiver, aiohttp_client: Any
@@ -424,8 +430,14 @@ class TestDelivery:
         assert {a.event_id for a in receiver.arrivals} == {accepted.event_id}
         assert {a.body for a in receiver.arrivals} == {accepted.body}
         assert all(a.payload is not None for a in receiver.arrivals)
-        settings = client.app[DB]
-        row = await settings.fetchrow("SELECT state, attempts, last_status FROM event_deliveries")
+        pool = client.app[DB]
+        # The receiver answered; the dispatcher records it right after.
+        query = "SELECT state, attempts, last_status FROM event_deliveries"
+        await wait_until(
+            lambda: pool.fetchval("SELECT state = 'delivered' FROM event_deliveries"),
+            "the delivery is recorded",
+        )
+        row = await pool.fetchrow(query)
         assert dict(row) == {"state": "delivered", "attempts": 4, "last_status": 200}
         metrics = await (await client.get("/metrics")).text()
         assert 'mediasvc_webhook_deliveries_total{outcome="retried"} 3.0' in metrics
@@ -453,21 +465,22 @@ class TestDelivery:
     async def test_order_per_media_holds_across_nodes_under_failures(
         self, make_settings: Any, receiver: Receiver
     ) -> None:
-        """Three dispatchers, 8 media with 5 events each recorded as they run, a receiver
-        failing a third of the requests at random: every media's events are accepted in
-        order, and none arrives before the previous one of its media was accepted."""
+        """8 media with 5 events each, three already queued per media when three
+        dispatchers start and the rest recorded while they run, a receiver failing a third
+        of the requests at random: every media's events are accepted in order, and none
+        arrives before the previous one of its media was accepted."""
         settings = make_settings(webhook_urls=(receiver.url,), **FAST)
         chance = random.Random(18)  # noqa: S311 (a failure pattern, not a secret)
         receiver.policy = lambda _: 500 if chance.random() < 1 / 3 else 200
         media_ids = [f"media-{i}" for i in range(8)]
         expected: dict[str, list[str]] = {m: [] for m in media_ids}
-        async with db.open_pool(settings) as pool, _dispatchers(settings, pool, 3):
+        async with db.open_pool(settings) as pool, contextlib.AsyncExitStack() as running:
             for round_ in range(5):
-                for media_id in media_ids:
-                    [event_id] = await record(settings, ("media.ready", media_id))
+                if round_ == 3:
+                    await running.enter_async_context(_dispatchers(settings, pool, 3))
+                recorded = await record(settings, *(("media.ready", m) for m in media_ids))
+                for media_id, event_id in zip(media_ids, recorded, strict=True):
                     expected[media_id].append(event_id)
-                if round_ == 2:
-                    await receiver.wait_for(lambda: len(receiver.accepted) >= 8, "some")
             await receiver.wait_for(lambda: len(receiver.accepted) == 40, "all 40 events")
         for media_id, event_ids in expected.items():
             accepted = [a for a in receiver.accepted.values() if _media_of(a) == media_id]
@@ -575,6 +588,11 @@ class TestNodes:
             victim.wait()
             await receiver.wait_for(lambda: held.event_id in receiver.accepted, "the takeover")
             await receiver.wait_for(lambda: len(receiver.accepted) == 5, "every event")
+
+            async def all_recorded() -> bool:
+                return {r["state"] for r in await delivery_rows(settings)} == {"delivered"}
+
+            await wait_until(all_recorded, "the nodes record every delivery")
         finally:
             hold.set()
             for node in nodes:

@@ -119,8 +119,10 @@ class Dispatcher:
                     await self._prune_now_and_then()
                 except DB_ERRORS as exc:
                     log.warning("webhook.dispatch_failed", error=str(exc))
+                # Not `wait_for`: on 3.11 it loses a cancel that meets a wake-up.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
         finally:
             listener.cancel()
             await self._hand_back()
