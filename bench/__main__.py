@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import quality, report, rounds
+from bench import quality, report, rounds, sharp_baselines
+from bench.graphics import write_graphics
 from bench.inputs import write_inputs
 from mediasvc.imaging import pipeline as imaging
 from mediasvc.imaging.job import DEFAULT_RULES
@@ -50,9 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         (scratch / "inputs").mkdir()
         _say("drawing inputs")
         inputs = write_inputs(scratch / "inputs", with_48mp=not args.quick)
+        graphics = write_graphics(scratch / "inputs")
         _say(f"single-process rounds: {single_rounds}")
         single = rounds.single_process(inputs, single_rounds, scratch)
         compared = quality.compare(inputs[rounds.MAIN_INPUT].path, single.outputs)
+        _say("content-aware encoding: graphics and photos")
+        encoded = rounds.encoding(graphics, inputs)
         _say("memory: fresh workers")
         memory = rounds.memory(inputs)
         through = None
@@ -61,12 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             through = rounds.throughput(
                 inputs[rounds.MAIN_INPUT], workers, service_rounds, sizes, scratch
             )
-    summary = report.summarise(single, through, memory, compared)
-    print(report.table(inputs, single, through, memory, compared, summary))
+    summary = report.summarise(single, through, memory, compared, encoded)
+    print(report.table(inputs, single, through, memory, compared, encoded, summary))
     document = {
         "summary": summary,
         "targets": [asdict(t) | {"met": t.met} for t in report.targets(summary)],
-        **report.environment(),
+        **report.environment(single.sharp_versions),
         "settings": {
             "quality": DEFAULT_RULES.quality,
             "webp_effort": imaging.WEBP_EFFORT,
@@ -76,12 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "throughput_rounds": service_rounds,
             "batch_sizes": asdict(sizes),
             "quick": args.quick,
+            "sharp_version": sharp_baselines.SHARP_VERSION,
+            "sharp_skipped": single.sharp_skipped,
+            "graphic_min_flat_share": imaging.GRAPHIC_MIN_FLAT_SHARE,
         },
         "inputs": {
             i.name: {"width": i.width, "height": i.height, "bytes": i.bytes, "note": i.note}
-            for i in inputs.values()
+            for i in [*inputs.values(), *graphics.values()]
         },
         "quality": compared,
+        "encoding": {name: asdict(e) for name, e in encoded.items()},
         "peak_rss_mb": memory,
     }
     path = report.save(args.results_dir, document)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.isolated import new_executor
 from bench.timing import Sample, timed
@@ -34,11 +34,19 @@ class JobResult:
     pid: int
     peak_rss_mb: float
     bytes_by_variant: dict[str, int]
+    encoding: str
+    lossless_variants: list[str]
 
 
-def make_job(source: str, mime: str, out_dir: str, kind: str = DEFAULT_KIND) -> Job:
-    """The job the service would submit for this upload, with the default settings."""
-    return Job(source=source, out_dir=out_dir, mime=mime, rules=KIND_RULES[kind].image)
+def make_job(
+    source: str, mime: str, out_dir: str, kind: str = DEFAULT_KIND, *, lossless: bool = True
+) -> Job:
+    """The job the service would submit for this upload, with the default settings.
+
+    `lossless=False` turns content-aware encoding off: what lossy alone would write.
+    """
+    rules = replace(KIND_RULES[kind].image, lossless_graphics=lossless)
+    return Job(source=source, out_dir=out_dir, mime=mime, rules=rules)
 
 
 def peak_rss_mb() -> float:
@@ -46,16 +54,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def once(source: str, mime: str, out_dir: str | None = None) -> JobResult:
+def once(source: str, mime: str, out_dir: str | None = None, lossless: bool = True) -> JobResult:
     """Run the pipeline on `source` once, into `out_dir` (kept) or a scratch directory."""
     scratch = out_dir is None
     target = tempfile.mkdtemp(prefix="bench-pipeline-") if out_dir is None else out_dir
+    job = make_job(source, mime, target, lossless=lossless)
     try:
-        facts, sample = timed(lambda: imaging.process(make_job(source, mime, target)))
+        facts, sample = timed(lambda: imaging.process(job))
     finally:
         if scratch:
             shutil.rmtree(target, ignore_errors=True)
-    return JobResult(sample, os.getpid(), peak_rss_mb(), {v.name: v.bytes for v in facts.variants})
+    lossless_variants = facts.processing["lossless_variants"]
+    assert isinstance(lossless_variants, list)
+    return JobResult(
+        sample,
+        os.getpid(),
+        peak_rss_mb(),
+        {v.name: v.bytes for v in facts.variants},
+        str(facts.processing["encoding"]),
+        lossless_variants,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import limit, pillow_baselines, procs
+from bench import limit, pillow_baselines, procs, sharp_baselines
 from bench import pipeline as bare
 from bench.inputs import Input
 from bench.isolated import Isolated
@@ -25,6 +25,8 @@ MAIN_INPUT = "photo_12mp"
 # the mediasvc[heic] extra) is the pipeline's only: the Pillow baselines open no HEIC.
 SECONDARY_INPUTS = ("alpha_2mp", "cmyk", "photo_12mp_heic")
 PIPELINE_ONLY_MIMES = frozenset({"image/heic"})
+# The photo set whose bytes content-aware encoding must leave alone (`encoding`).
+PHOTO_INPUTS = ("photo_12mp", "alpha_2mp", "cmyk")
 # Only measured for memory, once, in a fresh worker.
 MEMORY_INPUTS = ("photo_12mp", "photo_48mp", "photo_12mp_heic")
 CLIENT_LEVELS = (1, 2, 4)
@@ -40,22 +42,30 @@ class SingleProcess:
     thumbnail: list[Sample] = field(default_factory=list)
     runs: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
+    # sharp's own versions (its libvips, libwebp), or why the sharp baselines did not run.
+    sharp_versions: dict[str, str] = field(default_factory=dict)
+    sharp_skipped: str = ""
 
     def add(self, contestant: str, input_name: str, sample: Sample) -> None:
         self.runs.setdefault(contestant, {}).setdefault(input_name, []).append(sample)
 
 
 def single_process(inputs: dict[str, Input], rounds: int, scratch: Path) -> SingleProcess:
-    """Limit, pipeline and both Pillow baselines, one process each, interleaved."""
+    """Limit, pipeline and the Pillow and sharp baselines, one process each, interleaved."""
     quality, effort = DEFAULT_RULES.quality, imaging.WEBP_EFFORT
     floor = Isolated(imaging.init_worker)
     worker = Isolated(imaging.init_worker)
     pillow = Isolated()
+    sharp, skipped = sharp_baselines.start()
     try:
-        result = SingleProcess(concurrency=floor.call(limit.concurrency))
+        result = SingleProcess(concurrency=floor.call(limit.concurrency), sharp_skipped=skipped)
         main = inputs[MAIN_INPUT]
         others = [inputs[name] for name in SECONDARY_INPUTS if name in inputs]
-        for name in ("pipeline", "pillow_naive", "pillow_tuned"):
+        contestants = ["pipeline", "pillow_naive", "pillow_tuned"]
+        if sharp is not None:
+            result.sharp_versions = sharp.versions
+            contestants += ["sharp_naive", "sharp_tuned"]
+        for name in contestants:
             result.outputs[name] = scratch / "outputs" / name
             result.outputs[name].mkdir(parents=True)
         for _ in range(rounds):
@@ -78,10 +88,18 @@ def single_process(inputs: dict[str, Input], rounds: int, scratch: Path) -> Sing
                     target = out[name] or str(_scratch_dir(scratch, name))
                     _, sample = pillow.call(run, str(item.path), target, quality, effort)
                     result.add(name, item.name, sample)
+                if sharp is not None:
+                    for mode in ("naive", "tuned"):
+                        name = f"sharp_{mode}"
+                        target = out[name] or str(_scratch_dir(scratch, name))
+                        _, sample = sharp.call(mode, str(item.path), target, quality, effort)
+                        result.add(name, item.name, sample)
         return result
     finally:
         for process in (floor, worker, pillow):
             process.close()
+        if sharp is not None:
+            sharp.close()
 
 
 def _scratch_dir(scratch: Path, name: str) -> Path:
@@ -191,3 +209,38 @@ def memory(inputs: dict[str, Input]) -> dict[str, float]:
         finally:
             fresh.close()
     return peaks
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One input through the pipeline as it is, and with lossless graphics turned off."""
+
+    name: str
+    encoding: str
+    lossless_variants: list[str]
+    bytes: int
+    lossy_only_bytes: int
+    ms: float
+    lossy_only_ms: float
+
+
+def encoding(graphics: dict[str, Input], inputs: dict[str, Input]) -> dict[str, Encoded]:
+    """The graphics set and the photo set, each encoded content-aware and lossy only."""
+    worker = Isolated(imaging.init_worker)
+    try:
+        found = {}
+        for item in [*graphics.values(), *(inputs[n] for n in PHOTO_INPUTS if n in inputs)]:
+            aware = worker.call(bare.once, str(item.path), item.mime)
+            lossy = worker.call(bare.once, str(item.path), item.mime, None, False)
+            found[item.name] = Encoded(
+                item.name,
+                aware.encoding,
+                aware.lossless_variants,
+                sum(aware.bytes_by_variant.values()),
+                sum(lossy.bytes_by_variant.values()),
+                aware.sample.wall_s * 1000,
+                lossy.sample.wall_s * 1000,
+            )
+        return found
+    finally:
+        worker.close()
