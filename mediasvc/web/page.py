@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +28,8 @@ ASSETS = {
 }
 # index.html carries this empty tag; with MEDIASVC_DEV_TOKEN set it is filled in.
 DEV_TOKEN_TAG = '<meta name="mediasvc-dev-token" content="">'  # noqa: S105 - an empty tag
+# A bucket name botocore may put in a host name (else it presigns path style).
+_HOST_SAFE_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
 
 async def index(request: web.Request) -> web.Response:
@@ -70,6 +73,8 @@ def content_security_policy(settings: Settings) -> str:
 
     `blob:` shows a chosen file before it is sent, `data:` the decoded ThumbHash. When
     variant URLs point at another origin (a CDN), that origin is allowed for images only.
+    On S3 the page may also connect to the bucket: "Direct to storage" sends an upload
+    session's bytes there (presigned POST or PUT).
     """
     media_origins = sorted(
         {_origin(settings.public_media_url), _origin(settings.private_media_url)} - {""}
@@ -80,13 +85,30 @@ def content_security_policy(settings: Settings) -> str:
             "script-src 'self'",
             "style-src 'self'",
             " ".join(["img-src 'self'", *media_origins, "blob:", "data:"]),
-            "connect-src 'self'",
+            " ".join(["connect-src 'self'", *_bucket_origins(settings)]),
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'none'",
             "frame-ancestors 'none'",
         ]
     )
+
+
+def _bucket_origins(settings: Settings) -> list[str]:
+    """The origins botocore may presign a session's upload for: the endpoint (path style)
+    and, unless the style is `path`, the bucket's own host (virtual style). On AWS (no
+    endpoint set) these are `s3[.region].amazonaws.com` and `bucket.s3[.region]...`."""
+    if settings.storage != "s3":
+        return []
+    if settings.s3_endpoint_url:
+        parts = urlsplit(settings.s3_endpoint_url)
+        scheme, hosts = parts.scheme, [parts.netloc]
+    else:
+        region = settings.s3_region
+        scheme, hosts = "https", ["s3.amazonaws.com", f"s3.{region}.amazonaws.com"]
+    if settings.s3_addressing_style != "path" and _HOST_SAFE_BUCKET.fullmatch(settings.s3_bucket):
+        hosts += [f"{settings.s3_bucket}.{host}" for host in hosts]
+    return [f"{scheme}://{host}" for host in dict.fromkeys(hosts)]
 
 
 def _origin(url: str) -> str:

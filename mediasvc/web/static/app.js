@@ -8,6 +8,8 @@ const TOKEN_KEY = "mediasvc.token";
 const PARALLEL_UPLOADS = 3; // more would only wait in the server's queue
 const PAGE_SIZE = 24;
 const PREVIEW_HEIGHT = 160; // variants are shown at most this tall; captions give real sizes
+const HASH_MAX_BYTES = 64 * 1024 * 1024; // a session's file is hashed (read whole) up to this
+const SEND_TIMEOUT_MS = 5 * 60 * 1000;
 const TYPE_NAMES = {
   "image/jpeg": "JPEG",
   "image/png": "PNG",
@@ -352,34 +354,16 @@ function upload(file, view) {
     });
     return Promise.resolve();
   }
+  if ($("#direct").checked) return uploadInSession(file, view);
   const form = new FormData();
-  form.append("kind", $("#kind").value);
-  // Media in a space are always private: the visibility choice applies outside spaces.
-  const space = $("#space").value.trim();
-  if (space) form.append("space", space);
-  else form.append("visibility", $("#visibility").value);
-  const collection = $("#collection").value.trim();
-  if (collection) form.append("collection", collection);
+  for (const [name, value] of Object.entries(chosenOptions())) form.append(name, value);
   form.append("file", file, file.name || "pasted-image");
 
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/v1/media");
     xhr.setRequestHeader("Authorization", `Bearer ${state.token}`);
-    view.card.dataset.state = "uploading";
-    view.stateText.textContent = "Uploading 0%";
-    xhr.upload.addEventListener("progress", (event) => {
-      if (!event.lengthComputable) return;
-      const percent = Math.round((event.loaded / event.total) * 100);
-      view.progress.value = percent;
-      view.stateText.textContent = `Uploading ${percent}%`;
-    });
-    xhr.upload.addEventListener("load", () => {
-      // Every byte is sent; the server now makes the variants.
-      view.card.dataset.state = "processing";
-      view.progress.removeAttribute("value");
-      view.stateText.textContent = "Processing…";
-    });
+    trackProgress(xhr, view);
     xhr.addEventListener("load", () => {
       if (xhr.status === 200 || xhr.status === 201) {
         try {
@@ -398,9 +382,130 @@ function upload(file, view) {
     };
     xhr.addEventListener("error", lost("The connection closed before the server answered."));
     xhr.addEventListener("timeout", lost("The server took too long to answer."));
-    xhr.timeout = 5 * 60 * 1000;
+    xhr.timeout = SEND_TIMEOUT_MS;
     xhr.send(form);
   });
+}
+
+// The options above, named as the API names them (form fields and session JSON alike).
+function chosenOptions() {
+  const options = { kind: $("#kind").value };
+  // Media in a space are always private: the visibility choice applies outside spaces.
+  const space = $("#space").value.trim();
+  if (space) options.space = space;
+  else options.visibility = $("#visibility").value;
+  const collection = $("#collection").value.trim();
+  if (collection) options.collection = collection;
+  return options;
+}
+
+// The bar follows the bytes as they leave; once all are out, the server is working.
+function trackProgress(xhr, view) {
+  view.card.dataset.state = "uploading";
+  view.stateText.textContent = "Uploading 0%";
+  xhr.upload.addEventListener("progress", (event) => {
+    if (!event.lengthComputable) return;
+    const percent = Math.round((event.loaded / event.total) * 100);
+    view.progress.value = percent;
+    view.stateText.textContent = `Uploading ${percent}%`;
+  });
+  xhr.upload.addEventListener("load", () => {
+    // Every byte is sent; the server now makes the variants.
+    view.card.dataset.state = "processing";
+    view.progress.removeAttribute("value");
+    view.stateText.textContent = "Processing…";
+  });
+}
+
+// ---- direct to storage: an upload session --------------------------------------------
+
+// POST /v1/uploads declares the file, its bytes go where `upload` says (the bucket, or the
+// app's signed URL on local disk), then complete checks them and makes the variants.
+async function uploadInSession(file, view) {
+  view.stateText.textContent = "Starting…";
+  const sha256 = await sha256Hex(file);
+  const session = await postApi("/v1/uploads", {
+    ...chosenOptions(),
+    content_type: file.type || "application/octet-stream",
+    size: file.size,
+    ...(sha256 ? { sha256 } : {}),
+  });
+  if (session.problem) return refuse(view, file, session.problem);
+  const unsent = await sendToStore(session.body.upload, file, view);
+  if (unsent) return refuse(view, file, unsent);
+  const completed = await postApi(session.body.complete_url);
+  if (completed.problem) return refuse(view, file, completed.problem);
+  accept(view, file, completed.body);
+}
+
+// Hex SHA-256 of the file, so complete can tell whether the store got these very bytes;
+// null where crypto.subtle is missing (plain-http pages) or the file is too big to read.
+async function sha256Hex(file) {
+  if (!globalThis.crypto?.subtle || file.size > HASH_MAX_BYTES) return null;
+  try {
+    const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  } catch {
+    return null; // the file could not be read; the session goes without a checksum
+  }
+}
+
+// A POST to the API with the token: `{body}` with the JSON answer, else `{problem}`.
+async function postApi(path, json) {
+  const headers = authHeaders();
+  if (json) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", headers, body: json && JSON.stringify(json) });
+  } catch {
+    return { problem: { code: "network_error", title: "Upload failed", detail: "Could not reach the server." } };
+  }
+  const text = await response.text();
+  if (!response.ok) return { problem: problemFrom(response.status, text, response.statusText) };
+  try {
+    return { body: JSON.parse(text) };
+  } catch {
+    return { problem: problemFrom(response.status, "", "The answer was not valid JSON.") };
+  }
+}
+
+// Send the bytes as the session says, with progress and without the token (the URL is
+// signed); null once the store has them, else the problem.
+function sendToStore(upload, file, view) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(upload.method, upload.url);
+    for (const [name, value] of Object.entries(upload.headers ?? {})) xhr.setRequestHeader(name, value);
+    let body = file;
+    if (upload.fields) {
+      // A presigned POST: the policy's fields first, the file last.
+      body = new FormData();
+      for (const [name, value] of Object.entries(upload.fields)) body.append(name, value);
+      body.append("file", file, file.name || "pasted-image");
+    }
+    trackProgress(xhr, view);
+    xhr.addEventListener("load", () => resolve(xhr.status >= 200 && xhr.status < 300 ? null : storeProblem(xhr)));
+    const lost = (detail) => () => resolve({ code: "network_error", title: "Upload failed", detail });
+    // A bucket whose CORS rules leave this page out looks just like one that is down.
+    xhr.addEventListener("error", lost("The store did not answer, or its CORS rules do not allow this page."));
+    xhr.addEventListener("timeout", lost("The store took too long to answer."));
+    xhr.timeout = SEND_TIMEOUT_MS;
+    xhr.send(body);
+  });
+}
+
+// The store's refusal: the app's problem+json on local disk, S3's XML <Error> on a bucket.
+function storeProblem(xhr) {
+  // Only XML is parsed as XML: a parse error would make Chromium style its error inline.
+  const xml = /xml/.test(xhr.getResponseHeader("Content-Type") ?? "");
+  const error = xml && new DOMParser().parseFromString(xhr.responseText, "application/xml").querySelector("Error");
+  if (!error) return problemFrom(xhr.status, xhr.responseText, xhr.statusText);
+  return {
+    status: xhr.status,
+    code: error.querySelector("Code")?.textContent,
+    title: "Storage refused the upload",
+    detail: error.querySelector("Message")?.textContent ?? xhr.statusText,
+  };
 }
 
 // ---- library -------------------------------------------------------------------------
