@@ -197,7 +197,7 @@ class TestRefusals:
         if settings.storage == "local" and status == 415:
             # Through the app, the bytes are sniffed as they arrive: refused at once.
             assert sent == 415
-            assert await stored_keys(client) == []
+            await assert_nothing_left(client, settings)
             return
         response = await complete(client, session["id"])
         assert response.status == status, await response.text()
@@ -306,10 +306,10 @@ class TestLocalContentUrl:
         assert await stored_keys(client) == []
 
     async def test_more_bytes_than_declared_are_413_and_nothing_is_stored(
-        self, client: Client
+        self, client: Client, settings: Settings
     ) -> None:
         """The declared size caps the PUT as it streams."""
         session = await opened(client, size=len(PHOTO) - 1)
         response = await client.put(session["upload"]["url"], data=PHOTO)
         assert response.status == 413
-        assert await stored_keys(client) == []
+        await assert_nothing_left(client, settings)

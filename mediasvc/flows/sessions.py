@@ -142,11 +142,17 @@ class SessionFlow:
         rules = self._rules(media)
         chunks = request.content.iter_chunked(CHUNK_BYTES)
         spool_dir = self.uploads.settings.spool_dir
-        async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
-            try:
-                await self.uploads.storage.put(upload_key(media_id), upload.path, upload.mime)
-            except StorageError as exc:
-                raise Busy("Storage is unavailable; try again shortly.") from exc
+        try:
+            async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
+                try:
+                    await self.uploads.storage.put(upload_key(media_id), upload.path, upload.mime)
+                except StorageError as exc:
+                    raise Busy("Storage is unavailable; try again shortly.") from exc
+        except MediaError as exc:
+            if exc.status < 500 and exc.code != "incomplete_body":
+                # Bad bytes: the same answer as a form upload, and nothing kept.
+                await self._discard(media)
+            raise
 
     async def complete(self, principal: Principal, media_id: str, *, wait: bool) -> Completed:
         """Read the bytes back and make the media, now or (not `wait`) in the background."""
