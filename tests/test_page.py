@@ -189,7 +189,8 @@ async def test_page_uploads_shows_variants_and_refusals_and_deletes(
         assert "Unsupported media type" in text
         # HEIC and HEIF are accepted with the `heic` extra, which `make install` installs.
         heif = "HEIC, HEIF, " if HEIF_AVAILABLE else ""
-        assert f"This file is an SVG; only AVIF, GIF, {heif}JPEG, PNG and WebP are accepted." in text
+        accepted = f"AVIF, GIF, {heif}JPEG, PNG and WebP"
+        assert f"This file is an SVG; only {accepted} are accepted." in text
         assert "415 · unsupported_media_type" in text
         await page.locator("#status", has_text="drawing.svg was refused").wait_for()
 
