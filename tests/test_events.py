@@ -353,12 +353,13 @@ class TestPayload:
         recovered = asyncio.Event()
         receiver.policy = lambda a: 200 if recovered.is_set() or a.type != "media.ready" else 500
         media = await upload(client)
-        await receiver.wait_for(lambda: len(receiver.arrivals) == 1, "media.ready")
+        await receiver.wait_for(lambda: len(receiver.arrivals) >= 1, "media.ready")
         response = await client.delete(f"/v1/media/{media['id']}", headers=bearer())
         assert response.status == 204
         # Two more failed attempts: each a round in which the dispatcher could have sent
         # the (by then recorded) delete, had it not waited for the ready one.
-        await receiver.wait_for(lambda: len(receiver.arrivals) == 3, "two more attempts")
+        seen = len(receiver.arrivals)
+        await receiver.wait_for(lambda: len(receiver.arrivals) >= seen + 2, "two more tries")
         recovered.set()
         ready, deleted = await receiver.accepted_of(media["id"], 2)
         assert (ready.type, deleted.type) == ("media.ready", "media.deleted")
@@ -367,7 +368,8 @@ class TestPayload:
         first_deleted = next(a for a in receiver.arrivals if a.event_id == deleted.event_id)
         assert ready.answered_at is not None
         assert first_deleted.arrived_at > ready.answered_at
-        assert [a.type for a in receiver.arrivals] == ["media.ready"] * 4 + ["media.deleted"]
+        tries = len(receiver.arrivals) - 1
+        assert [a.type for a in receiver.arrivals] == ["media.ready"] * tries + ["media.deleted"]
 
     async def test_replace_sends_replaced_for_the_old_media(
         self, make_settings: Any, receiver: Receiver, aiohttp_client: Any

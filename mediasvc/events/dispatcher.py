@@ -282,6 +282,8 @@ async def _snippet(response: aiohttp.ClientResponse) -> str:
         text = (await response.content.read(ERROR_SNIPPET)).decode("utf-8", "replace")
     except (aiohttp.ClientError, TimeoutError):
         return ""
+    # Printed on the operator's terminal by `events`: no control characters (escapes).
+    text = "".join(c if c.isprintable() else " " for c in text)
     text = " ".join(text.split())
     return f": {text}" if text else ""
 

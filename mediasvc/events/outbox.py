@@ -10,10 +10,14 @@ change commits:
 
 It is one statement (events, their deliveries and the NOTIFY that wakes the dispatchers)
 and writes nothing when no webhook URL is configured. `upload.failed`, for asynchronous
-upload-session completions, goes in the transaction that marks the session `failed`:
+upload-session completions, goes in the transaction that marks the session `failed`, with
+the row as it is then (its Media JSON carries the `problem`):
 
-    await outbox.record_media(conn, settings, "upload.failed", media,
-                              extra={"problem": problem})
+    async with db.connection(pool) as conn, conn.transaction():
+        failed = await queries.mark_failed(conn, media_id, problem)  # RETURNING the row
+        await outbox.record_media(conn, settings, "upload.failed", failed)
+
+`extra` adds fields to an event's data (`media.replaced` names its `replaced_by`).
 
 The body is made here, once: the same bytes are signed and sent on every attempt.
 """

@@ -1,16 +1,16 @@
 """The outbox's SQL (tables `events` and `event_deliveries`, sql/0005_events.sql), as named
 constants behind small typed functions that take a connection, like `db.queries`.
 
-A delivery's life, one row per event and URL:
+A delivery's life (one row per event and URL; the deadline is WEBHOOK_RETRY_S after it
+was queued):
 
-    pending ──claim (lease: attempts+1, due_at = now + lease)──▶ pending, leased
-       ▲                                                          │
-       │   failed attempt, before the deadline: due_at = backoff  │ 2xx
-       ├──────────────────────────────────────────────────────────┤────▶ delivered
-       │   lease ran out (the node died): claimable again         │
-       │                                                          │ failed attempt
-    `events retry`                                                ▼ past the deadline
-       └──────────────────────────────────────────────────────  failed (kept)
+    pending ──claim──▶ leased: attempts + 1, due_at = now + lease, committed at once
+                         ├─ 2xx ─────────────────────────▶ delivered
+                         ├─ failure before the deadline ─▶ pending, due after a backoff
+                         ├─ failure past the deadline ───▶ failed (given up, kept)
+                         ├─ the node stops ──────────────▶ pending, due now (handed back)
+                         └─ the node dies ───────────────▶ claimable again when due_at passes
+    failed ──`events retry`──▶ pending, due now, with a fresh deadline
 """
 
 from __future__ import annotations
