@@ -389,6 +389,30 @@ class TestPayload:
         [new] = await receiver.accepted_of(second["id"])
         assert new.type == "media.ready"
 
+    async def test_an_asynchronous_session_failure_sends_upload_failed(
+        self, client: Client, receiver: Receiver
+    ) -> None:
+        """Bad bytes completed with `Prefer: respond-async`: `upload.failed` carries the media
+        (status failed) and its problem."""
+        data = images.make_jpeg()[:400]
+        opened = await client.post(
+            "/v1/uploads",
+            json={"kind": "post", "content_type": "image/jpeg", "size": len(data)},
+            headers=bearer(),
+        )
+        session = await opened.json()
+        upload_url = session["upload"]["url"]
+        assert (await client.put(upload_url, data=data)).status == 204
+        completed = await client.post(
+            session["complete_url"], headers={**bearer(), "Prefer": "respond-async"}
+        )
+        assert completed.status == 202
+        [arrival] = await receiver.accepted_of(session["id"])
+        assert arrival.payload is not None
+        assert arrival.payload["type"] == "upload.failed"
+        assert arrival.payload["data"]["status"] == "failed"
+        assert arrival.payload["data"]["problem"]["code"] == "invalid_image"
+
     async def test_a_rolled_back_upload_sends_nothing(
         self, client: Client, receiver: Receiver
     ) -> None:

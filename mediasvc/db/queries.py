@@ -67,9 +67,10 @@ WHERE id = $1 AND status = 'pending' AND expires_at > now()
 RETURNING {_COLUMNS}
 """
 
-MARK_FAILED = """
+MARK_FAILED = f"""
 UPDATE media SET status = 'failed', problem = $2, updated_at = now()
 WHERE id = $1 AND status = 'processing'
+RETURNING {_COLUMNS}
 """
 
 # Keys older than the window name nothing any more; freeing them lets the key be reused.
@@ -262,9 +263,13 @@ async def start_processing(
     return None if row is None else _media(row)
 
 
-async def mark_failed(conn: Connection, media_id: str, problem: Mapping[str, object]) -> None:
-    """An asynchronous completion failed: keep the row, with its problem, for the client."""
-    await conn.execute(MARK_FAILED, media_id, dict(problem))
+async def mark_failed(
+    conn: Connection, media_id: str, problem: Mapping[str, object]
+) -> Media | None:
+    """An asynchronous completion failed: keep the row, with its problem, for the client;
+    None if it is no longer `processing`."""
+    row = await conn.fetchrow(MARK_FAILED, media_id, dict(problem))
+    return None if row is None else _media(row)
 
 
 async def release_expired_key(conn: Connection, owner: str, key: str, window_s: float) -> None:

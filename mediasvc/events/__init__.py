@@ -9,7 +9,8 @@
   signed URLs).
 - `dispatcher`: the per-node loop: claim, send, record; LISTEN/NOTIFY to wake up.
 - `signing`: the `webhook-*` headers.
-- `queries`: the SQL of both tables, and the life of a delivery.
+- `db.events` (with all other SQL, in `db/`): the SQL of both tables, and the life of a
+  delivery.
 - `admin`: `python -m mediasvc events` (list, retry).
 
 Guarantees: an event exists if and only if its change committed; each URL gets it at

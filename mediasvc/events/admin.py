@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from mediasvc.events import queries
-from mediasvc.events.queries import Undelivered
+from mediasvc.db import events as queries
+from mediasvc.db.events import Undelivered
 
 # More than a screen; the summary line still counts everything.
 LIST_LIMIT = 1000

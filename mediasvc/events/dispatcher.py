@@ -30,8 +30,8 @@ import structlog
 
 from mediasvc import db
 from mediasvc.config import Settings
-from mediasvc.events import queries
-from mediasvc.events.queries import Claim
+from mediasvc.db import events as queries
+from mediasvc.db.events import Claim
 from mediasvc.events.signing import Signer
 from mediasvc.metrics import Metrics
 

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 from mediasvc.config import Settings
 from mediasvc.db import Connection
-from mediasvc.events import queries
-from mediasvc.events.queries import NewEvent
+from mediasvc.db import events as queries
+from mediasvc.db.events import NewEvent
 from mediasvc.models import Media
 from mediasvc.web.representation import media_json
 

@@ -377,7 +377,9 @@ class UploadFlow:
                 else:
                     if keys:
                         await self.storage.delete(keys)
-                    await queries.mark_failed(conn, media_id, problem_of(failure))
+                    failed = await queries.mark_failed(conn, media_id, problem_of(failure))
+                    if failed is not None:
+                        await outbox.record_media(conn, self.settings, "upload.failed", failed)
         except StorageError as exc:
             log.warning("upload.undo_deferred", error=str(exc))
             try:
