@@ -1,12 +1,14 @@
 """The upload flow: a spooled file becomes a `ready` media, or leaves no trace.
 
-    receive (spool, cap, hash, sniff)
-    → reserve (idempotency key, collection cap, insert `processing`, one transaction)
-    → pool makes variants → storage.put each → mark `ready`
+    receive (in-flight cap per owner; spool, cap, hash, sniff)
+    → reserve (idempotency key, quotas, collection cap, insert `processing`, one transaction)
+    → finish: pool makes variants → storage.put each → mark `ready` (a replacing kind
+      retires the oldest item in the same transaction; `media.ready` is recorded there)
 
 Any failure on the way undoes what was written (stored objects, then the row) before the
 error reaches the client. If the process dies before the undo, the row stays `processing`
-and the reaper finishes the job.
+and the reaper finishes the job. Upload sessions (`flows.sessions`) use `reserve` (as
+`pending`) and `finish` too.
 """
 
 from __future__ import annotations
