@@ -39,14 +39,21 @@ class JobResult:
 
 
 def make_job(
-    source: str, mime: str, out_dir: str, kind: str = DEFAULT_KIND, *, lossless: bool = True
+    source: str,
+    mime: str,
+    out_dir: str,
+    kind: str = DEFAULT_KIND,
+    *,
+    lossless: bool = True,
+    threads: int = 1,
 ) -> Job:
     """The job the service would submit for this upload, with the default settings.
 
     `lossless=False` turns content-aware encoding off: what lossy alone would write.
+    `threads` is what the service's pool lends a job that starts with workers idle.
     """
     rules = replace(KIND_RULES[kind].image, lossless_graphics=lossless)
-    return Job(source=source, out_dir=out_dir, mime=mime, rules=rules)
+    return Job(source=source, out_dir=out_dir, mime=mime, rules=rules, threads=threads)
 
 
 def peak_rss_mb() -> float:
@@ -54,11 +61,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def once(source: str, mime: str, out_dir: str | None = None, lossless: bool = True) -> JobResult:
+def once(
+    source: str, mime: str, out_dir: str | None = None, lossless: bool = True, threads: int = 1
+) -> JobResult:
     """Run the pipeline on `source` once, into `out_dir` (kept) or a scratch directory."""
     scratch = out_dir is None
     target = tempfile.mkdtemp(prefix="bench-pipeline-") if out_dir is None else out_dir
-    job = make_job(source, mime, target, lossless=lossless)
+    job = make_job(source, mime, target, lossless=lossless, threads=threads)
     try:
         facts, sample = timed(lambda: imaging.process(job))
     finally:

@@ -81,7 +81,8 @@ def summarise(raw: Path, uploads: int, rate: int, top: int) -> str:
         frames = re.split(r";(?=\S)", stack)
         role = _role(frames)
         frames = [f for f in frames if not f.startswith("process ")]
-        if role == "idle" or _idle(frames):
+        # No Python frame at all: a thread caught starting or ending (a handful of samples).
+        if role == "idle" or not frames or _idle(frames):
             continue
         busy[role] += int(count)
         for name in {_LINE.sub(")", f) for f in frames if " (" in f}:
