@@ -22,6 +22,7 @@ import asyncpg
 import botocore.session
 import pytest
 from aiohttp.test_utils import TestClient
+from answers import record_answers
 from support import JWT_SECRET, SIGNING_SECRET, running_nginx
 
 from mediasvc.app import create_app
@@ -216,8 +217,11 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings, aiohttp_client: Any) -> TestClient[Any, Any]:
-    """The app on a real socket, resources opened through its cleanup contexts."""
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    """The app on a real socket, resources opened through its cleanup contexts; what it
+    answers is recorded (`answers.ANSWERS`) for the OpenAPI tests."""
+    app = create_app(settings)
+    record_answers(app)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
     return client
 
 

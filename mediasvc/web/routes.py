@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from mediasvc.web import collections, health, limits, media, page, uploads
+from mediasvc.web import collections, health, limits, media, openapi, page, uploads
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,6 +17,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_put("/v1/uploads/{media_id}/content", uploads.put_content)
     app.router.add_post("/v1/uploads/{media_id}/complete", uploads.complete_session)
     app.router.add_get("/v1/limits", limits.get_limits)
+    app.router.add_get(openapi.PATH, openapi.get_document)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
