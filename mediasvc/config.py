@@ -215,9 +215,7 @@ class Settings:
     )
     signed_url_ttl_s: int = field(default=300, metadata=_env("SIGNED_URL_TTL", _positive))
     # How long an upload session waits for its bytes (and its upload URL stays valid).
-    upload_session_ttl_s: int = field(
-        default=900, metadata=_env("UPLOAD_SESSION_TTL_S", _positive)
-    )
+    upload_session_ttl_s: int = field(default=900, metadata=_env("UPLOAD_SESSION_TTL_S", _positive))
     collection_max: int = field(default=5, metadata=_env("COLLECTION_MAX", _positive))
     # None: unlimited.
     owner_max_media: int | None = field(default=None, metadata=_env("OWNER_MAX_MEDIA", _positive))

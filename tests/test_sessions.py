@@ -234,6 +234,18 @@ class TestRefusals:
         assert sixth.status == 409
         assert (await sixth.json())["code"] == "collection_full"
 
+    async def test_the_owner_may_cancel_a_session_and_free_its_slot(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """DELETE on a pending session removes it and its raw object; the slot is free."""
+        for _ in range(5):
+            session = await opened(client, collection="profile")
+        await send(client, session["upload"], PHOTO)
+        deleted = await client.delete(f"/v1/media/{session['id']}", headers=bearer())
+        assert deleted.status == 204
+        assert upload_key(session["id"]) not in await stored_keys(client)
+        assert (await open_session(client, collection="profile")).status == 201
+
     async def test_someone_elses_session_is_404(self, client: Client) -> None:
         """Only the owner completes a session; others cannot tell it exists."""
         session = await opened(client)

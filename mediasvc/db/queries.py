@@ -91,9 +91,11 @@ WHERE id = $1 AND status = 'processing'
 RETURNING {_COLUMNS}
 """
 
+# Ready media, and upload sessions not being processed (waiting, or failed): a client may
+# cancel a session, freeing its collection slot and quota at once.
 MARK_DELETING = f"""
 UPDATE media SET status = 'deleting', updated_at = now()
-WHERE id = $1 AND status = 'ready'
+WHERE id = $1 AND status IN ('ready', 'pending', 'failed')
 RETURNING {_COLUMNS}
 """
 
@@ -318,7 +320,8 @@ async def retire_oldest(
 
 
 async def mark_deleting(conn: Connection, media_id: str) -> Media | None:
-    """Flag a ready media for removal; None unless it was `ready`."""
+    """Flag a ready media (or an upload session not in processing) for removal; None if
+    it is processing or already being deleted."""
     row = await conn.fetchrow(MARK_DELETING, media_id)
     return None if row is None else _media(row)
 

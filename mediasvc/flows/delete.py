@@ -17,6 +17,7 @@ from mediasvc.db import queries
 from mediasvc.errors import Busy, Conflict
 from mediasvc.events import outbox
 from mediasvc.flows.purge import purge
+from mediasvc.keys import upload_key
 from mediasvc.models import Media
 from mediasvc.storage import Storage, StorageError
 
@@ -24,14 +25,15 @@ from mediasvc.storage import Storage, StorageError
 async def delete_media(
     pool: asyncpg.Pool, storage: Storage, media: Media, settings: Settings
 ) -> None:
-    """Delete a ready media and all its variants."""
+    """Delete a ready media and all its variants, or cancel an upload session."""
     async with db.connection(pool) as conn, conn.transaction():
         marked = await queries.mark_deleting(conn, media.id)
-        if marked is not None:
+        # Receivers heard of ready media only: a cancelled session is no news to them.
+        if marked is not None and media.status == "ready":
             await outbox.record_media(conn, settings, "media.deleted", marked)
     if marked is None:
         raise Conflict("The media is still processing or already being deleted.")
-    keys = [variant.key for variant in marked.variants.values()]
+    keys = [variant.key for variant in marked.variants.values()] + [upload_key(marked.id)]
     try:
         async with db.connection(pool) as conn, conn.transaction():
             await purge(conn, storage, marked.id, keys)
