@@ -214,6 +214,8 @@ class TestDecode:
             "color": "converted from embedded ICC profile",
             "removed": ["exif", "gps", "icc"],
             "frames": 1,
+            "encoding": "lossy",  # a photo
+            "lossless_variants": [],
         }
 
     def test_avatar_is_a_square_crop_of_the_upright_image(self, tmp_path: Path) -> None:
