@@ -204,9 +204,9 @@ def test_install_prod_pulls_no_test_extras_chromium_or_postgresql() -> None:
     """`make install-prod` installs nginx, libmagic1 and the project alone; `install` still more."""
     prod = make_dry_run("install-prod")
     assert re.search(r"for p in nginx libmagic1 python3-venv;", prod)
-    assert re.search(r"pip install -q -e \.$", prod, re.MULTILINE)
+    assert re.search(r"pip install -q -e '?\.(\[heic\])?'?$", prod, re.MULTILINE)
     for unwanted in ("[test]", "chromium", "postgresql", "playwright"):
         assert unwanted not in prod
     dev = make_dry_run("install")
-    assert "'.[test]'" in dev
+    assert "'.[test,heic]'" in dev
     assert "postgresql chromium" in dev
