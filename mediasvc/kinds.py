@@ -108,9 +108,9 @@ class _Parser:
             raise self.fail("", "a kind's name is 1-32 of a-z 0-9 _ -")
         if not isinstance(table, dict):
             raise self.fail("", "must be a table")
-        unknown = sorted(set(table) - _KEYS)
+        unknown = sorted(set(table) - KIND_KEYS)
         if unknown:
-            raise self.fail(unknown[0], f"unknown key; known keys: {', '.join(sorted(_KEYS))}")
+            raise self.fail(unknown[0], f"unknown key; known keys: {', '.join(sorted(KIND_KEYS))}")
         image, base = self.start.image, self.base.image
         get = self.getter(table)
         rules = replace(
@@ -182,7 +182,8 @@ class _Parser:
         return frozenset(value)
 
 
-_KEYS = frozenset(
+# The keys of a `[kinds.NAME]` table, which `KindRules.describe` also answers with.
+KIND_KEYS = frozenset(
     {
         "max_bytes",
         "min_width",

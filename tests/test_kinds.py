@@ -24,7 +24,7 @@ from support import (
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SETTINGS
 from mediasvc.config import ConfigError, Settings
-from mediasvc.kinds import kind_rules
+from mediasvc.kinds import KIND_KEYS, kind_rules
 
 Client = TestClient[Any, Any]
 
@@ -316,3 +316,9 @@ class TestFile:
         assert (kinds["post"].image.crop, kinds["avatar"].image.crop) == ("none", "square")
         assert kinds["post"].max_bytes == kinds["avatar"].max_bytes == 25 * 1024 * 1024
         assert not kinds["avatar"].replace
+
+
+def test_limits_describe_a_kind_with_exactly_the_file_keys() -> None:
+    """What /v1/limits answers per kind is what a kinds file may say, key for key."""
+    kinds = kind_rules(Settings(database_url="", url_signing_secret=""))
+    assert set(kinds["post"].describe()) == KIND_KEYS

@@ -38,7 +38,7 @@ from mediasvc.imaging.formats import LOADERS
 from mediasvc.imaging.job import Crop
 from mediasvc.imaging.report import ColorConversion, Encoding, Removable
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import DEFAULT_KIND, KindRules
+from mediasvc.kinds import DEFAULT_KIND, KIND_KEYS, KindRules
 from mediasvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mediasvc.models import VISIBILITIES, Status
 from mediasvc.spaces import MAX_HEADER_BYTES, SPACE_ID
@@ -278,22 +278,7 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
     kind_limits = {
         "type": "object",
         "additionalProperties": False,
-        "required": [
-            "max_bytes",
-            "accept",
-            "min_width",
-            "min_height",
-            "max_width",
-            "max_height",
-            "max_pixels",
-            "max_frames",
-            "animated",
-            "crop",
-            "output",
-            "quality",
-            "collection_max",
-            "replace",
-        ],
+        "required": sorted(KIND_KEYS),
         "properties": {
             "max_bytes": {"type": "integer"},
             "accept": {"type": "array", "items": {"type": "string"}},
