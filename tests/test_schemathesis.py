@@ -105,7 +105,13 @@ class Run:
             def validate_response(
                 self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: Any
             ) -> None:
-                case.validate_response(response, checks=CHECKS)
+                try:
+                    case.validate_response(response, checks=CHECKS)
+                except (Exception, BaseExceptionGroup) as exc:
+                    # Kept as it happened: Hypothesis' replay of a stateful failure can end
+                    # in a report about the replay itself, hiding the first failure.
+                    run.failures.append(f"{case.operation.label}: {exc}")
+                    raise
 
         self.collect("linked sequences", lambda: Machine.run(settings=bounded(SEQUENCES)))
 
