@@ -46,6 +46,14 @@ class FileRules:
     kind: str | None
 
 
+def check_collection_name(name: str) -> None:
+    """Refuse a collection name (a form field or a query parameter) with `BadRequest`."""
+    if not is_collection_name(name):
+        raise BadRequest(
+            "collection must be 1-64 letters, digits, '_', '.' or '-'.", field="collection"
+        )
+
+
 def is_collection_name(name: str) -> bool:
     """Whether `name` may name a collection (in a form field or a URL)."""
     return COLLECTION_NAME.fullmatch(name) is not None
@@ -79,10 +87,8 @@ class UploadForm:
             raise BadRequest(
                 f"visibility must be one of {', '.join(VISIBILITIES)}.", field="visibility"
             )
-        if name == "collection" and value and not is_collection_name(value):
-            raise BadRequest(
-                "collection must be 1-64 letters, digits, '_', '.' or '-'.", field="collection"
-            )
+        if name == "collection" and value:
+            check_collection_name(value)
         if name == "space" and value:
             if not is_space_id(value):
                 raise BadRequest(f"space: {SPACE_ID_RULE}.", field="space")

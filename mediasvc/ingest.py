@@ -74,15 +74,7 @@ async def spooled_stream(
             spooled = await _spool_chunks(chunks, path, rules)
         except ConnectionError:
             raise BadRequest("The request body ended early.", code="incomplete_body") from None
-        yield SpooledUpload(
-            path=path,
-            size=spooled.size,
-            sha256=spooled.sha256,
-            mime=spooled.mime,
-            fields={},
-            receive_s=time.perf_counter() - started,
-            sniff_s=spooled.sniff_s,
-        )
+        yield spooled.upload(path, {}, started)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
@@ -153,15 +145,7 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
     rules = form.file_rules(fields, final=True)
     _check_size(spooled.size, rules)
     _check_type(spooled.mime, rules)
-    return SpooledUpload(
-        path=path,
-        size=spooled.size,
-        sha256=spooled.sha256,
-        mime=spooled.mime,
-        fields=fields,
-        receive_s=time.perf_counter() - started,
-        sniff_s=spooled.sniff_s,
-    )
+    return spooled.upload(path, fields, started)
 
 
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
@@ -180,6 +164,18 @@ class _Spooled:
     sha256: str
     mime: str
     sniff_s: float
+
+    def upload(self, path: Path, fields: dict[str, str], started: float) -> SpooledUpload:
+        """The spooled file at `path` with the form's `fields`, received since `started`."""
+        return SpooledUpload(
+            path=path,
+            size=self.size,
+            sha256=self.sha256,
+            mime=self.mime,
+            fields=fields,
+            receive_s=time.perf_counter() - started,
+            sniff_s=self.sniff_s,
+        )
 
 
 async def _spool_file(part: BodyPartReader, path: Path, rules: FileRules) -> _Spooled:

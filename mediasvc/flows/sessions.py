@@ -187,7 +187,7 @@ class SessionFlow:
         if media.status == "processing":
             return Completed(media, created=False, done=False)
         if media.status == "pending":  # taken, then given back: only past its expiry
-            raise Gone("This upload session has expired.", code="upload_expired")
+            raise _expired()
         raise NotFound("No such upload session.")
 
     @asynccontextmanager
@@ -304,4 +304,8 @@ def _seconds_left(media: Media) -> float:
 
 def _check_open(media: Media) -> None:
     if _seconds_left(media) <= 0:
-        raise Gone("This upload session has expired.", code="upload_expired")
+        raise _expired()
+
+
+def _expired() -> Gone:
+    return Gone("This upload session has expired.", code="upload_expired")

@@ -12,7 +12,7 @@ from mediasvc.auth import Principal
 from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
-from mediasvc.form import is_collection_name
+from mediasvc.form import check_collection_name
 from mediasvc.web import redirects
 from mediasvc.web.access import (
     optional_principal,
@@ -68,10 +68,8 @@ async def list_media(request: web.Request) -> web.Response:
     owner = owner_param(request, principal)
     limit = limit_param(request)
     collection = request.query.get("collection")
-    if collection is not None and not is_collection_name(collection):
-        raise BadRequest(
-            "collection must be 1-64 letters, digits, '_', '.' or '-'.", field="collection"
-        )
+    if collection is not None:
+        check_collection_name(collection)
     cursor = decode_cursor(request.query.get("cursor"))
     async with db.connection(request.app[DB]) as conn:
         if collection is not None:
