@@ -10,7 +10,7 @@ from pathlib import Path
 
 import images
 import pytest
-import thash
+import thumbhash
 from imaging_support import FRAME_TOLERANCE, colour_delta, run
 
 from mediasvc.imaging import placeholder
@@ -25,14 +25,14 @@ FLAT_TOLERANCE = 3
 RED, BLUE = images.REFERENCE_COLOURS[0], images.REFERENCE_COLOURS[2]
 
 
-def decoded_thumbhash(facts: Facts) -> list[int]:
+def decoded_thumbhash(facts: Facts) -> bytes:
     """The ThumbHash bytes; standard base64 with padding, or this raises."""
-    return list(base64.b64decode(facts.thumbhash, validate=True))
+    return base64.b64decode(facts.thumbhash, validate=True)
 
 
 def thumbhash_mean(facts: Facts) -> tuple[images.RGB, int]:
     """Mean colour and mean alpha of the image the ThumbHash decodes to."""
-    width, height, rgba = thash.thumb_hash_to_rgba(decoded_thumbhash(facts))
+    width, height, rgba = thumbhash.thumb_hash_to_rgba(decoded_thumbhash(facts))
     r, g, b, a = (round(sum(rgba[i::4]) / (width * height)) for i in range(4))
     return (r, g, b), a
 
@@ -56,7 +56,7 @@ def test_thumbhash_decodes_to_the_source_mean_colour(tmp_path: Path, output_form
     facts = run(tmp_path, images.make_jpeg(), "image/jpeg", output_format=output_format)
 
     colour, alpha = thumbhash_mean(facts)
-    average = thash.thumb_hash_to_average_rgba(decoded_thumbhash(facts))
+    average = thumbhash.thumb_hash_to_average_rgba(decoded_thumbhash(facts))
 
     assert colour_delta(colour, REFERENCE_MEAN) <= THUMBHASH_TOLERANCE, colour
     assert alpha == 255
@@ -103,7 +103,7 @@ def test_thumbhash_has_the_displayed_aspect(
     """The ThumbHash's approximate aspect ratio is the served image's: wide, tall or square."""
     facts = run(tmp_path, factory(), mime, **overrides)
 
-    ratio = thash.thumb_hash_to_approximate_aspect_ratio(decoded_thumbhash(facts))
+    ratio = thumbhash.thumb_hash_to_approximate_aspect_ratio(decoded_thumbhash(facts))
 
     assert ratio is not None
     assert shape(ratio) == expected, ratio

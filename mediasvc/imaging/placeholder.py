@@ -11,11 +11,11 @@ import base64
 from collections import Counter
 from typing import Any
 
-import thash
+from thumbhash import rgba_to_thumb_hash
 
 # ThumbHash keeps only a few DCT terms (at most 7 across), so 32 px loses nothing visible:
 # the hash of a 12 MP photo differs from the 64 px one in one base64 digit, and the
-# pure-Python encoder takes about 2 ms instead of 7 (docs/performance.md).
+# shrink to 32 px costs a third of one to 64 (docs/performance.md).
 SIDE = 32
 # Pixels less than half opaque are not what a viewer sees, so they get no vote.
 _OPAQUE = 128
@@ -36,8 +36,7 @@ def rgba_pixels(image: Any) -> tuple[int, int, bytes]:
 
 def thumbhash(width: int, height: int, rgba: bytes) -> str:
     """The ThumbHash of `rgba` pixels, in standard base64 with padding."""
-    hashed = thash.rgba_to_thumb_hash(width, height, list(rgba))
-    return base64.b64encode(bytes(hashed)).decode("ascii")
+    return base64.b64encode(rgba_to_thumb_hash(width, height, rgba)).decode("ascii")
 
 
 def dominant_color(rgba: bytes) -> str:
