@@ -17,7 +17,7 @@ from pathlib import Path
 
 import images
 import pytest
-from gates import Gate, hold
+from gates import Gate, hold, wait_until
 from imaging_support import make_job
 
 from mediasvc.imaging import pipeline
@@ -51,6 +51,40 @@ async def test_crashed_worker_fails_only_its_own_job(pool: ImagingPool, gate: Ga
     assert await neighbour == neighbour_pid
     assert pool.restarts == 1
     await pool.ping()
+
+
+def record_then_die(path: str) -> None:
+    """A pool job that kills its own worker, as a crafted file would: it appends its pid to
+    `path` first, so the test can count how many times it ran."""
+    with open(path, "a") as runs:
+        runs.write(f"{os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def test_job_that_kills_its_worker_is_not_run_again(
+    pool: ImagingPool, tmp_path: Path
+) -> None:
+    """A job whose worker dies while running it is WorkerCrashed after one run, on one worker."""
+    runs = tmp_path / "runs"
+    other_pids = set(pool.worker_pids())
+    with pytest.raises(WorkerCrashed):
+        await pool.run(record_then_die, str(runs))
+    (crashed_pid,) = runs.read_text().split()
+    assert int(crashed_pid) in other_pids
+    assert pool.restarts == 1
+    await asyncio.gather(pool.ping(), pool.ping())
+    assert set(pool.worker_pids()) >= other_pids - {int(crashed_pid)}
+
+
+async def test_workers_that_die_before_any_job_fail_it_after_one_retry() -> None:
+    """Workers that cannot start (1 MB of address space): the job is retried once, then fails."""
+    pool = ImagingPool(workers=1, queue_max=0, timeout_s=30, memory_limit_mb=1)
+    try:
+        with pytest.raises(WorkerCrashed):
+            await pool.run(os.getpid)
+        assert pool.restarts == 2  # the first worker, then the one the job was retried on
+    finally:
+        await pool.close()
 
 
 async def test_worker_killed_from_outside_is_replaced(pool: ImagingPool, gate: Gate) -> None:
@@ -213,6 +247,28 @@ class TestImagingJobs:
         assert caught.value.code == "invalid_image"
         assert caught.value.detail == "The file is damaged or not a decodable image."
         assert "Not a JPEG file" in caught.value.reason
+
+    @pytest.mark.parametrize("reaped", [False, True], ids=["dying", "reaped"])
+    async def test_worker_killed_while_idle_does_not_fail_the_next_job(
+        self, tmp_path: Path, pool: ImagingPool, reaped: bool
+    ) -> None:
+        """An idle worker SIGKILLed (as the OOM killer would), whether still dying or already
+        reaped: the next job never reached it, so it runs on a fresh worker and writes its files."""
+        data = images.make_jpeg()
+        direct = pipeline.process(make_job(tmp_path, data, "image/jpeg"))
+        job = make_job(tmp_path, data, "image/jpeg")
+        await pool.ping()
+        (idle_pid,) = pool.worker_pids()
+
+        os.kill(idle_pid, signal.SIGKILL)  # blocked waiting for a job, it dies without one
+        if reaped:
+            await wait_until(lambda: idle_pid not in pool.worker_pids(), "the worker is gone")
+        pooled = await pool.process(job)
+
+        assert_same_files(direct, pooled)
+        assert pool.restarts == 1
+        assert idle_pid not in pool.worker_pids()
+        assert len(pool.worker_pids()) == 1
 
     async def test_full_pool_refuses_at_once_and_recovers(
         self, tmp_path: Path, pool: ImagingPool

@@ -8,6 +8,10 @@ Each worker is its own single-process executor, so a fault stays with its job:
   gets `JobTimedOut`. Other workers and their jobs are untouched.
 - Crash-proof: a worker that dies (segfault, SIGKILL, OOM) fails only the job it ran
   (`WorkerCrashed`); it is replaced, so later jobs do not inherit `BrokenProcessPool`.
+  A worker that died while idle fails no job: the job handed to it never began (its
+  process records each job it begins, `_run_marked`), so it runs once more on a fresh
+  worker. A job that began and took its worker down is never run again: a crafted file
+  must not get to kill a second worker.
 - Recycled: each worker process exits after `max_tasks_per_child` jobs, so a decoder leak
   is bounded; its address space is capped (`pipeline.init_worker`).
 
@@ -18,12 +22,14 @@ children of the app, and die with it even when it is SIGKILLed (`pipeline.init_w
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
@@ -49,6 +55,16 @@ class WorkerCrashed(PoolError):
     """The worker running a job died; it was replaced."""
 
 
+@dataclass(frozen=True, eq=False)
+class _Worker:
+    """A single-process executor, and the id of the last job its process began."""
+
+    executor: ProcessPoolExecutor
+    # Shared memory, written by the worker process as it begins a job (`_run_marked`) and
+    # read here once that process is dead.
+    began: ctypes.c_int64
+
+
 class ImagingPool:
     """Runs imaging jobs in worker processes; see the module docstring for the guarantees."""
 
@@ -67,20 +83,26 @@ class ImagingPool:
         self._memory_limit_mb = memory_limit_mb
         self._max_tasks_per_child = max_tasks_per_child
         self._admitted = 0
-        self._idle: asyncio.Queue[ProcessPoolExecutor] = asyncio.Queue()
-        self._all: set[ProcessPoolExecutor] = set()
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()
+        self._job_ids = itertools.count(1)  # 0 is what a fresh `_Worker.began` holds
         self.restarts = 0
         for _ in range(workers):
             self._idle.put_nowait(self._new_worker())
 
-    def _new_worker(self) -> ProcessPoolExecutor:
-        worker = ProcessPoolExecutor(
+    def _new_worker(self) -> _Worker:
+        context = sandbox.spawn_context()  # workers start without the app's secrets
+        # Handed over at spawn, so the executor's own respawns (`max_tasks_per_child`)
+        # share it too.
+        began = context.RawValue(ctypes.c_int64, 0)
+        executor = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=sandbox.spawn_context(),  # workers start without the app's secrets
-            initializer=pipeline.init_worker,
-            initargs=(self._memory_limit_mb, os.getpid()),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(began, self._memory_limit_mb, os.getpid()),
             max_tasks_per_child=self._max_tasks_per_child,
         )
+        worker = _Worker(executor, began)
         self._all.add(worker)
         return worker
 
@@ -121,7 +143,7 @@ class ImagingPool:
         try:
             worker = self._idle.get_nowait()
         except asyncio.QueueEmpty:
-            if any(_has_dead_process(worker) for worker in list(self._all)):
+            if any(_has_dead_process(worker.executor) for worker in list(self._all)):
                 raise WorkerCrashed from None
             return
         await self._run_on(worker, pipeline.ping)
@@ -132,7 +154,7 @@ class ImagingPool:
             return await self._run_on(worker, fn, *args)
 
     @asynccontextmanager
-    async def _admitted_worker(self) -> AsyncIterator[ProcessPoolExecutor]:
+    async def _admitted_worker(self) -> AsyncIterator[_Worker]:
         """An idle worker for one job, once admitted (`PoolBusy` if there is no room)."""
         if not self.has_room:
             raise PoolBusy
@@ -142,14 +164,32 @@ class ImagingPool:
         finally:
             self._admitted -= 1
 
-    async def _run_on(self, worker: ProcessPoolExecutor, fn: Callable[..., T], *args: object) -> T:
-        if _has_dead_process(worker):
-            worker = self._replace(worker)  # died while idle (killed from outside)
+    async def _run_on(
+        self, worker: _Worker, fn: Callable[..., T], *args: object, retry: bool = True
+    ) -> T:
+        """Run `fn(*args)` on `worker`, held by the caller, and give it (or its replacement)
+        back to the idle queue; `WorkerCrashed` if its process died."""
+        job_id = next(self._job_ids)
         try:
-            future: Future[T] = worker.submit(fn, *args)
+            return await self._run_once(worker, job_id, fn, *args)
         except BrokenProcessPool:
-            self._idle.put_nowait(self._replace(worker))
-            raise WorkerCrashed from None
+            # Read before `_replace`: only the dead process could have written it.
+            began = worker.began.value == job_id
+        fresh = self._replace(worker)
+        if began or not retry:
+            self._idle.put_nowait(fresh)
+            raise WorkerCrashed
+        # The process was dead (or dying) before it could begin the job, which therefore
+        # did nothing: run it on the fresh worker. Once: if that one also dies first, the
+        # fault is the pool's (workers that cannot start), and retrying would hide it.
+        return await self._run_on(fresh, fn, *args, retry=False)
+
+    async def _run_once(
+        self, worker: _Worker, job_id: int, fn: Callable[..., T], *args: object
+    ) -> T:
+        """One attempt; `BrokenProcessPool` (at submit or later) is left to `_run_on`, with
+        `worker` not given back."""
+        future: Future[T] = worker.executor.submit(_run_marked, job_id, fn, *args)
         done = asyncio.wrap_future(future)
         try:
             # shield: a cancelled request must not abandon a busy worker as idle.
@@ -158,8 +198,7 @@ class ImagingPool:
             self._idle.put_nowait(self._replace(worker))
             raise JobTimedOut from None
         except BrokenProcessPool:
-            self._idle.put_nowait(self._replace(worker))
-            raise WorkerCrashed from None
+            raise
         except asyncio.CancelledError:
             # The caller left; the worker becomes idle again when its job ends.
             done.add_done_callback(partial(self._release_after, worker))
@@ -170,29 +209,49 @@ class ImagingPool:
         self._idle.put_nowait(worker)
         return result
 
-    def _release_after(self, worker: ProcessPoolExecutor, done: asyncio.Future[object]) -> None:
+    def _release_after(self, worker: _Worker, done: asyncio.Future[object]) -> None:
         broken = not done.cancelled() and isinstance(done.exception(), BrokenProcessPool)
         self._idle.put_nowait(self._replace(worker) if broken else worker)
 
-    def _replace(self, worker: ProcessPoolExecutor) -> ProcessPoolExecutor:
+    def _replace(self, worker: _Worker) -> _Worker:
         """Kill `worker`'s process and start a fresh worker in its place."""
         self.restarts += 1
         self._all.discard(worker)
-        _kill(worker)
-        worker.shutdown(wait=False, cancel_futures=True)
+        _kill(worker.executor)
+        worker.executor.shutdown(wait=False, cancel_futures=True)
         return self._new_worker()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for operators and fault tests)."""
-        return [pid for worker in self._all for pid in _pids(worker)]
+        return [pid for worker in self._all for pid in _pids(worker.executor)]
 
     async def close(self) -> None:
         """Stop admitting work, let running jobs finish, then stop the workers."""
         self._capacity = 0
         workers, self._all = list(self._all), set()
         await asyncio.gather(
-            *(asyncio.to_thread(w.shutdown, wait=True, cancel_futures=True) for w in workers)
+            *(
+                asyncio.to_thread(w.executor.shutdown, wait=True, cancel_futures=True)
+                for w in workers
+            )
         )
+
+
+# In a worker process: where it records the job it begins (`_Worker.began`).
+_began: ctypes.c_int64 | None = None
+
+
+def _init_worker(began: ctypes.c_int64, memory_limit_mb: int | None, parent_pid: int) -> None:
+    global _began  # one per process, set once before any job, as libvips' own settings are
+    _began = began
+    pipeline.init_worker(memory_limit_mb, parent_pid)
+
+
+def _run_marked(job_id: int, fn: Callable[..., T], *args: object) -> T:
+    # Marked before `fn` runs: a process that dies with this mark unset never began the job.
+    assert _began is not None, "a pool job outside a pool worker"
+    _began.value = job_id
+    return fn(*args)
 
 
 def _pids(worker: ProcessPoolExecutor) -> list[int]:
