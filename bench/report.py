@@ -117,6 +117,9 @@ def summarise(
         app_cpu_s = level.cpu_s["app"] + level.cpu_s["workers"]
         summary["service_cpu_ms_per_upload"] = _r(app_cpu_s / len(level.ok) * 1000)
         summary["service_clients"] = COMPARED_CLIENTS
+        for clients in sorted(through.levels):
+            for stage, ms in sorted(through.levels[clients].stage_ms().items()):
+                summary[f"service_{stage}_ms_{clients}_clients"] = _r(ms)
     summary["single_process_wall_over_cpu"] = _r(wall_over_cpu(single), 3)
     summary |= {f"peak_rss_mb_{name}": _r(mb) for name, mb in memory.items()}
     for name in BASELINES:
@@ -242,6 +245,12 @@ def table(
                 f"{percentile(ok, 99) * 1000:>9.0f}{len(ok):>5}"
                 f"{through.service_over_pipeline(clients):>7.2f}   {cpu}"
             )
+            stages = level.stage_ms()
+            if stages:
+                lines.append(
+                    "    app stages, mean ms: "
+                    + " ".join(f"{stage} {stages[stage]:.1f}" for stage in sorted(stages))
+                )
             failed = len(level.uploads) - len(ok)
             if failed:
                 lines.append(f"    {failed} uploads were not answered 201")

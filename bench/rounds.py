@@ -192,6 +192,7 @@ def _merge(into: Level, batch: Level) -> None:
     into.uploads.extend(batch.uploads)
     into.wall_s += batch.wall_s
     into.add_cpu(batch.cpu_s)
+    into.add_stages(batch.stage_s, batch.stage_n)
 
 
 def memory(inputs: dict[str, Input]) -> dict[str, float]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _START_TIMEOUT_S = 180.0
 _STOP_TIMEOUT_S = 60.0
 _TOKEN_PREFIX = "export TOKEN="  # noqa: S105 - the line's prefix, not a secret
+_METRICS_URL = re.compile(r"^\s*(http://\S+/metrics)\s*$")
+# The upload stages the app times itself (`mediasvc_upload_stage_duration_seconds`).
+_STAGE = re.compile(r'^mediasvc_upload_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$')
 
 
 class StackError(Exception):
@@ -53,6 +58,9 @@ class Level:
     uploads: list[Upload] = field(default_factory=list)
     wall_s: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)
+    # Per upload stage (receive, db, process, store, total): seconds summed, and count.
+    stage_s: dict[str, float] = field(default_factory=dict)
+    stage_n: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> list[float]:
@@ -66,6 +74,15 @@ class Level:
     def add_cpu(self, spent: dict[str, float]) -> None:
         for part, seconds in spent.items():
             self.cpu_s[part] = self.cpu_s.get(part, 0.0) + seconds
+
+    def add_stages(self, seconds: dict[str, float], counts: dict[str, float]) -> None:
+        for stage, spent in seconds.items():
+            self.stage_s[stage] = self.stage_s.get(stage, 0.0) + spent
+            self.stage_n[stage] = self.stage_n.get(stage, 0.0) + counts.get(stage, 0.0)
+
+    def stage_ms(self) -> dict[str, float]:
+        """Mean milliseconds per upload stage, as the app measured them."""
+        return {st: self.stage_s[st] / n * 1000 for st, n in self.stage_n.items() if n}
 
 
 def multipart_body(path: Path, mime: str) -> tuple[bytes, str]:
@@ -88,6 +105,7 @@ class Stack:
         self.port = free_port()
         self.workers = workers
         self.token = ""
+        self.metrics_urls: list[str] = []
         self._process: subprocess.Popen[str] | None = None
         self._output: deque[str] = deque(maxlen=40)
         self._ready = threading.Event()
@@ -137,6 +155,8 @@ class Stack:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             self._output.append(line)
+            if found := _METRICS_URL.match(line):
+                self.metrics_urls.append(found[1])
             if line.strip().startswith(_TOKEN_PREFIX):
                 self.token = line.strip().removeprefix(_TOKEN_PREFIX)
                 self._ready.set()
@@ -185,6 +205,7 @@ class Stack:
     def upload(self, body: bytes, content_type: str, clients: int, count: int) -> Level:
         """`count` uploads by `clients` concurrent clients; wall and CPU time of the batch."""
         level = Level(clients)
+        stages_before = self.stages()
         before, client_before = self.cpu(), time.process_time()
         start = time.perf_counter()
         level.uploads = asyncio.run(
@@ -194,7 +215,25 @@ class Stack:
         after = self.cpu()
         level.add_cpu({part: after[part] - before[part] for part in after})
         level.add_cpu({"client": time.process_time() - client_before})
+        (sum_after, n_after), (sum_before, n_before) = self.stages(), stages_before
+        level.add_stages(
+            {st: sum_after[st] - sum_before.get(st, 0.0) for st in sum_after},
+            {st: n_after[st] - n_before.get(st, 0.0) for st in n_after},
+        )
         return level
+
+    def stages(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Seconds and counts so far per upload stage, summed over the app nodes' metrics
+        (read after the clients are done, so the scrape is outside every timed upload)."""
+        totals: dict[str, dict[str, float]] = {"sum": {}, "count": {}}
+        for url in self.metrics_urls:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - 127.0.0.1
+                text = response.read().decode()
+            for line in text.splitlines():
+                if found := _STAGE.match(line):
+                    kind, stage, value = found.groups()
+                    totals[kind][stage] = totals[kind].get(stage, 0.0) + float(value)
+        return totals["sum"], totals["count"]
 
 
 async def _upload_all(
