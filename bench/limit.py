@@ -1,10 +1,10 @@
-"""The floor for this work with libvips: one shrink-on-load decode, five encodes, nothing else.
+"""The floor for this work: one shrink-on-load decode, five encodes, nothing else.
 
 Runs in a worker set up by `pipeline.init_worker`, so libvips has the same thread count and
 cache as the service's workers. The decode is the cheapest libvips route to the largest
 variant: libjpeg's DCT scaling by the largest power of two that keeps the target size, then
 one Lanczos resize, materialised in memory. The encodes are timed alone on images prepared
-beforehand, with the service's quality and effort, into memory buffers.
+beforehand, with the service's encoder (`imaging.webp`), quality and effort, into memory.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pyvips
 
 from bench.timing import Sample, timed
 from mediasvc.imaging.variants import LARGEST, VARIANTS
+from mediasvc.imaging.webp import encode_still
 
 # Sources already decoded to each variant size in this worker, so encodes are timed alone.
 _prepared: dict[str, list[pyvips.Image]] = {}
@@ -34,7 +35,7 @@ def decode(source: str) -> pyvips.Image:
 
 def encode_all(images: list[pyvips.Image], quality: int, effort: int) -> list[int]:
     """Encode each image to WebP as the service does; the byte counts."""
-    return [len(image.webpsave_buffer(Q=quality, keep="none", effort=effort)) for image in images]
+    return [len(encode_still(image, quality=quality, effort=effort)) for image in images]
 
 
 def once(source: str, quality: int, effort: int) -> dict[str, Sample]:

@@ -69,6 +69,7 @@ from mediasvc.imaging.report import (
 )
 from mediasvc.imaging.sandbox import confine_worker
 from mediasvc.imaging.variants import LARGEST, VARIANTS, VariantSpec
+from mediasvc.imaging.webp import encode_still
 
 T = TypeVar("T")
 
@@ -591,10 +592,11 @@ def _encoded(
     """`image` as a file of the `output` format, in memory."""
     data: bytes
     if output.name == "webp" and encoding == "lossless":
-        # Q is libwebp's lossless effort here, not a quality: the kind's quality does not apply.
-        data = image.webpsave_buffer(
-            lossless=True, Q=WEBP_LOSSLESS_EFFORT, effort=WEBP_EFFORT, keep="none"
-        )
+        # Lossless is tried for stills only (`_is_graphic`). Its quality is libwebp's effort:
+        # the kind's quality does not apply.
+        data = encode_still(image, quality=WEBP_LOSSLESS_EFFORT, effort=WEBP_EFFORT, lossless=True)
+    elif output.name == "webp" and _page_height(image) == image.height:
+        data = encode_still(image, quality=quality, effort=WEBP_EFFORT)
     elif output.name == "webp":
         data = image.webpsave_buffer(Q=quality, keep="none", effort=WEBP_EFFORT)
     elif output.name == "jpeg":
