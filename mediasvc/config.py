@@ -239,6 +239,10 @@ class Settings:
     rate_uploads_burst: int = field(default=10, metadata=_env("RATE_UPLOADS_BURST", _non_negative))
     rate_api_per_s: int = field(default=20, metadata=_env("RATE_API_PER_S", _positive))
     rate_api_burst: int = field(default=40, metadata=_env("RATE_API_BURST", _non_negative))
+    # Variant reads from a bucket, per address: a page shows dozens of images at once and
+    # many users may share one address (NAT), so well above the API's.
+    rate_media_per_s: int = field(default=200, metadata=_env("RATE_MEDIA_PER_S", _positive))
+    rate_media_burst: int = field(default=400, metadata=_env("RATE_MEDIA_BURST", _non_negative))
     conn_per_ip: int = field(default=32, metadata=_env("CONN_PER_IP", _positive))
     client_timeout_s: int = field(default=30, metadata=_env("CLIENT_TIMEOUT_S", _positive))
     max_upload_bytes: int = field(default=25 * MiB, metadata=_env("MAX_UPLOAD_BYTES", _positive))

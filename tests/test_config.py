@@ -112,6 +112,18 @@ def test_values_are_parsed_to_their_types() -> None:
     assert settings.job_timeout_s == 2.5
 
 
+def test_media_reads_have_their_own_rate_above_the_api_one() -> None:
+    """Variant reads default to 200/s with a burst of 400 and are set apart from the API's."""
+    defaults = Settings.from_env(REQUIRED)
+    assert (defaults.rate_api_per_s, defaults.rate_api_burst) == (20, 40)
+    assert (defaults.rate_media_per_s, defaults.rate_media_burst) == (200, 400)
+    settings = Settings.from_env(
+        {**REQUIRED, "MEDIASVC_RATE_MEDIA_PER_S": "50", "MEDIASVC_RATE_MEDIA_BURST": "0"}
+    )
+    assert (settings.rate_media_per_s, settings.rate_media_burst) == (50, 0)
+    assert (settings.rate_api_per_s, settings.rate_api_burst) == (20, 40)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -128,6 +140,8 @@ def test_values_are_parsed_to_their_types() -> None:
         ("MEDIASVC_OWNER_MAX_BYTES", "10MB", "MEDIASVC_OWNER_MAX_BYTES='10MB'"),
         ("MEDIASVC_OWNER_MAX_INFLIGHT", "0", "must be a positive integer"),
         ("MEDIASVC_STORAGE", "ftp", "expected one of local, s3"),
+        ("MEDIASVC_RATE_MEDIA_PER_S", "0", "must be a positive integer"),
+        ("MEDIASVC_RATE_MEDIA_BURST", "-1", "must be zero or more"),
     ],
 )
 def test_bad_values_stop_startup_with_one_line(name: str, value: str, message: str) -> None:

@@ -1,5 +1,6 @@
 """nginx's read path from an S3 bucket: only GET and HEAD reach it, no client query string
-does, one cache entry per key, limited like the API, and none of the bucket's errors shown.
+does, one cache entry per key, limited per address (apart from the API), and none of the
+bucket's errors shown.
 
 nginx runs in front of moto over HTTP with no app node behind it (the read path never needs
 one); a small fake bucket stands in where the bucket must fail or present a bad certificate.
@@ -206,29 +207,45 @@ class TestClientQueryStaysOut:
 
 
 class TestReadRate:
-    @pytest.fixture
-    def settings(self, make_settings: Any) -> Settings:
-        """An API rate small enough to cross quickly."""
-        result: Settings = make_settings(rate_api_per_s=2, rate_api_burst=3)
-        return result
+    async def test_gallery_burst_past_the_api_burst_is_served(
+        self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+    ) -> None:
+        """Ten immediate reads from one address, past the API's burst of 2 but within the
+        media burst of 20, are all served: variant reads are not held to the API's limit."""
+        settings = make_settings(
+            rate_api_per_s=2, rate_api_burst=2, rate_media_per_s=2, rate_media_burst=20
+        )
+        public, private = put_variant(settings), put_variant(settings, private=True)
+        statuses = []
+        async with running_nginx(settings, [free_port()]) as url:
+            for path in [f"/media/{public}", signed(private)] * 5:
+                async with http.get(url + path) as response:
+                    statuses.append(response.status)
+        assert statuses == [200] * 10
 
     async def test_variant_flood_from_one_address_is_429_problem(
-        self, bucket_nginx: str, http: aiohttp.ClientSession, settings: Settings
+        self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession
     ) -> None:
-        """Ten immediate reads against 2/s with a burst of 3: the tail is a 429 problem."""
-        key = put_variant(settings)
-        statuses = []
-        for _ in range(10):
-            async with http.get(f"{bucket_nginx}/media/{key}") as response:
-                statuses.append(response.status)
-                if response.status == 429:
-                    refused = response
-                    problem = await response.json(content_type="application/problem+json")
+        """Ten immediate reads against a media rate of 2/s with a burst of 3 (the API's
+        limits at their defaults): the tail is a 429 problem, for public and private URLs."""
+        settings = make_settings(rate_media_per_s=2, rate_media_burst=3)
+        public, private = put_variant(settings), put_variant(settings, private=True)
+        statuses, refused_paths, problems = [], set(), []
+        async with running_nginx(settings, [free_port()]) as url:
+            for path in [f"/media/{public}", signed(private)] * 5:
+                async with http.get(url + path) as response:
+                    statuses.append(response.status)
+                    if response.status == 429:
+                        refused_paths.add(path)
+                        assert response.headers["Retry-After"]
+                        assert response.headers["X-Content-Type-Options"] == "nosniff"
+                        problems.append(
+                            await response.json(content_type="application/problem+json")
+                        )
         assert statuses[:4] == [200] * 4
         assert statuses.count(429) >= 4
-        assert problem["code"] == "too_many_requests"
-        assert refused.headers["Retry-After"]
-        assert refused.headers["X-Content-Type-Options"] == "nosniff"
+        assert refused_paths == {f"/media/{public}", signed(private)}
+        assert {problem["code"] for problem in problems} == {"too_many_requests"}
 
 
 class FakeBucket:

@@ -52,6 +52,8 @@ class Site:
     rate_uploads_burst: int
     rate_api_per_s: int
     rate_api_burst: int
+    rate_media_per_s: int
+    rate_media_burst: int
     conn_per_ip: int
     client_timeout_s: int
     # The CA certificates an https bucket's certificate is checked against (PEM); None for
@@ -85,6 +87,8 @@ class Site:
             rate_uploads_burst=settings.rate_uploads_burst,
             rate_api_per_s=settings.rate_api_per_s,
             rate_api_burst=settings.rate_api_burst,
+            rate_media_per_s=settings.rate_media_per_s,
+            rate_media_burst=settings.rate_media_burst,
             conn_per_ip=settings.conn_per_ip,
             client_timeout_s=settings.client_timeout_s,
             s3_trusted_ca=system_ca_bundle() if origin.startswith("https://") else None,
@@ -118,6 +122,8 @@ class Site:
             "MEDIASVC_RATE_UPLOADS_BURST": str(self.rate_uploads_burst),
             "MEDIASVC_RATE_API": f"{self.rate_api_per_s}r/s",
             "MEDIASVC_RATE_API_BURST": str(self.rate_api_burst),
+            "MEDIASVC_RATE_MEDIA": f"{self.rate_media_per_s}r/s",
+            "MEDIASVC_RATE_MEDIA_BURST": str(self.rate_media_burst),
             "MEDIASVC_CONN_PER_IP": str(self.conn_per_ip),
             "MEDIASVC_CLIENT_TIMEOUT": f"{self.client_timeout_s}s",
             # When the next upload fits the per-minute rate again.
