@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "quality": DEFAULT_RULES.quality,
             "webp_effort": imaging.WEBP_EFFORT,
+            "webp_lossless_method": imaging.WEBP_LOSSLESS_METHOD,
             "libvips_threads_per_worker": single.concurrency,
             "workers": workers,
             "single_process_rounds": single_rounds,
