@@ -175,5 +175,11 @@ async def test_linked_sequences_conform_and_never_fail_on_the_server(client: Cli
     run = await served(client)
     await asyncio.to_thread(run.linked_sequences)
     assert not run.failures, "\n\n".join(run.failures)
-    reached = {status for (label, status) in run.answered if label == "GET /v1/media/{media_id}"}
-    assert 200 in reached
+    # Some step used an id that exists. Which one depends on the derandomised draws (seeded
+    # from this module's source), so any of the answers only an existing media gets counts.
+    found_an_existing_media = {
+        ("GET /v1/media/{media_id}", 200),
+        ("GET /v1/media/{media_id}/{variant}", 302),
+        ("DELETE /v1/media/{media_id}", 204),
+    }
+    assert found_an_existing_media & set(run.answered)
