@@ -247,7 +247,8 @@ class _SpoolWriter:
         """Write what was gathered; a full disk is the client's 507."""
         if not self._pending:
             return
-        data = b"".join(self._pending)
+        # A single read of 1 MiB or more (a session's body) needs no copy.
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending, self._pending_bytes = [], 0
         self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write, data)
         try:

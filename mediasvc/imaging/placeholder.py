@@ -14,8 +14,7 @@ from typing import Any
 from thumbhash import rgba_to_thumb_hash
 
 # ThumbHash keeps only a few DCT terms (at most 7 across), so 32 px loses nothing visible:
-# the hash of a 12 MP photo differs from the 64 px one in one base64 digit, and the
-# shrink to 32 px costs a third of one to 64 (docs/performance.md).
+# the hash of a 12 MP photo differs from the 64 px one in one base64 digit.
 SIDE = 32
 # Pixels less than half opaque are not what a viewer sees, so they get no vote.
 _OPAQUE = 128
