@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import images
 import pytest
@@ -21,6 +22,7 @@ from gates import Gate, hold, wait_until
 from imaging_support import make_job
 
 from mediasvc.imaging import pipeline
+from mediasvc.imaging import pool as pool_module
 from mediasvc.imaging.job import Facts, ImageRejected
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, WorkerCrashed
 
@@ -76,9 +78,16 @@ async def test_job_that_kills_its_worker_is_not_run_again(
     assert set(pool.worker_pids()) >= other_pids - {int(crashed_pid)}
 
 
-async def test_workers_that_die_before_any_job_fail_it_after_one_retry() -> None:
-    """Workers that cannot start (1 MB of address space): the job is retried once, then fails."""
-    pool = ImagingPool(workers=1, queue_max=0, timeout_s=30, memory_limit_mb=1)
+async def test_workers_that_die_before_any_job_fail_it_after_one_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers that cannot start: the job is retried once, then fails.
+
+    Each worker is told its parent is pid 1, so `init_worker` exits at once, before any job
+    (a memory cap is not enough: a worker sometimes survives it long enough to run one).
+    """
+    monkeypatch.setattr(pool_module, "os", SimpleNamespace(getpid=lambda: 1))
+    pool = ImagingPool(workers=1, queue_max=0, timeout_s=30)
     try:
         with pytest.raises(WorkerCrashed):
             await pool.run(os.getpid)
