@@ -91,13 +91,16 @@ class S3Storage:
     ) -> DirectUpload | None:
         try:
             if method == "put":
-                # Only the type can be signed into a PUT; its size is checked at complete.
+                # SigV4 signs the type and the exact length into the URL, so the store
+                # itself refuses a PUT of another size. Clients send that length anyway
+                # (browsers must: they refuse to set it), so it is not in `headers`.
                 url = await self._client.generate_presigned_url(
                     "put_object",
                     Params={
                         "Bucket": self.bucket,
                         "Key": self.prefix + key,
                         "ContentType": content_type,
+                        "ContentLength": max_bytes,
                     },
                     ExpiresIn=ttl_s,
                 )
@@ -130,7 +133,14 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "endpoint_url": settings.s3_endpoint_url,
         "region_name": settings.s3_region,
         "config": AioConfig(
-            s3={"addressing_style": settings.s3_addressing_style},
+            # SigV4 always: botocore would otherwise presign with SigV2 in some regions,
+            # which AWS refuses on every bucket made since 2020; and the region's own
+            # endpoint, in us-east-1 too (not the legacy global one).
+            signature_version="s3v4",
+            s3={
+                "addressing_style": settings.s3_addressing_style,
+                "us_east_1_regional_endpoint": "regional",
+            },
             connect_timeout=settings.storage_timeout_s,
             read_timeout=settings.storage_timeout_s,
             retries={"max_attempts": 2, "mode": "standard"},
