@@ -51,7 +51,10 @@ class Media:
     owner: str
     kind: str
     collection: str | None
+    # Dense, from 0, among the collection's live items (0 outside collections).
     position: int
+    # Where the row sorts in its collection: increasing, with gaps; what a page cursor names.
+    slot: int
     visibility: Visibility
     # The space it is shared in (always private then), or None.
     space: str | None

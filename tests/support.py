@@ -30,6 +30,23 @@ def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(JWT_SECRET, sub, admin=admin)}"}
 
 
+async def collection_positions(
+    client: TestClient[Any, Any], collection: str, sub: str = "alice"
+) -> list[tuple[str, int]]:
+    """(id, position) of a collection's items as its owner lists them, every page."""
+    found: list[tuple[str, int]] = []
+    cursor = ""
+    while True:
+        query = f"collection={collection}&limit=3" + (f"&cursor={cursor}" if cursor else "")
+        response = await client.get(f"/v1/media?{query}", headers=bearer(sub))
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        found += [(item["id"], item["position"]) for item in page["items"]]
+        if not page["next_cursor"]:
+            return found
+        cursor = page["next_cursor"]
+
+
 def upload_form(
     data: bytes, *, filename: str = "photo.jpg", content_type: str = "image/jpeg", **fields: str
 ) -> aiohttp.FormData:

@@ -9,9 +9,8 @@ from typing import Any
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form
+from support import bearer, collection_positions, upload_form
 
-from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 
 Client = TestClient[Any, Any]
@@ -42,15 +41,6 @@ async def fill(client: Client, count: int, collection: str = "profile") -> list[
     return ids
 
 
-async def positions(client: Client, owner: str, collection: str) -> list[tuple[str, int]]:
-    rows = await client.app[DB].fetch(
-        "SELECT id, position FROM media WHERE owner = $1 AND collection = $2 ORDER BY position",
-        owner,
-        collection,
-    )
-    return [(r["id"], r["position"]) for r in rows]
-
-
 class TestCap:
     async def test_sixth_item_is_409_collection_full(self, client: Client) -> None:
         """The cap counts live items; the refusal names the limit."""
@@ -68,7 +58,7 @@ class TestCap:
         responses = await asyncio.gather(*(upload(client, collection="profile") for _ in range(20)))
         statuses = sorted(r.status for r in responses)
         assert statuses == [201] * 5 + [409] * 15
-        rows = await positions(client, "alice", "profile")
+        rows = await collection_positions(client, "profile")
         assert [p for _, p in rows] == [0, 1, 2, 3, 4]
 
     async def test_collections_are_per_owner(self, client: Client) -> None:
@@ -87,7 +77,9 @@ class TestOrder:
         )
         assert response.status == 200
         assert await response.json() == {"collection": "profile", "ids": wanted}
-        assert await positions(client, "alice", "profile") == [(i, n) for n, i in enumerate(wanted)]
+        assert await collection_positions(client, "profile") == [
+            (i, n) for n, i in enumerate(wanted)
+        ]
 
     @pytest.mark.parametrize(
         "change",
@@ -99,13 +91,13 @@ class TestOrder:
     ) -> None:
         """Missing, repeated or foreign ids are refused as a whole."""
         ids = await fill(client, 3)
-        before = await positions(client, "alice", "profile")
+        before = await collection_positions(client, "profile")
         response = await client.put(
             "/v1/collections/profile/order", json={"ids": change(ids)}, headers=bearer()
         )
         assert response.status == 409
         assert (await response.json())["code"] == "conflict"
-        assert await positions(client, "alice", "profile") == before
+        assert await collection_positions(client, "profile") == before
 
     @pytest.mark.parametrize("body", ["not json", '{"ids": "abc"}', "[1, 2]", '{"ids": [1]}'])
     async def test_malformed_bodies_are_400(self, client: Client, body: str) -> None:
@@ -137,7 +129,7 @@ class TestOrder:
             )
         )
         assert all(r.status == 200 for r in responses)
-        final = await positions(client, "alice", "profile")
+        final = await collection_positions(client, "profile")
         assert [p for _, p in final] == [0, 1, 2, 3, 4]
         assert [i for i, _ in final] in orders
 

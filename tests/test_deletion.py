@@ -9,7 +9,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import wait_until
-from support import bearer, parametrize_backends, stored_keys, upload_form
+from support import bearer, collection_positions, parametrize_backends, stored_keys, upload_form
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
@@ -102,10 +102,7 @@ async def test_positions_stay_dense_after_deleting_from_the_middle(client: Clien
     """Deleting item 1 of 0..3 renumbers the rest 0..2 in the same order."""
     ids = [(await create(client, collection="profile"))["id"] for _ in range(4)]
     assert (await client.delete(f"/v1/media/{ids[1]}", headers=bearer())).status == 204
-    rows = await client.app[DB].fetch(
-        "SELECT id, position FROM media WHERE collection = 'profile' ORDER BY position"
-    )
-    assert [(r["id"], r["position"]) for r in rows] == [(ids[0], 0), (ids[2], 1), (ids[3], 2)]
+    assert await collection_positions(client, "profile") == [(ids[0], 0), (ids[2], 1), (ids[3], 2)]
 
 
 @pytest.mark.parametrize("status", ["processing", "deleting"])

@@ -9,7 +9,14 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, running_nginx, stored_keys, upload_form
+from support import (
+    bearer,
+    collection_positions,
+    parametrize_backends,
+    running_nginx,
+    stored_keys,
+    upload_form,
+)
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
@@ -48,12 +55,7 @@ async def test_collection_cap_holds_across_nodes(nodes: tuple[Client, Client]) -
         *(upload(nodes[i % 2], collection="profile") for i in range(10))
     )
     assert sorted(r.status for r in responses) == [201] * 5 + [409] * 5
-    rows = (
-        await nodes[0]
-        .app[DB]
-        .fetch("SELECT position FROM media WHERE collection = 'profile' ORDER BY position")
-    )
-    assert [r["position"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [p for _, p in await collection_positions(nodes[0], "profile")] == [0, 1, 2, 3, 4]
 
 
 async def test_list_delete_and_reorder_through_the_other_node(

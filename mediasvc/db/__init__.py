@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -14,6 +15,7 @@ from mediasvc.errors import BadRequest, Busy
 
 # What query functions take: a plain connection or one lent by the pool.
 Connection = asyncpg.Connection | PoolConnectionProxy
+T = TypeVar("T")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -63,6 +65,12 @@ UNAVAILABLE = (
 )
 
 
+# What PostgreSQL aborts a transaction with when it lost a race to another: the lock order
+# (docs/decisions.md) should make these impossible; if one happens anyway the transaction is
+# retried once, and a second loss is a 503 to retry, never a 500.
+CONTENDED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
 @asynccontextmanager
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A pooled connection; an unreachable database surfaces as `Busy` (503)."""
@@ -74,3 +82,22 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
         raise BadRequest("A value in the request is out of range or not valid text.") from exc
     except UNAVAILABLE as exc:
         raise Busy("The database is unavailable; try again shortly.") from exc
+    except CONTENDED as exc:
+        raise Busy("The database is contended; try again shortly.", retry_after=1) from exc
+
+
+async def transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run `work` in one transaction, once more if PostgreSQL aborted it as the loser of a
+    deadlock or serialization conflict (a second loss is `Busy`).
+
+    Safe because `work` does nothing but SQL (storage and HTTP calls stay outside
+    transactions): a rolled-back attempt left no trace.
+    """
+    async with connection(pool) as conn:
+        try:
+            async with conn.transaction():
+                return await work(conn)
+        except CONTENDED:
+            pass
+        async with conn.transaction():
+            return await work(conn)

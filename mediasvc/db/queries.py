@@ -22,14 +22,24 @@ if TYPE_CHECKING:
 # Later than any `created_at`: the cursor of a first page, which every row is before.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
+# A collection's stored `slot`s only grow and may have gaps (a removal is one DELETE that
+# touches no other row); the dense `position` clients see is counted on read, among the
+# collection's live items (media_owner_collection_idx).
 _COLUMNS = """
-    id, owner, kind, collection, position, visibility, space, status,
+    id, owner, kind, collection,
+    CASE WHEN collection IS NULL THEN 0 ELSE (
+        SELECT count(*) FROM media AS earlier
+        WHERE earlier.owner = media.owner AND earlier.collection = media.collection
+          AND earlier.status <> 'deleting' AND earlier.position < media.position
+    )::integer END AS position,
+    position AS slot, visibility, space, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
     sha256, variants, thumbhash, dominant_color, processing, created_at, expires_at, problem
 """
 
-# Serialises everything that changes one owner's collection: inserts (the cap and the next
-# position), reorders and removals (dense positions). Released at commit.
+# Serialises what reads a collection to change it: inserts (the cap and the next slot),
+# reorders, and a replacing kind's retirement. Removals need no lock: a DELETE leaves a gap,
+# which the counted `position` closes on read. Released at commit.
 LOCK_COLLECTION = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))"
 
 # Serialises the uploads of one owner while quotas are checked. Released at commit.
@@ -44,7 +54,8 @@ COUNT_COLLECTION = """
 SELECT count(*) FROM media WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
 """
 
-# A collection item goes after the owner's last one; media outside collections sit at 0.
+# A collection item goes after the collection's last slot (under the collection lock, so no
+# two items share one); media outside collections sit at 0.
 INSERT_MEDIA = f"""
 INSERT INTO media (id, owner, kind, collection, position, visibility, status,
                    original_mime, original_bytes, sha256, idempotency_key, space, expires_at)
@@ -116,11 +127,14 @@ RETURNING {_COLUMNS}
 # finished by the reaper like any other deletion.
 MARK_ABANDONED = "UPDATE media SET status = 'deleting', updated_at = now() WHERE id = $1"
 
-DELETE_ROW = "DELETE FROM media WHERE id = $1 RETURNING owner, collection, position"
+DELETE_ROW = "DELETE FROM media WHERE id = $1"
 
-CLOSE_GAP = """
-UPDATE media SET position = position - 1
-WHERE owner = $1 AND collection = $2 AND position > $3
+# A session whose bytes were refused is removed only while it still waits for them: a
+# concurrent complete may have made it ready meanwhile.
+MARK_DISCARDED = f"""
+UPDATE media SET status = 'deleting', updated_at = now()
+WHERE id = $1 AND status = 'pending'
+RETURNING {_COLUMNS}
 """
 
 SELECT_MEDIA = f"SELECT {_COLUMNS} FROM media WHERE id = $1"
@@ -150,15 +164,22 @@ ORDER BY created_at DESC, id DESC
 LIMIT $7
 """
 
-# Rows a crash left outside `ready`, claimed so that two reapers never take the same one.
+# Rows a crash left outside `ready`, claimed by one statement that commits at once: each
+# becomes `deleting` with a fresh `updated_at`, a lease that keeps other reapers off it for
+# the grace period. No row lock outlives the statement, so purging (storage I/O) never
+# happens under one; a reaper that dies mid-purge leaves rows the next lease expiry frees.
 CLAIM_STUCK = """
-SELECT id FROM media
-WHERE (status IN ('processing', 'deleting', 'failed')
-       AND updated_at < now() - make_interval(secs => $1))
-   OR (status = 'pending' AND expires_at < now())
-ORDER BY updated_at
-LIMIT $2
-FOR UPDATE SKIP LOCKED
+UPDATE media SET status = 'deleting', updated_at = now()
+WHERE id IN (
+    SELECT id FROM media
+    WHERE (status IN ('processing', 'deleting', 'failed')
+           AND updated_at < now() - make_interval(secs => $1))
+       OR (status = 'pending' AND expires_at < now())
+    ORDER BY updated_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
 """
 
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
@@ -170,10 +191,11 @@ TRY_LOCK_ORPHAN_SCAN = "SELECT pg_try_advisory_xact_lock(hashtext('mediasvc.orph
 SELECT_COLLECTION_IDS = """
 SELECT id FROM media
 WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
-ORDER BY position
+ORDER BY media.position
 """
 
-# Positions follow the order of the given ids, from 0.
+# Slots follow the order of the given ids, from 0 (under the collection lock; rows being
+# deleted keep theirs, which no live item is ordered against).
 REORDER = """
 UPDATE media AS m SET position = o.ordinality - 1, updated_at = now()
 FROM unnest($3::text[]) WITH ORDINALITY AS o(id, ordinality)
@@ -182,8 +204,8 @@ WHERE m.id = o.id AND m.owner = $1 AND m.collection = $2
 
 LIST_COLLECTION = f"""
 SELECT {_COLUMNS} FROM media
-WHERE owner = $1 AND collection = $2 AND status <> 'deleting' AND position > $3
-ORDER BY position
+WHERE owner = $1 AND collection = $2 AND status <> 'deleting' AND media.position > $3
+ORDER BY media.position
 LIMIT $4
 """
 
@@ -332,14 +354,15 @@ async def mark_abandoned(conn: Connection, media_id: str) -> None:
 
 
 async def remove_row(conn: Connection, media_id: str) -> bool:
-    """In a transaction: delete the row and close the gap it leaves in its collection."""
-    row = await conn.fetchrow(DELETE_ROW, media_id)
-    if row is None:
-        return False
-    if row["collection"] is not None:
-        await lock_collection(conn, row["owner"], row["collection"])
-        await conn.execute(CLOSE_GAP, row["owner"], row["collection"], row["position"])
-    return True
+    """Delete the row: one statement, which locks no other row of its collection; False if
+    it was already gone."""
+    return str(await conn.execute(DELETE_ROW, media_id)) == "DELETE 1"
+
+
+async def mark_discarded(conn: Connection, media_id: str) -> Media | None:
+    """Flag an upload session still `pending` for removal; None if it is no longer pending."""
+    row = await conn.fetchrow(MARK_DISCARDED, media_id)
+    return None if row is None else _media(row)
 
 
 async def get_media(conn: Connection, media_id: str) -> Media | None:
@@ -376,7 +399,8 @@ def _caller_args(caller: Principal | None) -> tuple[str | None, bool, list[str]]
 
 
 async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]:
-    """In a transaction: lock and return ids stuck in processing/deleting past `grace_s`."""
+    """Lease (as `deleting`) and return up to `limit` ids stuck outside `ready` past
+    `grace_s`, or pending sessions past their expiry."""
     return [r["id"] for r in await conn.fetch(CLAIM_STUCK, grace_s, limit)]
 
 
@@ -408,7 +432,8 @@ async def reorder(conn: Connection, owner: str, collection: str, ids: Sequence[s
 async def list_collection(
     conn: Connection, owner: str, collection: str, *, after_position: int, limit: int
 ) -> list[Media]:
-    """A page of a collection in position order, after `after_position` (-1: from the start)."""
+    """A page of a collection in position order, after the item in slot `after_position`
+    (-1: from the start)."""
     rows = await conn.fetch(LIST_COLLECTION, owner, collection, after_position, limit)
     return [_media(r) for r in rows]
 
@@ -444,6 +469,7 @@ def _media(row: asyncpg.Record) -> Media:
         kind=row["kind"],
         collection=row["collection"],
         position=row["position"],
+        slot=row["slot"],
         visibility=cast(Visibility, row["visibility"]),
         space=row["space"],
         status=cast(Status, row["status"]),

@@ -1,7 +1,7 @@
 """Deleting a media: the order of steps that never leaves a row pointing at missing files.
 
-    mark `deleting` (and record `media.deleted`) → purge (remove every stored variant →
-    delete the row, closing the gap in its collection)
+    mark `deleting` (and record `media.deleted`), one transaction → purge (remove every
+    stored object → delete the row)
 
 A crash after the first step leaves a `deleting` row whose files may be partly gone; it is
 no longer listed or served, and the reaper purges it.
@@ -17,7 +17,6 @@ from mediasvc.db import queries
 from mediasvc.errors import Busy, Conflict
 from mediasvc.events import outbox
 from mediasvc.flows.purge import purge
-from mediasvc.keys import upload_key
 from mediasvc.models import Media
 from mediasvc.storage import Storage, StorageError
 
@@ -26,16 +25,17 @@ async def delete_media(
     pool: asyncpg.Pool, storage: Storage, media: Media, settings: Settings
 ) -> None:
     """Delete a ready media and all its variants, or cancel an upload session."""
-    async with db.connection(pool) as conn, conn.transaction():
+
+    async def mark(conn: db.Connection) -> Media | None:
         marked = await queries.mark_deleting(conn, media.id)
         # Receivers heard of ready media only: a cancelled session is no news to them.
         if marked is not None and media.status == "ready":
             await outbox.record_media(conn, settings, "media.deleted", marked)
-    if marked is None:
+        return marked
+
+    if await db.transaction(pool, mark) is None:
         raise Conflict("The media is still processing or already being deleted.")
-    keys = [variant.key for variant in marked.variants.values()] + [upload_key(marked.id)]
     try:
-        async with db.connection(pool) as conn, conn.transaction():
-            await purge(conn, storage, marked.id, keys)
+        await purge(pool, storage, media.id)
     except StorageError as exc:
         raise Busy("Storage is unavailable; the deletion will be completed later.") from exc

@@ -1,26 +1,33 @@
 """Purge: the last step of every removal, in the one order that never leaves a row
 pointing at missing files.
 
-    remove every object the media may have → delete its row → close its collection gap
+    remove every object the media may have → delete its row (one statement)
 
-Upload undo, delete and the reaper all end with this.
+Neither step holds a lock while the other runs: storage I/O happens outside any
+transaction, and the DELETE touches no other row (collection positions are counted on
+read, so a removal leaves no gap to close). Delete, upload undo, a replacing upload's
+retirement, a refused session and the reaper all end with this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncpg
 
-from mediasvc.db import Connection, queries
+from mediasvc import db
+from mediasvc.db import queries
+from mediasvc.keys import possible_keys
 from mediasvc.storage import Storage
 
 
-async def purge(conn: Connection, storage: Storage, media_id: str, keys: Sequence[str]) -> None:
-    """Remove `keys`, then the row, in the caller's transaction on `conn`.
+async def purge(
+    pool: asyncpg.Pool, storage: Storage, media_id: str, *, stored: bool = True
+) -> bool:
+    """Remove every object `media_id` could have written (unless nothing was `stored`),
+    then its row; False if the row was gone already (purged by someone else).
 
-    A `StorageError` leaves the row as it was (the caller's transaction rolls back), so
-    the media can be purged again later. The connection is held while storage deletes,
-    which the storage timeout bounds.
+    A `StorageError` leaves the row as it was, so the media can be purged again later.
     """
-    if keys:
-        await storage.delete(keys)
-    await queries.remove_row(conn, media_id)
+    if stored:
+        await storage.delete(possible_keys(media_id))
+    async with db.connection(pool) as conn:
+        return await queries.remove_row(conn, media_id)

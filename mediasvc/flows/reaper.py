@@ -13,8 +13,11 @@ races a live request):
   raw objects whose session no longer waits for its bytes: delete them;
 - spool files and work directories of this node left by a crash: delete them.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED` and the orphan scan runs under a session
-advisory lock, so every node may run the reaper at once without doing the work twice.
+Rows are leased (marked `deleting` with a fresh `updated_at`, claimed with `FOR UPDATE
+SKIP LOCKED`, committed at once) and purged one by one outside any transaction; the orphan
+scan runs under a transaction-scoped advisory lock that no other flow takes and holds no
+row lock. So every node may run the reaper at once without doing the work twice, and the
+reaper never waits on, or blocks, a request's locks.
 Run once with `python -m mediasvc gc`; the app also runs it every
 `MEDIASVC_REAPER_INTERVAL_S`.
 """
@@ -33,8 +36,9 @@ import structlog
 
 from mediasvc import db
 from mediasvc.db import queries
+from mediasvc.errors import MediaError
 from mediasvc.flows.purge import purge
-from mediasvc.keys import is_upload, media_id_of, possible_keys
+from mediasvc.keys import is_upload, media_id_of
 from mediasvc.storage import Storage, StorageError
 
 log = structlog.get_logger(__name__)
@@ -60,7 +64,7 @@ async def reap(
     try:
         report.rows_removed = await _finish_stuck_rows(pool, storage, grace_s)
         report.orphans_removed = await _remove_orphans(pool, storage, grace_s)
-    except (StorageError, *db.UNAVAILABLE) as exc:
+    except (StorageError, MediaError) as exc:
         report.errors.append(str(exc))
     report.spool_removed = await asyncio.to_thread(_clean_spool, spool_dir, grace_s)
     if report.rows_removed or report.orphans_removed or report.spool_removed or report.errors:
@@ -77,20 +81,21 @@ async def reap(
 async def _finish_stuck_rows(pool: asyncpg.Pool, storage: Storage, grace_s: float) -> int:
     removed = 0
     while True:
-        async with pool.acquire() as conn, conn.transaction():
+        # The claim commits at once (a lease, not a held lock); each media is then purged on
+        # its own, so no transaction spans storage I/O or waits on a collection.
+        async with db.connection(pool) as conn:
             stuck = await queries.claim_stuck(conn, grace_s, BATCH)
-            for media_id in stuck:
-                # Every key the id could have, not only recorded variants: an upload that
-                # died before `ready` recorded none.
-                await purge(conn, storage, media_id, possible_keys(media_id))
-        removed += len(stuck)
+        for media_id in stuck:
+            # Every key the id could have, not only recorded variants: an upload that died
+            # before `ready` recorded none.
+            removed += await purge(pool, storage, media_id)
         if len(stuck) < BATCH:
             return removed
 
 
 async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) -> int:
     # The lock is transaction-scoped, so it can never outlive this scan on a pooled connection.
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         if not await queries.try_lock_orphan_scan(conn):
             return 0  # another node is scanning right now
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)

@@ -257,10 +257,14 @@ class SessionFlow:
             await asyncio.gather(*self.running, return_exceptions=True)
 
     async def _discard(self, media: Media) -> None:
-        """Remove a session whose bytes were refused: its object, then its row."""
+        """Remove a session whose bytes were refused, if it still waits for them: its object,
+        then its row. A session another request completed meanwhile is left alone (a late,
+        failing second PUT must not delete a ready media)."""
         try:
-            async with db.connection(self.uploads.db) as conn, conn.transaction():
-                await purge(conn, self.uploads.storage, media.id, [upload_key(media.id)])
+            async with db.connection(self.uploads.db) as conn:
+                discarded = await queries.mark_discarded(conn, media.id)
+            if discarded is not None:
+                await purge(self.uploads.db, self.uploads.storage, media.id)
         except (StorageError, MediaError) as exc:
             log.warning("session.discard_left_to_reaper", error=str(exc))
 

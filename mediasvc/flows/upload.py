@@ -192,11 +192,12 @@ class UploadFlow:
         One transaction: a reader sees the old item or the new one, never both or neither;
         the `media.ready` and `media.replaced` events are written in it too.
         """
-        replacing = options.kind.replace and options.collection is not None
-        async with db.connection(self.db) as conn, conn.transaction():
-            if replacing:
-                assert options.collection is not None
-                await queries.lock_collection(conn, owner, options.collection)
+        collection = options.collection if options.kind.replace else None
+
+        async def mark(conn: db.Connection) -> tuple[Media, list[Media]]:
+            if collection is not None:
+                # The collection before any of its rows (docs/decisions.md, lock order).
+                await queries.lock_collection(conn, owner, collection)
             media = await queries.mark_ready(
                 conn,
                 media_id,
@@ -210,12 +211,11 @@ class UploadFlow:
             if media is None:
                 raise Conflict("The media was removed while it was being processed.")
             retired = []
-            if replacing:
-                assert options.collection is not None
+            if collection is not None:
                 retired = await queries.retire_oldest(
                     conn,
                     owner,
-                    options.collection,
+                    collection,
                     kept=media_id,
                     keep_others=options.kind.collection_max - 1,
                 )
@@ -232,14 +232,17 @@ class UploadFlow:
                     ),
                 ],
             )
+            return media, retired
+
+        media, retired = await db.transaction(self.db, mark)
         return media, retired
 
     async def _remove_retired(self, retired: list[Media]) -> None:
-        """Purge the media a replacing upload retired; the reaper finishes what fails here."""
+        """Purge the media a replacing upload retired; the reaper finishes what fails here
+        (the upload itself is `ready` and answered as such)."""
         for old in retired:
             try:
-                async with db.connection(self.db) as conn, conn.transaction():
-                    await purge(conn, self.storage, old.id, [v.key for v in old.variants.values()])
+                await purge(self.db, self.storage, old.id)
             except (StorageError, MediaError) as exc:
                 log.warning("upload.replaced_left_to_reaper", media=old.id, error=str(exc))
 
@@ -282,26 +285,39 @@ class UploadFlow:
             async with db.connection(self.db) as conn:
                 await insert(conn)
             return None
+        session = session_ttl_s is not None
+
+        async def check_and_insert(conn: db.Connection) -> Media | None:
+            # Locks in the one order (docs/decisions.md): owner, then collection, then rows.
+            if quotas:
+                await queries.lock_owner(conn, owner)
+            if options.collection is not None:
+                # Replacing kinds too: the next slot is read here.
+                await queries.lock_collection(conn, owner, options.collection)
+            if key is not None:
+                existing = await queries.find_by_idempotency_key(conn, owner, key)
+                if existing is not None:
+                    return _replay(existing, upload, options, session=session)
+            if quotas:
+                self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
+            # A replacing kind makes room when it becomes ready instead.
+            if options.collection is not None and not options.kind.replace:
+                count = await queries.count_collection(conn, owner, options.collection)
+                if count >= options.kind.collection_max:
+                    raise CollectionFull(
+                        f"The collection {options.collection!r} already holds {count} items.",
+                        limit=options.kind.collection_max,
+                    )
+            await insert(conn)
+            return None
+
         try:
-            async with db.connection(self.db) as conn, conn.transaction():
-                if key is not None:
+            if key is not None:
+                # Alone, before any lock is taken: it touches an old row, which must not be
+                # locked ahead of the owner's and the collection's locks.
+                async with db.connection(self.db) as conn:
                     await queries.release_expired_key(conn, owner, key, IDEMPOTENCY_WINDOW_S)
-                    existing = await queries.find_by_idempotency_key(conn, owner, key)
-                    if existing is not None:
-                        return _replay(existing, upload, options, session=session_ttl_s is not None)
-                if quotas:
-                    await queries.lock_owner(conn, owner)
-                    self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
-                # A replacing kind makes room when it becomes ready instead.
-                if options.collection is not None and not options.kind.replace:
-                    await queries.lock_collection(conn, owner, options.collection)
-                    count = await queries.count_collection(conn, owner, options.collection)
-                    if count >= options.kind.collection_max:
-                        raise CollectionFull(
-                            f"The collection {options.collection!r} already holds {count} items.",
-                            limit=options.kind.collection_max,
-                        )
-                await insert(conn)
+            return await db.transaction(self.db, check_and_insert)
         except asyncpg.UniqueViolationError:
             # A concurrent request with the same key inserted first; answer as its retry.
             assert key is not None, "only the idempotency index can clash"
@@ -309,8 +325,7 @@ class UploadFlow:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
             if existing is None:
                 raise Busy("A concurrent upload with this Idempotency-Key failed; retry.") from None
-            return _replay(existing, upload, options, session=session_ttl_s is not None)
-        return None
+            return _replay(existing, upload, options, session=session)
 
     def _check_quotas(self, media: int, stored_bytes: int, size: int) -> None:
         """Refuse an upload that would take the owner past a quota (under the owner lock)."""
@@ -371,17 +386,20 @@ class UploadFlow:
         `deleting` tombstone, invisible to the API and the collection cap, which the
         reaper finishes. Otherwise nothing is recorded.
         """
-        keys = possible_keys(media_id) if writes.may_have_written else []
+        written = writes.may_have_written
         try:
-            async with db.connection(self.db) as conn, conn.transaction():
-                if failure is None:
-                    await purge(conn, self.storage, media_id, keys)
-                else:
-                    if keys:
-                        await self.storage.delete(keys)
+            if failure is None:
+                await purge(self.db, self.storage, media_id, stored=written)
+            else:
+                if written:
+                    await self.storage.delete(possible_keys(media_id))
+
+                async def fail(conn: db.Connection) -> None:
                     failed = await queries.mark_failed(conn, media_id, problem_of(failure))
                     if failed is not None:
                         await outbox.record_media(conn, self.settings, "upload.failed", failed)
+
+                await db.transaction(self.db, fail)
         except StorageError as exc:
             log.warning("upload.undo_deferred", error=str(exc))
             try:

@@ -25,9 +25,11 @@ async def put_order(request: web.Request) -> web.Response:
     if not is_collection_name(collection):
         raise NotFound("No such collection.")
     ids = _ids_of(await json_object(request, _EXAMPLE))
-    async with db.connection(request.app[DB]) as conn, conn.transaction():
-        # The lock serialises reorders, uploads and deletes of this collection: the check
-        # below and the update see the same membership, and no reorder is half-applied.
+
+    async def reorder(conn: db.Connection) -> None:
+        # The collection lock before any of its rows (docs/decisions.md, lock order): the
+        # check below and the update see the same membership, and no reorder is
+        # half-applied. Deletes take no such lock: an item deleted meanwhile just drops out.
         await queries.lock_collection(conn, owner, collection)
         current = await queries.collection_ids(conn, owner, collection)
         if not current:
@@ -39,6 +41,8 @@ async def put_order(request: web.Request) -> web.Response:
                 actual=len(ids),
             )
         await queries.reorder(conn, owner, collection, ids)
+
+    await db.transaction(request.app[DB], reorder)
     return web.json_response({"collection": collection, "ids": ids})
 
 

@@ -77,7 +77,7 @@ async def list_media(request: web.Request) -> web.Response:
                 conn, owner, collection, after_position=collection_position(cursor), limit=limit
             )
             next_cursor: dict[str, Any] | None = (
-                {"p": items[-1].position} if len(items) == limit else None
+                {"p": items[-1].slot} if len(items) == limit else None
             )
         else:
             items = await queries.list_recent(

@@ -53,7 +53,7 @@ def decode_cursor(raw: str | None) -> dict[str, Any]:
 
 
 def collection_position(cursor: dict[str, Any]) -> int:
-    """The position after which a collection page starts (-1: from the first)."""
+    """The slot after which a collection page starts (-1: from the first)."""
     after = cursor.get("p", -1)
     if type(after) is not int or not -1 <= after <= _MAX_POSITION:
         raise BadRequest("The cursor is not valid.", field="cursor")
