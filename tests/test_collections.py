@@ -160,6 +160,21 @@ class TestListing:
                 break
         assert seen == ids
 
+    async def test_a_delete_while_paging_skips_nothing(self, client: Client) -> None:
+        """Deleting an item already seen does not make the next page skip one."""
+        ids = await fill(client, 5)
+        first = await (
+            await client.get("/v1/media?collection=profile&limit=2", headers=bearer())
+        ).json()
+        assert [item["id"] for item in first["items"]] == ids[:2]
+        assert (await client.delete(f"/v1/media/{ids[0]}", headers=bearer())).status == 204
+        query = f"collection=profile&limit=2&cursor={first['next_cursor']}"
+        second = await (await client.get(f"/v1/media?{query}", headers=bearer())).json()
+        assert [(item["id"], item["position"]) for item in second["items"]] == [
+            (ids[2], 1),
+            (ids[3], 2),
+        ]
+
     async def test_pagination_is_stable_under_concurrent_inserts(self, client: Client) -> None:
         """Items added while paging appear after the ones already seen, never twice."""
         first = await fill(client, 3, "gallery")
