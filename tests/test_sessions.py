@@ -12,10 +12,12 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import assert_nothing_left, bearer, parametrize_backends, stored_keys
+from gates import DEADLINE_S, wait_until
+from support import assert_nothing_left, bearer, parametrize_backends, stored_keys, upload_form
 
-from mediasvc.appkeys import DB, SESSIONS, STORAGE
+from mediasvc.appkeys import DB, SESSIONS, STORAGE, UPLOADS
 from mediasvc.config import Settings
+from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.sessions import content_path
 from mediasvc.keys import upload_key
@@ -328,3 +330,101 @@ class TestLocalContentUrl:
         response = await client.put(session["upload"]["url"], data=PHOTO)
         assert response.status == 413
         await assert_nothing_left(client, settings)
+
+
+class TestOwnerSlotsAndLateBodies:
+    """Sessions obey the in-flight cap per owner, and a late failing body never removes
+    what another request finished."""
+
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """Two uploads in flight per owner, as in production; room in the queue."""
+        result: Settings = make_settings(owner_max_inflight=2, queue_max=16)
+        return result
+
+    async def test_background_completes_hold_the_owners_slots(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two asynchronous completes held in processing fill alice's two slots: a third
+        complete, a signed PUT and a form upload of hers get 429 and keep her session
+        open; bob is not held up; once the two finish, her third completes."""
+        entered: asyncio.Queue[None] = asyncio.Queue()
+        go = asyncio.Event()
+        real_run = Processor.run
+
+        async def held_run(self: Processor, *args: Any) -> Any:
+            entered.put_nowait(None)
+            await go.wait()
+            return await real_run(self, *args)
+
+        sessions = [await opened(client) for _ in range(4)]
+        for session in sessions[:3]:
+            assert await send(client, session["upload"], PHOTO) == 204
+        monkeypatch.setattr(Processor, "run", held_run)
+        for session in sessions[:2]:
+            response = await complete(client, session["id"], Prefer="respond-async")
+            assert response.status == 202
+        for _ in range(2):
+            await asyncio.wait_for(entered.get(), DEADLINE_S)
+        third = await complete(client, sessions[2]["id"])
+        assert third.status == 429
+        assert third.headers["Retry-After"]
+        assert (await third.json())["code"] == "too_many_requests"
+        put = await client.put(sessions[3]["upload"]["url"], data=PHOTO)
+        assert put.status == 429
+        form = await client.post(
+            "/v1/media", data=upload_form(PHOTO, filename="p.jpg"), headers=bearer()
+        )
+        assert form.status == 429
+        assert await row_status(client, sessions[2]["id"]) == "pending"
+        assert await row_status(client, sessions[3]["id"]) == "pending"
+        go.set()
+        other = await client.post(
+            "/v1/media", data=upload_form(PHOTO, filename="p.jpg"), headers=bearer("bob")
+        )
+        assert other.status == 201
+        await client.app[SESSIONS].close()  # the two background completes have finished
+        assert (await complete(client, sessions[2]["id"])).status == 201
+
+    async def test_a_late_failing_put_leaves_the_media_another_put_completed(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A PUT that started first and fails after a second PUT and `complete` made the
+        media ready (413: more bytes than declared) leaves that media and its files."""
+        session = await opened(client)
+        resume = asyncio.Event()
+
+        async def slow_body() -> Any:
+            yield PHOTO[:4096]  # a JPEG's first bytes: the sniff lets it through
+            await resume.wait()
+            yield PHOTO[4096:] + b"one byte too many"
+
+        late = asyncio.ensure_future(client.put(session["upload"]["url"], data=slow_body()))
+        uploads = client.app[UPLOADS]
+        await wait_until(lambda: uploads.inflight["alice"] == 1, "the first PUT is streaming")
+        assert await send(client, session["upload"], PHOTO) == 204
+        made = await complete(client, session["id"])
+        assert made.status == 201
+        resume.set()
+        assert (await late).status == 413
+        media = await client.get(f"/v1/media/{session['id']}", headers=bearer())
+        assert media.status == 200
+        assert (await media.json())["status"] == "ready"
+        keys = await stored_keys(client)
+        assert len(keys) == 5
+        assert all(session["id"] in key for key in keys)
+
+    async def test_a_form_uploads_idempotency_key_cannot_open_a_session(
+        self, client: Client
+    ) -> None:
+        """An Idempotency-Key used for a form upload, sent again to open a session: 422
+        idempotency_key_reused, not a 500."""
+        headers = {**bearer(), "Idempotency-Key": "form-then-session"}
+        form = await client.post(
+            "/v1/media", data=upload_form(PHOTO, filename="p.jpg"), headers=headers
+        )
+        assert form.status == 201
+        body = {"kind": "post", "content_type": "image/jpeg", "size": len(PHOTO)}
+        response = await client.post("/v1/uploads", json=body, headers=headers)
+        assert response.status == 422
+        assert (await response.json())["code"] == "idempotency_key_reused"

@@ -142,17 +142,24 @@ class SessionFlow:
         rules = self._rules(media)
         chunks = request.content.iter_chunked(CHUNK_BYTES)
         spool_dir = self.uploads.settings.spool_dir
-        try:
-            async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
-                try:
-                    await self.uploads.storage.put(upload_key(media_id), upload.path, upload.mime)
-                except StorageError as exc:
-                    raise Busy("Storage is unavailable; try again shortly.") from exc
-        except MediaError as exc:
-            if exc.status < 500 and exc.code != "incomplete_body":
-                # Bad bytes: the same answer as a form upload, and nothing kept.
-                await self._discard(media)
-            raise
+        with self.uploads.slot(media.owner):
+            try:
+                async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
+                    # Another PUT and a complete may have finished the session meanwhile.
+                    if (await self._get(media_id)).status != "pending":
+                        raise Conflict("This upload session is not waiting for bytes any more.")
+                    try:
+                        await self.uploads.storage.put(
+                            upload_key(media_id), upload.path, upload.mime
+                        )
+                    except StorageError as exc:
+                        raise Busy("Storage is unavailable; try again shortly.") from exc
+            except MediaError as exc:
+                if exc.status < 500 and exc.code != "incomplete_body":
+                    # Bad bytes: the same answer as a form upload, and nothing kept (a
+                    # session no longer pending is left as it is).
+                    await self._discard(media)
+                raise
 
     async def complete(self, principal: Principal, media_id: str, *, wait: bool) -> Completed:
         """Read the bytes back and make the media, now or (not `wait`) in the background."""
@@ -166,6 +173,8 @@ class SessionFlow:
         self.uploads.processor.admit()
         stack = AsyncExitStack()
         try:
+            # Held until the media is made, by the background job if it runs there.
+            stack.enter_context(self.uploads.slot(media.owner))
             upload = await stack.enter_async_context(self._read_back(media))
             started = await self._start(media, upload)
             if started is None:
@@ -174,7 +183,7 @@ class SessionFlow:
             if wait:
                 uploaded = await self.uploads.finish(media_id, media.owner, upload, options)
                 return Completed(uploaded.media, created=True, done=True)
-            # The spool file now belongs to the background job, which closes it.
+            # The spool file and the owner's slot now belong to the background job.
             self._in_background(stack.pop_all(), media_id, media.owner, upload, options)
             return Completed(started, created=True, done=False)
         finally:

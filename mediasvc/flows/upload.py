@@ -95,7 +95,7 @@ class UploadFlow:
         try:
             # Refuse before reading the body when the pool could not take the job anyway.
             self.processor.admit()
-            with self._slot(owner):
+            with self.slot(owner):
                 async with spooled_upload(
                     request,
                     spool_dir=self.settings.spool_dir,
@@ -110,8 +110,9 @@ class UploadFlow:
             self.metrics.upload_seconds.labels("total").observe(time.perf_counter() - started)
 
     @contextmanager
-    def _slot(self, owner: str) -> Iterator[None]:
-        """Hold one of `owner`'s in-flight slots, so one owner cannot occupy every worker."""
+    def slot(self, owner: str) -> Iterator[None]:
+        """Hold one of `owner`'s in-flight slots, so one owner cannot occupy every worker:
+        form uploads, a session's signed PUT and its completion (background ones too)."""
         limit = self.settings.owner_max_inflight
         if self.inflight[owner] >= limit:
             raise TooManyRequests(
@@ -448,6 +449,11 @@ def _replay(existing: Media, upload: Declared, options: UploadOptions, *, sessio
         raise Unprocessable(
             "This Idempotency-Key was used with other options "
             "(kind, collection, visibility, space).",
+            code="idempotency_key_reused",
+        )
+    if session and existing.expires_at is None:
+        raise Unprocessable(
+            "This Idempotency-Key was used for a form upload, not an upload session.",
             code="idempotency_key_reused",
         )
     if existing.status != "ready" and not (session and existing.status == "pending"):
