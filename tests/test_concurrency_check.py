@@ -148,6 +148,7 @@ class Run:
     test knows must have happened because of it."""
 
     seed: int
+    database_url: str
     nodes: list[Client]
     victim: int
     kill_at: int
@@ -175,6 +176,7 @@ class Run:
     slowest_s: float = 0.0
     inflight_at_kill: int = 0
     killed_after: int = 0
+    victim_shutdown: str | None = None
     reaped: Counter[str] = field(default_factory=Counter)
 
     def take(self) -> bool:
@@ -458,22 +460,42 @@ async def killer(run: Run) -> None:
     run.inflight_at_kill = sum(victim.app[UPLOADS].inflight.values())
     run.killed_after = run.done
     run.killed.set()
-    await kill(victim)
+    run.victim_shutdown = await kill(victim, run.victim, run.database_url)
 
 
-async def kill(node: Client) -> None:
-    """Take a node down abruptly: it stops accepting, its database connections die under
-    whatever they were doing, the requests it serves are cancelled at once and their
-    connections dropped; then its resources close. What it leaves (rows in `processing`,
-    files without rows, claimed webhook deliveries) is the other node's to finish."""
+async def kill(node: Client, index: int, database_url: str) -> str | None:
+    """Take node `index` down abruptly: it stops accepting, PostgreSQL ends its connections
+    under whatever they were doing (a COMMIT sent and never answered, say), the requests it
+    serves are cancelled at once and their connections dropped; then its resources close.
+    What it leaves (rows in `processing`, files without rows, claimed webhook deliveries)
+    is the other node's to finish. Returns what its shutdown raised, if anything."""
     runner = node.server.runner
     assert runner is not None
     assert runner.server is not None
     for site in list(runner.sites):
         await site.stop()
-    node.app[DB].terminate()
+    conn = await asyncpg.connect(database_url)  # not the node's name: this one must live
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            node_name(index),
+        )
+    finally:
+        await conn.close()
     await runner.server.shutdown(0.01)  # aiohttp reads a timeout of 0 as none at all
-    await node.close()
+    try:
+        await node.close()
+    except Exception as exc:
+        # Its shutdown may fail as its connections did; a second close finishes what the
+        # first left (every cleanup context has run once).
+        await node.close()
+        return repr(exc)
+    return None
+
+
+def node_name(index: int) -> str:
+    """The `application_name` of node `index`'s database connections."""
+    return f"mediasvc-node-{index}"
 
 
 # --- the invariants ---------------------------------------------------------------------------
@@ -641,7 +663,7 @@ def check(run: Run, seen: Settled) -> list[str]:
 
 
 async def test_concurrent_traffic_with_a_node_killed_keeps_every_invariant(
-    make_settings: Callable[..., Settings], data_dir: Path, aiohttp_client: Any
+    make_settings: Callable[..., Settings], database_url: str, data_dir: Path, aiohttp_client: Any
 ) -> None:
     """Whatever the interleaving: no 5xx but the killed node's, collections dense and within
     their caps, every media answered ready still stored or removed by the test's own
@@ -654,6 +676,8 @@ async def test_concurrent_traffic_with_a_node_killed_keeps_every_invariant(
         nodes = []
         for index in range(2):
             settings = make_settings(
+                # Named, so that the kill ends this node's connections and no others.
+                database_url=f"{database_url}?application_name={node_name(index)}",
                 workers=1,
                 queue_max=32,
                 collection_max=GALLERY_MAX,
@@ -669,6 +693,7 @@ async def test_concurrent_traffic_with_a_node_killed_keeps_every_invariant(
             nodes.append(await aiohttp_client(create_app(settings)))
         run = Run(
             seed,
+            database_url,
             nodes,
             victim=draws.randrange(2),
             kill_at=draws.randint(OPERATIONS // 4, OPERATIONS // 2),
@@ -689,8 +714,10 @@ async def test_concurrent_traffic_with_a_node_killed_keeps_every_invariant(
         assert not timed_out, f"seed {seed}: traffic did not end within {RUN_BOUND_S} s"
         seen = await settle(run, nodes[1 - run.victim], receiver)
     print(
-        f"seed {seed}: node {run.victim} killed after {run.killed_after} of {OPERATIONS} operations "
-        f"(kill_at {run.kill_at}) with {run.inflight_at_kill} uploads in flight; "
+        f"seed {seed}: node {run.victim} killed after {run.killed_after} of {OPERATIONS} "
+        f"operations "
+        f"(kill_at {run.kill_at}) with {run.inflight_at_kill} uploads in flight, its shutdown "
+        f"raising {run.victim_shutdown}; "
         f"{len(run.ready)} answered ready, {len(run.deleted)} deleted, "
         f"{len(run.said_replaced)} said replaced, {len(seen.accepted)} events; "
         f"reaped {dict(run.reaped)}; slowest answer {run.slowest_s:.2f} s; answers "
