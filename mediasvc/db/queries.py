@@ -111,10 +111,13 @@ RETURNING {_COLUMNS}
 """
 
 # A kind with `replace`: the collection's ready items beyond the newest `$4` others of the
-# one just made ready (`$3`) are retired, oldest first, in the same transaction.
+# one just made ready (`$3`) are retired, oldest first, in the same transaction. The outer
+# `status = 'ready'` is not redundant: a row a concurrent delete marked while this waited
+# for its lock is re-checked against it (the subquery's snapshot still says ready) and left
+# to that delete, so no media is both deleted and replaced.
 RETIRE_OLDEST = f"""
 UPDATE media SET status = 'deleting', updated_at = now()
-WHERE id IN (
+WHERE status = 'ready' AND id IN (
     SELECT id FROM media
     WHERE owner = $1 AND collection = $2 AND status = 'ready' AND id <> $3
     ORDER BY created_at DESC, id DESC
