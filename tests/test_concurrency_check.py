@@ -62,7 +62,7 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20)
 # The background reaper's grace: longer than any request of this run takes (the slowest
 # answer is printed; about 1 s here), so it never takes a live request's row or spool file
 # (what a grace is for); short enough, with the kill in the first quarter of the run, that
-# the killed node's leftovers are reaped while traffic still runs.
+# the killed node's leftovers are often reaped while traffic still runs (else by the last pass).
 GRACE_S = 3.0
 # Operations between two background reaper passes (on a node drawn each time).
 REAP_EVERY = 4
