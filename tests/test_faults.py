@@ -97,6 +97,24 @@ async def upload(client: Client) -> aiohttp.ClientResponse:
     return response
 
 
+# A COMMIT that makes a media ready outlasts the client's timeout, and still succeeds: the
+# client's cancel request is swallowed, as one waiting for a slow synchronous standby would
+# be answered late. Deferred, so it runs at COMMIT, after every statement was answered.
+SLOW_READY_COMMIT = """
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        PERFORM pg_sleep(2);
+    EXCEPTION WHEN query_canceled THEN
+        NULL;
+    END;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER slow_ready AFTER UPDATE ON media DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.status = 'ready') EXECUTE FUNCTION slow_commit();
+"""
+
+
 class TestDatabase:
     async def test_frozen_database_means_bounded_503_then_recovery(
         self, db_client: tuple[Client, Settings], own_postgres: OwnPostgres
@@ -132,6 +150,27 @@ class TestDatabase:
         assert list(settings.spool_dir.iterdir()) == []
         own_postgres.cluster.start(own_postgres.port, settings=FAST_UNSAFE)
         assert (await upload(client)).status == 201
+
+    async def test_a_commit_answered_too_late_keeps_the_ready_media(
+        self, make_settings: Any, aiohttp_client: Any
+    ) -> None:
+        """The COMMIT that makes a media ready succeeds after the client's timeout: the
+        upload answers 503, the media stays ready with all its files (the undo must not
+        remove what committed), and a retry with the same Idempotency-Key gets it."""
+        client: Client = await aiohttp_client(create_app(make_settings(db_timeout_s=0.5)))
+        pool = client.app[DB]
+        await pool.execute(SLOW_READY_COMMIT)
+        data, headers = images.make_jpeg(), {**bearer(), "Idempotency-Key": "slow-commit"}
+        response = await client.post("/v1/media", data=upload_form(data), headers=headers)
+        assert response.status == 503
+        assert (await response.json())["code"] == "busy"
+        await pool.execute("DROP TRIGGER slow_ready ON media")
+        [row] = await pool.fetch("SELECT id, status, variants FROM media")
+        assert row["status"] == "ready"
+        assert await stored_keys(client) == sorted(v["key"] for v in row["variants"].values())
+        retried = await client.post("/v1/media", data=upload_form(data), headers=headers)
+        assert retried.status == 200
+        assert (await retried.json())["id"] == row["id"]
 
 
 class FlakyS3Edge:

@@ -12,6 +12,7 @@ import images
 import pytest
 import pyvips
 from aiohttp.test_utils import TestClient
+from gates import wait_until
 from support import (
     assert_nothing_left,
     bearer,
@@ -222,6 +223,30 @@ class TestReplace:
         keys = await stored_keys(client)
         assert len(keys) == 5
         assert all(rows[0]["id"] in key for key in keys)
+
+    async def test_an_avatar_being_deleted_is_not_replaced_as_well(self, client: Client) -> None:
+        """A delete that marks the old avatar while the new one's retirement waits for that
+        row wins: the new upload replaced nothing (one removal, not two, is recorded)."""
+        first = await (await post(client, EXACT, kind="avatar")).json()
+        pool = client.app[DB]
+        async with pool.acquire() as conn, conn.transaction():
+            # The delete's first step, held open: the old row is locked mid-change.
+            await conn.execute("UPDATE media SET status = 'deleting' WHERE id = $1", first["id"])
+            upload = asyncio.create_task(post(client, EXACT, kind="avatar"))
+
+            async def waits_for_the_row() -> bool:
+                waiting = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return bool(waiting)
+
+            await wait_until(waits_for_the_row, "the replacing upload waits for the old row")
+        second = await upload
+        assert second.status == 201
+        assert (await second.json())["replaced"] == []
+        status = await pool.fetchval("SELECT status FROM media WHERE id = $1", first["id"])
+        assert status == "deleting"
 
     async def test_a_reader_always_sees_exactly_one_avatar(self, client: Client) -> None:
         """While avatars keep replacing each other, every listing holds exactly one ready."""

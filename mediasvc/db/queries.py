@@ -111,10 +111,13 @@ RETURNING {_COLUMNS}
 """
 
 # A kind with `replace`: the collection's ready items beyond the newest `$4` others of the
-# one just made ready (`$3`) are retired, oldest first, in the same transaction.
+# one just made ready (`$3`) are retired, oldest first, in the same transaction. The outer
+# `status = 'ready'` is not redundant: a row a concurrent delete marked while this waited
+# for its lock is re-checked against it (the subquery's snapshot still says ready) and left
+# to that delete, so no media is both deleted and replaced.
 RETIRE_OLDEST = f"""
 UPDATE media SET status = 'deleting', updated_at = now()
-WHERE id IN (
+WHERE status = 'ready' AND id IN (
     SELECT id FROM media
     WHERE owner = $1 AND collection = $2 AND status = 'ready' AND id <> $3
     ORDER BY created_at DESC, id DESC
@@ -123,9 +126,12 @@ WHERE id IN (
 RETURNING {_COLUMNS}
 """
 
-# An upload whose objects could not be cleaned up: hidden from the API and the cap, and
-# finished by the reaper like any other deletion.
-MARK_ABANDONED = "UPDATE media SET status = 'deleting', updated_at = now() WHERE id = $1"
+# An upload being undone: hidden from the API and the cap, and finished by the reaper if
+# its objects cannot be removed now. Only while still `processing`: a failure may have come
+# after the COMMIT that made it ready (the answer was lost), and a ready media stays.
+MARK_ABANDONED = """
+UPDATE media SET status = 'deleting', updated_at = now() WHERE id = $1 AND status = 'processing'
+"""
 
 DELETE_ROW = "DELETE FROM media WHERE id = $1"
 
@@ -348,9 +354,10 @@ async def mark_deleting(conn: Connection, media_id: str) -> Media | None:
     return None if row is None else _media(row)
 
 
-async def mark_abandoned(conn: Connection, media_id: str) -> None:
-    """Turn an upload that failed half-way into a `deleting` tombstone for the reaper."""
-    await conn.execute(MARK_ABANDONED, media_id)
+async def mark_abandoned(conn: Connection, media_id: str) -> bool:
+    """Turn an upload that failed half-way into a `deleting` tombstone for the reaper; False
+    if it is no longer `processing` (ready after all, failed, removed, or being removed)."""
+    return str(await conn.execute(MARK_ABANDONED, media_id)) == "UPDATE 1"
 
 
 async def remove_row(conn: Connection, media_id: str) -> bool:

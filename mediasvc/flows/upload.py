@@ -6,8 +6,9 @@
       retires the oldest item in the same transaction; `media.ready` is recorded there)
 
 Any failure on the way undoes what was written (stored objects, then the row) before the
-error reaches the client. If the process dies before the undo, the row stays `processing`
-and the reaper finishes the job. Upload sessions (`flows.sessions`) use `reserve` (as
+error reaches the client, unless it came after the media became ready (a COMMIT whose
+answer was lost): a ready media stays. If the process dies before the undo, the row stays
+`processing` and the reaper finishes the job. Upload sessions (`flows.sessions`) use `reserve` (as
 `pending`) and `finish` too.
 """
 
@@ -383,33 +384,46 @@ class UploadFlow:
         """Remove whatever this upload may have written, and its row unless `failure` is to
         be kept (the row then becomes `failed` with that problem).
 
-        If the storage cannot delete now and some object may exist, the row becomes a
-        `deleting` tombstone, invisible to the API and the collection cap, which the
-        reaper finishes. Otherwise nothing is recorded.
+        The row leaves `processing` first, in one conditional statement, and nothing is
+        removed if it already had: the error may have come after the COMMIT that made the
+        media ready reached the database (its answer lost with the connection, or the
+        request cancelled while waiting for it); then the media is ready and announced, and
+        stays. Marked `deleting`, the row is invisible to the API and the collection cap, and
+        if the storage cannot delete now the reaper finishes it. If the database cannot be
+        reached, nothing is removed: the row is `processing` for the reaper, or ready.
         """
         written = writes.may_have_written
         try:
             if failure is None:
-                await purge(self.db, self.storage, media_id, stored=written)
+                async with db.connection(self.db) as conn:
+                    taken = await queries.mark_abandoned(conn, media_id)
             else:
-                if written:
-                    await self.storage.delete(possible_keys(media_id))
 
-                async def fail(conn: db.Connection) -> None:
+                async def fail(conn: db.Connection) -> bool:
                     failed = await queries.mark_failed(conn, media_id, problem_of(failure))
                     if failed is not None:
                         await outbox.record_media(conn, self.settings, "upload.failed", failed)
+                    return failed is not None
 
-                await db.transaction(self.db, fail)
+                taken = await db.transaction(self.db, fail)
+            if not taken and await self._is_ready(media_id):
+                log.warning("upload.undo_skipped", reason="the media is ready after all")
+                return
+            if failure is None:
+                await purge(self.db, self.storage, media_id, stored=written)
+            elif written:
+                # The `failed` row stays for its client; the reaper removes it (and these
+                # keys again) after the grace period.
+                await self.storage.delete(possible_keys(media_id))
         except StorageError as exc:
             log.warning("upload.undo_deferred", error=str(exc))
-            try:
-                async with db.connection(self.db) as conn:
-                    await queries.mark_abandoned(conn, media_id)
-            except MediaError as error:
-                log.warning("upload.undo_failed", error=str(error))
         except MediaError as exc:
             log.warning("upload.undo_failed", error=str(exc))
+
+    async def _is_ready(self, media_id: str) -> bool:
+        async with db.connection(self.db) as conn:
+            media = await queries.get_media(conn, media_id)
+        return media is not None and media.status == "ready"
 
 
 @dataclass(frozen=True, slots=True)
