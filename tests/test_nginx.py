@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ from support import (
     upload_form,
 )
 
+from mediasvc.app import create_app
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.stack.localproc import free_port
@@ -306,3 +308,49 @@ class TestAbuseLimits:
         answer = await asyncio.wait_for(reader.read(), 10)  # EOF once nginx gives up
         writer.close()
         assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
+
+
+# Encodings a client may name: some aiohttp cannot decode (br and zstd without their
+# modules, compress), some it does not recognise (a list of two).
+HOSTILE_ENCODINGS = ["br", "zstd", "compress", "gzip, gzip", "gzip", "identity"]
+
+
+class TestEncodedBodies:
+    @pytest.fixture
+    async def two_nodes(self, settings: Settings, aiohttp_client: Any) -> list[int]:
+        """Two app nodes on the same settings; their ports."""
+        nodes = [await aiohttp_client(create_app(settings)) for _ in range(2)]
+        return [node.server.port for node in nodes]
+
+    async def test_encoded_bodies_are_415_at_nginx_and_never_take_a_node_out(
+        self, two_nodes: list[int], settings: Settings
+    ) -> None:
+        """Anonymous 4 MB PUTs with every kind of Content-Encoding, two at a time, between
+        probes of GET /v1/limits through one nginx in front of two nodes: every hostile
+        request is nginx's own 415 problem and every probe answers 200."""
+        body = b"\n" * (16 * 1024 * 1024)
+        async with running_nginx(settings, two_nodes) as base, aiohttp.ClientSession() as http:
+
+            async def hostile(encoding: str) -> tuple[int, str, dict[str, Any]]:
+                async with http.put(
+                    f"{base}/v1/collections/c/order",
+                    data=io.BytesIO(body),
+                    headers={"Content-Encoding": encoding, "Content-Type": "application/json"},
+                ) as response:
+                    problem = await response.json(content_type=None)
+                    return response.status, response.content_type, problem
+
+            async def probe() -> int:
+                async with http.get(f"{base}/v1/limits") as response:
+                    await response.read()
+                    return response.status
+
+            refusals, probes = [], []
+            for encoding in HOSTILE_ENCODINGS * 2:
+                refusals += await asyncio.gather(hostile(encoding), hostile(encoding))
+                probes.append(await probe())
+        assert probes == [200] * len(probes)
+        for status, content_type, problem in refusals:
+            assert (status, content_type) == (415, "application/problem+json")
+            assert problem["code"] == "unsupported_content_encoding"
+            assert problem["status"] == 415

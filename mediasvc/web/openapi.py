@@ -16,8 +16,9 @@ mismatch (`test_schemathesis`); generated TypeScript types compile a client
 (`test_generated_client`).
 
 Responses list the statuses an operation gives by design; `default` covers the rest,
-which any operation may meet: `500 internal`, `503 busy` (database or storage
-unreachable), `507 insufficient_storage`, and nginx's own `429` and `400 header_too_large`.
+which any operation may meet: `415 unsupported_content_encoding` (a request with a
+`Content-Encoding`), `500 internal`, `503 busy` (database or storage unreachable),
+`507 insufficient_storage`, and nginx's own `429` and `400 header_too_large`.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
 
 PATH = "/v1/openapi.json"
 # What the app may answer any operation with besides what the operation lists: its
-# `default` response (nginx adds its own 429 and 400 header_too_large in front).
-DEFAULT_STATUSES = frozenset({500, 503, 507})
+# `default` response (nginx adds its own 429 and 400 header_too_large in front). 415:
+# any request with a `Content-Encoding` (`unsupported_content_encoding`).
+DEFAULT_STATUSES = frozenset({415, 500, 503, 507})
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
@@ -126,6 +128,12 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
         415,
         "The file's magic bytes are not an accepted type (`actual`, `accepted`), whatever "
         "its name or declared type.",
+    ),
+    "unsupported_content_encoding": ProblemCode(
+        415,
+        "The request has a `Content-Encoding` (`actual`): bodies are accepted unencoded only. "
+        "nginx answers it itself; a node reached directly answers it before reading the body.",
+        by="nginx, app",
     ),
     "invalid_image": ProblemCode(422, "The file is of an accepted type but cannot be decoded."),
     "empty_file": ProblemCode(422, "The file is empty."),
@@ -702,9 +710,10 @@ def _responses() -> dict[str, Any]:
         responses[f"Problem{status}"] = response
     responses["Problem"] = {
         "description": (
-            "Any other problem: `500 internal`, `503 busy` (database or storage unreachable; "
-            "`Retry-After`), `507 insufficient_storage`, and nginx's own `429` and "
-            "`400 header_too_large`."
+            "Any other problem: `415 unsupported_content_encoding` (any request with a "
+            "`Content-Encoding`), `500 internal`, `503 busy` (database or storage "
+            "unreachable; `Retry-After`), `507 insufficient_storage`, and nginx's own `429` "
+            "and `400 header_too_large`."
         ),
         "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
     }
