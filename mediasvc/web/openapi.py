@@ -72,10 +72,14 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
     "bad_request": ProblemCode(
         400,
         "Not multipart, no `file` part or two of them, an unknown, repeated or bad field, "
-        "parameter or JSON member (`field` names it); also aiohttp's refusal of a "
-        "malformed request.",
+        "parameter or JSON member (`field` names it), more than `limit` bytes before the "
+        "form's first boundary; also aiohttp's refusal of a malformed request.",
     ),
-    "incomplete_body": ProblemCode(400, "The request body ended before the form did."),
+    "incomplete_body": ProblemCode(
+        400,
+        "The request body ended before the form or file did, or its framing could not be "
+        "read (a malformed chunk); send it again.",
+    ),
     "header_too_large": ProblemCode(
         400,
         f"A request header is longer than {MAX_HEADER_BYTES} bytes (a token listing too "
