@@ -43,15 +43,18 @@ async def upload_through(
 async def upload_from_own_addresses(nginx: str, authorizations: list[str]) -> list[int]:
     """One tiny upload per Authorization value, each from its own loopback source address,
     so that nginx's per-address zone sees separate clients and only the token zone is shared."""
+    return await upload_with_headers(nginx, [{"Authorization": a} for a in authorizations])
+
+
+async def upload_with_headers(nginx: str, each: list[dict[str, str]]) -> list[int]:
+    """One tiny upload per set of headers, each from its own loopback source address."""
     statuses = []
-    for index, authorization in enumerate(authorizations):
+    for index, headers in enumerate(each):
         connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{index + 2}", 0))
         async with (
             aiohttp.ClientSession(connector=connector) as session,
             session.post(
-                f"{nginx}/v1/media",
-                data=upload_form(images.make_tiny()),
-                headers={"Authorization": authorization},
+                f"{nginx}/v1/media", data=upload_form(images.make_tiny()), headers=headers
             ) as response,
         ):
             statuses.append(response.status)
@@ -308,6 +311,46 @@ class TestAbuseLimits:
         answer = await asyncio.wait_for(reader.read(), 10)  # EOF once nginx gives up
         writer.close()
         assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
+
+
+class TestCookieRateLimit:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """Tight upload limits, and sessions in the `sid` cookie for pages on APP."""
+        result: Settings = make_settings(
+            rate_uploads_per_min=6,
+            rate_uploads_burst=1,
+            auth_cookie="__Host-sid.v2",
+            cors_origins=("https://app.example.com",),
+        )
+        return result
+
+    async def test_a_token_in_the_cookie_has_one_upload_budget(
+        self, nginx: str, settings: Settings
+    ) -> None:
+        """The same token sent in the session cookie from four addresses is one client, and
+        in the Authorization header the same client again: two uploads pass, the rest wait."""
+        token = mint_token(JWT_SECRET, "alice")
+        from_page = {"Origin": "https://app.example.com"}
+        cookie = {"Cookie": f"theme=dark; __Host-sid.v2={token}", **from_page}
+        statuses = await upload_with_headers(
+            nginx, [cookie, cookie, cookie, {"Authorization": f"Bearer {token}"}]
+        )
+        assert statuses == [201, 201, 429, 429]
+
+    async def test_cookies_of_other_tokens_have_budgets_of_their_own(
+        self, nginx: str, settings: Settings
+    ) -> None:
+        """Four owners' session cookies from four addresses all get through, and another
+        cookie's value is not taken for the token."""
+        each = [
+            {
+                "Cookie": f"__Host-sid.v2={mint_token(JWT_SECRET, sub)}; other=a.b.c",
+                "Origin": "https://app.example.com",
+            }
+            for sub in ("ann", "bob", "cat", "dan")
+        ]
+        assert await upload_with_headers(nginx, each) == [201] * 4
 
 
 # Encodings a client may name: some aiohttp cannot decode (br and zstd without their

@@ -146,9 +146,9 @@ class Site:
         cookie of that name; the app refuses a request with two)."""
         if self.auth_cookie is None:
             return "    # No session cookie (MEDIASVC_AUTH_COOKIE unset): header tokens only."
-        # Every character but letters and digits is escaped: a cookie name may hold `.`,
+        # Every character but letters, digits and _ is escaped: a cookie name may hold `.`,
         # `$`, `^`, `|`, `*` or `+` (`config._cookie_name`), none of them quotes or spaces.
-        name = re.sub(r"([^A-Za-z0-9])", r"\\\1", self.auth_cookie)
+        name = re.sub(r"([^A-Za-z0-9_])", r"\\\1", self.auth_cookie)
         pattern = rf"~(?:^|;)\s*{name}=(?<mediasvc_cookie_part>[^.;\s]+\.[^.;\s]+)\."
         return f'    "{pattern}" $mediasvc_cookie_part;'
 
