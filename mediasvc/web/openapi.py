@@ -91,6 +91,11 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
         "No token where one is needed; a malformed, tampered or expired one; wrong `iss` or "
         "`aud`; a `kid` the identity provider does not publish.",
     ),
+    "duplicate_cookie": ProblemCode(
+        401,
+        "Two session cookies of the configured name in one request (one may have been set "
+        "by a page on another subdomain); neither is used.",
+    ),
     "forbidden": ProblemCode(
         403,
         "Acting on another owner's media without being an admin; a space the token does "
@@ -390,11 +395,11 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
             "type": "object",
             "description": (
                 "One upload and its variants (smallest first). `original.sha256` and "
-                "`processing` are for the owner and admins only."
+                "`processing` are for the owner and admins only; `owner` for them and a "
+                "space's members, and for anyone only where `MEDIASVC_PUBLIC_OWNER` is set."
             ),
             "required": [
                 "id",
-                "owner",
                 "kind",
                 "collection",
                 "position",
@@ -409,7 +414,13 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "id": _ref("MediaId"),
-                "owner": {"type": "string", "description": "The uploader's token `sub`."},
+                "owner": {
+                    "type": "string",
+                    "description": (
+                        "The uploader's token `sub`. Absent for readers of a public media "
+                        "other than its owner and admins, unless `MEDIASVC_PUBLIC_OWNER`."
+                    ),
+                },
                 "kind": {"type": "string"},
                 "collection": _nullable(_COLLECTION),
                 "position": {"type": "integer", "description": "Order in the collection."},
