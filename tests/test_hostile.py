@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -25,9 +24,11 @@ from support import (
     JWT_SECRET,
     assert_nothing_left,
     bearer,
+    exchange,
     field_part,
     file_part,
     multipart_body,
+    request_head,
     stored_bytes,
     stored_keys,
     upload_form,
@@ -460,34 +461,6 @@ class TestAbortedUploads:
         assert finished[0]["status"] == 499
         assert not [e for e in logs if "exc_info" in e or "exception" in e]
         await assert_clean_and_healthy(client, settings)
-
-
-async def exchange(client: Client, head: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    """Send `head` and `body` on a socket of its own (whatever the head declares), read one
-    answer; its status and problem. The rest of a declared body is never sent, so an answer
-    proves the app gave it without reading that far."""
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    try:
-        writer.write(head.encode() + b"\r\n" + body)
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 10)
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            headers[name.strip().lower()] = value.strip()
-        assert headers["content-type"].startswith("application/problem+json")
-        problem: dict[str, Any] = json.loads(
-            await reader.readexactly(int(headers["content-length"]))
-        )
-    finally:
-        writer.close()
-    return int(status_line.split()[1]), problem
-
-
-def request_head(method: str, path: str, *headers: str) -> str:
-    """An HTTP/1.1 request head with a valid token and `headers`, up to the blank line."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Authorization: {bearer()['Authorization']}"]
-    return "\r\n".join([*lines, *headers, ""])
 
 
 @pytest.fixture

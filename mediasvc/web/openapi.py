@@ -950,7 +950,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "Local disk: the session's bytes, to the signed URL `upload.url` gave",
                 "uploads",
                 {204: {"description": "Received."}},
-                problems=(403, 404, 409, 410, 413, 415, 422),
+                problems=(400, 403, 404, 409, 410, 413, 415, 422),
                 security=public,
                 parameters=[
                     _SESSION_ID_PARAM,
