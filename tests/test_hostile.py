@@ -586,3 +586,18 @@ class TestBrokenFraming:
             body = b"2\r\n{}\r\n" + b"0" * 9000 + b"1\r\n"
             status, problem = await exchange(client, head, body)
             assert (status, problem["code"]) == (400, "incomplete_body"), (path, problem)
+
+
+class TestJsonBodies:
+    @pytest.mark.parametrize("route", ["/v1/collections/c/order", "/v1/uploads"])
+    async def test_an_unknown_charset_is_400_not_500(self, client: Client, route: str) -> None:
+        """A JSON body declared in a charset Python does not know is read as the UTF-8 JSON
+        must be, and refused as a bad body."""
+        method = "PUT" if route.endswith("order") else "POST"
+        response = await client.request(
+            method,
+            route,
+            data=b'{"ids": ["\xff"]}',
+            headers={**bearer(), "Content-Type": "application/json; charset=no-such-charset"},
+        )
+        await assert_refused(response, 400, "bad_request")
