@@ -35,7 +35,12 @@ from mediasvc.metrics import Metrics
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage import open_storage
 from mediasvc.web.cors import cors
-from mediasvc.web.middlewares import problem_errors, provider_keys, request_log
+from mediasvc.web.middlewares import (
+    problem_errors,
+    provider_keys,
+    request_log,
+    unencoded_bodies,
+)
 from mediasvc.web.routes import setup_routes
 
 log = structlog.get_logger(__name__)
@@ -45,9 +50,16 @@ def create_app(settings: Settings) -> web.Application:
     """The aiohttp application for `settings`; resources open when it starts."""
     app = web.Application(
         # CORS outside the problem middleware, so that problems carry its headers too.
-        middlewares=[request_log, cors, problem_errors, provider_keys],
-        # aiohttp's default (8190 bytes) is too short for a token listing many spaces.
-        handler_args={"max_field_size": MAX_HEADER_BYTES},
+        middlewares=[request_log, cors, problem_errors, unencoded_bodies, provider_keys],
+        handler_args={
+            # aiohttp's default (8190 bytes) is too short for a token listing many spaces.
+            "max_field_size": MAX_HEADER_BYTES,
+            # Never inflate a request body (`unencoded_bodies` refuses encoded ones): inflating
+            # costs CPU on the event loop, and an encoding aiohttp cannot decode (br, zstd)
+            # would be refused while the headers are parsed, closing the connection on a
+            # client (nginx) that is still sending.
+            "auto_decompress": False,
+        },
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

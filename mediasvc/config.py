@@ -154,6 +154,15 @@ def _checked(
     return checked
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 _positive = _checked(int, lambda v: v > 0, "must be a positive integer")
 _non_negative = _checked(int, lambda v: v >= 0, "must be zero or more")
 _positive_float = _checked(float, lambda v: v > 0, "must be a positive number")
@@ -199,6 +208,10 @@ class Settings:
     cors_origins: tuple[str, ...] = field(default=(), metadata=_env("CORS_ORIGINS", _origins))
     # The cookie a session token may come in when there is no Authorization header.
     auth_cookie: str | None = field(default=None, metadata=_env("AUTH_COOKIE", _cookie_name))
+    # Whether anyone who may read a public media also sees its `owner` (the uploader's
+    # token subject, often an email address); off, only the owner, admins and a space's
+    # members do (`web.access.shows_owner`).
+    public_owner: bool = field(default=False, metadata=_env("PUBLIC_OWNER", _bool))
     # The claim listing the spaces a token's holder may see (see `mediasvc.spaces`).
     jwt_spaces_claim: str = field(default=DEFAULT_CLAIM, metadata=_env("JWT_SPACES_CLAIM"))
     data_dir: Path = field(default=Path("var"), metadata=_env("DATA_DIR", Path))

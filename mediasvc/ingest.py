@@ -3,7 +3,9 @@
 While the part streams in, its bytes are counted (413 one byte past the cap, without reading
 the rest), hashed (sha256) and, as soon as the first bytes are in, sniffed by libmagic
 (415 unless on the allow-list, whatever the filename or declared type says). The spool
-file is removed when the `spooled_upload` context exits, on every path.
+file is removed when the `spooled_upload` context exits, on every path. Whatever is read
+before the form's first boundary is capped too (`MAX_PREAMBLE_BYTES`), and a body that
+does not arrive intact is `400 incomplete_body` (`intact_body`).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import errno
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 from aiohttp.multipart import BadContentDispositionHeader
+from aiohttp.web_protocol import RequestPayloadError
 
 from mediasvc.errors import (
     BadRequest,
@@ -33,10 +36,15 @@ from mediasvc.errors import (
 )
 from mediasvc.form import FIELD_NAMES, FileRules, UploadForm
 from mediasvc.imaging.formats import MISSING_DECODERS, SNIFF_BYTES, sniff
+from mediasvc.spaces import MAX_HEADER_BYTES
 
 # Each write is one hop to a writer thread: reads and writes of this size keep the hops few.
 CHUNK_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 256
+# What a form may send before its first boundary line (RFC 2046's preamble, which browsers
+# and HTTP libraries leave empty), that line included. aiohttp reads it line by line with
+# no bound: ten million newlines held the event loop for ten seconds.
+MAX_PREAMBLE_BYTES = 4096
 # The form's text fields read so far, each once it has passed `check_field`: an answer that
 # a field chooses (a plain form's `success_redirect`) then holds for refusals raised while
 # the rest of the body is read. Here rather than in `appkeys`, which imports this module.
@@ -61,6 +69,24 @@ class SpooledUpload:
     sniff_s: float
 
 
+@contextmanager
+def intact_body() -> Iterator[None]:
+    """Translate a request body that did not arrive intact into `400 incomplete_body`:
+    the client went away (ConnectionError), or aiohttp could not read the body's framing
+    (RequestPayloadError, e.g. a chunk-size line too long; PayloadEncodingError, e.g. a
+    chunk size that is not hex, met while reading). Either way the client may send it again."""
+    try:
+        yield
+    except ConnectionError:
+        # The client went away: nobody may be left to read an answer, but if someone is,
+        # this is what happened. Not a server fault, so no traceback.
+        raise BadRequest("The request body ended early.", code="incomplete_body") from None
+    except (RequestPayloadError, PayloadEncodingError) as exc:
+        raise BadRequest(
+            f"The request body could not be read: {exc}", code="incomplete_body"
+        ) from None
+
+
 @asynccontextmanager
 async def spooled_stream(
     chunks: AsyncIterator[bytes], *, spool_dir: Path, rules: FileRules
@@ -70,10 +96,8 @@ async def spooled_stream(
     path = spool_dir / f"{secrets.token_hex(16)}.upload"
     started = time.perf_counter()
     try:
-        try:
+        with intact_body():
             spooled = await _spool_chunks(chunks, path, rules)
-        except ConnectionError:
-            raise BadRequest("The request body ended early.", code="incomplete_body") from None
         yield spooled.upload(path, {}, started)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
@@ -93,11 +117,8 @@ async def spooled_upload(
 
 async def _receive(request: web.Request, path: Path, form: UploadForm) -> SpooledUpload:
     try:
-        return await _read_form(request, path, form)
-    except ConnectionError:
-        # The client went away: nobody may be left to read an answer, but if someone is,
-        # this is what happened. Not a server fault, so no traceback.
-        raise BadRequest("The request body ended early.", code="incomplete_body") from None
+        with intact_body():
+            return await _read_form(request, path, form)
     except (HttpProcessingError, BadContentDispositionHeader) as exc:
         # aiohttp's parser refusing a line or header (too long, malformed). The header
         # warning is only raised when warnings are errors; otherwise the part has no name.
@@ -116,7 +137,9 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
             f"The upload is larger than {max_bytes} bytes.", limit=max_bytes, actual=declared
         )
     try:
-        reader = await request.multipart()
+        # As `request.multipart()` builds it, with the part header limit the app gives
+        # request headers (a part header may be as long).
+        reader = _FormReader(request.headers, request.content, max_field_size=MAX_HEADER_BYTES)
     except (ValueError, AssertionError) as exc:
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
     started = time.perf_counter()
@@ -146,6 +169,25 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
     _check_size(spooled.size, rules)
     _check_type(spooled.mime, rules)
     return spooled.upload(path, fields, started)
+
+
+class _FormReader(MultipartReader):
+    """aiohttp's multipart reader, refusing a preamble past `MAX_PREAMBLE_BYTES`."""
+
+    _preamble_bytes = 0
+
+    async def _readline(self) -> bytes:
+        # Every line before the first boundary is read here, while `_at_bof` holds.
+        line = await super()._readline()
+        if self._at_bof:
+            self._preamble_bytes += len(line)
+            if self._preamble_bytes > MAX_PREAMBLE_BYTES:
+                raise BadRequest(
+                    f"The multipart body has more than {MAX_PREAMBLE_BYTES} bytes before its "
+                    "first boundary.",
+                    limit=MAX_PREAMBLE_BYTES,
+                )
+        return line
 
 
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:

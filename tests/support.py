@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -141,3 +142,33 @@ async def running_nginx(
         yield f"http://127.0.0.1:{port}"
     finally:
         await asyncio.to_thread(process.stop)
+
+
+async def exchange(
+    client: TestClient[Any, Any], head: str, body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """Send `head` and `body` on a socket of its own (whatever the head declares), read one
+    answer; its status and problem. The rest of a declared body is never sent, so an answer
+    proves the app gave it without reading that far."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(head.encode() + b"\r\n" + body)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        assert headers["content-type"].startswith("application/problem+json")
+        problem: dict[str, Any] = json.loads(
+            await reader.readexactly(int(headers["content-length"]))
+        )
+    finally:
+        writer.close()
+    return int(status_line.split()[1]), problem
+
+
+def request_head(method: str, path: str, *headers: str) -> str:
+    """An HTTP/1.1 request head with a valid token and `headers`, up to the blank line."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Authorization: {bearer()['Authorization']}"]
+    return "\r\n".join([*lines, *headers, ""])

@@ -18,6 +18,7 @@ from support import (
     upload_form,
 )
 
+from mediasvc.app import create_app
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.imaging.variants import VARIANTS
@@ -214,10 +215,11 @@ class TestRead:
         assert await response.json() == created
 
     @pytest.mark.parametrize("reader", ["anonymous", "bob"])
-    async def test_public_media_json_hides_hash_and_report_from_others(
+    async def test_public_media_json_hides_owner_hash_and_report_from_others(
         self, client: Client, reader: str
     ) -> None:
-        """Others read a public media without the original's sha256 or the processing report."""
+        """Others read a public media without its owner, the original's sha256 or the
+        processing report."""
         data = images.make_jpeg(gps=True)
         created = await (
             await client.post("/v1/media", data=upload_form(data), headers=bearer())
@@ -228,11 +230,28 @@ class TestRead:
         assert response.status == 200
         seen = await response.json()
         assert "processing" not in seen
+        assert "owner" not in seen
         assert "sha256" not in seen["original"]
         assert hashlib.sha256(data).hexdigest() not in await response.text()
-        expected = {k: v for k, v in created.items() if k != "processing"}
+        assert "alice" not in await response.text()
+        expected = {k: v for k, v in created.items() if k not in ("processing", "owner")}
         expected["original"] = {k: v for k, v in created["original"].items() if k != "sha256"}
         assert seen == expected
+
+    @pytest.mark.parametrize("reader", ["anonymous", "bob"])
+    async def test_public_owner_setting_shows_the_owner_to_everyone(
+        self, make_settings: Any, aiohttp_client: Any, reader: str
+    ) -> None:
+        """With MEDIASVC_PUBLIC_OWNER, anyone reading a public media sees who uploaded it,
+        and still not the sha256 or the report."""
+        client: Client = await aiohttp_client(create_app(make_settings(public_owner=True)))
+        created = await (
+            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
+        ).json()
+        headers = {} if reader == "anonymous" else bearer(reader)
+        seen = await (await client.get(f"/v1/media/{created['id']}", headers=headers)).json()
+        assert seen["owner"] == "alice"
+        assert "processing" not in seen
 
     async def test_admin_reads_the_full_json_of_another_owners_media(self, client: Client) -> None:
         """An admin gets the sha256 and the processing report like the owner."""

@@ -112,6 +112,15 @@ def test_values_are_parsed_to_their_types() -> None:
     assert settings.job_timeout_s == 2.5
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", True), ("TRUE", True), ("1", True), ("false", False)]
+)
+def test_public_owner_is_a_boolean_off_by_default(value: str, expected: bool) -> None:
+    """MEDIASVC_PUBLIC_OWNER is off unless set, and reads the usual spellings of a boolean."""
+    assert Settings.from_env(REQUIRED).public_owner is False
+    assert Settings.from_env({**REQUIRED, "MEDIASVC_PUBLIC_OWNER": value}).public_owner is expected
+
+
 def test_media_reads_have_their_own_rate_above_the_api_one() -> None:
     """Variant reads default to 200/s with a burst of 400 and are set apart from the API's."""
     defaults = Settings.from_env(REQUIRED)
@@ -142,6 +151,7 @@ def test_media_reads_have_their_own_rate_above_the_api_one() -> None:
         ("MEDIASVC_STORAGE", "ftp", "expected one of local, s3"),
         ("MEDIASVC_RATE_MEDIA_PER_S", "0", "must be a positive integer"),
         ("MEDIASVC_RATE_MEDIA_BURST", "-1", "must be zero or more"),
+        ("MEDIASVC_PUBLIC_OWNER", "maybe", "must be true or false"),
     ],
 )
 def test_bad_values_stop_startup_with_one_line(name: str, value: str, message: str) -> None:

@@ -78,6 +78,35 @@ class TestCookieToken:
         assert (await response.json())["owner"] == "alice"
 
 
+class TestCookieTossing:
+    @pytest.mark.parametrize(
+        "cookies",
+        [
+            [f"{COOKIE}={token('mallory')}; {COOKIE}={token('alice')}"],
+            [f"{COOKIE}={token('alice')}; theme=dark; {COOKIE}={token('mallory')}"],
+            [f"{COOKIE}={token('alice')}", f"{COOKIE}={token('mallory')}"],
+        ],
+        ids=["tossed-first", "tossed-last", "two-headers"],
+    )
+    async def test_two_session_cookies_are_401_whichever_comes_first(
+        self, client: Client, cookies: list[str]
+    ) -> None:
+        """A second cookie of the session's name (set by a sibling subdomain) makes the
+        request 401 duplicate_cookie: neither token is taken, in any order or header."""
+        headers = [("Cookie", cookie) for cookie in cookies]
+        response = await client.get("/v1/media", headers=headers)
+        assert response.status == 401
+        problem = await response.json()
+        assert problem["code"] == "duplicate_cookie"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+    async def test_a_bearer_header_is_read_whatever_the_cookies(self, client: Client) -> None:
+        """With an Authorization header the cookies are not read, so two of them do not matter."""
+        cookies = f"{COOKIE}={token('mallory')}; {COOKIE}={token('eve')}"
+        response = await client.get("/v1/media", headers={"Cookie": cookies, **bearer()})
+        assert response.status == 200
+
+
 class TestCsrf:
     async def test_upload_from_the_allowed_origin_is_accepted(self, client: Client) -> None:
         """The app's own page uploads with the cookie."""

@@ -40,8 +40,9 @@ STORAGE: dict[str, dict[str, Any]] = {
 UPSTREAMS = {"one": ["127.0.0.1:8081"], "several": ["127.0.0.1:8081", "10.0.0.2:8081"]}
 
 
-def rendered_site(tmp_path: Path, storage: str, upstreams: str) -> Path:
-    """The site for one combination, rendered as `make run` renders it; its nginx.conf."""
+def rendered_site(tmp_path: Path, storage: str, upstreams: str, **changes: Any) -> Path:
+    """The site for one combination (and settings `changes`), rendered as `make run` renders
+    it; its nginx.conf."""
     settings = Settings(
         database_url="postgresql://mediasvc@127.0.0.1/mediasvc",
         url_signing_secret=SIGNING_SECRET,
@@ -49,6 +50,7 @@ def rendered_site(tmp_path: Path, storage: str, upstreams: str) -> Path:
         data_dir=tmp_path,
         media_dir=tmp_path / "media",
         **STORAGE[storage],
+        **changes,
     )
     site = Site.for_settings(settings, listen="127.0.0.1:8080", upstreams=UPSTREAMS[upstreams])
     if site.s3_resolvers:
@@ -77,6 +79,30 @@ class TestEverySite:
     def test_nginx_accepts_it(self, tmp_path: Path, storage: str, upstreams: str) -> None:
         """`nginx -t` loads it (including a bucket host name no DNS here could resolve)."""
         config = rendered_site(tmp_path, storage, upstreams)
+        check = subprocess.run(
+            [NGINX, "-t", "-q", "-p", str(config.parent), "-e", "/dev/null", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stderr
+
+
+class TestSessionCookieSite:
+    def test_the_cookie_key_passes_gixy_and_nginx(self, tmp_path: Path) -> None:
+        """With a session cookie whose name holds regex characters, gixy finds nothing and
+        nginx loads the site."""
+        config = rendered_site(tmp_path, "local", "several", auth_cookie="__Host-s.i$d|x")
+        assert r"__Host\-s\.i\$d\|x=" in (config.parent / "mediasvc.conf").read_text()
+        run = subprocess.run(
+            [GIXY, "--format", "json", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert json.loads(run.stdout) == []
         check = subprocess.run(
             [NGINX, "-t", "-q", "-p", str(config.parent), "-e", "/dev/null", "-c", str(config)],
             capture_output=True,

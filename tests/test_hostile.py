@@ -8,6 +8,7 @@ next good upload still succeeds.
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -16,22 +17,25 @@ import images
 import jwt
 import pytest
 import structlog
+from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
     JWT_SECRET,
     assert_nothing_left,
     bearer,
+    exchange,
     field_part,
     file_part,
     multipart_body,
+    request_head,
     stored_bytes,
     stored_keys,
     upload_form,
 )
 
 from mediasvc.config import Settings
-from mediasvc.ingest import CHUNK_BYTES
+from mediasvc.ingest import CHUNK_BYTES, MAX_PREAMBLE_BYTES
 
 Client = TestClient[Any, Any]
 
@@ -458,3 +462,143 @@ class TestAbortedUploads:
         assert finished[0]["status"] == 499
         assert not [e for e in logs if "exc_info" in e or "exception" in e]
         await assert_clean_and_healthy(client, settings)
+
+
+@pytest.fixture
+async def body_routes(client: Client) -> list[tuple[str, str, str]]:
+    """(method, path, content type) of every route that reads a request body; the content
+    URL is a real session's, signed."""
+    session = await client.post(
+        "/v1/uploads", json={"content_type": "image/jpeg", "size": 1000}, headers=bearer()
+    )
+    assert session.status == 201
+    content_url = (await session.json())["upload"]["url"]
+    return [
+        ("POST", "/v1/media", "multipart/form-data; boundary=b"),
+        ("POST", "/v1/uploads", "application/json"),
+        ("PUT", "/v1/collections/c/order", "application/json"),
+        ("PUT", content_url, "application/octet-stream"),
+    ]
+
+
+# Ten million newlines: 10 MB inflated, about 10 KB as gzip.
+NEWLINES_GZIP = gzip.compress(b"\n" * 10_000_000)
+
+
+class TestEncodedBodies:
+    @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "gzip, gzip"])
+    async def test_an_encoded_body_is_415_on_every_route_that_reads_one(
+        self, client: Client, body_routes: list[tuple[str, str, str]], encoding: str
+    ) -> None:
+        """Bytes that decode as nothing, declared as encoded, sent straight to the app: each
+        route that reads a body answers the 415 problem (never a 500 with a traceback)."""
+        for method, path, content_type in body_routes:
+            response = await client.request(
+                method,
+                path,
+                data=b"\x1f\x8b\x08\x00 not what it says",
+                headers={**bearer(), "Content-Encoding": encoding, "Content-Type": content_type},
+            )
+            problem = await assert_refused(response, 415, "unsupported_content_encoding")
+            assert problem["actual"] == encoding
+
+    async def test_a_gzip_bomb_is_refused_before_its_body_is_read(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A form gzipped to 10 KB (10 MB of newlines inflated) gets its 415 while most of it
+        is still unsent: nothing was inflated or read."""
+        head = request_head(
+            "POST",
+            "/v1/media",
+            "Content-Type: multipart/form-data; boundary=b",
+            "Content-Encoding: gzip",
+            f"Content-Length: {len(NEWLINES_GZIP)}",
+        )
+        status, problem = await exchange(client, head, NEWLINES_GZIP[:1024])
+        assert (status, problem["code"]) == (415, "unsupported_content_encoding")
+        await assert_clean_and_healthy(client, settings)
+
+    async def test_every_content_encoding_header_counts(self, client: Client) -> None:
+        """An empty Content-Encoding followed by a real one is still an encoded body."""
+        head = request_head(
+            "PUT",
+            "/v1/collections/c/order",
+            "Content-Type: application/json",
+            "Content-Encoding: ",
+            "Content-Encoding: br",
+            "Content-Length: 2",
+        )
+        status, problem = await exchange(client, head, b"{}")
+        assert (status, problem["code"], problem["actual"]) == (
+            415,
+            "unsupported_content_encoding",
+            "br",
+        )
+
+
+class TestPreamble:
+    async def test_a_long_preamble_is_400_without_reading_the_rest(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A form that declares 10 MB and opens with newlines is refused once the bytes before
+        its first boundary pass the cap, while the rest is still unsent."""
+        head = request_head(
+            "POST",
+            "/v1/media",
+            "Content-Type: multipart/form-data; boundary=b",
+            "Content-Length: 10000000",
+        )
+        status, problem = await exchange(client, head, b"\r\n" * (4 * MAX_PREAMBLE_BYTES))
+        assert (status, problem["code"], problem["limit"]) == (
+            400,
+            "bad_request",
+            MAX_PREAMBLE_BYTES,
+        )
+        assert "before its first boundary" in problem["detail"]
+        await assert_clean_and_healthy(client, settings)
+
+    async def test_a_short_preamble_is_allowed(self, client: Client) -> None:
+        """RFC 2046 lets a body say something before its first boundary: a few lines pass."""
+        body, content_type = multipart_body([file_part(images.make_tiny())])
+        preamble = b"This is a multi-part message in MIME format.\r\n" * 20
+        assert len(preamble) < MAX_PREAMBLE_BYTES
+        response = await post_raw(client, preamble + body, content_type)
+        assert response.status == 201, await response.text()
+
+
+class TestBrokenFraming:
+    @pytest.fixture
+    def pure_python_parser(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """aiohttp's pure-Python HTTP parser (AIOHTTP_NO_EXTENSIONS, or where no wheel
+        exists): it hands a body whose chunk-size line is too long to the handler, which
+        then reads RequestPayloadError. (The C parser refuses it before any handler runs.)"""
+        monkeypatch.setattr(aiohttp.web_protocol, "HttpRequestParser", HttpRequestParserPy)
+
+    async def test_a_malformed_chunk_is_400_incomplete_body_on_every_route(
+        self, pure_python_parser: None, client: Client, body_routes: list[tuple[str, str, str]]
+    ) -> None:
+        """A chunked body whose second chunk-size line is longer than aiohttp allows (8190
+        bytes): each route that reads a body answers 400 incomplete_body (never a 500 with
+        a traceback)."""
+        for method, path, content_type in body_routes:
+            head = request_head(
+                method, path, f"Content-Type: {content_type}", "Transfer-Encoding: chunked"
+            )
+            body = b"2\r\n{}\r\n" + b"0" * 9000 + b"1\r\n"
+            status, problem = await exchange(client, head, body)
+            assert (status, problem["code"]) == (400, "incomplete_body"), (path, problem)
+
+
+class TestJsonBodies:
+    @pytest.mark.parametrize("route", ["/v1/collections/c/order", "/v1/uploads"])
+    async def test_an_unknown_charset_is_400_not_500(self, client: Client, route: str) -> None:
+        """A JSON body declared in a charset Python does not know is read as the UTF-8 JSON
+        must be, and refused as a bad body."""
+        method = "PUT" if route.endswith("order") else "POST"
+        response = await client.request(
+            method,
+            route,
+            data=b'{"ids": ["\xff"]}',
+            headers={**bearer(), "Content-Type": "application/json; charset=no-such-charset"},
+        )
+        await assert_refused(response, 400, "bad_request")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ from support import (
     upload_form,
 )
 
+from mediasvc.app import create_app
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.stack.localproc import free_port
@@ -41,15 +43,18 @@ async def upload_through(
 async def upload_from_own_addresses(nginx: str, authorizations: list[str]) -> list[int]:
     """One tiny upload per Authorization value, each from its own loopback source address,
     so that nginx's per-address zone sees separate clients and only the token zone is shared."""
+    return await upload_with_headers(nginx, [{"Authorization": a} for a in authorizations])
+
+
+async def upload_with_headers(nginx: str, each: list[dict[str, str]]) -> list[int]:
+    """One tiny upload per set of headers, each from its own loopback source address."""
     statuses = []
-    for index, authorization in enumerate(authorizations):
+    for index, headers in enumerate(each):
         connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{index + 2}", 0))
         async with (
             aiohttp.ClientSession(connector=connector) as session,
             session.post(
-                f"{nginx}/v1/media",
-                data=upload_form(images.make_tiny()),
-                headers={"Authorization": authorization},
+                f"{nginx}/v1/media", data=upload_form(images.make_tiny()), headers=headers
             ) as response,
         ):
             statuses.append(response.status)
@@ -306,3 +311,89 @@ class TestAbuseLimits:
         answer = await asyncio.wait_for(reader.read(), 10)  # EOF once nginx gives up
         writer.close()
         assert answer == b"" or b" 408 " in answer.split(b"\r\n")[0]
+
+
+class TestCookieRateLimit:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """Tight upload limits, and sessions in the `sid` cookie for pages on APP."""
+        result: Settings = make_settings(
+            rate_uploads_per_min=6,
+            rate_uploads_burst=1,
+            auth_cookie="__Host-sid.v2",
+            cors_origins=("https://app.example.com",),
+        )
+        return result
+
+    async def test_a_token_in_the_cookie_has_one_upload_budget(
+        self, nginx: str, settings: Settings
+    ) -> None:
+        """The same token sent in the session cookie from four addresses is one client, and
+        in the Authorization header the same client again: two uploads pass, the rest wait."""
+        token = mint_token(JWT_SECRET, "alice")
+        from_page = {"Origin": "https://app.example.com"}
+        cookie = {"Cookie": f"theme=dark; __Host-sid.v2={token}", **from_page}
+        statuses = await upload_with_headers(
+            nginx, [cookie, cookie, cookie, {"Authorization": f"Bearer {token}"}]
+        )
+        assert statuses == [201, 201, 429, 429]
+
+    async def test_cookies_of_other_tokens_have_budgets_of_their_own(
+        self, nginx: str, settings: Settings
+    ) -> None:
+        """Four owners' session cookies from four addresses all get through, and another
+        cookie's value is not taken for the token."""
+        each = [
+            {
+                "Cookie": f"__Host-sid.v2={mint_token(JWT_SECRET, sub)}; other=a.b.c",
+                "Origin": "https://app.example.com",
+            }
+            for sub in ("ann", "bob", "cat", "dan")
+        ]
+        assert await upload_with_headers(nginx, each) == [201] * 4
+
+
+# Encodings a client may name: some aiohttp cannot decode (br and zstd without their
+# modules, compress), some it does not recognise (a list of two).
+HOSTILE_ENCODINGS = ["br", "zstd", "compress", "gzip, gzip", "gzip", "identity"]
+
+
+class TestEncodedBodies:
+    @pytest.fixture
+    async def two_nodes(self, settings: Settings, aiohttp_client: Any) -> list[int]:
+        """Two app nodes on the same settings; their ports."""
+        nodes = [await aiohttp_client(create_app(settings)) for _ in range(2)]
+        return [node.server.port for node in nodes]
+
+    async def test_encoded_bodies_are_415_at_nginx_and_never_take_a_node_out(
+        self, two_nodes: list[int], settings: Settings
+    ) -> None:
+        """Anonymous 4 MB PUTs with every kind of Content-Encoding, two at a time, between
+        probes of GET /v1/limits through one nginx in front of two nodes: every hostile
+        request is nginx's own 415 problem and every probe answers 200."""
+        body = b"\n" * (16 * 1024 * 1024)
+        async with running_nginx(settings, two_nodes) as base, aiohttp.ClientSession() as http:
+
+            async def hostile(encoding: str) -> tuple[int, str, dict[str, Any]]:
+                async with http.put(
+                    f"{base}/v1/collections/c/order",
+                    data=io.BytesIO(body),
+                    headers={"Content-Encoding": encoding, "Content-Type": "application/json"},
+                ) as response:
+                    problem = await response.json(content_type=None)
+                    return response.status, response.content_type, problem
+
+            async def probe() -> int:
+                async with http.get(f"{base}/v1/limits") as response:
+                    await response.read()
+                    return response.status
+
+            refusals, probes = [], []
+            for encoding in HOSTILE_ENCODINGS * 2:
+                refusals += await asyncio.gather(hostile(encoding), hostile(encoding))
+                probes.append(await probe())
+        assert probes == [200] * len(probes)
+        for status, content_type, problem in refusals:
+            assert (status, content_type) == (415, "application/problem+json")
+            assert problem["code"] == "unsupported_content_encoding"
+            assert problem["status"] == 415

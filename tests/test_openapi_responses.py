@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import images
 import pytest
+from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.test_utils import TestClient
 from answers import ANSWERS, Answer, record_answers
 from contract import Contract, Operation
-from support import JWT_SECRET, bearer, upload_form
+from support import JWT_SECRET, bearer, exchange, request_head, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
@@ -274,6 +276,17 @@ async def test_put_upload_content(contract: Contract, client: Client, settings: 
     await contract.check(op, await put(html["upload"]["url"], HTML), 415)
     empty = await opened(client)
     await contract.check(op, await put(empty["upload"]["url"], b""), 422)
+    # A body whose chunked framing breaks, as aiohttp's pure-Python parser hands it over
+    # (tests/test_hostile.py, TestBrokenFraming): 400 incomplete_body, the session kept.
+    broken = await opened(client)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aiohttp.web_protocol, "HttpRequestParser", HttpRequestParserPy)
+        head = request_head("PUT", broken["upload"]["url"], "Transfer-Encoding: chunked")
+        status, problem = await exchange(client, head, b"1\r\nx\r\n" + b"0" * 9000 + b"\r\n")
+    assert status == 400
+    contract.validate(
+        contract.response(op, 400)["content"]["application/problem+json"]["schema"], problem
+    )
     assert_all_answered(contract, op, client)
 
 

@@ -289,11 +289,13 @@ class TestVisibility:
     async def test_members_get_the_shared_json_and_not_the_owners_details(
         self, client: Client
     ) -> None:
-        """The original's sha256 and the processing report stay with the owner and admins."""
+        """The original's sha256 and the processing report stay with the owner and admins;
+        members see who posted it."""
         media = await share(client)
         for headers, full in ((ALICE, True), (ROOT, True), (BOB, False)):
             seen = await (await client.get(f"/v1/media/{media['id']}", headers=headers)).json()
             assert ("sha256" in seen["original"], "processing" in seen) == (full, full)
+            assert seen["owner"] == "alice"
 
     async def test_redirect_answers_members_owner_and_admin_and_404s_everyone_else(
         self, client: Client
@@ -373,8 +375,10 @@ class TestListing:
         page = await (await client.get(f"/v1/media?space={CHAT}", headers=BOB)).json()
         assert [m["id"] for m in page["items"]] == [third["id"], second["id"], first["id"]]
         assert page["next_cursor"] is None
-        # Each item is shown as its viewer may see it: Bob's own in full, Alice's not.
+        # Each item is shown as its viewer may see it: Bob's own in full, Alice's not, and
+        # who posted each to every member.
         assert ["sha256" in m["original"] for m in page["items"]] == [False, True, False]
+        assert [m["owner"] for m in page["items"]] == ["alice", "bob", "alice"]
 
     async def test_listing_needs_a_token_listing_the_space(self, client: Client) -> None:
         """Members, and admins, list the space; other tokens get 403 and no token 401."""

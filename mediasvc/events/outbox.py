@@ -54,7 +54,8 @@ def new_event_id() -> str:
 def media_data(media: Media, settings: Settings) -> dict[str, Any]:
     """The `data` of a media event: the Media JSON that anyone who may see the media gets,
     without signed URLs (a private variant's `url` is null; receivers ask the API)."""
-    return media_json(media, settings, full=False, signed_urls=False)
+    # The product's backend receives these: it is told whose media it is.
+    return media_json(media, settings, full=False, owner=True, signed_urls=False)
 
 
 def event(type: EventType, media_id: str, data: Mapping[str, Any]) -> NewEvent:

@@ -65,6 +65,9 @@ class Site:
     s3_resolvers: Sequence[str] = ()
     # Browser apps whose origins get CORS headers on nginx's own refusals too.
     cors_origins: Sequence[str] = ()
+    # The session cookie a token may come in (MEDIASVC_AUTH_COOKIE): rate-limited per token
+    # like the Authorization header.
+    auth_cookie: str | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -94,14 +97,16 @@ class Site:
             s3_trusted_ca=system_ca_bundle() if origin.startswith("https://") else None,
             s3_resolvers=() if _is_address(urlsplit(origin).hostname) else system_nameservers(),
             cors_origins=settings.cors_origins,
+            auth_cookie=settings.auth_cookie,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
         """The placeholder values for rendering into `runtime_dir`."""
         return {
             "MEDIASVC_LISTEN": self.listen,
+            # max_fails=0: no failure nginx counts marks a node down (see the template).
             "MEDIASVC_UPSTREAM_SERVERS": "\n".join(
-                f"    server {address} max_fails=1 fail_timeout=5s;" for address in self.upstreams
+                f"    server {address} max_fails=0;" for address in self.upstreams
             ),
             "MEDIASVC_MEDIA_ROOT": str(self.media_root.resolve()),
             "MEDIASVC_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
@@ -133,7 +138,19 @@ class Site:
                 f'    "{origin}" "{origin}";' for origin in self.cors_origins
             ),
             "MEDIASVC_CORS_EXPOSE": ", ".join(EXPOSE_HEADERS),
+            "MEDIASVC_AUTH_COOKIE_MAP": self._auth_cookie_map(),
         }
+
+    def _auth_cookie_map(self) -> str:
+        """The `map $http_cookie` line that finds the session token's signed part (the first
+        cookie of that name; the app refuses a request with two)."""
+        if self.auth_cookie is None:
+            return "    # No session cookie (MEDIASVC_AUTH_COOKIE unset): header tokens only."
+        # Every character but letters, digits and _ is escaped: a cookie name may hold `.`,
+        # `$`, `^`, `|`, `*` or `+` (`config._cookie_name`), none of them quotes or spaces.
+        name = re.sub(r"([^A-Za-z0-9_])", r"\\\1", self.auth_cookie)
+        pattern = rf"~(?:^|;)\s*{name}=(?<mediasvc_cookie_part>[^.;\s]+\.[^.;\s]+)\."
+        return f'    "{pattern}" $mediasvc_cookie_part;'
 
     def _s3_resolver(self) -> str:
         """The `resolver` for a bucket named by host name (none for an address)."""

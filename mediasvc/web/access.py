@@ -9,6 +9,7 @@ from aiohttp import web
 from mediasvc import db
 from mediasvc.appkeys import DB, VERIFIER
 from mediasvc.auth import Principal
+from mediasvc.config import Settings
 from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from mediasvc.ids import is_media_id
@@ -56,6 +57,16 @@ async def visible_media(request: web.Request, principal: Principal | None) -> Me
     if media is None:
         raise NotFound("No such media.")
     return media
+
+
+def shows_owner(principal: Principal | None, media: Media, settings: Settings) -> bool:
+    """Whether the reader `principal` (None: anonymous) of `media` sees who uploaded it: the
+    owner and admins do, and a space's members (only they and those two read a space's
+    media: who posted matters in a conversation); for a public media, anyone else only with
+    `MEDIASVC_PUBLIC_OWNER` (the owner id is often an email address)."""
+    if settings.public_owner or media.space is not None:
+        return True
+    return principal is not None and principal.may_act_on(media.owner)
 
 
 def space_param(request: web.Request, principal: Principal) -> str:

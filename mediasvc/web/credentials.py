@@ -6,6 +6,11 @@ including a form on another site that posts to us, so a request that changes som
 and is authenticated by the cookie alone must show where it comes from: its `Origin`
 (or, without one, its `Referer`) must be one of `MEDIASVC_CORS_ORIGINS`, else `403`.
 A bearer header needs no such check: no other origin's page can set one without CORS.
+
+Two cookies of that name in one request are refused (`401 duplicate_cookie`) rather than
+one of them chosen: a page on a sibling subdomain can set a second cookie of the same name
+for the parent domain (cookie tossing), with a longer `Path` so that browsers send it
+first, and the server cannot tell which of the two its own product set.
 """
 
 from __future__ import annotations
@@ -39,8 +44,27 @@ def request_credential(request: web.Request) -> Credential | None:
             raise Unauthorized("Send 'Authorization: Bearer <token>'.")
         return Credential(token.strip(), from_cookie=False)
     cookie = request.app[SETTINGS].auth_cookie
-    token = request.cookies.get(cookie, "") if cookie is not None else ""
+    if cookie is None:
+        return None
+    if _cookie_count(request, cookie) > 1:
+        raise Unauthorized(
+            f"The request has more than one {cookie!r} cookie; a page on another subdomain "
+            "may have set one. Clear the cookies of this site and sign in again.",
+            code="duplicate_cookie",
+        )
+    token = request.cookies.get(cookie, "")
     return Credential(token, from_cookie=True) if token else None
+
+
+def _cookie_count(request: web.Request, name: str) -> int:
+    """How many cookies named `name` the request sends, in all its Cookie headers
+    (`request.cookies` keeps only the last)."""
+    return sum(
+        pair.partition("=")[0].strip() == name
+        for header in request.headers.getall(hdrs.COOKIE, ())
+        for pair in header.split(";")
+        if "=" in pair
+    )
 
 
 def check_cookie_origin(request: web.Request) -> None:

@@ -18,6 +18,7 @@ from mediasvc.web.access import (
     optional_principal,
     owner_param,
     require_principal,
+    shows_owner,
     space_param,
     visible_media,
 )
@@ -55,8 +56,10 @@ async def get_media(request: web.Request) -> web.Response:
     only for owner or admin."""
     principal = optional_principal(request)
     media = await visible_media(request, principal)
+    settings = request.app[SETTINGS]
     full = principal is not None and principal.may_act_on(media.owner)
-    return web.json_response(media_json(media, request.app[SETTINGS], full=full))
+    owner = shows_owner(principal, media, settings)
+    return web.json_response(media_json(media, settings, full=full, owner=owner))
 
 
 async def list_media(request: web.Request) -> web.Response:
@@ -113,7 +116,13 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
     return web.json_response(
         {
             "items": [
-                media_json(item, settings, full=principal.may_act_on(item.owner)) for item in items
+                media_json(
+                    item,
+                    settings,
+                    full=principal.may_act_on(item.owner),
+                    owner=shows_owner(principal, item, settings),
+                )
+                for item in items
             ],
             "next_cursor": (
                 None

@@ -1,6 +1,7 @@
 """Request middlewares: one canonical log line per request, errors as problems (or, for a
-plain form that named a page, as a redirect to it), and the identity provider's keys
-fetched before a handler needs them. CORS is in `web.cors`."""
+plain form that named a page, as a redirect to it), encoded request bodies refused before
+any handler reads them, and the identity provider's keys fetched before a handler needs
+them. CORS is in `web.cors`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import secrets
 import time
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from mediasvc.appkeys import METRICS, VERIFIER
-from mediasvc.errors import MediaError, Unauthorized
+from mediasvc.errors import MediaError, Unauthorized, UnsupportedMediaType
 from mediasvc.web import problems, redirects
 from mediasvc.web.credentials import request_credential
 
@@ -77,6 +78,25 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return redirects.refusal(request, "internal") or problems.problem_response(
             500, "internal", "Internal error", "Something went wrong on our side."
         )
+
+
+@web.middleware
+async def unencoded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request whose body is encoded (`Content-Encoding`, any value, in any of its
+    headers) with 415 before anything reads the body.
+
+    nginx refuses these too; this holds for a client that reaches a node directly. The app
+    is built not to inflate bodies at all (`auto_decompress=False` in `app`): a few KB of
+    gzip inflate to megabytes that the multipart parser then reads line by line.
+    """
+    encodings = [v.strip() for v in request.headers.getall(hdrs.CONTENT_ENCODING, ()) if v.strip()]
+    if encodings:
+        raise UnsupportedMediaType(
+            "Request bodies are not accepted with a Content-Encoding; send them unencoded.",
+            code="unsupported_content_encoding",
+            actual=", ".join(encodings)[:64],
+        )
+    return await handler(request)
 
 
 @web.middleware

@@ -16,8 +16,9 @@ mismatch (`test_schemathesis`); generated TypeScript types compile a client
 (`test_generated_client`).
 
 Responses list the statuses an operation gives by design; `default` covers the rest,
-which any operation may meet: `500 internal`, `503 busy` (database or storage
-unreachable), `507 insufficient_storage`, and nginx's own `429` and `400 header_too_large`.
+which any operation may meet: `415 unsupported_content_encoding` (a request with a
+`Content-Encoding`), `500 internal`, `503 busy` (database or storage unreachable),
+`507 insufficient_storage`, and nginx's own `429` and `400 header_too_large`.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
 
 PATH = "/v1/openapi.json"
 # What the app may answer any operation with besides what the operation lists: its
-# `default` response (nginx adds its own 429 and 400 header_too_large in front).
-DEFAULT_STATUSES = frozenset({500, 503, 507})
+# `default` response (nginx adds its own 429 and 400 header_too_large in front). 415:
+# any request with a `Content-Encoding` (`unsupported_content_encoding`).
+DEFAULT_STATUSES = frozenset({415, 500, 503, 507})
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
@@ -70,10 +72,14 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
     "bad_request": ProblemCode(
         400,
         "Not multipart, no `file` part or two of them, an unknown, repeated or bad field, "
-        "parameter or JSON member (`field` names it); also aiohttp's refusal of a "
-        "malformed request.",
+        "parameter or JSON member (`field` names it), more than `limit` bytes before the "
+        "form's first boundary; also aiohttp's refusal of a malformed request.",
     ),
-    "incomplete_body": ProblemCode(400, "The request body ended before the form did."),
+    "incomplete_body": ProblemCode(
+        400,
+        "The request body ended before the form or file did, or its framing could not be "
+        "read (a malformed chunk); send it again.",
+    ),
     "header_too_large": ProblemCode(
         400,
         f"A request header is longer than {MAX_HEADER_BYTES} bytes (a token listing too "
@@ -84,6 +90,11 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
         401,
         "No token where one is needed; a malformed, tampered or expired one; wrong `iss` or "
         "`aud`; a `kid` the identity provider does not publish.",
+    ),
+    "duplicate_cookie": ProblemCode(
+        401,
+        "Two session cookies of the configured name in one request (one may have been set "
+        "by a page on another subdomain); neither is used.",
     ),
     "forbidden": ProblemCode(
         403,
@@ -126,6 +137,12 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
         415,
         "The file's magic bytes are not an accepted type (`actual`, `accepted`), whatever "
         "its name or declared type.",
+    ),
+    "unsupported_content_encoding": ProblemCode(
+        415,
+        "The request has a `Content-Encoding` (`actual`): bodies are accepted unencoded only. "
+        "nginx answers it itself; a node reached directly answers it before reading the body.",
+        by="nginx, app",
     ),
     "invalid_image": ProblemCode(422, "The file is of an accepted type but cannot be decoded."),
     "empty_file": ProblemCode(422, "The file is empty."),
@@ -378,11 +395,11 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
             "type": "object",
             "description": (
                 "One upload and its variants (smallest first). `original.sha256` and "
-                "`processing` are for the owner and admins only."
+                "`processing` are for the owner and admins only; `owner` for them and a "
+                "space's members, and for anyone only where `MEDIASVC_PUBLIC_OWNER` is set."
             ),
             "required": [
                 "id",
-                "owner",
                 "kind",
                 "collection",
                 "position",
@@ -397,7 +414,13 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "id": _ref("MediaId"),
-                "owner": {"type": "string", "description": "The uploader's token `sub`."},
+                "owner": {
+                    "type": "string",
+                    "description": (
+                        "The uploader's token `sub`. Absent for readers of a public media "
+                        "other than its owner and admins, unless `MEDIASVC_PUBLIC_OWNER`."
+                    ),
+                },
                 "kind": {"type": "string"},
                 "collection": _nullable(_COLLECTION),
                 "position": {"type": "integer", "description": "Order in the collection."},
@@ -702,9 +725,10 @@ def _responses() -> dict[str, Any]:
         responses[f"Problem{status}"] = response
     responses["Problem"] = {
         "description": (
-            "Any other problem: `500 internal`, `503 busy` (database or storage unreachable; "
-            "`Retry-After`), `507 insufficient_storage`, and nginx's own `429` and "
-            "`400 header_too_large`."
+            "Any other problem: `415 unsupported_content_encoding` (any request with a "
+            "`Content-Encoding`), `500 internal`, `503 busy` (database or storage "
+            "unreachable; `Retry-After`), `507 insufficient_storage`, and nginx's own `429` "
+            "and `400 header_too_large`."
         ),
         "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
     }
@@ -926,7 +950,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "Local disk: the session's bytes, to the signed URL `upload.url` gave",
                 "uploads",
                 {204: {"description": "Received."}},
-                problems=(403, 404, 409, 410, 413, 415, 422),
+                problems=(400, 403, 404, 409, 410, 413, 415, 422),
                 security=public,
                 parameters=[
                     _SESSION_ID_PARAM,

@@ -36,15 +36,21 @@ def variant_url(key: str, settings: Settings) -> str:
 
 
 def media_json(
-    media: Media, settings: Settings, *, full: bool, signed_urls: bool = True
+    media: Media,
+    settings: Settings,
+    *,
+    full: bool,
+    owner: bool | None = None,
+    signed_urls: bool = True,
 ) -> dict[str, Any]:
     """The Media JSON of the API. Private variants carry signed URLs valid for a while.
 
     `full` (owner and admins) adds what is nobody else's business: the original's sha256
     (it identifies the exact file) and the processing report (it says, for example, that
-    a GPS position was removed). Without `signed_urls` (webhooks, which are stored and
-    retried for hours) a private variant's `url` is null: a signed URL grants its reader
-    the file, so it is only minted for a caller the API has checked.
+    a GPS position was removed). `owner` (default: as `full`; `web.access.shows_owner`
+    decides for other readers) adds who uploaded it. Without `signed_urls` (webhooks, which
+    are stored and retried for hours) a private variant's `url` is null: a signed URL grants
+    its reader the file, so it is only minted for a caller the API has checked.
     """
     original: dict[str, Any] = {
         "mime": media.original.mime,
@@ -53,9 +59,10 @@ def media_json(
         "height": media.original.height,
         "frames": media.original.frames,
     }
+    sees_owner = full if owner is None else owner
     document: dict[str, Any] = {
         "id": media.id,
-        "owner": media.owner,
+        **({"owner": media.owner} if sees_owner else {}),
         "kind": media.kind,
         "collection": media.collection,
         "position": media.position,
