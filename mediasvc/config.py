@@ -154,6 +154,13 @@ def _checked(
     return checked
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("expected true or false")
+    return value in ("true", "1", "yes", "on")
+
+
 _positive = _checked(int, lambda v: v > 0, "must be a positive integer")
 _non_negative = _checked(int, lambda v: v >= 0, "must be zero or more")
 _positive_float = _checked(float, lambda v: v > 0, "must be a positive number")
@@ -268,6 +275,11 @@ class Settings:
     queue_max: int = field(default=16, metadata=_env("QUEUE_MAX", _non_negative))
     job_timeout_s: float = field(default=60.0, metadata=_env("JOB_TIMEOUT_S", _positive_float))
     worker_memory_mb: int = field(default=1536, metadata=_env("WORKER_MEMORY_MB", _positive))
+    # Where a seccomp filter refuses Landlock (EPERM), workers would run without their
+    # domain (imaging.sandbox.check_landlock): the node refuses to start unless this is set.
+    allow_unconfined_workers: bool = field(
+        default=False, metadata=_env("ALLOW_UNCONFINED_WORKERS", _boolean)
+    )
     reaper_interval_s: float = field(
         default=300.0, metadata=_env("REAPER_INTERVAL_S", _positive_float)
     )

@@ -130,20 +130,27 @@ _M_ARENA_MAX = -8  # from <malloc.h>
 _MIN_FREE_BYTES = 1024 * 1024
 
 
-def init_worker(memory_limit_mb: int | None = None, parent_pid: int | None = None) -> None:
+def init_worker(
+    memory_limit_mb: int | None = None,
+    parent_pid: int | None = None,
+    *,
+    writable: str | None = None,
+    allow_unconfined: bool = False,
+) -> None:
     """Harden and size libvips in a fresh worker process.
 
     Only the loaders on the allow-list stay callable, so even a sniffing mistake can never
     reach SVG, PDF, matload or any other loader libvips ships. With `memory_limit_mb`, the
     process's address space is capped: a runaway decode fails its own job, not the host.
     With `parent_pid`, the worker dies with that parent, however the parent ends. Then the
-    process is confined for good (`sandbox.confine_worker`): no network, no other process.
+    process is confined for good (`sandbox.confine_worker`): no network, no other process,
+    no child process; with `writable`, no file-system change outside that directory.
     Where the HEIF extra is installed, its decoder is loaded last, already confined.
     """
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     _limit_malloc_arenas()
-    confine_worker()
+    confine_worker(writable=writable, allow_unconfined=allow_unconfined)
     if memory_limit_mb is not None:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
