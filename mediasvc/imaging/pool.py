@@ -360,10 +360,11 @@ def _hand_over(facts: Facts, staged: Path, out_dir: Path) -> Facts:
             fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             raise _Untrusted(variant.path) from None
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+            os.close(fd)
+            raise _Untrusted(variant.path)
         with os.fdopen(fd, "rb") as opened:
-            found = os.fstat(fd)
-            if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
-                raise _Untrusted(variant.path)
             target = out_dir / source.name
             try:
                 os.replace(source, target)

@@ -163,8 +163,15 @@ def _close_fds(*fds: int) -> None:
         os.close(fd)
 
 
-# The tracker's Popen, kept so that it is never collected (and warned about) while it runs.
-_tracker: subprocess.Popen[bytes] | None = None
+class _Detached(subprocess.Popen[bytes]):
+    """A child that outlives its Popen by design, as CPython's own tracker does: it exits
+    when the app does (its pipe closes), so there is nothing to wait for or warn about."""
+
+    def __del__(self) -> None:
+        pass
+
+
+_tracker: _Detached | None = None
 
 
 def _ensure_resource_tracker() -> None:
@@ -198,7 +205,7 @@ def _ensure_resource_tracker() -> None:
             # once running, and a Ctrl-C before then must not kill it.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             try:
-                _tracker = subprocess.Popen(
+                _tracker = _Detached(
                     [executable, *util._args_from_interpreter_flags(), "-c", command],  # type: ignore[attr-defined]
                     executable=executable,
                     env=worker_environment(os.environ),
@@ -239,8 +246,11 @@ def spawn_context() -> BaseContext:
     """A `spawn` multiprocessing context whose processes start without the app's secrets.
 
     Give it to `ProcessPoolExecutor(mp_context=...)`: the first workers and every
-    replacement the executor starts later are launched through it.
+    replacement the executor starts later are launched through it. multiprocessing's
+    resource tracker is started here, as the workers are, before the executor's queues
+    register their semaphores with it (`_ensure_resource_tracker`).
     """
+    _ensure_resource_tracker()
     return _CONTEXT
 
 
