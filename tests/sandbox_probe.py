@@ -107,12 +107,14 @@ def double_fork(path: str) -> None:
     os.waitpid(pid, 0)
 
 
-def unshare(flags: int) -> None:
-    """unshare(2) with `flags` (CLONE_NEW*): enter new namespaces, or raise OSError."""
+def unshare(*steps: int) -> None:
+    """unshare(2) with each of `steps` (CLONE_NEW* flags) in turn, as an attacker would
+    (a user namespace first gives the capabilities a network namespace needs)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(flags) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
+    for flags in steps:
+        if libc.unshare(flags) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
 
 
 def clone_process(flags: int) -> None:
