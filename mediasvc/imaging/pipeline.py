@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import pyvips
 
+from mediasvc.imaging import heifgrid
 from mediasvc.imaging.avif import avif_sequence
 from mediasvc.imaging.formats import (
     ANIMATED_LOADERS,
@@ -258,6 +259,7 @@ def _decode_heif(job: Job) -> _Decoded:
     header = heif.open_header(job.source)
     width, height = header.width, header.height
     _enforce_limits(width, height, 1, job)
+    heifgrid.check_derived(header.derived, job.rules.max_pixels)  # not the ispe alone
     _enforce_size(width, height, job.rules)
     colour = _colour_options(heif_color_conversion(header))
     largest = _resize_largest(heif.decode(header).thumbnail_image, job, 1, width, height, colour)
@@ -284,6 +286,9 @@ def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
         frames = max(1, int(header.get("n-pages")))
     # A kind that keeps first frames only decodes one frame, whatever the file holds.
     _enforce_limits(width, height, frames if job.rules.animated else 1, job)
+    if loader == "heifload":
+        # libheif decodes a grid's canvas and tiles, whatever its ispe (above) claims.
+        heifgrid.check_derived(heifgrid.read_derived(job.source), job.rules.max_pixels)
     if loader == "heifload" and (sequence := avif_sequence(job.source)) is not None:
         # heifload decodes the primary image only, but the sequence is the upload: its
         # frames are limited (and counted) like a GIF's, before anything is decoded.
