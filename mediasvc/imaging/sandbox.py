@@ -1,7 +1,7 @@
 """The image workers' sandbox: they hold nothing worth stealing and reach nothing.
 
 Workers decode untrusted bytes with C libraries (libwebp's CVE-2023-4863 is the model), so
-code an attacker runs there must find no secret and no way out. Two halves:
+code an attacker runs there must find no secret and no way out. Three parts:
 
 - **Launch** (`spawn_context`, in the app): a `spawn` context whose children are exec'ed
   with `worker_environment(os.environ)`: no `MEDIASVC_*` setting (the JWT and URL-signing
@@ -13,20 +13,28 @@ code an attacker runs there must find no secret and no way out. Two halves:
 - **Confinement** (`confine_worker`, first thing in the worker): `PR_SET_NO_NEW_PRIVS`;
   `PR_SET_DUMPABLE` 0 (no core files full of someone's photo, no `/proc/<pid>` access
   from a sibling); no capability (a worker of an app run as root would have them all); a
-  Landlock domain of its own where the kernel has Landlock, which keeps the worker out of
-  every other process's `/proc/<pid>/environ` and memory (the app's, the resource
-  tracker's, a sibling's: they run as the same user) and, from Landlock ABI 4 and 6, out
-  of TCP and of other processes' signals and abstract Unix sockets; then a seccomp filter
-  on every thread that refuses `socket`/`socketpair` for any family but `AF_UNIX`
-  (`EACCES`), and `io_uring` (which would run socket operations behind the filter's
-  back), `ptrace`, `process_vm_readv`/`writev` and `pidfd_getfd` (`EPERM`). The filter
-  kills the process for a syscall made through another ABI (i386, x32), whose numbers it
-  does not check. Filter and domain survive `execve` and are inherited by children.
+  Landlock domain of its own, which keeps the worker out of every other process's
+  `/proc/<pid>/environ` and memory (the app's, the resource tracker's, a sibling's: they
+  run as the same user), from ABI 4 and 6 out of TCP and of other processes' signals and
+  abstract Unix sockets, and, given a directory, lets it change the file system only
+  there (files and directories, no link); then a seccomp filter on every thread that
+  refuses `socket`/`socketpair` for any family but `AF_UNIX` (`EACCES`), and `io_uring`
+  (which would run socket operations behind the filter's back), `ptrace`,
+  `process_vm_readv`/`writev`, `pidfd_getfd`, `fork`, `vfork`, `unshare`, `setns` and a
+  `clone` that is not a thread or makes a namespace (`EPERM`); `clone3` is "not
+  implemented", so glibc starts threads with `clone`. The filter kills the process for a
+  syscall made through another ABI (i386, x32), whose numbers it does not check. Filter
+  and domain survive `execve`.
+- **The app's side** (`ImagingPool`, before its first worker): `check_landlock` refuses
+  to go on where a filter refuses Landlock (`LandlockRefused`, unless explicitly allowed),
+  and `make_undumpable` keeps workers out of the app's `/proc/<pid>` even without it.
+  multiprocessing's resource tracker is started here too, stripped and non-dumpable.
 
-Not covered (docs/decisions.md): the file system (a worker can read and write what the
+Not covered (docs/decisions.md): reading the file system (a worker can read what the
 service user can), `AF_UNIX` sockets by path (PostgreSQL's, if it trusts the user by peer),
-and other processes' `/proc` on kernels without Landlock. An architecture without a syscall
-table here refuses to start a worker rather than run one unfiltered.
+and other processes' `/proc` on kernels without Landlock (but the app and the tracker are
+not dumpable). An architecture without a syscall table here refuses to start a worker
+rather than run one unfiltered.
 """
 
 from __future__ import annotations
