@@ -106,6 +106,9 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
         queue_max=settings.queue_max,
         timeout_s=settings.job_timeout_s,
         memory_limit_mb=settings.worker_memory_mb,
+        allow_unconfined=settings.allow_unconfined_workers,
+        # Beside the spool, on its file system: variants are renamed into a job's out_dir.
+        work_dir=settings.spool_dir.parent,
     )
     app[IMAGES] = pool
     app[METRICS].watch(pool, app[DB])

@@ -18,6 +18,7 @@ from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
+from mediasvc.imaging.sandbox import LandlockRefused
 from mediasvc.log import configure_logging
 from mediasvc.spaces import DEFAULT_CLAIM, SPACE_ID_RULE, is_space_id
 from mediasvc.stack import devstack
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
-    except (ConfigError, devstack.DevError) as exc:
+    except (ConfigError, devstack.DevError, LandlockRefused) as exc:
         print(f"mediasvc: {exc}", file=sys.stderr)
         return 2
 

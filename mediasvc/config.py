@@ -281,6 +281,11 @@ class Settings:
     queue_max: int = field(default=16, metadata=_env("QUEUE_MAX", _non_negative))
     job_timeout_s: float = field(default=60.0, metadata=_env("JOB_TIMEOUT_S", _positive_float))
     worker_memory_mb: int = field(default=1536, metadata=_env("WORKER_MEMORY_MB", _positive))
+    # Where a seccomp filter refuses Landlock (EPERM), workers would run without their
+    # domain (imaging.sandbox.check_landlock): the node refuses to start unless this is set.
+    allow_unconfined_workers: bool = field(
+        default=False, metadata=_env("ALLOW_UNCONFINED_WORKERS", _bool)
+    )
     reaper_interval_s: float = field(
         default=300.0, metadata=_env("REAPER_INTERVAL_S", _positive_float)
     )

@@ -690,6 +690,87 @@ def make_heic_header_bomb(*, width: int = 30000, height: int = 30000) -> bytes:
     return with_heif_box(make_heic(width=256, height=256), "ispe", claim)
 
 
+def make_heic_grid_bomb(*, claimed: int = 1024, tiles: int = 24) -> bytes:
+    """A HEIC grid of ``tiles`` x ``tiles`` tiles of 1024x1024 whose grid item's ``ispe``
+    claims ``claimed`` square: by default 1 MP in the header, a 604 MP canvas to decode.
+
+    Every tile is the same coded image, referenced ``tiles``² times from the grid
+    (``iref``/``dimg``; libheif takes up to 1000), so the file stays near 30 KB. Built
+    from a real 2x2 grid: the
+    grid descriptor (in ``idat``), the ``dimg`` references and the ``ispe`` are rewritten,
+    and ``iloc``'s file offsets move with the grown ``meta``.
+    """
+    tile = 1024
+    side = 2 * tile
+    data = bytearray(make_heic(width=side, height=side, tile_size=tile))
+    (_, meta, meta_end) = next(box for box in isobmff_boxes(bytes(data)) if box[0] == "meta")
+    children = {
+        kind: (start, end) for kind, start, end in isobmff_boxes(bytes(data), meta + 4, meta_end)
+    }
+    # idat: ImageGrid version, flags (0: 16-bit sizes), rows - 1, columns - 1, width, height.
+    idat, _ = children["idat"]
+    if data[idat : idat + 4] != bytes([0, 0, 1, 1]):
+        raise ValueError("not the 2x2 grid descriptor")
+    struct.pack_into(">BBHH", data, idat + 2, tiles - 1, tiles - 1, tiles * tile, tiles * tile)
+    # ispe of the grid (the tiles' are smaller): FullBox header, then width and height.
+    ipco = next(box for box in isobmff_boxes(bytes(data), *children["iprp"]) if box[0] == "ipco")
+    for kind, start, _ in isobmff_boxes(bytes(data), ipco[1], ipco[2]):
+        if kind == "ispe" and struct.unpack_from(">II", data, start + 4) == (side, side):
+            struct.pack_into(">II", data, start + 4, claimed, claimed)
+    # iref v0 (16-bit ids): the grid's dimg list becomes tiles² times its first tile.
+    iref, iref_end = children["iref"]
+    references = bytearray(data[iref : iref + 4])
+    for kind, start, end in isobmff_boxes(bytes(data), iref + 4, iref_end):
+        entry = bytes(data[start:end])
+        if kind == "dimg":
+            from_id, _, first = struct.unpack_from(">HHH", entry)
+            entry = struct.pack(">HH", from_id, tiles * tiles) + struct.pack(">H", first) * (
+                tiles * tiles
+            )
+        references += struct.pack(">I4s", 8 + len(entry), kind.encode()) + entry
+    if iref_end != meta_end:
+        raise ValueError("iref is not meta's last box")
+    grown = len(references) - (iref_end - iref)
+    data[iref:iref_end] = references
+    struct.pack_into(">I", data, iref - 8, 8 + len(references))
+    struct.pack_into(">I", data, meta - 8, struct.unpack_from(">I", data, meta - 8)[0] + grown)
+    _shift_iloc(data, children["iloc"][0], grown)
+    return bytes(data)
+
+
+def _shift_iloc(data: bytearray, iloc: int, by: int) -> None:
+    """Move every file offset in the ``iloc`` box at ``iloc`` (payload) by ``by`` bytes."""
+    version = data[iloc]
+    offset_size, length_size = data[iloc + 4] >> 4, data[iloc + 4] & 15
+    base_size, index_size = data[iloc + 5] >> 4, data[iloc + 5] & 15 if version else 0
+    at = iloc + 6
+    count_size = 2 if version < 2 else 4
+    count = int.from_bytes(data[at : at + count_size], "big")
+    at += count_size
+    for _ in range(count):
+        at += count_size  # item_ID
+        method = 0
+        if version:
+            method = int.from_bytes(data[at : at + 2], "big") & 15
+            at += 2
+        at += 2  # data_reference_index
+        if method == 0 and base_size:
+            base = int.from_bytes(data[at : at + base_size], "big") + by
+            data[at : at + base_size] = base.to_bytes(base_size, "big")
+            by_extent = 0  # the base moved; extent offsets are relative to it
+        else:
+            by_extent = by if method == 0 else 0
+        at += base_size
+        extents = int.from_bytes(data[at : at + 2], "big")
+        at += 2
+        for _ in range(extents):
+            at += index_size
+            if offset_size:
+                offset = int.from_bytes(data[at : at + offset_size], "big") + by_extent
+                data[at : at + offset_size] = offset.to_bytes(offset_size, "big")
+            at += offset_size + length_size
+
+
 def make_heic_without_primary() -> bytes:
     """A HEIC whose ``pitm`` names an item the file does not have."""
 

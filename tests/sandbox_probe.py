@@ -7,8 +7,10 @@ rootdir conftest put `tests/`.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
+import threading
 from pathlib import Path
 
 
@@ -52,3 +54,94 @@ def confinement_of_each_thread() -> list[dict[str, str]]:
         fields = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
         found.append({name: fields[name].strip() for name in wanted})
     return found
+
+
+def landlock_abi_or_error() -> int | str:
+    """The Landlock ABI this process may use, or the name of the error that refused it."""
+    from mediasvc.imaging import sandbox
+
+    try:
+        return sandbox.landlock_abi() or "none"
+    except sandbox.LandlockRefused as refused:
+        return errno_name(refused.errno or 0)
+
+
+def errno_name(number: int) -> str:
+    """`EPERM` for 1, and so on."""
+    import errno
+
+    return errno.errorcode.get(number, str(number))
+
+
+def write_file(path: str) -> None:
+    """Create (or overwrite) the file at `path`."""
+    Path(path).write_bytes(b"written by a worker")
+
+
+def make_symlink(target: str, link: str) -> None:
+    """Create a symbolic link at `link` pointing to `target`."""
+    os.symlink(target, link)
+
+
+def fork_child() -> int:
+    """Fork a child that exits at once; its pid."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def double_fork(path: str) -> None:
+    """Fork a child that forks a grandchild and exits: the grandchild, adopted by init,
+    connects to the gate at `path` (`gates.hold`), so it reports its pid and stays."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.fork() == 0:
+                import gates
+
+                gates.hold(path)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def unshare(*steps: int) -> None:
+    """unshare(2) with each of `steps` (CLONE_NEW* flags) in turn, as an attacker would
+    (a user namespace first gives the capabilities a network namespace needs)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for flags in steps:
+        if libc.unshare(flags) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+
+
+def clone_process(flags: int) -> None:
+    """The raw clone(2) of a new process with `flags` (x86_64 and aarch64 take the flags
+    first); the child, if any, exits at once. Raises OSError when refused."""
+    import platform
+    import signal
+
+    number = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    zero = ctypes.c_long(0)
+    pid = libc.syscall(
+        ctypes.c_long(number), ctypes.c_long(flags | signal.SIGCHLD), zero, zero, zero, zero
+    )
+    if pid == 0:
+        os._exit(0)
+    if pid < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+    os.waitpid(pid, 0)
+
+
+def thread_id() -> int:
+    """The kernel's id of a thread started here (threads must still start in a worker)."""
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(threading.get_native_id()))
+    thread.start()
+    thread.join()
+    return found[0]

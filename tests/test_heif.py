@@ -156,6 +156,47 @@ class TestHeader:
             heic_run(tmp_path, images.make_heic_header_bomb())
         assert refused.value.code == "too_many_pixels"
 
+    def test_grid_canvas_past_the_limit_is_refused_before_any_decode(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A 5 KB grid whose ispe claims 1 MP but whose descriptor makes a 604 MP canvas of
+        576 tiles is too_many_pixels from its boxes: libheif decodes nothing."""
+        data = images.make_heic_grid_bomb()
+        monkeypatch.setattr(heif, "decode", decode_must_not_run)
+
+        with pytest.raises(BadImage) as refused:
+            heic_run(tmp_path, data)
+
+        assert len(data) < 30_000
+        assert refused.value.code == "too_many_pixels"
+        assert refused.value.detail.startswith("The HEIF grid decodes to 24576x24576 from 576")
+
+    def test_grid_canvas_that_is_not_its_ispe_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A grid within the limit whose canvas (2048 square) is not its ispe (1024) is
+        invalid_image before any decode, rather than decoded and then compared."""
+        monkeypatch.setattr(heif, "decode", decode_must_not_run)
+
+        with pytest.raises(BadImage) as refused:
+            heic_run(tmp_path, images.make_heic_grid_bomb(tiles=2))
+
+        assert refused.value.code == "invalid_image"
+        assert refused.value.reason == "grid 2048x2048, ispe 1024x1024"
+
+    def test_grid_bomb_labelled_avif_is_refused_by_the_libvips_path_too(
+        self, tmp_path: Path
+    ) -> None:
+        """A 16x16 grid (268 MP) with AVIF brands goes to libvips' heifload (libheif too, which
+        takes at most 256 references there): refused from its boxes as well."""
+        bomb = images.make_heic_grid_bomb(tiles=16)
+        data = images.with_brands(bomb, b"avif", b"avif", b"mif1")
+
+        with pytest.raises(BadImage) as refused:
+            run(tmp_path, data, "image/avif", "post")
+
+        assert refused.value.code == "too_many_pixels"
+
     def test_size_bounds_apply_to_the_displayed_size(self, tmp_path: Path) -> None:
         """A portrait-stored file turned by irot is 640 wide as displayed, so over 639."""
         with pytest.raises(BadImage) as refused:
@@ -332,6 +373,31 @@ def test_damaged_heif_is_invalid_image(tmp_path: Path, factory: Any) -> None:
 # --------------------------------------------------------------------------
 # In a sandboxed worker
 # --------------------------------------------------------------------------
+
+
+def decode_must_not_run(header: Any) -> Any:
+    """Stands in for `heif.decode` where a test proves no pixel is decoded."""
+    raise AssertionError("the HEIF image was decoded")
+
+
+def peak_rss_mb() -> int:
+    """A pool job: the most memory this worker process has held, in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+async def test_grid_bomb_costs_a_worker_no_memory(pool: ImagingPool, tmp_path: Path) -> None:
+    """In a memory-capped worker the 604 MP grid is too_many_pixels, and the worker's peak
+    memory stays that of an idle worker (decoding it took 900 MB and 3.6 s)."""
+    job = make_job(tmp_path, images.make_heic_grid_bomb(), "image/heic")
+    idle_peak = await pool.run(peak_rss_mb)
+
+    with pytest.raises(BadImage) as refused:
+        await pool.process(job)
+
+    assert refused.value.code == "too_many_pixels"
+    assert await pool.run(peak_rss_mb) - idle_peak < 50
 
 
 def decoders_loaded() -> bool:

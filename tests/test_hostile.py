@@ -287,8 +287,20 @@ class TestPixelBombs:
             (images.make_jpeg_header_bomb, "too_many_pixels"),
             (images.make_zero_png, "too_many_pixels"),
             (images.make_many_frame_gif, "too_many_frames"),
+            pytest.param(
+                images.make_heic_grid_bomb,
+                "too_many_pixels",
+                id="heic-grid-1MP-ispe-604MP-canvas",
+                marks=pytest.mark.skipif(not images.HEIF_AVAILABLE, reason="no HEIF extra"),
+            ),
         ],
-        ids=["png-30000x30000", "jpeg-60000x60000", "zero-png-100MP", "gif-5000-frames"],
+        ids=[
+            "png-30000x30000",
+            "jpeg-60000x60000",
+            "zero-png-100MP",
+            "gif-5000-frames",
+            "heic-grid-1MP-ispe-604MP-canvas",
+        ],
     )
     async def test_bombs_are_422_from_the_header(
         self, client: Client, settings: Settings, factory: Any, code: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -55,27 +56,25 @@ async def test_crashed_worker_fails_only_its_own_job(pool: ImagingPool, gate: Ga
     await pool.ping()
 
 
-def record_then_die(path: str) -> None:
-    """A pool job that kills its own worker, as a crafted file would: it appends its pid to
-    `path` first, so the test can count how many times it ran."""
-    with open(path, "a") as runs:
-        runs.write(f"{os.getpid()}\n")
+def report_then_die(path: str) -> None:
+    """A pool job that kills its own worker, as a crafted file would: it reports its pid to
+    the gate at `path` first (workers may write no file outside their own directory)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(path)
+        conn.sendall(f"{os.getpid()}\n".encode())
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-async def test_job_that_kills_its_worker_is_not_run_again(
-    pool: ImagingPool, tmp_path: Path
-) -> None:
+async def test_job_that_kills_its_worker_is_not_run_again(pool: ImagingPool, gate: Gate) -> None:
     """A job whose worker dies while running it is WorkerCrashed after one run, on one worker."""
-    runs = tmp_path / "runs"
     other_pids = set(pool.worker_pids())
     with pytest.raises(WorkerCrashed):
-        await pool.run(record_then_die, str(runs))
-    (crashed_pid,) = runs.read_text().split()
-    assert int(crashed_pid) in other_pids
-    assert pool.restarts == 1
+        await pool.run(report_then_die, gate.path)
+    crashed_pid = await gate.entered()
+    assert crashed_pid in other_pids
+    assert pool.restarts == 1  # each run kills a worker: a second run would replace another
     await asyncio.gather(pool.ping(), pool.ping())
-    assert set(pool.worker_pids()) >= other_pids - {int(crashed_pid)}
+    assert set(pool.worker_pids()) >= other_pids - {crashed_pid}
 
 
 async def test_workers_that_die_before_any_job_fail_it_after_one_retry(

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import json
+import operator
 import os
 import socket
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,10 +23,15 @@ from pathlib import Path
 import images
 import pytest
 import sandbox_probe
+import unit_filter
+from gates import Gate
 
 from mediasvc.imaging import pipeline, sandbox
-from mediasvc.imaging.job import Job
+from mediasvc.imaging import pool as pool_module
+from mediasvc.imaging.job import Facts, Job, VariantFile
 from mediasvc.imaging.pool import ImagingPool
+
+ROOT = Path(__file__).parent.parent
 
 SECRETS = {
     "MEDIASVC_JWT_SECRET": "jwt-secret-0123456789abcdef0123456789",
@@ -225,9 +234,9 @@ def run_filter(program: list[tuple[int, int, int, int]], arch: int, nr: int, arg
         code, jump_true, jump_false, k = program[pc]
         if code == 0x20:  # BPF_LD | BPF_W | BPF_ABS
             accumulator = data[k]
-        elif code in (0x15, 0x35):  # BPF_JMP | BPF_JEQ / BPF_JGE, with a constant
-            taken = accumulator == k if code == 0x15 else accumulator >= k
-            pc += jump_true if taken else jump_false
+        elif code in (0x15, 0x35, 0x45):  # BPF_JMP | BPF_JEQ / BPF_JGE / BPF_JSET, constant
+            taken = {0x15: accumulator == k, 0x35: accumulator >= k, 0x45: accumulator & k != 0}
+            pc += jump_true if taken[code] else jump_false
         elif code == 0x06:  # BPF_RET with a constant
             return k
         else:
@@ -237,6 +246,30 @@ def run_filter(program: list[tuple[int, int, int, int]], arch: int, nr: int, arg
 
 ALLOW, KILL = 0x7FFF0000, 0x80000000
 REFUSE_EACCES, REFUSE_EPERM = 0x00050000 | errno.EACCES, 0x00050000 | errno.EPERM
+REFUSE_ENOSYS = 0x00050000 | errno.ENOSYS
+# clone(2) flags: what glibc's pthread_create passes, and what fork() and namespaces add.
+THREAD_FLAGS = (
+    0x3D0F00  # CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|PARENT_SETTID|CHILD_CLEARTID
+)
+FORK_FLAGS = 0x01200011  # CLONE_CHILD_SETTID|CHILD_CLEARTID, SIGCHLD
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+
+
+@pytest.mark.parametrize("machine", sorted(sandbox._ARCHES))
+def test_filter_lets_clone_start_threads_only(machine: str) -> None:
+    """clone is allowed for a thread in no new namespace; a process or a namespace is EPERM."""
+    arch = sandbox._ARCHES[machine]
+    program = sandbox._filter_program(arch)
+
+    def verdict(flags: int) -> int:
+        return run_filter(program, arch.audit_arch, arch.clone, flags)
+
+    assert verdict(THREAD_FLAGS) == ALLOW
+    assert verdict(FORK_FLAGS) == REFUSE_EPERM
+    assert verdict(0x4111) == REFUSE_EPERM  # posix_spawn's CLONE_VM|CLONE_VFORK, SIGCHLD
+    for namespace in (CLONE_NEWUSER, CLONE_NEWNET, 0x00020000, 0x20000000):
+        assert verdict(FORK_FLAGS | namespace) == REFUSE_EPERM
+        assert verdict(THREAD_FLAGS | namespace) == REFUSE_EPERM
 
 
 @pytest.mark.parametrize("machine", sorted(sandbox._ARCHES))
@@ -254,6 +287,9 @@ def test_filter_refuses_network_sockets_on_every_supported_architecture(machine:
             assert verdict(number, family) == REFUSE_EACCES
     for number in (425, 426, 427, arch.ptrace, arch.process_vm_readv, 438):
         assert verdict(number) == REFUSE_EPERM
+    for number in (*arch.forks, arch.unshare, arch.setns):
+        assert verdict(number) == REFUSE_EPERM
+    assert verdict(435) == REFUSE_ENOSYS  # clone3: glibc falls back to clone
     assert verdict(0) == ALLOW  # read (x86_64) / io_setup (aarch64): everything else passes
     assert verdict(arch.socket, socket.AF_INET, audit_arch=0x40000003) == KILL  # i386
     if arch.x32_bit:
@@ -295,3 +331,276 @@ async def test_sandboxed_worker_still_processes_every_accepted_format(
 
         assert len(facts.variants) == 5, mime
         assert all(variant.bytes > 0 for variant in facts.variants), mime
+
+
+# --------------------------------------------------------------------------
+# No process, namespace or file outside its own directory
+# --------------------------------------------------------------------------
+
+
+async def test_worker_can_start_no_process(pool: ImagingPool) -> None:
+    """fork, a raw clone of a process and subprocess all fail with EPERM in a worker, while
+    threads still start."""
+    assert sandbox_probe.fork_child() > 0  # control: the same probe forks out of a worker
+
+    with pytest.raises(PermissionError):
+        await pool.run(sandbox_probe.fork_child)
+    with pytest.raises(PermissionError):
+        await pool.run(sandbox_probe.clone_process, 0)
+    with pytest.raises(PermissionError):
+        await pool.run(subprocess.run, ["true"])
+    assert await pool.run(sandbox_probe.thread_id) not in (0, None)
+
+
+async def test_no_grandchild_of_a_worker_outlives_the_pool(secret_environment: None) -> None:
+    """A worker's double fork (a grandchild adopted by init) fails: nothing reaches the gate,
+    and after the pool closes no process of the worker's is left."""
+    imaging_pool = ImagingPool(workers=1, queue_max=0, timeout_s=60)
+    async with Gate() as gate:
+        try:
+            with pytest.raises(PermissionError):
+                await imaging_pool.run(sandbox_probe.double_fork, gate.path)
+            assert await imaging_pool.run(sandbox_probe.thread_id) > 0  # the worker lives on
+        finally:
+            await imaging_pool.close()
+        with pytest.raises(TimeoutError):
+            await gate.entered(timeout_s=0)  # no grandchild ever connected
+
+
+def unshare_unconfined(*steps: int) -> str:
+    """What `sandbox_probe.unshare(*steps)` prints to stderr in a fresh unconfined process."""
+    control = subprocess.run(
+        [sys.executable, "-c", f"import sandbox_probe; sandbox_probe.unshare(*{steps})"],
+        cwd=ROOT / "tests",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return control.stderr
+
+
+def names_under(directory: Path) -> list[str]:
+    """The names of everything beneath `directory`, sorted."""
+    return sorted(path.name for path in directory.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [(CLONE_NEWUSER,), (CLONE_NEWUSER, CLONE_NEWNET), (CLONE_NEWUSER | CLONE_NEWNET,)],
+    ids=["user", "user-then-net", "user-and-net"],
+)
+async def test_worker_cannot_create_namespaces(pool: ImagingPool, steps: tuple[int, ...]) -> None:
+    """unshare, and clone of a process, into a new user and network namespace fail with EPERM
+    in a worker."""
+    assert unshare_unconfined(*steps) == ""  # control: a fresh process of the same user may
+
+    with pytest.raises(PermissionError):
+        await pool.run(sandbox_probe.unshare, *steps)
+    with pytest.raises(PermissionError):
+        await pool.run(sandbox_probe.clone_process, functools.reduce(operator.or_, steps))
+
+
+async def test_worker_writes_only_in_its_own_directory(pool: ImagingPool, tmp_path: Path) -> None:
+    """A worker cannot create a file outside its directory (not even in another job's out_dir
+    or the spool), nor a link anywhere; its job's variants still reach the job's out_dir."""
+    spool = tmp_path / "spool"
+    other_job = spool / "other-media.out"
+    other_job.mkdir(parents=True)
+    victim = spool / "other-media.upload"
+    victim.write_bytes(b"someone's upload")
+
+    for path in (tmp_path / "outside", other_job / "large.webp", victim):
+        with pytest.raises(PermissionError):
+            await pool.run(sandbox_probe.write_file, str(path))
+    with pytest.raises(PermissionError):
+        await pool.run(sandbox_probe.make_symlink, "/etc/hostname", str(tmp_path / "link"))
+    assert victim.read_bytes() == b"someone's upload"
+    assert names_under(tmp_path) == ["other-media.out", "other-media.upload", "spool"]
+
+    source = spool / "job.upload"
+    source.write_bytes(images.make_jpeg())
+    out_dir = spool / "job.out"
+    out_dir.mkdir()
+    facts = await pool.process(Job(source=str(source), out_dir=str(out_dir), mime="image/jpeg"))
+    assert sorted(Path(v.path) for v in facts.variants) == sorted(out_dir.iterdir())
+    assert len(facts.variants) == 5
+
+
+def _variant(path: Path) -> VariantFile:
+    return VariantFile(name=path.stem, path=str(path), width=1, height=1, bytes=1, mime="x")
+
+
+def _facts(*paths: Path) -> Facts:
+    variants = tuple(_variant(path) for path in paths)
+    return Facts(1, 1, 1, variants, thumbhash="", dominant_color="", processing={})
+
+
+@pytest.mark.parametrize("lie", ["outside", "symlink", "hardlink", "directory", "dot-dot"])
+def test_pool_does_not_take_what_a_worker_names_outside_its_files(tmp_path: Path, lie: str) -> None:
+    """Answered paths that leave the staging directory, or name a link or a directory, are
+    refused, and nothing reaches the job's out_dir; a plain file is moved there."""
+    staged, out_dir, secret = tmp_path / "staged", tmp_path / "out", tmp_path / "secret"
+    staged.mkdir()
+    out_dir.mkdir()
+    secret.write_bytes(b"the app's secret")
+    named = staged / "large.webp"
+    if lie == "outside":
+        named = secret
+    elif lie == "symlink":
+        named.symlink_to(secret)
+    elif lie == "hardlink":
+        named.hardlink_to(secret)
+    elif lie == "directory":
+        named.mkdir()
+    else:
+        named = staged / ".." / "secret"
+
+    with pytest.raises(pool_module._Untrusted):
+        pool_module._hand_over(_facts(named), staged, out_dir)
+
+    assert list(out_dir.iterdir()) == []
+    (staged / "small.webp").write_bytes(b"pixels")
+    moved = pool_module._hand_over(_facts(staged / "small.webp"), staged, out_dir)
+    assert [v.path for v in moved.variants] == [str(out_dir / "small.webp")]
+    assert (out_dir / "small.webp").read_bytes() == b"pixels"
+
+
+# --------------------------------------------------------------------------
+# Under the shipped systemd unit's own syscall filter
+# --------------------------------------------------------------------------
+
+UNIT = ROOT / "deploy" / "mediasvc@.service"
+LANDLOCK_CALLS = {"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"}
+# The unit's filter before issue 25: what systemd 252 made of it refused every Landlock call.
+OLD_FILTER_LINES = ["@system-service seccomp", "~@privileged"]
+
+needs_systemd_analyze = pytest.mark.skipif(
+    unit_filter.SYSTEMD_ANALYZE is None, reason="systemd-analyze expands the unit's groups"
+)
+
+
+def run_under_unit_filter(tmp_path: Path, lines: list[str], *, allow: bool) -> dict[str, object]:
+    """Run the app's pool under the filter `lines` of the unit make; what one worker read."""
+    unit = UNIT.read_text()
+    spec = {
+        "allowed": sorted(unit_filter.allowed_syscalls(lines)),
+        "errno": unit_filter.error_number(unit),
+        "allow": allow,
+        "secret": SECRETS["MEDIASVC_JWT_SECRET"],
+        "outside": str(tmp_path / "outside"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "unit_filter.py"), json.dumps(spec)],
+        cwd=ROOT,
+        env={**os.environ, **SECRETS},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found: dict[str, object] = json.loads(result.stdout)
+    return found
+
+
+@needs_systemd_analyze
+def test_unit_filter_lets_workers_into_landlock(tmp_path: Path) -> None:
+    """Under the unit's SystemCallFilter= lines, a worker has Landlock: it cannot read the
+    environment of the app or of a same-user process, nor write outside its directory."""
+    if sandbox.landlock_abi() is None:
+        pytest.skip("this kernel has no Landlock")
+    lines = unit_filter.unit_values(UNIT.read_text(), "SystemCallFilter")
+    assert unit_filter.allowed_syscalls(lines) >= LANDLOCK_CALLS
+
+    found = run_under_unit_filter(tmp_path, lines, allow=False)
+
+    assert found["refused"] is None
+    assert found["warnings"] == []
+    assert found["worker_landlock_abi"] == sandbox.landlock_abi()
+    assert found["holder_environ"] == "refused"  # Landlock: the holder is dumpable
+    assert found["app_environ"] == "refused"
+    assert found["write_outside"] == "refused"
+    assert not (tmp_path / "outside").exists()
+
+
+@needs_systemd_analyze
+def test_filter_that_refuses_landlock_stops_the_pool(tmp_path: Path) -> None:
+    """Under the unit's old filter (systemd 252 refuses landlock_* with EPERM), the pool
+    refuses to start; allowed, it warns, and its worker can read a same-user process."""
+    if unit_filter.allowed_syscalls(OLD_FILTER_LINES) >= LANDLOCK_CALLS:
+        pytest.skip("this systemd's @system-service allows Landlock: the old line was safe here")
+    if sandbox.landlock_abi() is None:
+        pytest.skip("this kernel has no Landlock")
+
+    refused = run_under_unit_filter(tmp_path, OLD_FILTER_LINES, allow=False)
+    allowed = run_under_unit_filter(tmp_path, OLD_FILTER_LINES, allow=True)
+
+    assert "landlock_create_ruleset is refused (EPERM)" in str(refused["refused"])
+    assert "MEDIASVC_ALLOW_UNCONFINED_WORKERS" in str(refused["refused"])
+    assert allowed["refused"] is None
+    assert any("Landlock refused (EPERM)" in str(w) for w in allowed["warnings"])  # type: ignore[attr-defined]
+    assert allowed["worker_landlock_abi"] == "EPERM"
+    assert allowed["holder_environ"] == "secret"  # what an unconfined worker can do
+    assert allowed["app_environ"] == "refused"  # the app itself is not dumpable
+
+
+UNDUMPABLE_PROBE = textwrap.dedent(
+    """
+    import asyncio, ctypes, json, os, subprocess, sys
+    from multiprocessing import resource_tracker
+    import unit_filter
+    from mediasvc.imaging import sandbox
+    from mediasvc.imaging.pool import ImagingPool
+
+    def readable(pid):
+        # A process of the same user with no capability, and no Landlock domain either.
+        probe = f"open('/proc/{pid}/environ', 'rb').read()"
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+    async def main():
+        unit_filter._take_unit_credentials(ctypes.CDLL(None, use_errno=True))
+        holder = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE)
+        before = sandbox.is_dumpable()
+        pool = ImagingPool(workers=1, queue_max=0, timeout_s=60)
+        await pool.ping()
+        tracker = resource_tracker._resource_tracker._pid
+        pids = {"holder": holder.pid, "app": os.getpid(), "tracker": tracker}
+        found = {"before": before, "after": sandbox.is_dumpable(), "tracker": tracker,
+                 "readable": {name: readable(pid) for name, pid in pids.items()}}
+        print(json.dumps(found), flush=True)
+        sys.stdin.readline()  # the test reads the tracker's environment meanwhile
+        holder.communicate(b"\\n")
+        await pool.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_pool_makes_its_process_and_resource_tracker_undumpable() -> None:
+    """A process that starts a pool becomes non-dumpable, and so is multiprocessing's
+    resource tracker, exec'ed without the secrets: a process of their user with no
+    capability reads neither's environment, where it reads a plain sibling's."""
+    app = subprocess.Popen(
+        [sys.executable, "-c", UNDUMPABLE_PROBE],
+        cwd=ROOT / "tests",
+        env={**os.environ, **SECRETS, **PLAIN},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None
+        found = json.loads(app.stdout.readline())
+        tracker_environ = Path(f"/proc/{found['tracker']}/environ").read_bytes()
+    finally:
+        app.communicate("\n", timeout=60)
+
+    assert app.returncode == 0
+    assert (found["before"], found["after"]) == (True, False)
+    assert found["readable"] == {"holder": True, "app": False, "tracker": False}
+    assert_no_secret(
+        dict(line.split("=", 1) for line in tracker_environ.decode().split("\0") if line),
+        tracker_environ,
+    )

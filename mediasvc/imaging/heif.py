@@ -32,6 +32,7 @@ from typing import Any
 import pillow_heif
 import pyvips
 
+from mediasvc.imaging.heifgrid import DerivedImage, read_derived
 from mediasvc.imaging.job import BadImage
 
 # Each worker is one job at a time on one core (`pipeline.VIPS_CONCURRENCY`): more decode
@@ -84,10 +85,12 @@ class HeifHeader:
     xmp: bytes | None
     orientation: int
     image: Any  # pillow_heif.HeifImage: holds the open container until `decode`
+    derived: DerivedImage | None = None  # a grid or overlay: what libheif would decode
 
 
 def open_header(path: str) -> HeifHeader:
     """The primary image's header, or `BadImage` when there is no readable primary image."""
+    derived = read_derived(path)  # a grid's or overlay's own size, which ispe need not match
     try:
         # pillow-heif reads the whole file, then libheif parses its boxes; pixels wait.
         heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
@@ -114,6 +117,7 @@ def open_header(path: str) -> HeifHeader:
         xmp=info.get("xmp") or None,
         orientation=applied_orientation(getattr(image._c_image, "transformations", ())),
         image=image,
+        derived=derived,
     )
 
 

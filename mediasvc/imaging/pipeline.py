@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import pyvips
 
+from mediasvc.imaging import heifgrid
 from mediasvc.imaging.avif import avif_sequence
 from mediasvc.imaging.formats import (
     ANIMATED_LOADERS,
@@ -130,20 +131,27 @@ _M_ARENA_MAX = -8  # from <malloc.h>
 _MIN_FREE_BYTES = 1024 * 1024
 
 
-def init_worker(memory_limit_mb: int | None = None, parent_pid: int | None = None) -> None:
+def init_worker(
+    memory_limit_mb: int | None = None,
+    parent_pid: int | None = None,
+    *,
+    writable: str | None = None,
+    allow_unconfined: bool = False,
+) -> None:
     """Harden and size libvips in a fresh worker process.
 
     Only the loaders on the allow-list stay callable, so even a sniffing mistake can never
     reach SVG, PDF, matload or any other loader libvips ships. With `memory_limit_mb`, the
     process's address space is capped: a runaway decode fails its own job, not the host.
     With `parent_pid`, the worker dies with that parent, however the parent ends. Then the
-    process is confined for good (`sandbox.confine_worker`): no network, no other process.
+    process is confined for good (`sandbox.confine_worker`): no network, no other process,
+    no child process; with `writable`, no file-system change outside that directory.
     Where the HEIF extra is installed, its decoder is loaded last, already confined.
     """
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     _limit_malloc_arenas()
-    confine_worker()
+    confine_worker(writable=writable, allow_unconfined=allow_unconfined)
     if memory_limit_mb is not None:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -251,6 +259,7 @@ def _decode_heif(job: Job) -> _Decoded:
     header = heif.open_header(job.source)
     width, height = header.width, header.height
     _enforce_limits(width, height, 1, job)
+    heifgrid.check_derived(header.derived, job.rules.max_pixels)  # not the ispe alone
     _enforce_size(width, height, job.rules)
     colour = _colour_options(heif_color_conversion(header))
     largest = _resize_largest(heif.decode(header).thumbnail_image, job, 1, width, height, colour)
@@ -277,6 +286,9 @@ def _check_header(header: Any, loader: str, job: Job) -> tuple[int, int, int]:
         frames = max(1, int(header.get("n-pages")))
     # A kind that keeps first frames only decodes one frame, whatever the file holds.
     _enforce_limits(width, height, frames if job.rules.animated else 1, job)
+    if loader == "heifload":
+        # libheif decodes a grid's canvas and tiles, whatever its ispe (above) claims.
+        heifgrid.check_derived(heifgrid.read_derived(job.source), job.rules.max_pixels)
     if loader == "heifload" and (sequence := avif_sequence(job.source)) is not None:
         # heifload decodes the primary image only, but the sequence is the upload: its
         # frames are limited (and counted) like a GIF's, before anything is decoded.

@@ -17,20 +17,35 @@ Each worker is its own single-process executor, so a fault stays with its job:
 
 Workers start with `spawn` (never `fork` from a threaded event-loop process), as direct
 children of the app, and die with it even when it is SIGKILLed (`pipeline.init_worker`).
+They start no process of their own (`imaging.sandbox`), so nothing a worker runs outlives it.
+
+Confined (`imaging.sandbox`): before the first worker starts, the pool makes its own process
+non-dumpable and refuses to start where a filter refuses Landlock (unless
+`allow_unconfined`). Each worker may change the file system only in a directory of its own
+under the pool's root (`work_dir`), a Landlock rule: `process` has it write a job's
+variants into a fresh directory there, then moves them to the job's `out_dir`, after
+checking that the paths the worker answered name regular files in that directory. A
+worker that names anything else is not believed: it is killed, the job `WorkerCrashed`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import errno
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 from mediasvc.imaging import pipeline, sandbox
@@ -57,12 +72,18 @@ class WorkerCrashed(PoolError):
 
 @dataclass(frozen=True, eq=False)
 class _Worker:
-    """A single-process executor, and the id of the last job its process began."""
+    """A single-process executor, the id of the last job its process began, and the only
+    directory its processes may write in."""
 
     executor: ProcessPoolExecutor
     # Shared memory, written by the worker process as it begins a job (`_run_marked`) and
     # read here once that process is dead.
     began: ctypes.c_int64
+    home: Path
+
+
+# One attempt at a job on a worker, given the job's id (`_run_on` may make a second).
+_Attempt = Callable[[_Worker, int], Awaitable[T]]
 
 
 class ImagingPool:
@@ -76,7 +97,18 @@ class ImagingPool:
         timeout_s: float,
         memory_limit_mb: int | None = None,
         max_tasks_per_child: int = 200,
+        allow_unconfined: bool = False,
+        work_dir: Path | None = None,
     ) -> None:
+        """`work_dir` holds the workers' own directories (default: the system's temporary
+        directory); on the file system of the jobs' `out_dir`, variants are renamed rather
+        than copied there. `allow_unconfined` lets workers run where a filter refuses
+        Landlock (`sandbox.check_landlock`); otherwise that raises `LandlockRefused` here."""
+        sandbox.check_landlock(allow_unconfined=allow_unconfined)
+        # Before any worker exists: none may read this process's environment or memory.
+        sandbox.make_undumpable()
+        self._allow_unconfined = allow_unconfined
+        self._root = Path(tempfile.mkdtemp(prefix=".mediasvc-workers-", dir=work_dir))
         self.workers = workers
         self._capacity = workers + queue_max
         self._timeout_s = timeout_s
@@ -95,14 +127,21 @@ class ImagingPool:
         # Handed over at spawn, so the executor's own respawns (`max_tasks_per_child`)
         # share it too.
         began = context.RawValue(ctypes.c_int64, 0)
+        home = Path(tempfile.mkdtemp(prefix="worker-", dir=self._root))  # 0700
         executor = ProcessPoolExecutor(
             max_workers=1,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(began, self._memory_limit_mb, os.getpid()),
+            initargs=(
+                began,
+                self._memory_limit_mb,
+                os.getpid(),
+                str(home),
+                self._allow_unconfined,
+            ),
             max_tasks_per_child=self._max_tasks_per_child,
         )
-        worker = _Worker(executor, began)
+        worker = _Worker(executor, began, home)
         self._all.add(worker)
         return worker
 
@@ -131,7 +170,23 @@ class ImagingPool:
         """
         async with self._admitted_worker() as worker:
             lent = replace(job, threads=min(job.threads + self._idle.qsize(), self.workers))
-            return await self._run_on(worker, pipeline.process, lent)
+            return await self._run_on(worker, partial(self._process_staged, lent))
+
+    async def _process_staged(self, job: Job, worker: _Worker, job_id: int) -> Facts:
+        """One attempt at `job` on `worker`: variants written in a fresh directory of the
+        worker's own, then moved to `job.out_dir` (see the module docstring)."""
+        staged = worker.home / f"job-{job_id}"
+        await asyncio.to_thread(staged.mkdir)
+        try:
+            staged_job = replace(job, out_dir=str(staged))
+            facts = await self._run_once(worker, job_id, pipeline.process, staged_job)
+            try:
+                return await asyncio.to_thread(_hand_over, facts, staged, Path(job.out_dir))
+            except _Untrusted:
+                _kill(worker.executor)  # its next job finds it dead and runs on a fresh one
+                raise WorkerCrashed from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staged, ignore_errors=True)
 
     async def ping(self) -> None:
         """Prove the workers can run libvips now (for readiness checks), outside admission.
@@ -146,12 +201,15 @@ class ImagingPool:
             if any(_has_dead_process(worker.executor) for worker in list(self._all)):
                 raise WorkerCrashed from None
             return
-        await self._run_on(worker, pipeline.ping)
+        await self._run_on(worker, self._call(pipeline.ping))
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a picklable `fn(*args)` in a worker, with the pool's admission and timeout."""
         async with self._admitted_worker() as worker:
-            return await self._run_on(worker, fn, *args)
+            return await self._run_on(worker, self._call(fn, *args))
+
+    def _call(self, fn: Callable[..., T], *args: object) -> _Attempt[T]:
+        return lambda worker, job_id: self._run_once(worker, job_id, fn, *args)
 
     @asynccontextmanager
     async def _admitted_worker(self) -> AsyncIterator[_Worker]:
@@ -164,14 +222,12 @@ class ImagingPool:
         finally:
             self._admitted -= 1
 
-    async def _run_on(
-        self, worker: _Worker, fn: Callable[..., T], *args: object, retry: bool = True
-    ) -> T:
-        """Run `fn(*args)` on `worker`, held by the caller, and give it (or its replacement)
+    async def _run_on(self, worker: _Worker, attempt: _Attempt[T], retry: bool = True) -> T:
+        """Run `attempt` on `worker`, held by the caller, and give it (or its replacement)
         back to the idle queue; `WorkerCrashed` if its process died."""
         job_id = next(self._job_ids)
         try:
-            return await self._run_once(worker, job_id, fn, *args)
+            return await attempt(worker, job_id)
         except BrokenProcessPool:
             # Read before `_replace`: only the dead process could have written it.
             began = worker.began.value == job_id
@@ -182,7 +238,7 @@ class ImagingPool:
         # The process was dead (or dying) before it could begin the job, which therefore
         # did nothing: run it on the fresh worker. Once: if that one also dies first, the
         # fault is the pool's (workers that cannot start), and retrying would hide it.
-        return await self._run_on(fresh, fn, *args, retry=False)
+        return await self._run_on(fresh, attempt, retry=False)
 
     async def _run_once(
         self, worker: _Worker, job_id: int, fn: Callable[..., T], *args: object
@@ -219,6 +275,7 @@ class ImagingPool:
         self._all.discard(worker)
         _kill(worker.executor)
         worker.executor.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(worker.home, ignore_errors=True)  # what a job left is already gone
         return self._new_worker()
 
     def worker_pids(self) -> list[int]:
@@ -235,16 +292,25 @@ class ImagingPool:
                 for w in workers
             )
         )
+        await asyncio.to_thread(shutil.rmtree, self._root, ignore_errors=True)
 
 
 # In a worker process: where it records the job it begins (`_Worker.began`).
 _began: ctypes.c_int64 | None = None
 
 
-def _init_worker(began: ctypes.c_int64, memory_limit_mb: int | None, parent_pid: int) -> None:
+def _init_worker(
+    began: ctypes.c_int64,
+    memory_limit_mb: int | None,
+    parent_pid: int,
+    home: str,
+    allow_unconfined: bool,
+) -> None:
     global _began  # one per process, set once before any job, as libvips' own settings are
     _began = began
-    pipeline.init_worker(memory_limit_mb, parent_pid)
+    pipeline.init_worker(
+        memory_limit_mb, parent_pid, writable=home, allow_unconfined=allow_unconfined
+    )
 
 
 def _run_marked(job_id: int, fn: Callable[..., T], *args: object) -> T:
@@ -271,3 +337,47 @@ def _kill(worker: ProcessPoolExecutor) -> None:
     processes = getattr(worker, "_processes", None) or {}
     for process in list(processes.values()):
         process.kill()
+
+
+class _Untrusted(Exception):
+    """A worker's answer names a file the pool may not take from it."""
+
+
+def _hand_over(facts: Facts, staged: Path, out_dir: Path) -> Facts:
+    """The variant files a worker wrote in `staged`, moved to `out_dir`, and the facts
+    saying so; `_Untrusted` unless each is a regular file of one link directly in `staged`.
+
+    The app reads, stores and serves these files: a worker must not get it to take a link
+    to a file of the app's (the checks hold where Landlock, which already refuses links to
+    workers, is missing).
+    """
+    moved = []
+    for variant in facts.variants:
+        source = Path(variant.path)
+        if source.parent != staged or source.name in ("", ".", ".."):
+            raise _Untrusted(variant.path)
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            raise _Untrusted(variant.path) from None
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+            os.close(fd)
+            raise _Untrusted(variant.path)
+        with os.fdopen(fd, "rb") as opened:
+            target = out_dir / source.name
+            try:
+                os.replace(source, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                with open(target, "xb") as copy:  # another file system: copy what was checked
+                    shutil.copyfileobj(opened, copy)
+            else:
+                moved_to = os.lstat(target)
+                if (moved_to.st_dev, moved_to.st_ino) != (found.st_dev, found.st_ino):
+                    with contextlib.suppress(OSError):
+                        os.unlink(target)
+                    raise _Untrusted(variant.path)  # swapped between the check and the move
+        moved.append(replace(variant, path=str(target)))
+    return replace(facts, variants=tuple(moved))
