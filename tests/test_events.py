@@ -35,6 +35,7 @@ from mediasvc import db
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
 from mediasvc.config import ConfigError, Settings
+from mediasvc.db import events as events_queries
 from mediasvc.events import outbox
 from mediasvc.events.dispatcher import MAX_DELAY_S, Dispatcher, retry_delay, running_dispatcher
 from mediasvc.events.signing import Signer
@@ -346,6 +347,50 @@ class TestPayload:
         assert all(v["url"] is None for v in variants.values())
         assert b"/private" not in arrival.body
         assert b"md5" not in arrival.body
+
+    async def test_delivery_goes_on_after_the_database_ends_the_nodes_connections(
+        self, client: Client, receiver: Receiver, settings: Settings
+    ) -> None:
+        """After PostgreSQL ends every connection of the app (a restart, a failover), the
+        dispatcher keeps running: an event recorded afterwards is delivered."""
+        media = await upload(client)
+        await receiver.accepted_of(media["id"])
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            ended = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        assert ended >= 2  # the dispatcher's LISTEN connection and a pooled one at least
+        (event_id,) = await record(settings, ("media.ready", "after-the-restart"))
+        await receiver.wait_for(lambda: event_id in receiver.accepted, "the later event")
+
+    @pytest.mark.parametrize("error", [asyncpg.InternalClientError, RuntimeError])
+    async def test_a_failing_round_does_not_stop_the_dispatcher(
+        self,
+        client: Client,
+        receiver: Receiver,
+        settings: Settings,
+        monkeypatch: pytest.MonkeyPatch,
+        error: type[Exception],
+    ) -> None:
+        """A claim that raises (asyncpg's error for a connection the server ended
+        mid-operation, or anything unexpected) costs one round: the next one delivers."""
+        real_claim = events_queries.claim
+        failed = asyncio.Event()
+
+        async def claim_failing_once(*args: Any, **kwargs: Any) -> Any:
+            if not failed.is_set():
+                failed.set()
+                raise error("cannot switch to state 12; another operation (2) is in progress")
+            return await real_claim(*args, **kwargs)
+
+        monkeypatch.setattr(events_queries, "claim", claim_failing_once)
+        (event_id,) = await record(settings, ("media.ready", "after-a-bad-round"))
+        await receiver.wait_for(lambda: event_id in receiver.accepted, "the event")
+        assert failed.is_set()
 
     async def test_delete_follows_ready(self, client: Client, receiver: Receiver) -> None:
         """`media.deleted` (Media JSON, status deleting) is sent only once `media.ready` was

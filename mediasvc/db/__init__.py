@@ -62,6 +62,9 @@ UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.TooManyConnectionsError,
+    # A connection the server ended in the middle of an operation (a restart, a failover,
+    # pg_terminate_backend): asyncpg's protocol refuses the next call with this.
+    asyncpg.InternalClientError,
 )
 
 

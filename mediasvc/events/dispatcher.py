@@ -119,6 +119,10 @@ class Dispatcher:
                     await self._prune_now_and_then()
                 except DB_ERRORS as exc:
                     log.warning("webhook.dispatch_failed", error=str(exc))
+                except Exception:
+                    # Anything else is a bug, but not a reason to stop delivering for good:
+                    # log it and try again after the usual wait.
+                    log.exception("webhook.dispatch_crashed")
                 # Not `wait_for`: on 3.11 it loses a cancel that meets a wake-up.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
