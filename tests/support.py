@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from mediasvc.appkeys import DB, STORAGE
@@ -172,3 +173,22 @@ def request_head(method: str, path: str, *headers: str) -> str:
     """An HTTP/1.1 request head with a valid token and `headers`, up to the blank line."""
     lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Authorization: {bearer()['Authorization']}"]
     return "\r\n".join([*lines, *headers, ""])
+
+
+@asynccontextmanager
+async def webhook_receiver(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """Serve `handle` at POST /hook on a free loopback port; its URL. A request it holds is
+    cancelled if its sender goes away (as a killed node's does)."""
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/hook"
+    finally:
+        await runner.cleanup()

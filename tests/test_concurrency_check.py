@@ -44,7 +44,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from gates import wait_until
 from standardwebhooks import Webhook, WebhookVerificationError
-from support import bearer, upload_form
+from support import bearer, upload_form, webhook_receiver
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
@@ -119,18 +119,9 @@ class Receiver:
 async def receiving(rng: random.Random) -> AsyncIterator[Receiver]:
     """A receiver on a free loopback port."""
     receiver = Receiver(rng)
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.url = f"http://{host}:{port}/hook"
-    try:
+    async with webhook_receiver(receiver.handle) as url:
+        receiver.url = url
         yield receiver
-    finally:
-        await runner.cleanup()
 
 
 # --- the run --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
 from standardwebhooks import Webhook, WebhookVerificationError
-from support import bearer, upload_form
+from support import bearer, upload_form, webhook_receiver
 
 from mediasvc import db
 from mediasvc.app import create_app
@@ -151,21 +151,11 @@ def _media_of(arrival: Arrival) -> str | None:
 
 @asynccontextmanager
 async def receiving() -> AsyncIterator[Receiver]:
-    """A receiver on a free loopback port; a request it holds is cancelled if its sender
-    goes away (as a killed node's does)."""
+    """A receiver on a free loopback port."""
     receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.url = f"http://{host}:{port}/hook"
-    try:
+    async with webhook_receiver(receiver.handle) as url:
+        receiver.url = url
         yield receiver
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
