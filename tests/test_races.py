@@ -50,6 +50,19 @@ async def finished(work: Awaitable[T]) -> T:
     return await asyncio.wait_for(work, DEADLINE_S)
 
 
+async def queued_then_released(
+    settings: Settings, hold: Callable[[HeldLocks], Awaitable[None]], requests: list[Any]
+) -> list[Any]:
+    """Start `requests` while `hold` holds a lock, wait until each waits for a lock (its
+    flow is queued), release, and return their responses."""
+    async with HeldLocks(settings.database_url) as held:
+        await hold(held)
+        answers = asyncio.gather(*requests)
+        await until_waiting(settings.database_url, len(requests))
+        await held.release()
+        return list(await finished(answers))
+
+
 async def upload(client: Client, **fields: str) -> Any:
     return await client.post(
         "/v1/media", data=upload_form(TINY, filename="t.png", **fields), headers=bearer()
@@ -160,12 +173,11 @@ class TestQueuedOnTheLockThenRight:
     ) -> None:
         """Five avatars that all wait for the avatar collection's lock, then run one after
         another: all 201, one ready avatar left with only its own files."""
-        async with HeldLocks(settings.database_url) as held:
-            await held.collection("alice", "avatar")
-            uploads = asyncio.gather(*(upload(client, kind="avatar") for _ in range(5)))
-            await until_waiting(settings.database_url, 5)
-            await held.release()
-            responses = await finished(uploads)
+        responses = await queued_then_released(
+            settings,
+            lambda held: held.collection("alice", "avatar"),
+            [upload(client, kind="avatar") for _ in range(5)],
+        )
         assert [r.status for r in responses] == [201] * 5
         rows = await client.app[DB].fetch("SELECT id, status FROM media")
         assert [row["status"] for row in rows] == ["ready"]
@@ -179,12 +191,11 @@ class TestQueuedOnTheLockThenRight:
         """Eight uploads queued on a collection of ten holding six: four 201, four 409 (eight:
         each waits on one of the app's ten pooled connections)."""
         await fill(client, 6)
-        async with HeldLocks(settings.database_url) as held:
-            await held.collection("alice", "gallery")
-            uploads = asyncio.gather(*(upload(client, collection="gallery") for _ in range(8)))
-            await until_waiting(settings.database_url, 8)
-            await held.release()
-            responses = await finished(uploads)
+        responses = await queued_then_released(
+            settings,
+            lambda held: held.collection("alice", "gallery"),
+            [upload(client, collection="gallery") for _ in range(8)],
+        )
         assert sorted(r.status for r in responses) == [201] * 4 + [409] * 4
         positions = await collection_positions(client, "gallery")
         assert [p for _, p in positions] == list(range(10))
@@ -235,11 +246,8 @@ class TestQuotaQueue:
         self, client: Client, settings: Settings
     ) -> None:
         """Six uploads queued on the owner's quota lock with room for two: two 201, four 409."""
-        async with HeldLocks(settings.database_url) as held:
-            await held.owner("alice")
-            uploads = asyncio.gather(*(upload(client) for _ in range(6)))
-            await until_waiting(settings.database_url, 6)
-            await held.release()
-            responses = await finished(uploads)
+        responses = await queued_then_released(
+            settings, lambda held: held.owner("alice"), [upload(client) for _ in range(6)]
+        )
         assert sorted(r.status for r in responses) == [201] * 2 + [409] * 4
         assert await statuses(client) == ["ready", "ready"]
