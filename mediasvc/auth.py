@@ -1,8 +1,11 @@
 """Bearer JWTs: verify incoming tokens, mint tokens for `python -m mediasvc token`.
 
 HS256 with `MEDIASVC_JWT_SECRET`, or RS256 when `MEDIASVC_JWT_PUBLIC_KEY_FILE` names a PEM
-public key (the issuer keeps the private key). `sub` is the owner id, `exp` is required,
-`role: "admin"` may act on anyone's media, and the spaces claim (default `spaces`, named by
+public key (the issuer keeps the private key). The subject claim (default `sub`, named by
+`MEDIASVC_JWT_SUBJECT_CLAIM`; a number is taken as its decimal string) is the owner id,
+`exp` is required, the admin claim (default `mediasvc_admin`, named by
+`MEDIASVC_JWT_ADMIN_CLAIM`) set to `true` may act on anyone's media (a product's own `role`
+or `admin` claim never does), and the spaces claim (default `spaces`, named by
 `MEDIASVC_JWT_SPACES_CLAIM`) lists the spaces whose media the caller may see. When
 `MEDIASVC_JWT_ISSUER` or `MEDIASVC_JWT_AUDIENCE` is set, the token's `iss` or `aud` must be
 present and match it.
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
+from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.errors import Busy, Unauthorized
 from mediasvc.jwks import ALGORITHMS as PROVIDER_ALGORITHMS
 from mediasvc.jwks import KeyFetchFailed, ProviderKeys
@@ -63,6 +67,8 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         spaces_claim: str = DEFAULT_CLAIM,
+        subject_claim: str = DEFAULT_SUBJECT_CLAIM,
+        admin_claim: str = DEFAULT_ADMIN_CLAIM,
         provider: ProviderKeys | None = None,
     ) -> None:
         # The service's own keys, by the one algorithm each is for.
@@ -76,11 +82,14 @@ class TokenVerifier:
         self.provider = provider
         self._issuer, self._audience = issuer, audience
         self._spaces_claim = spaces_claim
+        self._subject_claim, self._admin_claim = subject_claim, admin_claim
         # Without an audience of its own, PyJWT refuses every token that carries `aud`;
-        # the service then does not check `aud` at all, as it checks no `iss`.
+        # the service then does not check `aud` at all, as it checks no `iss`. PyJWT's own
+        # `sub` check (a string) is off: the subject claim is checked below, numbers too.
         self._options: Options = {
-            "require": ["exp", "sub"],
+            "require": ["exp"],
             "verify_aud": audience is not None,
+            "verify_sub": False,
         }
 
     @classmethod
@@ -92,6 +101,8 @@ class TokenVerifier:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             spaces_claim=settings.jwt_spaces_claim,
+            subject_claim=settings.jwt_subject_claim,
+            admin_claim=settings.jwt_admin_claim,
             provider=None if settings.jwt_jwks_url is None else ProviderKeys(settings.jwt_jwks_url),
         )
 
@@ -145,12 +156,18 @@ class TokenVerifier:
             raise Unauthorized("The token has expired.") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"The token is not valid: {exc}") from None
-        sub = claims["sub"]
+        sub = claims.get(self._subject_claim)
+        # A product's own tokens often carry a numeric user id; bools are not numbers here.
+        if isinstance(sub, int) and not isinstance(sub, bool):
+            sub = str(sub)
         if not isinstance(sub, str) or not 0 < len(sub) <= 128:
-            raise Unauthorized("The token's subject must be a non-empty string.")
+            raise Unauthorized(
+                f"The token's {self._subject_claim!r} claim must be a non-empty string or an "
+                "integer (the owner id)."
+            )
         return Principal(
             sub=sub,
-            admin=claims.get("role") == "admin",
+            admin=claims.get(self._admin_claim) is True,
             spaces=_spaces(claims.get(self._spaces_claim, []), self._spaces_claim),
         )
 
@@ -188,6 +205,8 @@ def mint_token(
     admin: bool = False,
     spaces: Sequence[str] = (),
     spaces_claim: str = DEFAULT_CLAIM,
+    subject_claim: str = DEFAULT_SUBJECT_CLAIM,
+    admin_claim: str = DEFAULT_ADMIN_CLAIM,
     ttl_s: int = DEFAULT_TOKEN_TTL_S,
     issuer: str | None = None,
     audience: str | None = None,
@@ -195,13 +214,13 @@ def mint_token(
     """An HS256 token for `sub`, valid for `ttl_s` seconds, listing `spaces` if any, with
     `iss` / `aud` when given (a verifier that checks them needs them)."""
     now = int(time.time())
-    claims: dict[str, object] = {"sub": sub, "iat": now, "exp": now + ttl_s}
+    claims: dict[str, object] = {subject_claim: sub, "iat": now, "exp": now + ttl_s}
     if issuer is not None:
         claims["iss"] = issuer
     if audience is not None:
         claims["aud"] = audience
     if admin:
-        claims["role"] = "admin"
+        claims[admin_claim] = True
     if spaces:
         claims[spaces_claim] = list(spaces)
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -14,6 +14,7 @@ from aiohttp import web
 from mediasvc import db
 from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
+from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.events import admin as events_admin
@@ -37,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply pending SQL migrations")
     token = commands.add_parser("token", help="print a JWT for SUB signed with the secret")
     token.add_argument("sub")
-    token.add_argument("--admin", action="store_true", help="add role=admin")
+    token.add_argument(
+        "--admin", action="store_true", help="add the admin claim (mediasvc_admin: true)"
+    )
     token.add_argument(
         "--space",
         action="append",
@@ -154,6 +157,8 @@ def _token(sub: str, *, admin: bool, spaces: list[str], ttl_s: int) -> int:
         admin=admin,
         spaces=spaces,
         spaces_claim=claim,
+        subject_claim=os.environ.get("MEDIASVC_JWT_SUBJECT_CLAIM") or DEFAULT_SUBJECT_CLAIM,
+        admin_claim=os.environ.get("MEDIASVC_JWT_ADMIN_CLAIM") or DEFAULT_ADMIN_CLAIM,
         ttl_s=ttl_s,
         # A service that checks `iss` / `aud` checks them on its own tokens too.
         issuer=os.environ.get("MEDIASVC_JWT_ISSUER") or None,

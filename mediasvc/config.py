@@ -16,6 +16,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
+from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.imaging.job import DEFAULT_RULES, ImageRules
 from mediasvc.origins import parse_origin
 from mediasvc.spaces import DEFAULT_CLAIM
@@ -214,6 +215,13 @@ class Settings:
     public_owner: bool = field(default=False, metadata=_env("PUBLIC_OWNER", _bool))
     # The claim listing the spaces a token's holder may see (see `mediasvc.spaces`).
     jwt_spaces_claim: str = field(default=DEFAULT_CLAIM, metadata=_env("JWT_SPACES_CLAIM"))
+    # The claim naming the owner (a string, or a number taken as its decimal string).
+    jwt_subject_claim: str = field(
+        default=DEFAULT_SUBJECT_CLAIM, metadata=_env("JWT_SUBJECT_CLAIM")
+    )
+    # The claim that, when `true`, makes the holder an admin: namespaced, so that a
+    # product's own `role` or `admin` claim never grants it.
+    jwt_admin_claim: str = field(default=DEFAULT_ADMIN_CLAIM, metadata=_env("JWT_ADMIN_CLAIM"))
     data_dir: Path = field(default=Path("var"), metadata=_env("DATA_DIR", Path))
     # Unset, these two sit under `data_dir`, wherever it is (see `from_env`).
     media_dir: Path = field(default=Path("var/media"), metadata=_env("MEDIA_DIR", Path))

@@ -22,12 +22,55 @@ def test_minted_token_verifies_to_its_subject() -> None:
     assert principal == Principal(sub="alice", admin=False)
 
 
-def test_admin_role_is_carried() -> None:
-    """role=admin makes an admin, who may act on anyone's media."""
+def test_admin_claim_is_carried() -> None:
+    """`mediasvc_admin: true` makes an admin, who may act on anyone's media."""
     principal = TokenVerifier(secret=SECRET).verify(mint_token(SECRET, "root", admin=True))
     assert principal.admin
     assert principal.may_act_on("alice")
     assert not Principal("bob", admin=False).may_act_on("alice")
+
+
+def _verified(claims: dict[str, object], **verifier: str) -> Principal:
+    token = jwt.encode({"exp": int(time.time()) + 60, **claims}, SECRET, algorithm="HS256")
+    return TokenVerifier(secret=SECRET, **verifier).verify(token)
+
+
+class TestProductTokens:
+    """Tokens as products mint them for their own purposes."""
+
+    def test_a_numeric_subject_is_its_decimal_string(self) -> None:
+        """A FastAPI product's `sub: 42` is the owner "42" (a bool is not a number)."""
+        assert _verified({"sub": 42}).sub == "42"
+        with pytest.raises(Unauthorized):
+            _verified({"sub": True})
+        with pytest.raises(Unauthorized):
+            _verified({"sub": 4.2})
+
+    @pytest.mark.parametrize(
+        "claims",
+        [{"role": "admin"}, {"admin": True}, {"mediasvc_admin": "true"}, {"mediasvc_admin": 1}],
+    )
+    def test_only_the_namespaced_admin_claim_set_to_true_grants_admin(
+        self, claims: dict[str, object]
+    ) -> None:
+        """A product's own `role`/`admin` claims, or a truthy non-`true` value, grant nothing."""
+        assert not _verified({"sub": "alice", **claims}).admin
+        assert _verified({"sub": "alice", "mediasvc_admin": True}).admin
+
+    def test_subject_and_admin_claims_can_be_renamed(self) -> None:
+        """With `user_id` as the subject and `https://example.com/admin` as the admin
+        claim, those are read, and `sub` alone is not enough."""
+        names = {"subject_claim": "user_id", "admin_claim": "https://example.com/admin"}
+        principal = _verified({"user_id": 7, "https://example.com/admin": True}, **names)
+        assert principal == Principal(sub="7", admin=True)
+        with pytest.raises(Unauthorized, match="'user_id'"):
+            _verified({"sub": "alice"}, **names)
+
+    def test_minted_tokens_use_the_configured_claim_names(self) -> None:
+        """`mint_token` (the CLI's) writes the claims the verifier reads."""
+        names = {"subject_claim": "uid", "admin_claim": "x_admin"}
+        token = mint_token(SECRET, "root", admin=True, **names)
+        assert TokenVerifier(secret=SECRET, **names).verify(token) == Principal("root", True)
 
 
 @pytest.mark.parametrize(

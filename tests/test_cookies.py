@@ -58,9 +58,10 @@ class TestCookieToken:
         assert (await response.json())["code"] == "unauthorized"
 
     async def test_other_cookies_are_not_tokens(self, client: Client) -> None:
-        """Only the configured cookie name is read."""
+        """Only the configured cookie name is read, and the refusal names it."""
         response = await client.get("/v1/media", headers={"Cookie": f"session={token()}"})
         assert response.status == 401
+        assert f"{COOKIE!r} cookie" in (await response.json())["detail"]
 
     async def test_without_the_setting_cookies_are_ignored(
         self, make_settings: Callable[..., Settings], aiohttp_client: Any
@@ -69,6 +70,7 @@ class TestCookieToken:
         client: Client = await aiohttp_client(create_app(make_settings(cors_origins=(APP,))))
         response = await client.get("/v1/media", headers=session())
         assert response.status == 401
+        assert "cookie" not in (await response.json())["detail"]
 
     async def test_authorization_header_wins_over_the_cookie(self, client: Client) -> None:
         """With both, the bearer header names the caller, and no CSRF check applies: no

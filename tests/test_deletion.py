@@ -85,7 +85,7 @@ async def test_others_get_403_on_public_and_404_on_private(client: Client) -> No
 
 
 async def test_admin_may_delete_anyones_media(client: Client, settings: Settings) -> None:
-    """role=admin acts on any owner's media, private included."""
+    """An admin token acts on any owner's media, private included."""
     private = await create(client, visibility="private")
     response = await client.delete(f"/v1/media/{private['id']}", headers=bearer("root", admin=True))
     assert response.status == 204

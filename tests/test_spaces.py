@@ -47,7 +47,7 @@ def token(
     if spaces:
         claims["spaces"] = list(spaces)
     if admin:
-        claims["role"] = "admin"
+        claims["mediasvc_admin"] = True
     claims.update(extra or {})
     return {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, algorithm='HS256')}"}
 
@@ -453,9 +453,27 @@ async def statements(pool: asyncpg.Pool) -> AsyncIterator[list[asyncpg.connectio
 
 
 def plan_nodes(plan: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """The plan's nodes, without the subplans that compute one returned row's columns."""
     yield plan
     for child in plan.get("Plans", []):
-        yield from plan_nodes(child)
+        if child.get("Parent Relationship") != "SubPlan":
+            yield from plan_nodes(child)
+
+
+def subplans(plan: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Every node of the plan's subplans (per-row columns, such as a collection position)."""
+    for child in plan.get("Plans", []):
+        if child.get("Parent Relationship") == "SubPlan":
+            yield child
+            yield from (node for grand in child.get("Plans", []) for node in _all(grand))
+        else:
+            yield from subplans(child)
+
+
+def _all(plan: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _all(child)
 
 
 class TestManySpaces:
@@ -517,6 +535,11 @@ class TestManySpaces:
         ]
         assert "created_at" in scans[0]["Index Cond"]
         assert not any(n["Node Type"] == "Sort" for n in nodes)
+        # Per returned row, its collection position is counted on the collection index.
+        per_row = [
+            n for n in subplans(json.loads(explained)[0]["Plan"]) if "Scan" in n["Node Type"]
+        ]
+        assert {n.get("Index Name") for n in per_row} <= {"media_owner_collection_idx"}
 
     async def test_a_token_past_the_header_budget_is_a_400_problem_from_nginx(
         self, client: Client, nginx: str, http: aiohttp.ClientSession

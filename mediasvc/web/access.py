@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, VERIFIER
+from mediasvc.appkeys import DB, SETTINGS, VERIFIER
 from mediasvc.auth import Principal
 from mediasvc.config import Settings
 from mediasvc.db import queries
@@ -37,7 +37,9 @@ def require_principal(request: web.Request) -> Principal:
     """The caller; `Unauthorized` without a valid bearer token."""
     principal = optional_principal(request)
     if principal is None:
-        raise Unauthorized("This endpoint needs 'Authorization: Bearer <token>'.")
+        cookie = request.app[SETTINGS].auth_cookie
+        also = "" if cookie is None else f", or the {cookie!r} cookie of a signed-in session"
+        raise Unauthorized(f"This endpoint needs 'Authorization: Bearer <token>'{also}.")
     return principal
 
 

@@ -1102,9 +1102,11 @@ def _security_schemes(settings: Settings) -> dict[str, Any]:
             "bearerFormat": "JWT",
             "description": (
                 "`Authorization: Bearer <JWT>`: HS256 with `MEDIASVC_JWT_SECRET`, RS256 with "
-                "a key file, or RS256/ES256 from the identity provider's JWKS. `sub` is the "
-                "owner, `exp` is required, `role: admin` may act on anyone's media, the "
-                "spaces claim lists the spaces the caller may see."
+                "a key file, or RS256/ES256 from the identity provider's JWKS. The subject "
+                f"claim `{settings.jwt_subject_claim}` is the owner (a number is taken as "
+                f"its decimal string), `exp` is required, `{settings.jwt_admin_claim}: true` "
+                "may act on anyone's media, the spaces claim lists the spaces the caller "
+                "may see."
             ),
         }
     }
