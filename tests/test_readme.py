@@ -1,0 +1,115 @@
+"""The README's programs run as written: each is taken from the README itself (not a copy),
+run against the service, and must do what the README says it does."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import images
+import pytest
+from aiohttp.test_utils import TestClient
+from gates import DEADLINE_S, wait_until
+from support import bearer, upload_form
+
+from mediasvc.config import Settings
+from mediasvc.stack.localproc import free_port
+
+Client = TestClient[Any, Any]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+KEY = bytes(range(32))
+
+
+def readme_program(language: str, marker: str) -> str:
+    """The one fenced `language` block of the README that contains `marker`."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.M | re.S)
+    found = [block for block in blocks if marker in block]
+    assert len(found) == 1, f"expected one {language} block with {marker!r}, got {len(found)}"
+    return found[0]
+
+
+class Program:
+    """A README program running in its own interpreter; its printed lines, as they come."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+
+    async def line(self, matches: Callable[[str], bool], what: str) -> str:
+        """The first printed line (from now or before) that `matches`."""
+        while not any(matches(line) for line in self.lines):
+            assert self.process.stdout is not None
+            raw = await asyncio.wait_for(self.process.stdout.readline(), DEADLINE_S)
+            assert raw, f"the program ended before printing {what}"
+            self.lines.append(raw.decode().rstrip("\n"))
+        return next(line for line in self.lines if matches(line))
+
+
+@pytest.fixture
+async def receiver(tmp_path: Path) -> AsyncIterator[tuple[Program, int]]:
+    """The README's webhook receiver, listening on a free port with the test's secret."""
+    source = tmp_path / "receiver.py"
+    source.write_text(readme_program("python", "standardwebhooks"))
+    port = free_port()
+    env = {
+        "MEDIASVC_WEBHOOK_SECRET": "whsec_" + base64.b64encode(KEY).decode(),
+        "PORT": str(port),
+        "PATH": "/usr/bin:/bin",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(source), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    program = Program(process)
+    try:
+        yield program, port
+    finally:
+        process.kill()
+        await process.wait()
+
+
+@pytest.fixture
+def settings(make_settings: Any, receiver: tuple[Program, int]) -> Settings:
+    """The app sends its webhooks to the README's receiver."""
+    _, port = receiver
+    result: Settings = make_settings(
+        webhook_urls=(f"http://127.0.0.1:{port}/hooks/media",),
+        webhook_secret=KEY,
+        webhook_backoff_s=0.05,
+    )
+    return result
+
+
+async def test_the_webhook_receiver_handles_ready_and_deleted(
+    client: Client, receiver: tuple[Program, int]
+) -> None:
+    """The README's receiver verifies each event and prints what it does with it: attach a
+    new media with its thumbnail's URL, then forget it once deleted."""
+    program, port = receiver
+
+    async def listening() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await wait_until(listening, "the README's receiver listens")
+    response = await client.post(
+        "/v1/media", data=upload_form(images.make_tiny(), filename="t.png"), headers=bearer()
+    )
+    assert response.status == 201
+    media = await response.json()
+    attached = await program.line(lambda line: media["id"] in line, "the attach line")
+    assert attached == (
+        f"attach {media['id']} to the post; thumbnail: {media['variants']['thumbnail']['url']}"
+    )
+    assert (await client.delete(f"/v1/media/{media['id']}", headers=bearer())).status == 204
+    forgot = await program.line(lambda line: line.startswith("forget"), "the forget line")
+    assert forgot == f"forget {media['id']}"
