@@ -57,7 +57,10 @@ class TestPreflight:
     ) -> None:
         """A preflight from an allowed origin is answered with the methods and request
         headers the API takes, credentials allowed, the origin echoed, cached a while."""
-        asked = "authorization, content-type, idempotency-key, prefer"
+        # The API's headers, and what Dropzone sends by default.
+        asked = (
+            "authorization, content-type, idempotency-key, prefer, cache-control, x-requested-with"
+        )
         response = await client.options(
             "/v1/media", headers=preflight_headers(origin, method, asked)
         )

@@ -20,7 +20,17 @@ from mediasvc.errors import Forbidden
 from mediasvc.web import problems
 
 ALLOW_METHODS = ("GET", "POST", "PUT", "DELETE")
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Prefer")
+# The API's own headers, and the two that popular uploaders send by default (Dropzone's
+# `Cache-Control: no-cache` and `X-Requested-With: XMLHttpRequest`): harmless to accept,
+# and a preflight that refused them would stop those uploaders before the first byte.
+ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Prefer",
+    "Cache-Control",
+    "X-Requested-With",
+)
 EXPOSE_HEADERS = ("Location", "X-Request-Id", "Retry-After")
 # Browsers keep a preflight's answer this long (Chromium caps it at 2 h), so an app that
 # uploads often pays the extra round trip once per ten minutes, not once per upload.
