@@ -40,6 +40,7 @@ import pyvips
 
 from mediasvc.imaging import heifgrid
 from mediasvc.imaging.avif import avif_sequence
+from mediasvc.imaging.confine import confine_worker
 from mediasvc.imaging.formats import (
     ANIMATED_LOADERS,
     HEIF_AVAILABLE,
@@ -68,7 +69,6 @@ from mediasvc.imaging.report import (
     heif_processing_report,
     processing_report,
 )
-from mediasvc.imaging.sandbox import confine_worker
 from mediasvc.imaging.variants import LARGEST, VARIANTS, VariantSpec
 from mediasvc.imaging.webp import encode_still
 
@@ -144,7 +144,7 @@ def init_worker(
     reach SVG, PDF, matload or any other loader libvips ships. With `memory_limit_mb`, the
     process's address space is capped: a runaway decode fails its own job, not the host.
     With `parent_pid`, the worker dies with that parent, however the parent ends. Then the
-    process is confined for good (`sandbox.confine_worker`): no network, no other process,
+    process is confined for good (`confine.confine_worker`): no network, no other process,
     no child process; with `writable`, no file-system change outside that directory.
     Where the HEIF extra is installed, its decoder is loaded last, already confined.
     """

@@ -15,11 +15,12 @@ Each worker is its own single-process executor, so a fault stays with its job:
 - Recycled: each worker process exits after `max_tasks_per_child` jobs, so a decoder leak
   is bounded; its address space is capped (`pipeline.init_worker`).
 
-Workers start with `spawn` (never `fork` from a threaded event-loop process), as direct
-children of the app, and die with it even when it is SIGKILLed (`pipeline.init_worker`).
-They start no process of their own (`imaging.sandbox`), so nothing a worker runs outlives it.
+Workers start with `spawn` (never `fork` from a threaded event-loop process), exec'ed
+without the app's secrets (`imaging.launch`), as direct children of the app, and die with
+it even when it is SIGKILLed (`pipeline.init_worker`).
+They start no process of their own (`imaging.confine`), so nothing a worker runs outlives it.
 
-Confined (`imaging.sandbox`): before the first worker starts, the pool makes its own process
+Confined (`imaging.confine`): before the first worker starts, the pool makes its own process
 non-dumpable and refuses to start where a filter refuses Landlock (unless
 `allow_unconfined`). Each worker may change the file system only in a directory of its own
 under the pool's root (`work_dir`), a Landlock rule: `process` has it write a job's
@@ -48,7 +49,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from mediasvc.imaging import pipeline, sandbox
+from mediasvc.imaging import confine, launch, pipeline
 from mediasvc.imaging.job import Facts, Job
 
 T = TypeVar("T")
@@ -103,10 +104,10 @@ class ImagingPool:
         """`work_dir` holds the workers' own directories (default: the system's temporary
         directory); on the file system of the jobs' `out_dir`, variants are renamed rather
         than copied there. `allow_unconfined` lets workers run where a filter refuses
-        Landlock (`sandbox.check_landlock`); otherwise that raises `LandlockRefused` here."""
-        sandbox.check_landlock(allow_unconfined=allow_unconfined)
+        Landlock (`confine.check_landlock`); otherwise that raises `LandlockRefused` here."""
+        confine.check_landlock(allow_unconfined=allow_unconfined)
         # Before any worker exists: none may read this process's environment or memory.
-        sandbox.make_undumpable()
+        confine.make_undumpable()
         self._allow_unconfined = allow_unconfined
         self._root = Path(tempfile.mkdtemp(prefix=".mediasvc-workers-", dir=work_dir))
         self.workers = workers
@@ -123,7 +124,7 @@ class ImagingPool:
             self._idle.put_nowait(self._new_worker())
 
     def _new_worker(self) -> _Worker:
-        context = sandbox.spawn_context()  # workers start without the app's secrets
+        context = launch.spawn_context()  # workers start without the app's secrets
         # Handed over at spawn, so the executor's own respawns (`max_tasks_per_child`)
         # share it too.
         began = context.RawValue(ctypes.c_int64, 0)
