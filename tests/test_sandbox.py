@@ -27,7 +27,7 @@ import sandbox_probe
 import unit_filter
 from gates import Gate
 
-from mediasvc.imaging import confine, launch, pipeline
+from mediasvc.imaging import confine, launch, worker
 from mediasvc.imaging import pool as pool_module
 from mediasvc.imaging.job import Facts, Job, VariantFile
 from mediasvc.imaging.pool import ImagingPool
@@ -134,7 +134,7 @@ def test_workers_the_executor_respawns_start_without_secrets_too(
     executor = ProcessPoolExecutor(
         max_workers=1,
         mp_context=launch.spawn_context(),
-        initializer=pipeline.init_worker,
+        initializer=worker.init_worker,
         initargs=(None, os.getpid()),
         max_tasks_per_child=1,
     )

@@ -13,11 +13,11 @@ Each worker is its own single-process executor, so a fault stays with its job:
   worker. A job that began and took its worker down is never run again: a crafted file
   must not get to kill a second worker.
 - Recycled: each worker process exits after `max_tasks_per_child` jobs, so a decoder leak
-  is bounded; its address space is capped (`pipeline.init_worker`).
+  is bounded; its address space is capped (`worker.init_worker`).
 
 Workers start with `spawn` (never `fork` from a threaded event-loop process), exec'ed
 without the app's secrets (`imaging.launch`), as direct children of the app, and die with
-it even when it is SIGKILLed (`pipeline.init_worker`).
+it even when it is SIGKILLed (`worker.init_worker`).
 They start no process of their own (`imaging.confine`), so nothing a worker runs outlives it.
 
 Confined (`imaging.confine`): before the first worker starts, the pool makes its own process
@@ -51,6 +51,7 @@ from typing import TypeVar
 
 from mediasvc.imaging import confine, launch, pipeline
 from mediasvc.imaging.job import Facts, Job
+from mediasvc.imaging.worker import init_worker, ping
 
 T = TypeVar("T")
 
@@ -202,7 +203,7 @@ class ImagingPool:
             if any(_has_dead_process(worker.executor) for worker in list(self._all)):
                 raise WorkerCrashed from None
             return
-        await self._run_on(worker, self._call(pipeline.ping))
+        await self._run_on(worker, self._call(ping))
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a picklable `fn(*args)` in a worker, with the pool's admission and timeout."""
@@ -309,9 +310,7 @@ def _init_worker(
 ) -> None:
     global _began  # one per process, set once before any job, as libvips' own settings are
     _began = began
-    pipeline.init_worker(
-        memory_limit_mb, parent_pid, writable=home, allow_unconfined=allow_unconfined
-    )
+    init_worker(memory_limit_mb, parent_pid, writable=home, allow_unconfined=allow_unconfined)
 
 
 def _run_marked(job_id: int, fn: Callable[..., T], *args: object) -> T:
