@@ -1,6 +1,7 @@
 """What a worker does as it starts (`mediasvc.imaging.worker.init_worker`): the libvips
 loader lock-down, tried in fresh interpreters, since `init_worker` changes process-wide
-libvips state (and confines the process for good)."""
+libvips state (and confines the process for good); and what a worker loads: nothing of the
+app."""
 
 from __future__ import annotations
 
@@ -109,3 +110,30 @@ def test_hardened_worker_still_processes_every_accepted_format(tmp_path: Path) -
         f"{label.split(';')[0]}: 5 variants, {6 if 'animated' in label else 1} frames"
         for label in sources
     ]
+
+
+IMPORT_PROBE = textwrap.dedent(
+    """
+    import importlib, pkgutil, sys
+
+    import mediasvc.imaging
+
+    for found in pkgutil.iter_modules(mediasvc.imaging.__path__):
+        importlib.import_module(f"mediasvc.imaging.{found.name}")
+    for name in sorted(sys.modules):
+        print(name)
+    """
+)
+# What the app side is built on: none of it may reach a process that decodes uploads.
+APP_LIBRARIES = ("aiohttp", "asyncpg", "aiobotocore", "botocore", "jwt", "structlog")
+
+
+def test_imaging_loads_nothing_of_the_app() -> None:
+    """Every module of `mediasvc.imaging` together loads no other part of mediasvc and none of
+    the app's libraries: workers hold no code that knows a setting, the database or HTTP."""
+    loaded = run_python(IMPORT_PROBE)
+
+    ours = {name for name in loaded if name == "mediasvc" or name.startswith("mediasvc.")}
+    assert ours - {"mediasvc"} == {name for name in ours if name.startswith("mediasvc.imaging")}
+    assert "mediasvc.imaging.worker" in ours
+    assert [name for name in loaded if name.split(".")[0] in APP_LIBRARIES] == []
