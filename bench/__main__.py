@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import quality, report, rounds, sharp_baselines
 from bench.graphics import write_graphics
 from bench.inputs import write_inputs
-from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging import encode
 from mediasvc.imaging.job import DEFAULT_RULES
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -73,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **report.environment(single.sharp_versions),
         "settings": {
             "quality": DEFAULT_RULES.quality,
-            "webp_effort": imaging.WEBP_EFFORT,
-            "webp_lossless_method": imaging.WEBP_LOSSLESS_METHOD,
+            "webp_effort": encode.WEBP_EFFORT,
+            "webp_lossless_method": encode.WEBP_LOSSLESS_METHOD,
             "libvips_threads_per_worker": single.concurrency,
             "workers": workers,
             "single_process_rounds": single_rounds,
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick,
             "sharp_version": sharp_baselines.SHARP_VERSION,
             "sharp_skipped": single.sharp_skipped,
-            "graphic_min_flat_share": imaging.GRAPHIC_MIN_FLAT_SHARE,
+            "graphic_min_flat_share": encode.GRAPHIC_MIN_FLAT_SHARE,
         },
         "inputs": {
             i.name: {"width": i.width, "height": i.height, "bytes": i.bytes, "note": i.note}

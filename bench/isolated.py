@@ -2,7 +2,7 @@
 
 Each contestant lives in its own process started with `forkserver` (as the service's pool
 does), so one contestant's libvips settings, caches and heap never affect another's, and
-the bench process itself is never hardened by `pipeline.init_worker`. Timing happens inside
+the bench process itself is never hardened by `worker.init_worker`. Timing happens inside
 the worker: pickling arguments and results is not measured.
 """
 

@@ -1,10 +1,10 @@
 """The floor for this work: one shrink-on-load decode, five encodes, nothing else.
 
-Runs in a worker set up by `pipeline.init_worker`, so libvips has the same thread count and
+Runs in a worker set up by `worker.init_worker`, so libvips has the same thread count and
 cache as the service's workers. The decode is the cheapest libvips route to the largest
 variant: libjpeg's DCT scaling by the largest power of two that keeps the target size, then
 one Lanczos resize, materialised in memory. The encodes are timed alone on images prepared
-beforehand, with the service's encoder (`imaging.webp`), quality and effort, into memory.
+beforehand, with the service's encoder (`imaging.encode`), quality and effort, into memory.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pyvips
 
 from bench.timing import Sample, timed
+from mediasvc.imaging.encode import encode_still
 from mediasvc.imaging.variants import LARGEST, VARIANTS
-from mediasvc.imaging.webp import encode_still
 
 # Sources already decoded to each variant size in this worker, so encodes are timed alone.
 _prepared: dict[str, list[pyvips.Image]] = {}

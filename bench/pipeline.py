@@ -1,7 +1,7 @@
 """The project's own imaging function, called directly: one process, and N at once.
 
 The worker processes are set up exactly like the service's pool (forkserver,
-`pipeline.init_worker`), and each job is a `pipeline.Job` with the service's default
+`worker.init_worker`), and each job is a `pipeline.Job` with the service's default
 settings, so the only thing missing compared with the service is the service.
 """
 
@@ -20,6 +20,7 @@ from bench.timing import Sample, timed
 from mediasvc.config import Settings
 from mediasvc.imaging import pipeline as imaging
 from mediasvc.imaging.job import Job
+from mediasvc.imaging.worker import init_worker
 from mediasvc.kinds import DEFAULT_KIND, kind_rules
 
 # The service's defaults: quality, limits, output format.
@@ -100,7 +101,7 @@ class Throughput:
 
 def start_pool(workers: int) -> ProcessPoolExecutor:
     """N workers set up like the service's pool: forkserver, `init_worker`."""
-    return new_executor(workers, imaging.init_worker)
+    return new_executor(workers, init_worker)
 
 
 def warm(pool: ProcessPoolExecutor, workers: int, source: str, mime: str) -> None:

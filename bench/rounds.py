@@ -17,8 +17,9 @@ from bench.inputs import Input
 from bench.isolated import Isolated
 from bench.service import Level, Stack, multipart_body
 from bench.timing import Sample
-from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging.encode import WEBP_EFFORT
 from mediasvc.imaging.job import DEFAULT_RULES
+from mediasvc.imaging.worker import init_worker
 
 MAIN_INPUT = "photo_12mp"
 # Also timed in the single-process phase, for the table only (no targets). The HEIC (with
@@ -52,9 +53,9 @@ class SingleProcess:
 
 def single_process(inputs: dict[str, Input], rounds: int, scratch: Path) -> SingleProcess:
     """Limit, pipeline and the Pillow and sharp baselines, one process each, interleaved."""
-    quality, effort = DEFAULT_RULES.quality, imaging.WEBP_EFFORT
-    floor = Isolated(imaging.init_worker)
-    worker = Isolated(imaging.init_worker)
+    quality, effort = DEFAULT_RULES.quality, WEBP_EFFORT
+    floor = Isolated(init_worker)
+    worker = Isolated(init_worker)
     pillow = Isolated()
     sharp, skipped = sharp_baselines.start()
     try:
@@ -198,7 +199,7 @@ def _merge(into: Level, batch: Level) -> None:
 def memory(inputs: dict[str, Input]) -> dict[str, float]:
     """Peak RSS of a fresh worker running one job per input, plus an idle worker's RSS."""
     peaks = {}
-    idle = Isolated(imaging.init_worker)
+    idle = Isolated(init_worker)
     try:
         peaks["idle_worker"] = idle.call(bare.peak_rss_mb)
     finally:
@@ -206,7 +207,7 @@ def memory(inputs: dict[str, Input]) -> dict[str, float]:
     for name in MEMORY_INPUTS:
         if name not in inputs:
             continue
-        fresh = Isolated(imaging.init_worker)
+        fresh = Isolated(init_worker)
         try:
             peaks[name] = fresh.call(
                 bare.once, str(inputs[name].path), inputs[name].mime
@@ -231,7 +232,7 @@ class Encoded:
 
 def encoding(graphics: dict[str, Input], inputs: dict[str, Input]) -> dict[str, Encoded]:
     """The graphics set and the photo set, each encoded content-aware and lossy only."""
-    worker = Isolated(imaging.init_worker)
+    worker = Isolated(init_worker)
     try:
         found = {}
         for item in [*graphics.values(), *(inputs[n] for n in PHOTO_INPUTS if n in inputs)]:

@@ -26,9 +26,10 @@ from bench.inputs import photo_jpeg
 from bench.isolated import Isolated, new_executor
 from bench.limit import dct_shrink
 from bench.timing import Sample, timed
-from mediasvc.imaging import pipeline as imaging
+from mediasvc.imaging.encode import WEBP_EFFORT
 from mediasvc.imaging.job import DEFAULT_RULES
 from mediasvc.imaging.variants import LARGEST, VARIANTS
+from mediasvc.imaging.worker import init_worker
 
 QUALITY = DEFAULT_RULES.quality
 REPEATS = 5
@@ -125,7 +126,7 @@ def dct_psnr(source: str) -> float:
 
 def init_with_threads(threads: int) -> None:
     """A service worker (`init_worker`), then `threads` libvips threads per pipeline."""
-    imaging.init_worker()
+    init_worker()
     pyvips.concurrency_set(threads)
 
 
@@ -139,12 +140,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mediasvc-sweep-") as tmp:
         source = str(Path(tmp) / "photo.jpg")
         Path(source).write_bytes(photo_jpeg(4000, 2880))
-        worker = Isolated(imaging.init_worker)
+        worker = Isolated(init_worker)
         try:
             width, height, raw = worker.call(_lossless_full, source)
             reference = pyvips.Image.new_from_memory(raw, width, height, 3, "uchar")
             print(f"WebP, five variants, Q{QUALITY}   ms   bytes   PSNR(full) dB")
-            for effort, smart in [(e, False) for e in range(7)] + [(imaging.WEBP_EFFORT, True)]:
+            for effort, smart in [(e, False) for e in range(7)] + [(WEBP_EFFORT, True)]:
                 ms, files = worker.call(webp, source, effort, smart)
                 label = f"effort {effort}" + (" smart_subsample" if smart else "")
                 psnr = _psnr(pyvips.Image.new_from_buffer(files[-1], ""), reference)
@@ -153,11 +154,11 @@ def main() -> int:
             for effort in (0, 2, 4):
                 ms, encoded = worker.call(avif, source, effort)
                 print(f"  libvips effort {effort:<15}{ms:>7.0f}{len(encoded):>8}")
-            theirs = Isolated().call(pillow_encodes, source, imaging.WEBP_EFFORT)
+            theirs = Isolated().call(pillow_encodes, source, WEBP_EFFORT)
             avif_ms, avif_bytes = theirs["avif_ms"], theirs["avif_bytes"]
             print(f"  Pillow AVIF default (speed 6) {avif_ms:>5.0f}{avif_bytes:>8}")
             print(
-                f"Pillow WebP method {imaging.WEBP_EFFORT}: {theirs['webp_ms']} ms, "
+                f"Pillow WebP method {WEBP_EFFORT}: {theirs['webp_ms']} ms, "
                 f"{theirs['webp_bytes']} bytes (same pixels)"
             )
             print("decode routes to the largest variant (ms, 1 thread)")

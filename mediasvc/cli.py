@@ -19,7 +19,7 @@ from mediasvc.config import ConfigError, Settings, database_url_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
-from mediasvc.imaging.sandbox import LandlockRefused
+from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
 from mediasvc.spaces import DEFAULT_CLAIM, SPACE_ID_RULE, is_space_id
 from mediasvc.stack import devstack

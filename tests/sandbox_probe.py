@@ -58,11 +58,11 @@ def confinement_of_each_thread() -> list[dict[str, str]]:
 
 def landlock_abi_or_error() -> int | str:
     """The Landlock ABI this process may use, or the name of the error that refused it."""
-    from mediasvc.imaging import sandbox
+    from mediasvc.imaging import confine
 
     try:
-        return sandbox.landlock_abi() or "none"
-    except sandbox.LandlockRefused as refused:
+        return confine.landlock_abi() or "none"
+    except confine.LandlockRefused as refused:
         return errno_name(refused.errno or 0)
 
 

@@ -526,9 +526,9 @@ def test_without_the_extra_formats_leave_heif_off_and_workers_start() -> None:
         sys.modules["pillow_heif"] = None  # what an install without the extra looks like
         sys.path.insert(0, "tests")
         import images
-        from mediasvc.imaging import formats, pipeline
+        from mediasvc.imaging import formats, pipeline, worker
         from mediasvc.imaging.job import Job
-        pipeline.init_worker()
+        worker.init_worker()
         work = pathlib.Path(tempfile.mkdtemp())
         (work / "src").write_bytes(images.make_jpeg())
         (work / "out").mkdir()
@@ -561,9 +561,9 @@ def test_hardened_worker_decodes_heic_with_libvips_loaders_blocked(tmp_path: Pat
     job = make_job(tmp_path, images.make_heic(orientation=6), "image/heic")
     script = textwrap.dedent(
         f"""
-        from mediasvc.imaging import pipeline
+        from mediasvc.imaging import pipeline, worker
         from mediasvc.imaging.job import Job
-        pipeline.init_worker()
+        worker.init_worker()
         facts = pipeline.process(Job({job.source!r}, {job.out_dir!r}, "image/heic"))
         print(facts.width, facts.height, len(facts.variants))
         """

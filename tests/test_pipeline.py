@@ -1,18 +1,15 @@
-"""Tests for the imaging pipeline (`mediasvc.imaging.pipeline`): sizes, orientation, colour,
-stripping, animation, refusals, and the worker hardening of `init_worker`.
+"""Tests for the imaging pipeline (`mediasvc.imaging.pipeline`), decode and encode
+together: sizes, orientation, colour, stripping, animation, refusals.
 
 Every source image comes from the factory in ``tests/images.py`` and every assertion is made
 on the files the pipeline wrote: decoded pixels (quadrant colours, alpha, frames) or raw
 container bytes (WebP chunks, JPEG segments). `pipeline.process` runs in this process without
 `init_worker()`, which would block the buffer loaders used here to inspect outputs; the
-hardening itself is tested in subprocesses.
+hardening itself is tested in subprocesses (tests/test_worker.py).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,9 +30,6 @@ from imaging_support import (
 from mediasvc.imaging import pipeline
 from mediasvc.imaging.job import Facts, ImageRejected, VariantFile
 from mediasvc.imaging.variants import VARIANTS
-
-# The repository root: subprocesses run there so `import mediasvc` finds this checkout.
-ROOT = Path(__file__).resolve().parents[1]
 
 # Lossy WebP/JPEG at quality 80 moves quadrant centres by a few units, never by tens.
 COLOUR_TOLERANCE = 12
@@ -600,104 +594,3 @@ def test_limits_are_inclusive(tmp_path: Path) -> None:
 
     assert (still.width, still.height) == (640, 480)
     assert animation.frames == ANIMATION_FRAMES
-
-
-# --------------------------------------------------------------------------
-# Worker hardening (fresh interpreters: init_worker changes process-wide libvips state)
-# --------------------------------------------------------------------------
-
-
-LOADER_PROBE = textwrap.dedent(
-    """
-    import sys
-
-    import pyvips
-
-    from mediasvc.imaging import pipeline
-    from mediasvc.imaging.job import ImageRejected, Job
-
-    if sys.argv[1] == "harden":
-        pipeline.init_worker()
-    for path in sys.argv[2:]:
-        try:
-            pyvips.Image.thumbnail(path, 10).avg()
-        except pyvips.Error:
-            print(f"{path}: blocked")
-        else:
-            print(f"{path}: loaded")
-    """
-)
-
-PIPELINE_PROBE = textwrap.dedent(
-    """
-    import sys
-
-    from mediasvc.imaging import pipeline
-    from mediasvc.imaging.job import ImageRejected, Job
-
-    pipeline.init_worker()
-    for arg in sys.argv[1:]:
-        mime, source, out_dir = arg.split("|")
-        job = Job(source=source, out_dir=out_dir, mime=mime)
-        try:
-            facts = pipeline.process(job)
-        except ImageRejected as exc:
-            print(f"{mime}: rejected {exc.code} {exc.reason!r}")
-        else:
-            print(f"{mime}: {len(facts.variants)} variants, {facts.frames} frames")
-    """
-)
-
-
-def run_python(script: str, *args: str) -> list[str]:
-    """Run `script` in a fresh interpreter at the repository root; its stdout lines."""
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
-
-
-def test_hardened_worker_loads_jpeg_but_not_svg_or_tiff(tmp_path: Path) -> None:
-    """After init_worker, libvips refuses SVG and TIFF files that it loads otherwise."""
-    svg = tmp_path / "image.svg"
-    svg.write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30">'
-        '<rect width="40" height="30" fill="red"/></svg>'
-    )
-    tiff = tmp_path / "image.tif"
-    images.reference_pattern(40, 30).tiffsave(str(tiff))
-    jpeg = tmp_path / "image.jpg"
-    jpeg.write_bytes(images.make_jpeg(width=40, height=30))
-    paths = [str(svg), str(tiff), str(jpeg)]
-
-    # Control: this libvips build can load all three, so "blocked" below is init_worker's doing.
-    assert run_python(LOADER_PROBE, "plain", *paths) == [f"{p}: loaded" for p in paths]
-    assert run_python(LOADER_PROBE, "harden", *paths) == [
-        f"{svg}: blocked",
-        f"{tiff}: blocked",
-        f"{jpeg}: loaded",
-    ]
-
-
-def test_hardened_worker_still_processes_every_accepted_format(tmp_path: Path) -> None:
-    """The loader allow-list in init_worker admits every accepted format, animations too."""
-    sources = {mime: factory() for mime, factory in images.STILL_FACTORIES.items()}
-    sources["image/gif;animated"] = images.make_animated_gif()
-    sources["image/webp;animated"] = images.make_animated_webp()
-    args = []
-    for label, data in sources.items():
-        job = make_job(tmp_path, data, label.split(";")[0])
-        args.append(f"{job.mime}|{job.source}|{job.out_dir}")
-
-    lines = run_python(PIPELINE_PROBE, *args)
-
-    assert lines == [
-        f"{label.split(';')[0]}: 5 variants, {6 if 'animated' in label else 1} frames"
-        for label in sources
-    ]

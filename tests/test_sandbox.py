@@ -1,4 +1,5 @@
-"""The image workers' sandbox (`imaging.sandbox`), tried from inside real workers.
+"""The image workers' sandbox (`imaging.launch`, `imaging.confine`), tried from inside real
+workers.
 
 The app's environment holds a fake value of every secret before the pool starts; the
 probes (`sandbox_probe`) then look for them, and for a way out, from a worker.
@@ -26,7 +27,7 @@ import sandbox_probe
 import unit_filter
 from gates import Gate
 
-from mediasvc.imaging import pipeline, sandbox
+from mediasvc.imaging import confine, launch, worker
 from mediasvc.imaging import pool as pool_module
 from mediasvc.imaging.job import Facts, Job, VariantFile
 from mediasvc.imaging.pool import ImagingPool
@@ -114,8 +115,8 @@ def test_worker_environment_drops_what_names_or_carries_a_credential(
     name: str, value: str, secret: bool
 ) -> None:
     """A variable reaches workers unless its name or its URL value says credential."""
-    assert sandbox.is_secret(name, value) is secret
-    assert (name in sandbox.worker_environment({name: value})) is not secret
+    assert launch.is_secret(name, value) is secret
+    assert (name in launch.worker_environment({name: value})) is not secret
 
 
 async def test_worker_starts_without_any_secret(pool: ImagingPool) -> None:
@@ -132,8 +133,8 @@ def test_workers_the_executor_respawns_start_without_secrets_too(
     """A worker started by the executor's own thread (max_tasks_per_child) is clean too."""
     executor = ProcessPoolExecutor(
         max_workers=1,
-        mp_context=sandbox.spawn_context(),
-        initializer=pipeline.init_worker,
+        mp_context=launch.spawn_context(),
+        initializer=worker.init_worker,
         initargs=(None, os.getpid()),
         max_tasks_per_child=1,
     )
@@ -152,7 +153,7 @@ def _pid_and_environment() -> tuple[int, tuple[dict[str, str], bytes]]:
 
 async def test_worker_cannot_read_another_process_environment(pool: ImagingPool) -> None:
     """A worker cannot read the exec'ed environment of the app or of a same-user process."""
-    if sandbox.landlock_abi() is None and os.geteuid() != 0:
+    if confine.landlock_abi() is None and os.geteuid() != 0:
         pytest.skip("without Landlock a worker can read same-user processes (decisions.md)")
     # Like the app or multiprocessing's resource tracker: same user, a secret in its env.
     holder = await asyncio.create_subprocess_exec(
@@ -255,11 +256,11 @@ FORK_FLAGS = 0x01200011  # CLONE_CHILD_SETTID|CHILD_CLEARTID, SIGCHLD
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 
 
-@pytest.mark.parametrize("machine", sorted(sandbox._ARCHES))
+@pytest.mark.parametrize("machine", sorted(confine._ARCHES))
 def test_filter_lets_clone_start_threads_only(machine: str) -> None:
     """clone is allowed for a thread in no new namespace; a process or a namespace is EPERM."""
-    arch = sandbox._ARCHES[machine]
-    program = sandbox._filter_program(arch)
+    arch = confine._ARCHES[machine]
+    program = confine._filter_program(arch)
 
     def verdict(flags: int) -> int:
         return run_filter(program, arch.audit_arch, arch.clone, flags)
@@ -272,11 +273,11 @@ def test_filter_lets_clone_start_threads_only(machine: str) -> None:
         assert verdict(THREAD_FLAGS | namespace) == REFUSE_EPERM
 
 
-@pytest.mark.parametrize("machine", sorted(sandbox._ARCHES))
+@pytest.mark.parametrize("machine", sorted(confine._ARCHES))
 def test_filter_refuses_network_sockets_on_every_supported_architecture(machine: str) -> None:
     """On x86_64 and aarch64 alike: only AF_UNIX sockets, no io_uring or ptrace, no other ABI."""
-    arch = sandbox._ARCHES[machine]
-    program = sandbox._filter_program(arch)
+    arch = confine._ARCHES[machine]
+    program = confine._filter_program(arch)
 
     def verdict(nr: int, arg0: int = 0, audit_arch: int = arch.audit_arch) -> int:
         return run_filter(program, audit_arch, nr, arg0)
@@ -301,8 +302,8 @@ def test_unknown_architecture_refuses_to_start_a_worker() -> None:
     script = (
         "import platform\n"
         "platform.machine = lambda: 'riscv64'\n"
-        "from mediasvc.imaging import sandbox\n"
-        "sandbox.confine_worker()\n"
+        "from mediasvc.imaging import confine\n"
+        "confine.confine_worker()\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
@@ -508,7 +509,7 @@ def run_under_unit_filter(tmp_path: Path, lines: list[str], *, allow: bool) -> d
 def test_unit_filter_lets_workers_into_landlock(tmp_path: Path) -> None:
     """Under the unit's SystemCallFilter= lines, a worker has Landlock: it cannot read the
     environment of the app or of a same-user process, nor write outside its directory."""
-    if sandbox.landlock_abi() is None:
+    if confine.landlock_abi() is None:
         pytest.skip("this kernel has no Landlock")
     lines = unit_filter.unit_values(UNIT.read_text(), "SystemCallFilter")
     assert unit_filter.allowed_syscalls(lines) >= LANDLOCK_CALLS
@@ -517,7 +518,7 @@ def test_unit_filter_lets_workers_into_landlock(tmp_path: Path) -> None:
 
     assert found["refused"] is None
     assert found["warnings"] == []
-    assert found["worker_landlock_abi"] == sandbox.landlock_abi()
+    assert found["worker_landlock_abi"] == confine.landlock_abi()
     assert found["holder_environ"] == "refused"  # Landlock: the holder is dumpable
     assert found["app_environ"] == "refused"
     assert found["write_outside"] == "refused"
@@ -530,7 +531,7 @@ def test_filter_that_refuses_landlock_stops_the_pool(tmp_path: Path) -> None:
     refuses to start; allowed, it warns, and its worker can read a same-user process."""
     if unit_filter.allowed_syscalls(OLD_FILTER_LINES) >= LANDLOCK_CALLS:
         pytest.skip("this systemd's @system-service allows Landlock: the old line was safe here")
-    if sandbox.landlock_abi() is None:
+    if confine.landlock_abi() is None:
         pytest.skip("this kernel has no Landlock")
 
     refused = run_under_unit_filter(tmp_path, OLD_FILTER_LINES, allow=False)
@@ -550,7 +551,7 @@ UNDUMPABLE_PROBE = textwrap.dedent(
     import asyncio, ctypes, json, os, subprocess, sys
     from multiprocessing import resource_tracker
     import unit_filter
-    from mediasvc.imaging import sandbox
+    from mediasvc.imaging import confine
     from mediasvc.imaging.pool import ImagingPool
 
     def readable(pid):
@@ -561,12 +562,12 @@ UNDUMPABLE_PROBE = textwrap.dedent(
     async def main():
         unit_filter._take_unit_credentials(ctypes.CDLL(None, use_errno=True))
         holder = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE)
-        before = sandbox.is_dumpable()
+        before = confine.is_dumpable()
         pool = ImagingPool(workers=1, queue_max=0, timeout_s=60)
         await pool.ping()
         tracker = resource_tracker._resource_tracker._pid
         pids = {"holder": holder.pid, "app": os.getpid(), "tracker": tracker}
-        found = {"before": before, "after": sandbox.is_dumpable(), "tracker": tracker,
+        found = {"before": before, "after": confine.is_dumpable(), "tracker": tracker,
                  "readable": {name: readable(pid) for name, pid in pids.items()}}
         print(json.dumps(found), flush=True)
         sys.stdin.readline()  # the test reads the tracker's environment meanwhile

@@ -95,9 +95,9 @@ def _take_unit_credentials(libc: ctypes.CDLL) -> None:
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
     for capability in range(_CAP_LAST + 1):
         libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0)  # EINVAL past the kernel's last
-    from mediasvc.imaging import sandbox
+    from mediasvc.imaging import confine
 
-    sandbox._drop_capabilities(libc)
+    confine._drop_capabilities(libc)
 
 
 def _load_filter(allowed: Iterable[str], refusal: int) -> None:
@@ -129,7 +129,7 @@ class _Warnings(logging.Handler):
 async def _app(spec: dict[str, object], holder: int, warnings: _Warnings) -> dict[str, object]:
     import sandbox_probe
 
-    from mediasvc.imaging import sandbox
+    from mediasvc.imaging import confine
     from mediasvc.imaging.pool import ImagingPool
 
     secret = str(spec["secret"]).encode()
@@ -138,7 +138,7 @@ async def _app(spec: dict[str, object], holder: int, warnings: _Warnings) -> dic
         pool = ImagingPool(
             workers=1, queue_max=0, timeout_s=60, allow_unconfined=bool(spec["allow"])
         )
-    except sandbox.LandlockRefused as refused:
+    except confine.LandlockRefused as refused:
         found["refused"] = str(refused)
         return found
     try:

@@ -30,7 +30,7 @@ LOADERS: dict[str, str] = {
     "image/avif": "heifload",
     **(dict.fromkeys(HEIF_TYPES, HEIF_DECODER) if HEIF_AVAILABLE else {}),
 }
-# The libvips loaders a worker leaves callable (`pipeline.init_worker`).
+# The libvips loaders a worker leaves callable (`worker.init_worker`).
 VIPS_LOADERS = frozenset(loader for loader in LOADERS.values() if loader != HEIF_DECODER)
 # Loaders that can return several frames of one animation.
 ANIMATED_LOADERS = frozenset({"gifload", "webpload"})

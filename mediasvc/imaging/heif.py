@@ -35,7 +35,7 @@ import pyvips
 from mediasvc.imaging.heifgrid import DerivedImage, read_derived
 from mediasvc.imaging.job import BadImage
 
-# Each worker is one job at a time on one core (`pipeline.VIPS_CONCURRENCY`): more decode
+# Each worker is one job at a time on one core (`worker.VIPS_CONCURRENCY`): more decode
 # threads would only compete with the other workers. A 12 MP iPhone-like grid decodes in
 # about 0.5 s on one thread here (docs/decisions.md).
 pillow_heif.options.DECODE_THREADS = 1

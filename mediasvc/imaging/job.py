@@ -36,7 +36,7 @@ class ImageRules:
     # False: an animation is kept as its first frame only (and its frames are not limited).
     animated: bool = True
     # WebP output: a graphic (PNG, GIF or lossless WebP, mostly flat) is encoded lossless
-    # when that is no larger than lossy (`pipeline._write_variants`). False: always lossy.
+    # when that is no larger than lossy (`encode.write_variants`). False: always lossy.
     lossless_graphics: bool = True
 
 

@@ -13,13 +13,14 @@ Each worker is its own single-process executor, so a fault stays with its job:
   worker. A job that began and took its worker down is never run again: a crafted file
   must not get to kill a second worker.
 - Recycled: each worker process exits after `max_tasks_per_child` jobs, so a decoder leak
-  is bounded; its address space is capped (`pipeline.init_worker`).
+  is bounded; its address space is capped (`worker.init_worker`).
 
-Workers start with `spawn` (never `fork` from a threaded event-loop process), as direct
-children of the app, and die with it even when it is SIGKILLed (`pipeline.init_worker`).
-They start no process of their own (`imaging.sandbox`), so nothing a worker runs outlives it.
+Workers start with `spawn` (never `fork` from a threaded event-loop process), exec'ed
+without the app's secrets (`imaging.launch`), as direct children of the app, and die with
+it even when it is SIGKILLed (`worker.init_worker`).
+They start no process of their own (`imaging.confine`), so nothing a worker runs outlives it.
 
-Confined (`imaging.sandbox`): before the first worker starts, the pool makes its own process
+Confined (`imaging.confine`): before the first worker starts, the pool makes its own process
 non-dumpable and refuses to start where a filter refuses Landlock (unless
 `allow_unconfined`). Each worker may change the file system only in a directory of its own
 under the pool's root (`work_dir`), a Landlock rule: `process` has it write a job's
@@ -48,8 +49,9 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from mediasvc.imaging import pipeline, sandbox
+from mediasvc.imaging import confine, launch, pipeline
 from mediasvc.imaging.job import Facts, Job
+from mediasvc.imaging.worker import init_worker, ping
 
 T = TypeVar("T")
 
@@ -103,10 +105,10 @@ class ImagingPool:
         """`work_dir` holds the workers' own directories (default: the system's temporary
         directory); on the file system of the jobs' `out_dir`, variants are renamed rather
         than copied there. `allow_unconfined` lets workers run where a filter refuses
-        Landlock (`sandbox.check_landlock`); otherwise that raises `LandlockRefused` here."""
-        sandbox.check_landlock(allow_unconfined=allow_unconfined)
+        Landlock (`confine.check_landlock`); otherwise that raises `LandlockRefused` here."""
+        confine.check_landlock(allow_unconfined=allow_unconfined)
         # Before any worker exists: none may read this process's environment or memory.
-        sandbox.make_undumpable()
+        confine.make_undumpable()
         self._allow_unconfined = allow_unconfined
         self._root = Path(tempfile.mkdtemp(prefix=".mediasvc-workers-", dir=work_dir))
         self.workers = workers
@@ -123,7 +125,7 @@ class ImagingPool:
             self._idle.put_nowait(self._new_worker())
 
     def _new_worker(self) -> _Worker:
-        context = sandbox.spawn_context()  # workers start without the app's secrets
+        context = launch.spawn_context()  # workers start without the app's secrets
         # Handed over at spawn, so the executor's own respawns (`max_tasks_per_child`)
         # share it too.
         began = context.RawValue(ctypes.c_int64, 0)
@@ -201,7 +203,7 @@ class ImagingPool:
             if any(_has_dead_process(worker.executor) for worker in list(self._all)):
                 raise WorkerCrashed from None
             return
-        await self._run_on(worker, self._call(pipeline.ping))
+        await self._run_on(worker, self._call(ping))
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a picklable `fn(*args)` in a worker, with the pool's admission and timeout."""
@@ -308,9 +310,7 @@ def _init_worker(
 ) -> None:
     global _began  # one per process, set once before any job, as libvips' own settings are
     _began = began
-    pipeline.init_worker(
-        memory_limit_mb, parent_pid, writable=home, allow_unconfined=allow_unconfined
-    )
+    init_worker(memory_limit_mb, parent_pid, writable=home, allow_unconfined=allow_unconfined)
 
 
 def _run_marked(job_id: int, fn: Callable[..., T], *args: object) -> T:

@@ -16,7 +16,7 @@ The report (`processing_report`) always has these keys:
 - `frames`: how many frames the written variants hold.
 - `encoding`: how the largest variant was compressed, an `Encoding`: "lossless" when the
   source was a graphic whose largest variant came out no larger lossless than lossy (WebP
-  output only; see `pipeline._write_variants`), else "lossy".
+  output only; see `encode.write_variants`), else "lossy".
 - `lossless_variants`: the names of the variants stored lossless (pixel-exact), largest
   last; empty when `encoding` is "lossy". A smaller variant of a graphic is lossless only
   where that was no larger than lossy too.

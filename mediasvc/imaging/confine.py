@@ -1,34 +1,28 @@
-"""The image workers' sandbox: they hold nothing worth stealing and reach nothing.
+"""Confinement of an image worker, from inside: it holds nothing worth stealing and reaches
+nothing.
 
 Workers decode untrusted bytes with C libraries (libwebp's CVE-2023-4863 is the model), so
-code an attacker runs there must find no secret and no way out. Three parts:
+code an attacker runs there must find no way out. `confine_worker`, first thing in the
+worker (`imaging.worker.init_worker`): `PR_SET_NO_NEW_PRIVS`; `PR_SET_DUMPABLE` 0 (no core
+files full of someone's photo, no `/proc/<pid>` access from a sibling); no capability (a
+worker of an app run as root would have them all); a Landlock domain of its own, which
+keeps the worker out of every other process's `/proc/<pid>/environ` and memory (the
+app's, the resource tracker's, a sibling's: they run as the same user), from ABI 4 and 6
+out of TCP and of other processes' signals and abstract Unix sockets, and, given a
+directory, lets it change the file system only there (files and directories, no link);
+then a seccomp filter on every thread that refuses `socket`/`socketpair` for any family
+but `AF_UNIX` (`EACCES`), and `io_uring` (which would run socket operations behind the
+filter's back), `ptrace`, `process_vm_readv`/`writev`, `pidfd_getfd`, `fork`, `vfork`,
+`unshare`, `setns` and a `clone` that is not a thread or makes a namespace (`EPERM`);
+`clone3` is "not implemented", so glibc starts threads with `clone`. The filter kills the
+process for a syscall made through another ABI (i386, x32), whose numbers it does not
+check. Filter and domain survive `execve`.
 
-- **Launch** (`spawn_context`, in the app): a `spawn` context whose children are exec'ed
-  with `worker_environment(os.environ)`: no `MEDIASVC_*` setting (the JWT and URL-signing
-  secrets, the database URL among them), no `AWS_*`, nothing whose name says secret,
-  password, token, key, credential or auth, no URL carrying a user. The secrets never enter
-  the worker, so neither `os.environ` nor `/proc/self/environ` nor the heap can give them
-  up; the executor's own respawns (`max_tasks_per_child`) launch the same way. The app's
-  `os.environ` is only read.
-- **Confinement** (`confine_worker`, first thing in the worker): `PR_SET_NO_NEW_PRIVS`;
-  `PR_SET_DUMPABLE` 0 (no core files full of someone's photo, no `/proc/<pid>` access
-  from a sibling); no capability (a worker of an app run as root would have them all); a
-  Landlock domain of its own, which keeps the worker out of every other process's
-  `/proc/<pid>/environ` and memory (the app's, the resource tracker's, a sibling's: they
-  run as the same user), from ABI 4 and 6 out of TCP and of other processes' signals and
-  abstract Unix sockets, and, given a directory, lets it change the file system only
-  there (files and directories, no link); then a seccomp filter on every thread that
-  refuses `socket`/`socketpair` for any family but `AF_UNIX` (`EACCES`), and `io_uring`
-  (which would run socket operations behind the filter's back), `ptrace`,
-  `process_vm_readv`/`writev`, `pidfd_getfd`, `fork`, `vfork`, `unshare`, `setns` and a
-  `clone` that is not a thread or makes a namespace (`EPERM`); `clone3` is "not
-  implemented", so glibc starts threads with `clone`. The filter kills the process for a
-  syscall made through another ABI (i386, x32), whose numbers it does not check. Filter
-  and domain survive `execve`.
-- **The app's side** (`ImagingPool`, before its first worker): `check_landlock` refuses
-  to go on where a filter refuses Landlock (`LandlockRefused`, unless explicitly allowed),
-  and `make_undumpable` keeps workers out of the app's `/proc/<pid>` even without it.
-  multiprocessing's resource tracker is started here too, stripped and non-dumpable.
+The app's side uses two pieces of this module before its first worker (`ImagingPool`):
+`check_landlock` refuses to go on where a filter refuses Landlock (`LandlockRefused`,
+unless explicitly allowed), and `make_undumpable` keeps workers out of the app's
+`/proc/<pid>` even without it. How workers are started without the app's secrets is
+`imaging.launch`.
 
 Not covered (docs/decisions.md): reading the file system (a worker can read what the
 service user can), `AF_UNIX` sockets by path (PostgreSQL's, if it trusts the user by peer),
@@ -39,27 +33,15 @@ rather than run one unfiltered.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import io
 import logging
 import os
 import platform
-import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
-from multiprocessing import reduction, resource_tracker, spawn, util
-from multiprocessing.context import BaseContext, SpawnContext, SpawnProcess, set_spawning_popen
-from multiprocessing.popen_spawn_posix import Popen as SpawnPopen
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -67,204 +49,6 @@ log = logging.getLogger(__name__)
 class SandboxUnavailable(OSError):
     """This machine cannot confine a worker; the worker refuses to start."""
 
-
-# --------------------------------------------------------------------------
-# What a worker's environment may hold
-# --------------------------------------------------------------------------
-
-# The service's own settings: workers get everything they need in the job and read none.
-_STRIPPED_PREFIXES = ("MEDIASVC_", "AWS_")
-# Words that name a credential in anyone's spelling (PGPASSWORD, GITHUB_TOKEN, SSH_AUTH_SOCK,
-# GOOGLE_APPLICATION_CREDENTIALS, XAUTHORITY...). Stripping a harmless variable costs nothing.
-_SECRET_WORDS = ("SECRET", "PASS", "TOKEN", "KEY", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
-# A URL with a user part (`postgresql://app:pw@db/`, a Sentry DSN) is a credential whatever
-# its variable is called.
-_URL_WITH_USER = re.compile(r"://[^/@\s]*@")
-
-
-def is_secret(name: str, value: str) -> bool:
-    """Whether an environment variable must not reach a worker."""
-    upper = name.upper()
-    return (
-        upper.startswith(_STRIPPED_PREFIXES)
-        or any(word in upper for word in _SECRET_WORDS)
-        or _URL_WITH_USER.search(value) is not None
-    )
-
-
-def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """`environ` without its secrets: what a worker is exec'ed with."""
-    return {name: value for name, value in environ.items() if not is_secret(name, value)}
-
-
-# --------------------------------------------------------------------------
-# Launch: spawn, exec'ed with the stripped environment
-# --------------------------------------------------------------------------
-
-
-class _SandboxPopen(SpawnPopen):
-    """`spawn`'s launcher, but the child is exec'ed with `worker_environment(os.environ)`.
-
-    multiprocessing has no way to give a spawned child its own environment: CPython's
-    `popen_spawn_posix.Popen._launch` execs through `util.spawnv_passfds`, which always
-    passes the parent's. Removing keys inside the worker would be too late (the kernel's
-    copy in `/proc/self/environ` and Python's in the heap stay), and changing `os.environ`
-    around the launch would race the app's other threads. So `_launch` below is CPython's
-    (3.11 to 3.13) line for line, except that the exec is `subprocess.Popen` with `env=`,
-    `close_fds` and `pass_fds` (what `spawnv_passfds` does, plus the environment). That
-    object then owns reaping the child, so `poll` asks it rather than calling `waitpid`
-    itself. Compare with `Lib/multiprocessing/popen_spawn_posix.py` when Python is upgraded.
-    """
-
-    _fds: list[int]  # set by the base class; the descriptors the child keeps
-    _child: subprocess.Popen[bytes]
-
-    def _launch(self, process_obj: BaseProcess) -> None:
-        _ensure_resource_tracker()  # before getfd, which would start CPython's own
-        tracker_fd = resource_tracker.getfd()
-        assert tracker_fd is not None  # getfd starts the tracker when it is not running
-        self._fds.append(tracker_fd)
-        prep_data = spawn.get_preparation_data(process_obj.name)
-        fp = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, fp)
-            reduction.dump(process_obj, fp)
-        finally:
-            set_spawning_popen(None)
-
-        parent_r = child_w = child_r = parent_w = None
-        try:
-            parent_r, child_w = os.pipe()
-            child_r, parent_w = os.pipe()
-            cmd = spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)
-            self._fds.extend([child_r, child_w])
-            self._child = subprocess.Popen(
-                cmd,
-                executable=spawn.get_executable(),
-                env=worker_environment(os.environ),
-                close_fds=True,
-                pass_fds=self._fds,
-                restore_signals=False,  # as spawnv_passfds: the child inherits dispositions
-            )
-            self.pid = self._child.pid
-            self.sentinel = parent_r
-            with open(parent_w, "wb", closefd=False) as f:
-                f.write(fp.getbuffer())
-        finally:
-            fds_to_close = [fd for fd in (parent_r, parent_w) if fd is not None]
-            self.finalizer = util.Finalize(self, _close_fds, fds_to_close)
-            for fd in (child_r, child_w):
-                if fd is not None:
-                    os.close(fd)
-
-    def poll(self, flag: int = os.WNOHANG) -> int | None:
-        if self.returncode is None:
-            # Same convention as multiprocessing's own: the exit status, or -signal.
-            self.returncode = self._child.poll() if flag == os.WNOHANG else self._child.wait()
-        return self.returncode
-
-
-def _close_fds(*fds: int) -> None:
-    # util.close_fds, which typeshed does not declare.
-    for fd in fds:
-        os.close(fd)
-
-
-class _Detached(subprocess.Popen[bytes]):
-    """A child that outlives its Popen by design, as CPython's own tracker does: it exits
-    when the app does (its pipe closes), so there is nothing to wait for or warn about."""
-
-    def __del__(self) -> None:
-        pass
-
-
-_tracker: _Detached | None = None
-
-
-def _ensure_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker as the workers are started: exec'ed with
-    `worker_environment`, and non-dumpable (`resource_tracker_main`).
-
-    The tracker is a helper of the pool, a long-lived process of the app's user; CPython
-    would exec it with the app's whole environment (`ResourceTracker.ensure_running`), where
-    a worker without Landlock could read the secrets. The tracker is started here first
-    (CPython's `ensure_running` then finds it alive), and again if it died: its `_fd`,
-    `_pid` and `_check_alive` are CPython's (3.11 to 3.13); compare when Python is upgraded.
-    """
-    global _tracker
-    tracker: Any = resource_tracker._resource_tracker
-    with tracker._lock:
-        if tracker._fd is not None:
-            if tracker._check_alive():
-                return
-            os.close(tracker._fd)
-            with contextlib.suppress(ChildProcessError):
-                if tracker._pid is not None:
-                    os.waitpid(tracker._pid, 0)
-            tracker._fd = tracker._pid = None
-        fds = [sys.stderr.fileno()] if sys.stderr is not None else []
-        r, w = os.pipe()
-        try:
-            fds.append(r)
-            command = f"from {__name__} import resource_tracker_main; resource_tracker_main({r})"
-            executable = spawn.get_executable()
-            # Blocked while the tracker starts, as CPython does (bpo-33613): it ignores them
-            # once running, and a Ctrl-C before then must not kill it.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                _tracker = _Detached(
-                    [executable, *util._args_from_interpreter_flags(), "-c", command],  # type: ignore[attr-defined]
-                    executable=executable,
-                    env=worker_environment(os.environ),
-                    close_fds=True,
-                    pass_fds=fds,
-                    restore_signals=False,
-                )
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        except BaseException:
-            os.close(w)
-            raise
-        finally:
-            os.close(r)
-        tracker._fd, tracker._pid = w, _tracker.pid
-
-
-def resource_tracker_main(fd: int) -> None:
-    """The resource tracker's process: made non-dumpable, then CPython's tracker loop."""
-    make_undumpable()
-    resource_tracker.main(fd)
-
-
-class _SandboxProcess(SpawnProcess):
-    @staticmethod
-    def _Popen(process_obj: BaseProcess) -> SpawnPopen:
-        return _SandboxPopen(process_obj)
-
-
-class _SandboxContext(SpawnContext):
-    Process = _SandboxProcess
-
-
-_CONTEXT = _SandboxContext()
-
-
-def spawn_context() -> BaseContext:
-    """A `spawn` multiprocessing context whose processes start without the app's secrets.
-
-    Give it to `ProcessPoolExecutor(mp_context=...)`: the first workers and every
-    replacement the executor starts later are launched through it. multiprocessing's
-    resource tracker is started here, as the workers are, before the executor's queues
-    register their semaphores with it (`_ensure_resource_tracker`).
-    """
-    _ensure_resource_tracker()
-    return _CONTEXT
-
-
-# --------------------------------------------------------------------------
-# Confinement, inside the worker
-# --------------------------------------------------------------------------
 
 # <linux/prctl.h>
 _PR_GET_DUMPABLE = 3

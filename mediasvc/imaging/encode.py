@@ -1,0 +1,254 @@
+"""Encode the variants: each size resized from the next larger one and written in the
+kind's output format, with no metadata (`keep="none"` or Pillow's equivalent: no EXIF, GPS,
+XMP, IPTC, ICC, comments or text chunks).
+
+- **WebP** (the default): still variants through Pillow's binding of libwebp
+  (`encode_still`), animations through libvips, which writes their frames and timing
+  itself. libvips and Pillow link the same libwebp and, given the same settings, write
+  byte-identical files; Pillow's path to the encoder takes 10-15% less time for them
+  (docs/performance.md), and encoding is most of an upload's work. Pillow only ever gets
+  pixels that libvips decoded, checked and resized: it never parses an upload.
+- **Lossless trials**: a graphic (a mostly flat still stored losslessly) is encoded
+  lossless as well as lossy, and the smaller file is kept (`write_variants`).
+- **JPEG and AVIF** keep the first frame only; JPEG flattens alpha on white.
+
+docs/performance.md has the measurements behind each setting.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+# Imported with the module, as the worker starts and before its sandbox closes: Pillow
+# would otherwise import its plugins at the first save.
+from PIL import Image, WebPImagePlugin  # noqa: F401 - registers the WebP writer
+
+from mediasvc.imaging.formats import OUTPUT_FORMATS, OutputFormat
+from mediasvc.imaging.frames import first_frame, page_height
+from mediasvc.imaging.job import Job, VariantFile
+from mediasvc.imaging.report import Encoding
+from mediasvc.imaging.variants import LARGEST, VARIANTS, VariantSpec
+
+T = TypeVar("T")
+
+# Variants are derived and encoded largest first, each from the next larger one.
+_LARGEST_FIRST = sorted(VARIANTS, key=lambda v: v.size, reverse=True)
+# libwebp's `method` (0 fast .. 6 small); see docs/performance.md for the measured trade-off.
+WEBP_EFFORT = 4
+# Content-aware WebP (`write_variants`): a still stored losslessly (PNG, GIF, lossless
+# WebP) whose largest variant has at least this share of horizontally adjacent visible
+# pixels exactly equal is a graphic, and is tried lossless as well as lossy. Flat areas
+# survive a Lanczos resize exactly: the bench's screenshot, chart, logo and pixel art keep
+# 86-99% of such pairs at 1024 px, its photos (grain, gradients, a photo saved as PNG)
+# under 5% (docs/performance.md).
+GRAPHIC_MIN_FLAT_SHARE = 0.5
+_LOSSLESS_LOADERS = frozenset({"pngload", "gifload"})
+# libwebp's lossless `quality` is how hard it tries (0 fast .. 100 small); 75 is cwebp's.
+WEBP_LOSSLESS_EFFORT = 75
+# libwebp's `method` for lossless: at 2 the bench's graphics at 1024 px encode 2-3.6x faster
+# than at 4 (screenshot 43 against 80 ms) for -0.7% to +0.8% bytes (docs/performance.md).
+WEBP_LOSSLESS_METHOD = 2
+# A WebP still has at most VP8X, ICCP and ALPH before its image chunk; a longer walk is
+# a hostile or odd file, and stopping only means lossy.
+_WEBP_MAX_CHUNKS = 8
+# libaom's speed trade-off for AVIF output, as libvips names it (0 fast .. 9 small). At 2 a
+# 1024 px variant takes about 0.2 s and is as small as Pillow's default (speed 6); libvips'
+# default, 4, takes 2.6 s for 1.5% fewer bytes (docs/performance.md).
+AVIF_EFFORT = 2
+# What `imaging.decode` leaves: 8-bit sRGB, with alpha or without.
+_MODES = {3: "RGB", 4: "RGBA"}
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """The variants written (in `VARIANTS` order) and how: the smallest one's image in
+    memory (for the placeholder), the frames each holds, the largest one's `encoding`,
+    and which are lossless."""
+
+    variants: tuple[VariantFile, ...]
+    smallest: Any
+    frames: int
+    encoding: Encoding
+    lossless_variants: list[str]
+
+
+def _for_output(image: Any, output: OutputFormat) -> Any:
+    """The largest variant as `output` can hold it: first frame only for stills, no alpha."""
+    if not output.animated:
+        image = first_frame(image)
+    if not output.alpha and image.hasalpha():
+        image = image.flatten(background=[255, 255, 255])
+    return image
+
+
+def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
+    """Encode every variant into `job.out_dir`, from `largest` (the decoded largest variant;
+    `loader` read the source) down, each resized from the next larger.
+
+    A graphic (`_is_graphic`) has its largest variant encoded lossless as well as lossy, and
+    lossless is kept when it is no larger. Only then are the smaller variants tried both ways
+    too, each keeping the smaller file: resampling turns every edge into new colours, so a
+    resized graphic often comes out smaller lossy, and one that lost lossless at 1024 px loses
+    it at every smaller size. Photos, animations and JPEG/AVIF output are encoded once.
+
+    With `job.threads` > 1 (the pool had cores idle when the job started) the encodes run
+    side by side in as many threads: each libwebp encode is single-threaded and libvips
+    releases the GIL while it runs, so the largest variant's encode, most of the work,
+    overlaps the resizes and encodes of the four smaller ones.
+    """
+    output = OUTPUT_FORMATS[job.rules.output_format]
+    full = _for_output(largest, output)
+    encoder = ThreadPoolExecutor(job.threads) if job.threads > 1 else None
+    submit = encoder.submit if encoder is not None else _done
+    wanted = output.name == "webp" and job.rules.lossless_graphics
+    choices: tuple[Encoding, ...] = ("lossless", "lossy") if wanted else ("lossy",)
+    made: list[tuple[VariantSpec, Any, list[Future[tuple[Encoding, bytes]]]]] = []
+    try:
+        image = full
+        for spec in _LARGEST_FIRST:
+            if spec is LARGEST:
+                if len(choices) > 1 and not _is_graphic(full, job, loader):
+                    choices = ("lossy",)
+            else:
+                # Materialised, so the next smaller one starts from these pixels, not `full`.
+                image = image.thumbnail_image(spec.size, height=spec.size, size="down")
+                image = image.copy_memory()
+            quality = job.rules.quality
+            trials = [submit(_encoded, image, output, quality, choice) for choice in choices]
+            if spec is LARGEST and len(trials) > 1 and _smallest(trials)[0] == "lossy":
+                choices = ("lossy",)  # lossless lost where it stands the best chance
+            made.append((spec, image, trials))
+        written, encodings = {}, {}
+        for spec, variant, trials in made:
+            encodings[spec.name], data = _smallest(trials)
+            path = Path(job.out_dir) / f"{spec.name}{output.extension}"
+            path.write_bytes(data)
+            written[spec.name] = VariantFile(
+                name=spec.name,
+                path=str(path),
+                width=variant.width,
+                height=page_height(variant),
+                bytes=len(data),
+                mime=output.mime,
+            )
+    finally:
+        if encoder is not None:
+            encoder.shutdown(wait=True, cancel_futures=True)
+    return Encoded(
+        variants=tuple(written[spec.name] for spec in VARIANTS),
+        smallest=image,
+        frames=full.height // page_height(full),
+        encoding=encodings[LARGEST.name],
+        lossless_variants=_lossless(encodings),
+    )
+
+
+def _lossless(encodings: dict[str, Encoding]) -> list[str]:
+    return [spec.name for spec in VARIANTS if encodings[spec.name] == "lossless"]
+
+
+def _done(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """`fn(*args)` run now, as a finished future: the one-thread path of `write_variants`."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _smallest(trials: list[Future[tuple[Encoding, bytes]]]) -> tuple[Encoding, bytes]:
+    """The smallest of the encodes; on a tie the first (lossless, when it was tried)."""
+    return min((trial.result() for trial in trials), key=lambda found: len(found[1]))
+
+
+def _is_graphic(image: Any, job: Job, loader: str) -> bool:
+    """Whether the largest variant is a graphic: a still, stored losslessly, mostly flat."""
+    if page_height(image) != image.height:
+        return False  # an animation: two encodes of every frame would double a long job
+    stored_lossless = loader in _LOSSLESS_LOADERS or (
+        loader == "webpload" and _webp_is_lossless(job.source)
+    )
+    return stored_lossless and _flat_share(image) >= GRAPHIC_MIN_FLAT_SHARE
+
+
+def _flat_share(image: Any) -> float:
+    """The share of horizontally adjacent visible pixel pairs that are equal in every band.
+
+    Pairs fully transparent on both sides do not count: a cut-out photo on transparency is
+    not a graphic for its empty background.
+    """
+    if image.width < 2:
+        return 0.0
+    left = image.crop(0, 0, image.width - 1, image.height)
+    right = image.crop(1, 0, image.width - 1, image.height)
+    equal = (left == right).bandand()
+    if not image.hasalpha():
+        return float(equal.avg()) / 255
+    alpha = image.bands - 1
+    visible = (left[alpha] > 0) | (right[alpha] > 0)
+    shown = float(visible.avg())
+    return float((equal & visible).avg()) / shown if shown else 1.0
+
+
+def _webp_is_lossless(source: str) -> bool:
+    """Whether a WebP file's image is VP8L (lossless), from its chunk headers alone.
+
+    An extended file (VP8X) may carry ICCP and ANIM before the image; ALPH comes only before
+    a lossy VP8 image, ANMF only in animations. Anything malformed is False (lossy).
+    """
+    with open(source, "rb") as file:
+        if file.read(12)[8:] != b"WEBP":
+            return False
+        for _ in range(_WEBP_MAX_CHUNKS):
+            head = file.read(8)
+            if len(head) < 8 or head[:4] in (b"VP8 ", b"ALPH", b"ANMF"):
+                return False
+            if head[:4] == b"VP8L":
+                return True
+            size = int.from_bytes(head[4:], "little")
+            file.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    return False
+
+
+def _encoded(
+    image: Any, output: OutputFormat, quality: int, encoding: Encoding
+) -> tuple[Encoding, bytes]:
+    """`image` as a file of the `output` format, in memory."""
+    data: bytes
+    if output.name == "webp" and encoding == "lossless":
+        # Lossless is tried for stills only (`_is_graphic`). Its quality is libwebp's effort:
+        # the kind's quality does not apply.
+        data = encode_still(
+            image, quality=WEBP_LOSSLESS_EFFORT, effort=WEBP_LOSSLESS_METHOD, lossless=True
+        )
+    elif output.name == "webp" and page_height(image) == image.height:
+        data = encode_still(image, quality=quality, effort=WEBP_EFFORT)
+    elif output.name == "webp":
+        data = image.webpsave_buffer(Q=quality, keep="none", effort=WEBP_EFFORT)
+    elif output.name == "jpeg":
+        data = image.jpegsave_buffer(Q=quality, keep="none", optimize_coding=True, interlace=True)
+    else:
+        data = image.heifsave_buffer(Q=quality, keep="none", compression="av1", effort=AVIF_EFFORT)
+    return encoding, data
+
+
+def encode_still(image: Any, *, quality: int, effort: int, lossless: bool = False) -> bytes:
+    """One frame of 8-bit sRGB `image` (pyvips) as a WebP file with no metadata.
+
+    `quality` is libwebp's: the visual quality when lossy, how hard it tries when lossless;
+    `effort` is its `method` (0 fast .. 6 small), libvips' `effort`.
+    """
+    mode = _MODES[image.bands]
+    pixels = Image.frombuffer(
+        mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1
+    )
+    out = io.BytesIO()
+    pixels.save(out, format="WEBP", quality=quality, method=effort, lossless=lossless)
+    return out.getvalue()
