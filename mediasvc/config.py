@@ -290,7 +290,7 @@ class Settings:
     job_timeout_s: float = field(default=60.0, metadata=_env("JOB_TIMEOUT_S", _positive_float))
     worker_memory_mb: int = field(default=1536, metadata=_env("WORKER_MEMORY_MB", _positive))
     # Where a seccomp filter refuses Landlock (EPERM), workers would run without their
-    # domain (imaging.sandbox.check_landlock): the node refuses to start unless this is set.
+    # domain (imaging.confine.check_landlock): the node refuses to start unless this is set.
     allow_unconfined_workers: bool = field(
         default=False, metadata=_env("ALLOW_UNCONFINED_WORKERS", _bool)
     )
