@@ -248,7 +248,9 @@ async def test_create_upload_session(contract: Contract, client: Client) -> None
     assert_all_answered(contract, op, client)
 
 
-async def test_put_upload_content(contract: Contract, client: Client, settings: Settings) -> None:
+async def test_put_upload_content(
+    contract: Contract, client: Client, settings: Settings, made: MakeClient
+) -> None:
     """PUT /v1/uploads/{id}/content: 204, or the refusal of a bad URL or bad bytes."""
     op = ("PUT", "/v1/uploads/{media_id}/content")
 
@@ -276,6 +278,10 @@ async def test_put_upload_content(contract: Contract, client: Client, settings: 
     await contract.check(op, await put(html["upload"]["url"], HTML), 415)
     empty = await opened(client)
     await contract.check(op, await put(empty["upload"]["url"], b""), 422)
+    capped = await made(owner_max_inflight=0)
+    busy = await opened(client)
+    response = await capped.put(busy["upload"]["url"], data=PHOTO)
+    await contract.check(op, response, 429)
     # A body whose chunked framing breaks, as aiohttp's pure-Python parser hands it over
     # (tests/test_hostile.py, TestBrokenFraming): 400 incomplete_body, the session kept.
     broken = await opened(client)
@@ -287,7 +293,7 @@ async def test_put_upload_content(contract: Contract, client: Client, settings: 
     contract.validate(
         contract.response(op, 400)["content"]["application/problem+json"]["schema"], problem
     )
-    assert_all_answered(contract, op, client)
+    assert_all_answered(contract, op, client, capped)
 
 
 async def test_complete_upload_session(
@@ -341,10 +347,12 @@ async def test_complete_upload_session(
 
     hasty = await made(job_timeout_s=0.001)
     await contract.check(op, await complete(hasty, await sent(hasty)), 500)
+    capped = await made(owner_max_inflight=0)
+    await contract.check(op, await complete(capped, await sent(client)), 429)
     waiting = await sent(client)
     await close_database(client)
     await contract.check(op, await complete(client, waiting), 503)
-    assert_all_answered(contract, op, client, hasty)
+    assert_all_answered(contract, op, client, hasty, capped)
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from support import (
 
 from mediasvc import cli
 from mediasvc.appkeys import DB
-from mediasvc.auth import Principal, TokenVerifier, mint_token
+from mediasvc.auth import DEFAULT_TOKEN_TTL_S, Principal, TokenVerifier, mint_token
 from mediasvc.config import Settings
 from mediasvc.db import queries
 from mediasvc.errors import Unauthorized
@@ -43,7 +43,8 @@ def token(
     sub: str, *spaces: str, admin: bool = False, extra: dict[str, Any] | None = None
 ) -> dict[str, str]:
     """An Authorization header for `sub`, listing `spaces` (and any extra claims)."""
-    claims: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + 600}
+    # Made at import, used until the module's last test: valid for a whole (slow) suite.
+    claims: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + DEFAULT_TOKEN_TTL_S}
     if spaces:
         claims["spaces"] = list(spaces)
     if admin:
