@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mediasvc.imaging.pool import ImagingPool
-from mediasvc.ingest import SpooledUpload
+from mediasvc.spool import SpooledUpload
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upload stages take from milliseconds (db) to seconds (process); requests likewise.

@@ -31,8 +31,8 @@ from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.ids import is_media_id
-from mediasvc.ingest import CHUNK_BYTES
 from mediasvc.keys import variant_key
+from mediasvc.spool import CHUNK_BYTES
 from mediasvc.stack.localproc import free_port, wait_until_listening
 
 Client = TestClient[Any, Any]

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
-from aiohttp import web
 
 from mediasvc import db
 from mediasvc.auth import Principal
@@ -42,11 +41,11 @@ from mediasvc.flows.purge import purge
 from mediasvc.flows.upload import Declared, UploadFlow
 from mediasvc.form import FileRules, UploadOptions
 from mediasvc.ids import new_media_id
-from mediasvc.ingest import CHUNK_BYTES, SpooledUpload, spooled_stream
 from mediasvc.keys import upload_key
 from mediasvc.kinds import KindRules
 from mediasvc.models import Media
 from mediasvc.signing import sign_path
+from mediasvc.spool import SpooledUpload, spooled_stream
 from mediasvc.storage import DirectUpload, ObjectMissing, StorageError
 
 log = structlog.get_logger(__name__)
@@ -133,14 +132,16 @@ class SessionFlow:
         path = sign_path(content_path(media.id), settings.url_signing_secret, ttl_s)
         return DirectUpload("PUT", path, headers={"Content-Type": media.original.mime})
 
-    async def receive(self, request: web.Request, media_id: str) -> None:
-        """Local disk: stream a signed PUT's body into storage, capped at the declared size."""
+    async def receive(self, media_id: str, chunks: AsyncIterator[bytes]) -> None:
+        """Local disk: stream a signed PUT's body into storage, capped at the declared size.
+
+        `chunks` is read only once the session is found waiting and the owner's in-flight
+        slot is taken."""
         media = await self._get(media_id)
         if media.status != "pending":
             raise Conflict("This upload session is not waiting for bytes any more.")
         _check_open(media)
         rules = self._rules(media)
-        chunks = request.content.iter_chunked(CHUNK_BYTES)
         spool_dir = self.uploads.settings.spool_dir
         with self.uploads.slot(media.owner):
             try:

@@ -1,6 +1,7 @@
 """The upload flow: a spooled file becomes a `ready` media, or leaves no trace.
 
-    receive (in-flight cap per owner; spool, cap, hash, sniff)
+    admitted (the pool's admission, the owner's in-flight slot; the caller spools the body
+      meanwhile: `ingest`, `spool`)
     → reserve (idempotency key, quotas, collection cap, insert `processing`, one transaction)
     → finish: pool makes variants → storage.put each → mark `ready` (a replacing kind
       retires the oldest item in the same transaction; `media.ready` is recorded there)
@@ -18,15 +19,14 @@ import asyncio
 import shutil
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import asyncpg
 import structlog
-from aiohttp import web
 
 from mediasvc import db
 from mediasvc.config import Settings
@@ -47,10 +47,10 @@ from mediasvc.flows.purge import purge
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
 from mediasvc.imaging.job import Facts
-from mediasvc.ingest import SpooledUpload, spooled_upload
 from mediasvc.keys import possible_keys, variant_key
 from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant
+from mediasvc.spool import SpooledUpload
 from mediasvc.storage import Storage, StorageError
 
 log = structlog.get_logger(__name__)
@@ -83,27 +83,19 @@ class UploadFlow:
     # Uploads in flight on this node, per owner: the event loop is the only writer.
     inflight: Counter[str] = field(default_factory=Counter)
 
-    @asynccontextmanager
-    async def receive(
-        self, request: web.Request, owner: str, *, spaces: frozenset[str]
-    ) -> AsyncIterator[SpooledUpload]:
-        """Spool `owner`'s form; the spool file is gone when the block exits.
+    @contextmanager
+    def admitted(self, owner: str) -> Iterator[None]:
+        """Let `owner`'s upload in: the block receives and creates it.
 
-        `spaces` (those the owner's token lists) are the only ones the form may name.
-        Refusals raised in the block, here or by `create`, are counted by their code.
+        Refused at once (before the caller reads a byte of the body) when the pool could not
+        take the job anyway or `owner` has every in-flight slot. Refusals raised in the
+        block, here or by `create`, are counted by their code.
         """
         started = time.perf_counter()
         try:
-            # Refuse before reading the body when the pool could not take the job anyway.
             self.processor.admit()
             with self.slot(owner):
-                async with spooled_upload(
-                    request,
-                    spool_dir=self.settings.spool_dir,
-                    form=self.form.for_uploader(spaces),
-                ) as upload:
-                    self.metrics.received(upload)
-                    yield upload
+                yield
         except MediaError as exc:
             self.metrics.uploads.labels("refused" if exc.status < 500 else "failed", exc.code).inc()
             raise
@@ -131,6 +123,7 @@ class UploadFlow:
 
     async def create(self, owner: str, upload: SpooledUpload, options: UploadOptions) -> Uploaded:
         """Turn a spooled file into a `ready` media, or leave no trace and raise."""
+        self.metrics.received(upload)
         media_id = new_media_id()
         declared = Declared(upload.mime, upload.size, upload.sha256)
         with self.metrics.stage("db"):

@@ -13,6 +13,7 @@ from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.flows.upload import Declared
 from mediasvc.form import UploadForm
 from mediasvc.ids import is_media_id
+from mediasvc.ingest import body_chunks
 from mediasvc.signing import check_signed_path
 from mediasvc.web.access import require_principal
 from mediasvc.web.bodies import json_object
@@ -70,7 +71,7 @@ async def put_content(request: web.Request) -> web.Response:
         raise Forbidden("The upload URL's signature is missing or wrong.")
     if verdict is None:
         raise Gone("The upload URL has expired.", code="upload_expired")
-    await request.app[SESSIONS].receive(request, media_id)
+    await request.app[SESSIONS].receive(media_id, body_chunks(request))
     return web.Response(status=204)
 
 
