@@ -119,15 +119,25 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
 async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     kinds = kind_rules(settings)
+    processor = Processor(app[IMAGES], {name: kind.image for name, kind in kinds.items()})
     app[UPLOADS] = UploadFlow(
         settings=settings,
         db=app[DB],
         storage=app[STORAGE],
-        processor=Processor(app[IMAGES], {name: kind.image for name, kind in kinds.items()}),
+        processor=processor,
         form=UploadForm(kinds, redirect_origins=frozenset(settings.cors_origins)),
         metrics=app[METRICS],
     )
-    app[SESSIONS] = SessionFlow(app[UPLOADS])
+    app[SESSIONS] = SessionFlow(
+        db=app[DB],
+        storage=app[STORAGE],
+        processor=processor,
+        kinds=kinds,
+        uploads=app[UPLOADS],
+        spool_dir=settings.spool_dir,
+        url_signing_secret=settings.url_signing_secret,
+        ttl_s=settings.upload_session_ttl_s,
+    )
     yield
     await app[SESSIONS].close()
 

@@ -127,10 +127,10 @@ class UploadFlow:
         media_id = new_media_id()
         declared = Declared(upload.mime, upload.size, upload.sha256)
         with self.metrics.stage("db"):
-            existing = await self.reserve(media_id, owner, declared, options)
-        if existing is not None:
+            reserved = await self.reserve(media_id, owner, declared, options)
+        if not reserved.created:
             self.metrics.uploads.labels("replayed", "").inc()
-            return Uploaded(existing, created=False)
+            return Uploaded(reserved.media, created=False)
         return await self.finish(media_id, owner, upload, options)
 
     async def finish(
@@ -249,9 +249,9 @@ class UploadFlow:
         options: UploadOptions,
         *,
         session_ttl_s: float | None = None,
-    ) -> Media | None:
+    ) -> Reserved:
         """Insert the row: `processing`, or with `session_ttl_s` a `pending` upload session;
-        or return the media an idempotent retry refers to.
+        or find the media an idempotent retry refers to.
 
         Quotas and the collection cap are checked in the same transaction, so an open
         session holds its slot like an upload in progress.
@@ -278,11 +278,10 @@ class UploadFlow:
             # Nothing to check first: one INSERT is atomic alone, and skipping BEGIN/COMMIT
             # saves two round trips on the most common upload.
             async with db.connection(self.db) as conn:
-                await insert(conn)
-            return None
+                return Reserved(await insert(conn), created=True)
         session = session_ttl_s is not None
 
-        async def check_and_insert(conn: db.Connection) -> Media | None:
+        async def check_and_insert(conn: db.Connection) -> Reserved:
             # Locks in the one order (docs/decisions.md): owner, then collection, then rows.
             if quotas:
                 await queries.lock_owner(conn, owner)
@@ -292,7 +291,7 @@ class UploadFlow:
             if key is not None:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
                 if existing is not None:
-                    return _replay(existing, upload, options, session=session)
+                    return Reserved(_replay(existing, upload, options, session=session), False)
             if quotas:
                 self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
             # A replacing kind makes room when it becomes ready instead.
@@ -303,8 +302,7 @@ class UploadFlow:
                         f"The collection {options.collection!r} already holds {count} items.",
                         limit=options.kind.collection_max,
                     )
-            await insert(conn)
-            return None
+            return Reserved(await insert(conn), created=True)
 
         try:
             if key is not None:
@@ -320,7 +318,7 @@ class UploadFlow:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
             if existing is None:
                 raise Busy("A concurrent upload with this Idempotency-Key failed; retry.") from None
-            return _replay(existing, upload, options, session=session)
+            return Reserved(_replay(existing, upload, options, session=session), created=False)
 
     def _check_quotas(self, media: int, stored_bytes: int, size: int) -> None:
         """Refuse an upload that would take the owner past a quota (under the owner lock)."""
@@ -417,6 +415,14 @@ class UploadFlow:
         async with db.connection(self.db) as conn:
             media = await queries.get_media(conn, media_id)
         return media is not None and media.status == "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A reserved row: inserted now (`created`), or the one an idempotent retry names."""
+
+    media: Media
+    created: bool
 
 
 @dataclass(frozen=True, slots=True)

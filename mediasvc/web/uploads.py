@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mediasvc.appkeys import SESSIONS, SETTINGS
+from mediasvc.appkeys import SESSIONS, SETTINGS, UPLOADS
 from mediasvc.errors import BadRequest, Forbidden, Gone, NotFound
 from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.flows.upload import Declared
@@ -31,7 +31,7 @@ async def create_session(request: web.Request) -> web.Response:
     """POST /v1/uploads: check the declared file, reserve its slot, say where to send it."""
     principal = require_principal(request)
     sessions = request.app[SESSIONS]
-    form = sessions.uploads.form.for_uploader(principal.spaces)
+    form = request.app[UPLOADS].form.for_uploader(principal.spaces)
     asked = _session_request(
         await json_object(request, _EXAMPLE), form, request.headers.get("Idempotency-Key")
     )
