@@ -23,7 +23,7 @@ from mediasvc.log import configure_logging
 from mediasvc.spaces import DEFAULT_CLAIM, SPACE_ID_RULE, is_space_id
 from mediasvc.stack import devstack
 from mediasvc.stack.nginxconf import Site, render
-from mediasvc.storage import open_storage
+from mediasvc.storage.open import open_storage
 
 # Time given to in-flight uploads after SIGTERM before the app exits.
 SHUTDOWN_DRAIN_S = 30.0

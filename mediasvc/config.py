@@ -310,7 +310,8 @@ class Settings:
         default=5.0, metadata=_env("WEBHOOK_BACKOFF_S", _positive_float)
     )
     log_format: LogFormat = field(default="auto", metadata=_env("LOG_FORMAT", _choice(LogFormat)))
-    # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules.
+    # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules
+    # (`create_app` does, once: a bad table stops startup there).
     kinds_table: Mapping[str, Any] = field(
         default_factory=dict, metadata=_env("KINDS_FILE", _read_kinds_table)
     )
@@ -350,17 +351,11 @@ class Settings:
             raise ConfigError("MEDIASVC_WEBHOOK_SECRET is required with MEDIASVC_WEBHOOK_URL")
         settings = cls(**values)
         # Unset, media and spool follow the data dir rather than keep their fixed defaults.
-        settings = replace(
+        return replace(
             settings,
             media_dir=values.get("media_dir", settings.data_dir / "media"),
             spool_dir=values.get("spool_dir", settings.data_dir / "spool"),
         )
-        # A bad kinds file stops startup here, like any other bad value. (Imported here:
-        # `kinds` builds on these settings.)
-        from mediasvc.kinds import kind_rules
-
-        kind_rules(settings)
-        return settings
 
     @property
     def image_rules(self) -> ImageRules:

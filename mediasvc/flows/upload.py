@@ -123,7 +123,7 @@ class UploadFlow:
 
     async def create(self, owner: str, upload: SpooledUpload, options: UploadOptions) -> Uploaded:
         """Turn a spooled file into a `ready` media, or leave no trace and raise."""
-        self.metrics.received(upload)
+        self.metrics.received(upload.size, receive_s=upload.receive_s, sniff_s=upload.sniff_s)
         media_id = new_media_id()
         declared = Declared(upload.mime, upload.size, upload.sha256)
         with self.metrics.stage("db"):

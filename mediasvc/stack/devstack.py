@@ -28,6 +28,7 @@ import asyncpg
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
+from mediasvc.kinds import kind_rules
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
 from mediasvc.stack.nginxconf import NginxError, NginxProcess, Site, render
 from mediasvc.stack.pgcluster import ClusterError, PostgresCluster
@@ -81,6 +82,8 @@ def run() -> int:
             if not env.get("MEDIASVC_DATABASE_URL"):
                 env["MEDIASVC_DATABASE_URL"] = stack.enter_context(_postgres(data_dir))
             settings = Settings.from_env(env)
+            # A bad kinds file stops `dev` before a node starts, as it stops `serve`.
+            kind_rules(settings)
             ports = node_ports(settings)
             asyncio.run(migrate_database(settings.database_url))
             # Each node is a separate `serve` process on its own port; they share nothing

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from mediasvc.config import Settings
 from mediasvc.keys import variant_key_pattern
+from mediasvc.origins import EXPOSE_HEADERS
 from mediasvc.stack.localproc import stop, wait_until_listening
-from mediasvc.web.cors import EXPOSE_HEADERS
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")

@@ -114,7 +114,15 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
     limit = limit_param(request)
     before = recent_position(decode_cursor(request.query.get("cursor")))
     async with db.connection(request.app[DB]) as conn:
-        items = await queries.list_space(conn, space, principal, before=before, limit=limit)
+        items = await queries.list_space(
+            conn,
+            space,
+            sub=principal.sub,
+            admin=principal.admin,
+            spaces=principal.spaces,
+            before=before,
+            limit=limit,
+        )
     last = items[-1] if len(items) == limit else None
     settings = request.app[SETTINGS]
     return web.json_response(
