@@ -14,6 +14,7 @@ from mediasvc import db
 from mediasvc.appkeys import (
     DB,
     IMAGES,
+    KINDS,
     METRICS,
     SESSIONS,
     SETTINGS,
@@ -33,7 +34,7 @@ from mediasvc.imaging.pool import ImagingPool
 from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.spaces import MAX_HEADER_BYTES
-from mediasvc.storage import open_storage
+from mediasvc.storage.open import open_storage
 from mediasvc.web.cors import cors
 from mediasvc.web.middlewares import (
     problem_errors,
@@ -47,7 +48,11 @@ log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
-    """The aiohttp application for `settings`; resources open when it starts."""
+    """The aiohttp application for `settings`; resources open when it starts.
+
+    A bad kinds table (`MEDIASVC_KINDS_FILE`) raises `ConfigError` here, before anything
+    starts, as a bad setting does in `Settings.from_env`.
+    """
     app = web.Application(
         # CORS outside the problem middleware, so that problems carry its headers too.
         middlewares=[request_log, cors, problem_errors, unencoded_bodies, provider_keys],
@@ -62,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     app[SETTINGS] = settings
+    app[KINDS] = kind_rules(settings)
     app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier.from_settings(settings)
     # Dependency order: database, then storage, then the workers that feed it, then the
@@ -117,17 +123,26 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    kinds = kind_rules(settings)
+    settings, kinds = app[SETTINGS], app[KINDS]
+    processor = Processor(app[IMAGES], {name: kind.image for name, kind in kinds.items()})
     app[UPLOADS] = UploadFlow(
         settings=settings,
         db=app[DB],
         storage=app[STORAGE],
-        processor=Processor(app[IMAGES], {name: kind.image for name, kind in kinds.items()}),
+        processor=processor,
         form=UploadForm(kinds, redirect_origins=frozenset(settings.cors_origins)),
         metrics=app[METRICS],
     )
-    app[SESSIONS] = SessionFlow(app[UPLOADS])
+    app[SESSIONS] = SessionFlow(
+        db=app[DB],
+        storage=app[STORAGE],
+        processor=processor,
+        kinds=kinds,
+        uploads=app[UPLOADS],
+        spool_dir=settings.spool_dir,
+        url_signing_secret=settings.url_signing_secret,
+        ttl_s=settings.upload_session_ttl_s,
+    )
     yield
     await app[SESSIONS].close()
 

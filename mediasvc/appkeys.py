@@ -8,10 +8,13 @@ from mediasvc.config import Settings
 from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.imaging.pool import ImagingPool
+from mediasvc.kinds import KindRules
 from mediasvc.metrics import Metrics
 from mediasvc.storage import Storage
 
 SETTINGS = web.AppKey("mediasvc.settings", Settings)
+# Every kind's rules, computed once from the settings by `create_app`.
+KINDS = web.AppKey("mediasvc.kinds", dict[str, KindRules])
 VERIFIER = web.AppKey("mediasvc.verifier", TokenVerifier)
 DB = web.AppKey("mediasvc.db", asyncpg.Pool)
 STORAGE = web.AppKey("mediasvc.storage", Storage)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,17 +13,16 @@ from aiohttp import web
 from mediasvc import db
 from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
-from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
-from mediasvc.config import ConfigError, Settings, database_url_from_env
+from mediasvc.config import ConfigError, Settings, database_url_from_env, setting_from_env
 from mediasvc.db.migrate import migrate_database
 from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
 from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
-from mediasvc.spaces import DEFAULT_CLAIM, SPACE_ID_RULE, is_space_id
+from mediasvc.spaces import SPACE_ID_RULE, is_space_id
 from mediasvc.stack import devstack
 from mediasvc.stack.nginxconf import Site, render
-from mediasvc.storage import open_storage
+from mediasvc.storage.open import open_storage
 
 # Time given to in-flight uploads after SIGTERM before the app exits.
 SHUTDOWN_DRAIN_S = 30.0
@@ -150,27 +148,25 @@ def _token(sub: str, *, admin: bool, spaces: list[str], ttl_s: int) -> int:
     bad = next((space for space in spaces if not is_space_id(space)), None)
     if bad is not None:
         raise ConfigError(f"--space {bad!r}: {SPACE_ID_RULE}")
-    claim = os.environ.get("MEDIASVC_JWT_SPACES_CLAIM") or DEFAULT_CLAIM
     token = mint_token(
         _token_secret(),
         sub,
         admin=admin,
         spaces=spaces,
-        spaces_claim=claim,
-        subject_claim=os.environ.get("MEDIASVC_JWT_SUBJECT_CLAIM") or DEFAULT_SUBJECT_CLAIM,
-        admin_claim=os.environ.get("MEDIASVC_JWT_ADMIN_CLAIM") or DEFAULT_ADMIN_CLAIM,
+        spaces_claim=setting_from_env("jwt_spaces_claim"),
+        subject_claim=setting_from_env("jwt_subject_claim"),
+        admin_claim=setting_from_env("jwt_admin_claim"),
         ttl_s=ttl_s,
         # A service that checks `iss` / `aud` checks them on its own tokens too.
-        issuer=os.environ.get("MEDIASVC_JWT_ISSUER") or None,
-        audience=os.environ.get("MEDIASVC_JWT_AUDIENCE") or None,
+        issuer=setting_from_env("jwt_issuer"),
+        audience=setting_from_env("jwt_audience"),
     )
     print(token)
     return 0
 
 
 def _token_secret() -> str:
-    secret = os.environ.get("MEDIASVC_JWT_SECRET")
+    secret: str | None = setting_from_env("jwt_secret")
     if secret:
         return secret
-    data_dir = Path(os.environ.get("MEDIASVC_DATA_DIR") or "var")
-    return devstack.dev_secret(data_dir, create=False)
+    return devstack.dev_secret(setting_from_env("data_dir"), create=False)

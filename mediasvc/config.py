@@ -12,9 +12,9 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.imaging.job import DEFAULT_RULES, ImageRules
@@ -172,12 +172,36 @@ _port = _checked(int, lambda v: 0 < v < 65536, "must be a TCP port (1-65535)")
 _quality = _checked(int, lambda v: 1 <= v <= 100, "must be between 1 and 100")
 
 
-def _env(name: str, parse: Callable[[str], Any] = str, *, required: bool = False) -> dict[str, Any]:
+def _env(
+    name: str,
+    parse: Callable[[str], Any] = str,
+    *,
+    required: bool = False,
+    from_file: bool = False,
+) -> dict[str, Any]:
     """Field metadata: the field is read from `MEDIASVC_<name>` by `parse`.
 
     Unset or empty, the field keeps its dataclass default, or stops startup if `required`.
+    `from_file`: the variable names a file and the field holds what was read from it, which
+    `Settings.to_env` cannot write back.
     """
-    return {"env": name, "parse": parse, "required": required}
+    return {"env": name, "parse": parse, "required": required, "from_file": from_file}
+
+
+def _written(value: object) -> str:
+    """A field's value as its variable spells it: what its parser reads back to `value`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bytes):
+        # The webhook secret, in the Standard Webhooks spelling `_webhook_secret` reads.
+        return "whsec_" + base64.b64encode(value).decode()
+    return str(value)
+
+
+# `media_dir` and `spool_dir` before `__post_init__` puts them under `data_dir`.
+_UNDER_DATA_DIR = cast(Path, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +223,7 @@ class Settings:
         default=None, repr=False, metadata=_env("JWT_SECRET", _jwt_secret)
     )
     jwt_public_key: str | None = field(
-        default=None, repr=False, metadata=_env("JWT_PUBLIC_KEY_FILE", _read_text)
+        default=None, repr=False, metadata=_env("JWT_PUBLIC_KEY_FILE", _read_text, from_file=True)
     )
     jwt_jwks_url: str | None = field(default=None, metadata=_env("JWT_JWKS_URL", _http_url))
     # Checked against every token's `iss` / `aud` when set; both required with a JWKS URL.
@@ -223,9 +247,9 @@ class Settings:
     # product's own `role` or `admin` claim never grants it.
     jwt_admin_claim: str = field(default=DEFAULT_ADMIN_CLAIM, metadata=_env("JWT_ADMIN_CLAIM"))
     data_dir: Path = field(default=Path("var"), metadata=_env("DATA_DIR", Path))
-    # Unset, these two sit under `data_dir`, wherever it is (see `from_env`).
-    media_dir: Path = field(default=Path("var/media"), metadata=_env("MEDIA_DIR", Path))
-    spool_dir: Path = field(default=Path("var/spool"), metadata=_env("SPOOL_DIR", Path))
+    # Unset, these two sit under `data_dir`, wherever it is (`__post_init__`).
+    media_dir: Path = field(default=_UNDER_DATA_DIR, metadata=_env("MEDIA_DIR", Path))
+    spool_dir: Path = field(default=_UNDER_DATA_DIR, metadata=_env("SPOOL_DIR", Path))
     app_host: str = field(default="127.0.0.1", metadata=_env("APP_HOST"))
     app_port: int = field(default=8081, metadata=_env("APP_PORT", _port))
     app_nodes: int = field(default=1, metadata=_env("APP_NODES", _positive))
@@ -318,9 +342,10 @@ class Settings:
         default=5.0, metadata=_env("WEBHOOK_BACKOFF_S", _positive_float)
     )
     log_format: LogFormat = field(default="auto", metadata=_env("LOG_FORMAT", _choice(LogFormat)))
-    # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules.
+    # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules
+    # (`create_app` does, once: a bad table stops startup there).
     kinds_table: Mapping[str, Any] = field(
-        default_factory=dict, metadata=_env("KINDS_FILE", _read_kinds_table)
+        default_factory=dict, metadata=_env("KINDS_FILE", _read_kinds_table, from_file=True)
     )
     # Only `python -m mediasvc dev` sets it: the upload page then offers this token.
     dev_token: str | None = field(default=None, repr=False, metadata=_env("DEV_TOKEN"))
@@ -356,19 +381,29 @@ class Settings:
             raise _missing("S3_BUCKET")
         if "webhook_urls" in values and "webhook_secret" not in values:
             raise ConfigError("MEDIASVC_WEBHOOK_SECRET is required with MEDIASVC_WEBHOOK_URL")
-        settings = cls(**values)
-        # Unset, media and spool follow the data dir rather than keep their fixed defaults.
-        settings = replace(
-            settings,
-            media_dir=values.get("media_dir", settings.data_dir / "media"),
-            spool_dir=values.get("spool_dir", settings.data_dir / "spool"),
-        )
-        # A bad kinds file stops startup here, like any other bad value. (Imported here:
-        # `kinds` builds on these settings.)
-        from mediasvc.kinds import kind_rules
+        return cls(**values)
 
-        kind_rules(settings)
-        return settings
+    def __post_init__(self) -> None:
+        for name, under in (("media_dir", "media"), ("spool_dir", "spool")):
+            if getattr(self, name) is _UNDER_DATA_DIR:
+                # Frozen: set once, here, as the generated __init__ sets the others.
+                object.__setattr__(self, name, self.data_dir / under)
+
+    def to_env(self) -> dict[str, str]:
+        """The `MEDIASVC_*` variables `from_env` reads back to these settings, for a child
+        process (`serve` beside `dev`, a test's node).
+
+        Unset fields (None, empty) are left out, as are fields read from a file
+        (`MEDIASVC_JWT_PUBLIC_KEY_FILE`, `MEDIASVC_KINDS_FILE`): their variable names the
+        file, which the caller passes along.
+        """
+        env = {}
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            if value in (None, "", ()) or setting.metadata["from_file"]:
+                continue
+            env[f"MEDIASVC_{setting.metadata['env']}"] = _written(value)
+        return env
 
     @property
     def image_rules(self) -> ImageRules:
@@ -387,9 +422,26 @@ class Settings:
         return self.max_upload_bytes + 64 * 1024
 
 
+def setting_from_env(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting (a field's name), read and checked as `from_env` does, or its default:
+    for commands that need only a few and none of the others (migrate, events, token)."""
+    setting = _FIELDS[name]
+    value = _read(os.environ if env is None else env, setting)
+    if value is not _UNSET:
+        return value
+    if setting.default_factory is not MISSING:
+        return setting.default_factory()
+    return setting.default
+
+
+def env_name(name: str) -> str:
+    """The variable a setting (a field's name) is read from: `MEDIASVC_...`."""
+    return f"MEDIASVC_{_FIELDS[name].metadata['env']}"
+
+
 def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
-    """Only `MEDIASVC_DATABASE_URL`, for commands that need nothing else (migrate, gc)."""
-    value: str = _read(os.environ if env is None else env, _FIELDS["database_url"])
+    """Only `MEDIASVC_DATABASE_URL`, for commands that need nothing else (migrate, events)."""
+    value: str = setting_from_env("database_url", env)
     return value
 
 

@@ -1,45 +1,40 @@
-"""Streaming multipart intake: the `file` part goes to a spool file, never into memory.
+"""Streaming HTTP intake: a request's multipart form or raw body, read for `spool`.
 
-While the part streams in, its bytes are counted (413 one byte past the cap, without reading
-the rest), hashed (sha256) and, as soon as the first bytes are in, sniffed by libmagic
-(415 unless on the allow-list, whatever the filename or declared type says). The spool
-file is removed when the `spooled_upload` context exits, on every path. Whatever is read
-before the form's first boundary is capped too (`MAX_PREAMBLE_BYTES`), and a body that
-does not arrive intact is `400 incomplete_body` (`intact_body`).
+The form's `file` part goes to a spool file, never into memory, with `spool`'s cap, hash
+and sniff (413, 415 as early as the bytes allow); each text field is checked as it arrives
+(`UploadForm.check_field`). The spool file is removed when the `spooled_upload` context
+exits, on every path. Whatever is read before the form's first boundary is capped too
+(`MAX_PREAMBLE_BYTES`), and a body that does not arrive intact is `400 incomplete_body`
+(`intact_body`). A session's PUT body is handed on as chunks (`body_chunks`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import hashlib
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 from aiohttp.multipart import BadContentDispositionHeader
 from aiohttp.web_protocol import RequestPayloadError
 
-from mediasvc.errors import (
-    BadRequest,
-    InsufficientStorage,
-    InvalidImage,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from mediasvc.errors import BadRequest, PayloadTooLarge
 from mediasvc.form import FIELD_NAMES, FileRules, UploadForm
-from mediasvc.imaging.formats import MISSING_DECODERS, SNIFF_BYTES, sniff
 from mediasvc.spaces import MAX_HEADER_BYTES
+from mediasvc.spool import (
+    CHUNK_BYTES,
+    Spooled,
+    SpooledUpload,
+    check_size,
+    check_type,
+    ended_early,
+    spool_chunks,
+    spool_path,
+)
 
-# Each write is one hop to a writer thread: reads and writes of this size keep the hops few.
-CHUNK_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 256
 # What a form may send before its first boundary line (RFC 2046's preamble, which browsers
 # and HTTP libraries leave empty), that line included. aiohttp reads it line by line with
@@ -52,23 +47,6 @@ FORM_FIELDS = web.RequestKey("mediasvc.form_fields", dict[str, str])
 _IDENTITY_ENCODINGS = frozenset({"binary", "8bit", "7bit"})
 
 
-@dataclass(frozen=True, slots=True)
-class SpooledUpload:
-    """The `file` part on disk plus the form's text fields (each passed `check_field`).
-
-    `receive_s` is the time from the first byte read to the end of the form, `sniff_s`
-    the part of it spent telling the file's type.
-    """
-
-    path: Path
-    size: int
-    sha256: str
-    mime: str
-    fields: dict[str, str]
-    receive_s: float
-    sniff_s: float
-
-
 @contextmanager
 def intact_body() -> Iterator[None]:
     """Translate a request body that did not arrive intact into `400 incomplete_body`:
@@ -78,9 +56,7 @@ def intact_body() -> Iterator[None]:
     try:
         yield
     except ConnectionError:
-        # The client went away: nobody may be left to read an answer, but if someone is,
-        # this is what happened. Not a server fault, so no traceback.
-        raise BadRequest("The request body ended early.", code="incomplete_body") from None
+        raise ended_early() from None
     except (RequestPayloadError, PayloadEncodingError) as exc:
         raise BadRequest(
             f"The request body could not be read: {exc}", code="incomplete_body"
@@ -88,31 +64,27 @@ def intact_body() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def spooled_stream(
-    chunks: AsyncIterator[bytes], *, spool_dir: Path, rules: FileRules
-) -> AsyncIterator[SpooledUpload]:
-    """Spool a raw byte stream (a session's PUT body, or its object read back from storage)
-    with the same cap, hash and sniff as a form's file; gone when the block exits."""
-    path = spool_dir / f"{secrets.token_hex(16)}.upload"
-    started = time.perf_counter()
-    try:
-        with intact_body():
-            spooled = await _spool_chunks(chunks, path, rules)
-        yield spooled.upload(path, {}, started)
-    finally:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-
-
-@asynccontextmanager
 async def spooled_upload(
     request: web.Request, *, spool_dir: Path, form: UploadForm
 ) -> AsyncIterator[SpooledUpload]:
     """Receive the form into `spool_dir`; the spool file is gone when the block exits."""
-    path = spool_dir / f"{secrets.token_hex(16)}.upload"
+    path = spool_path(spool_dir)
     try:
         yield await _receive(request, path, form)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The request's body in chunks as they arrive (a session's PUT), for `spool`; a body
+    that does not arrive intact is `400 incomplete_body`."""
+    chunks = request.content.iter_chunked(CHUNK_BYTES)
+    while True:
+        with intact_body():
+            chunk = await anext(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
 
 
 async def _receive(request: web.Request, path: Path, form: UploadForm) -> SpooledUpload:
@@ -144,7 +116,7 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
     started = time.perf_counter()
     fields = request[FORM_FIELDS] = {}
-    spooled: _Spooled | None = None
+    spooled: Spooled | None = None
     # No part counter is needed: only one `file` and one of each field are valid, so any
     # further part is refused when it arrives, and at most five parts are ever read.
     while (part := await _next_part(reader)) is not None:
@@ -166,8 +138,8 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
         raise BadRequest("The form has no part named 'file'.")
     # A kind sent after the file: its rules apply now, before any processing.
     rules = form.file_rules(fields, final=True)
-    _check_size(spooled.size, rules)
-    _check_type(spooled.mime, rules)
+    check_size(spooled.size, rules)
+    check_type(spooled.mime, rules)
     return spooled.upload(path, fields, started)
 
 
@@ -200,149 +172,19 @@ async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     return part
 
 
-@dataclass(frozen=True, slots=True)
-class _Spooled:
-    size: int
-    sha256: str
-    mime: str
-    sniff_s: float
-
-    def upload(self, path: Path, fields: dict[str, str], started: float) -> SpooledUpload:
-        """The spooled file at `path` with the form's `fields`, received since `started`."""
-        return SpooledUpload(
-            path=path,
-            size=self.size,
-            sha256=self.sha256,
-            mime=self.mime,
-            fields=fields,
-            receive_s=time.perf_counter() - started,
-            sniff_s=self.sniff_s,
-        )
-
-
-async def _spool_file(part: BodyPartReader, path: Path, rules: FileRules) -> _Spooled:
+async def _spool_file(part: BodyPartReader, path: Path, rules: FileRules) -> Spooled:
     """Stream the part to `path`: its size, sha256 and sniffed MIME type."""
     if not part.filename:
         raise BadRequest("The 'file' part must be a file upload (it has no filename).")
     encoding = part.headers.get(hdrs.CONTENT_TRANSFER_ENCODING, "binary").lower()
     if encoding not in _IDENTITY_ENCODINGS:
         raise BadRequest(f"Content-Transfer-Encoding {encoding!r} is not accepted; send raw bytes.")
-    return await _spool_chunks(_part_chunks(part), path, rules)
+    return await spool_chunks(_part_chunks(part), path, rules)
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(CHUNK_BYTES):
         yield chunk
-
-
-async def _spool_chunks(chunks: AsyncIterator[bytes], path: Path, rules: FileRules) -> _Spooled:
-    """Write `chunks` to `path`, capped, hashed and sniffed as they pass."""
-    size = 0
-    head = b""
-    mime: str | None = None
-    sniff_s = 0.0
-    writer = _SpoolWriter(path)
-    try:
-        async for chunk in chunks:
-            size += len(chunk)
-            _check_size(size, rules)
-            if mime is None:
-                head += chunk[: SNIFF_BYTES - len(head)]
-                if len(head) >= SNIFF_BYTES:
-                    mime, sniff_s = _allowed_type(head, rules)
-            await writer.write(chunk)
-        await writer.flush()
-    finally:
-        await writer.close()
-    if size == 0:
-        raise InvalidImage("The file is empty.", code="empty_file")
-    if mime is None:
-        mime, sniff_s = _allowed_type(head, rules)
-    return _Spooled(size, writer.sha256.hexdigest(), mime, sniff_s)
-
-
-class _SpoolWriter:
-    """Hashes and writes chunks in a worker thread, one operation at a time.
-
-    The network hands over what has arrived, often a few kilobytes: chunks are gathered in
-    memory up to `CHUNK_BYTES` so that a 4 MB upload takes four hops to the thread, not
-    dozens. A cancelled request (client gone) abandons the await, not the thread: `close`
-    first waits for the operation in flight, so the file is never opened or written after
-    it was closed and removed.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sha256 = hashlib.sha256()
-        self._file: BinaryIO | None = None
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._in_flight: asyncio.Future[None] | None = None
-
-    async def write(self, chunk: bytes) -> None:
-        self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
-        if self._pending_bytes >= CHUNK_BYTES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write what was gathered; a full disk is the client's 507."""
-        if not self._pending:
-            return
-        # A single read of 1 MiB or more (a session's body) needs no copy.
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending, self._pending_bytes = [], 0
-        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write, data)
-        try:
-            await asyncio.shield(self._in_flight)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage(
-                    "The server has no room to receive uploads right now; try again later."
-                ) from None
-            raise
-
-    def _write(self, data: bytes) -> None:
-        if self._file is None:
-            self._file = self.path.open("xb")
-        self.sha256.update(data)
-        self._file.write(data)
-
-    async def close(self) -> None:
-        if self._in_flight is not None:
-            with contextlib.suppress(Exception):
-                await self._in_flight
-        if self._file is not None:
-            await asyncio.to_thread(self._file.close)
-
-
-def _allowed_type(head: bytes, rules: FileRules) -> tuple[str, float]:
-    """The sniffed type, if on the allow-list, and how long telling it took."""
-    started = time.perf_counter()
-    mime = sniff(head)
-    sniff_s = time.perf_counter() - started
-    _check_type(mime, rules)
-    return mime, sniff_s
-
-
-def _check_size(size: int, rules: FileRules) -> None:
-    if size > rules.max_bytes:
-        whose = f" for kind {rules.kind!r}" if rules.kind else ""
-        raise PayloadTooLarge(
-            f"The file is larger than {rules.max_bytes} bytes{whose}.", limit=rules.max_bytes
-        )
-
-
-def _check_type(mime: str, rules: FileRules) -> None:
-    if mime not in rules.accept:
-        whose = f" for kind {rules.kind!r}" if rules.kind else ""
-        enable = f" {MISSING_DECODERS[mime]}" if mime in MISSING_DECODERS else ""
-        raise UnsupportedMediaType(
-            f"The file is {mime}; accepted types{whose} are "
-            f"{', '.join(sorted(rules.accept))}.{enable}",
-            actual=mime,
-            accepted=sorted(rules.accept),
-        )
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -4,6 +4,9 @@ Each node has its own registry and is scraped on its own port (not through nginx
 answers 404 for `/metrics`): per-node scraping keeps prometheus-client out of its
 multiprocess mode, and the image workers report nothing themselves (the app times them).
 Gauges about the worker pool and the database pool are read at scrape time.
+
+A leaf: the app's parts report into it (plain numbers, or the few attributes the gauges
+read, as Protocols here), so it imports none of them.
 """
 
 from __future__ import annotations
@@ -11,20 +14,37 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from mediasvc.imaging.pool import ImagingPool
-from mediasvc.ingest import SpooledUpload
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upload stages take from milliseconds (db) to seconds (process); requests likewise.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Webhook latency: milliseconds when the receiver is up, hours when it is retried.
 _DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600, 6 * 3600, 24 * 3600)
+
+
+class WorkerPool(Protocol):
+    """What the gauges read of the image worker pool (`imaging.pool.ImagingPool`)."""
+
+    @property
+    def workers(self) -> int: ...
+    @property
+    def busy(self) -> int: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def restarts(self) -> int: ...
+
+
+class ConnectionPool(Protocol):
+    """What the gauges read of the database pool (`asyncpg.Pool`)."""
+
+    def get_size(self) -> int: ...
+    def get_idle_size(self) -> int: ...
 
 
 class Metrics:
@@ -91,7 +111,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, pool: ImagingPool, db: asyncpg.Pool) -> None:
+    def watch(self, pool: WorkerPool, db: ConnectionPool) -> None:
         """Report the worker pool and database pool at every scrape."""
         self.registry.register(_ResourceCollector(pool, db))
 
@@ -104,11 +124,11 @@ class Metrics:
         finally:
             self.upload_seconds.labels(name).observe(time.perf_counter() - started)
 
-    def received(self, upload: SpooledUpload) -> None:
-        """Count a received file and the intake stages it timed itself."""
-        self.received_bytes.inc(upload.size)
-        self.upload_seconds.labels("receive").observe(upload.receive_s)
-        self.upload_seconds.labels("sniff").observe(upload.sniff_s)
+    def received(self, size: int, *, receive_s: float, sniff_s: float) -> None:
+        """Count a received file of `size` bytes and the intake stages it took."""
+        self.received_bytes.inc(size)
+        self.upload_seconds.labels("receive").observe(receive_s)
+        self.upload_seconds.labels("sniff").observe(sniff_s)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of everything."""
@@ -116,7 +136,7 @@ class Metrics:
 
 
 class _ResourceCollector(Collector):
-    def __init__(self, pool: ImagingPool, db: asyncpg.Pool) -> None:
+    def __init__(self, pool: WorkerPool, db: ConnectionPool) -> None:
         self._pool = pool
         self._db = db
 

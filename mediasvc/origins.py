@@ -17,6 +17,25 @@ _ORIGIN = re.compile(
 )
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
+# The CORS policy for the allowed origins: what the app answers (`web.cors`) and what
+# nginx's own refusals carry (`cors-headers.conf`, rendered by `stack.nginxconf`).
+ALLOW_METHODS = ("GET", "POST", "PUT", "DELETE")
+# The API's own headers, and the two that popular uploaders send by default (Dropzone's
+# `Cache-Control: no-cache` and `X-Requested-With: XMLHttpRequest`): harmless to accept,
+# and a preflight that refused them would stop those uploaders before the first byte.
+ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Prefer",
+    "Cache-Control",
+    "X-Requested-With",
+)
+EXPOSE_HEADERS = ("Location", "X-Request-Id", "Retry-After")
+# Browsers keep a preflight's answer this long (Chromium caps it at 2 h), so an app that
+# uploads often pays the extra round trip once per ten minutes, not once per upload.
+PREFLIGHT_MAX_AGE_S = 600
+
 
 def parse_origin(text: str) -> str:
     """`text` as an origin in its one spelling; `ValueError` unless it is exactly one."""

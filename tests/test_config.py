@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mediasvc.config import ConfigError, Settings
+from mediasvc.config import ConfigError, Settings, env_name, setting_from_env
+from mediasvc.spaces import DEFAULT_CLAIM
 
 REQUIRED = {
     "MEDIASVC_DATABASE_URL": "postgresql://x@127.0.0.1/db",
@@ -206,3 +207,57 @@ def test_secret_is_not_in_the_repr() -> None:
         {**REQUIRED, "MEDIASVC_JWT_SECRET": "hunter2-very-secret-" + "x" * 16}
     )
     assert "hunter2" not in repr(settings)
+
+
+def test_media_and_spool_follow_the_data_dir_however_settings_are_made() -> None:
+    """One default each: unset, media and spool sit under the data dir, from the
+    environment or built directly."""
+    built = Settings(database_url="x", url_signing_secret="k" * 32, data_dir=Path("/srv/m"))
+    assert (built.media_dir, built.spool_dir) == (Path("/srv/m/media"), Path("/srv/m/spool"))
+    moved = Settings(database_url="x", url_signing_secret="k" * 32, spool_dir=Path("/fast"))
+    assert (moved.media_dir, moved.spool_dir) == (Path("var/media"), Path("/fast"))
+
+
+def test_to_env_is_read_back_to_the_same_settings(tmp_path: Path) -> None:
+    """`from_env(settings.to_env())` gives the settings back, every kind of field included."""
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "MEDIASVC_DATA_DIR": str(tmp_path),
+            "MEDIASVC_SPOOL_DIR": "/fast/spool",
+            "MEDIASVC_WORKERS": "3",
+            "MEDIASVC_JOB_TIMEOUT_S": "0.05",
+            "MEDIASVC_OWNER_MAX_MEDIA": "7",
+            "MEDIASVC_PUBLIC_OWNER": "yes",
+            "MEDIASVC_CORS_ORIGINS": "https://App.example, http://localhost:3000",
+            "MEDIASVC_STORAGE": "s3",
+            "MEDIASVC_S3_BUCKET": "b",
+            "MEDIASVC_S3_PREFIX": "media",
+            "MEDIASVC_WEBHOOK_URL": "https://a.example/hook,https://b.example/",
+            "MEDIASVC_WEBHOOK_SECRET": "whsec_" + "A" * 32,
+            "MEDIASVC_PUBLIC_MEDIA_URL": "https://cdn.example/media/",
+        }
+    )
+    assert Settings.from_env(settings.to_env()) == settings
+    assert settings.to_env()["MEDIASVC_PUBLIC_OWNER"] == "true"
+    assert "MEDIASVC_OWNER_MAX_BYTES" not in settings.to_env()  # None: unset
+
+
+def test_to_env_leaves_settings_read_from_files_to_their_variable(tmp_path: Path) -> None:
+    """A kinds file's table has no variable of its own: the caller passes the file's."""
+    kinds = tmp_path / "kinds.toml"
+    kinds.write_text("[kinds.chat]\nmax_bytes = 1000\n")
+    env = {**REQUIRED, "MEDIASVC_KINDS_FILE": str(kinds)}
+    settings = Settings.from_env(env)
+    assert "MEDIASVC_KINDS_FILE" not in settings.to_env()
+    assert Settings.from_env({**settings.to_env(), "MEDIASVC_KINDS_FILE": str(kinds)}) == settings
+
+
+def test_setting_from_env_reads_one_setting_or_its_default() -> None:
+    """A command that needs one setting reads it as `from_env` would, default included."""
+    assert setting_from_env("data_dir", {}) == Path("var")
+    assert setting_from_env("jwt_spaces_claim", {}) == DEFAULT_CLAIM
+    assert setting_from_env("jwt_issuer", {"MEDIASVC_JWT_ISSUER": "https://id"}) == "https://id"
+    with pytest.raises(ConfigError, match="MEDIASVC_DATABASE_URL is required"):
+        setting_from_env("database_url", {})
+    assert env_name("data_dir") == "MEDIASVC_DATA_DIR"

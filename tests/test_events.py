@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -573,21 +573,17 @@ async def _dispatchers(
 
 def serve(settings: Settings, port: int, log: str) -> subprocess.Popen[bytes]:
     """`python -m mediasvc serve` as a real process sending webhooks to the receiver."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIASVC_")}
-    env.update(
-        MEDIASVC_DATABASE_URL=settings.database_url,
-        MEDIASVC_JWT_SECRET=settings.jwt_secret or "",
-        MEDIASVC_URL_SIGNING_SECRET=settings.url_signing_secret,
-        MEDIASVC_DATA_DIR=str(settings.data_dir),
-        MEDIASVC_APP_PORT=str(port),
-        MEDIASVC_WORKERS="1",
-        MEDIASVC_LOG_FORMAT="json",
-        MEDIASVC_WEBHOOK_URL=",".join(settings.webhook_urls),
-        MEDIASVC_WEBHOOK_SECRET=SECRET,
+    node = replace(
+        settings,
+        app_port=port,
+        workers=1,
+        log_format="json",
         # A lease of 2 x 1 + 1 s: what the surviving node waits before taking over.
-        MEDIASVC_WEBHOOK_TIMEOUT_S="1",
-        MEDIASVC_WEBHOOK_BACKOFF_S="0.05",
+        webhook_timeout_s=1.0,
+        webhook_backoff_s=0.05,
     )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIASVC_")}
+    env.update(node.to_env())
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "mediasvc", "serve"], env=env, stdout=out, stderr=out

@@ -35,7 +35,8 @@ from support import (
 )
 
 from mediasvc.config import Settings
-from mediasvc.ingest import CHUNK_BYTES, MAX_PREAMBLE_BYTES
+from mediasvc.ingest import MAX_PREAMBLE_BYTES
+from mediasvc.spool import CHUNK_BYTES
 
 Client = TestClient[Any, Any]
 

@@ -328,8 +328,9 @@ class TestFile:
         self, tmp_path: Path, text: str, message: str
     ) -> None:
         """Every mistake in the file is one line that says where it is."""
+        # The file is read with the settings, its tables made into rules by the app.
         with pytest.raises(ConfigError) as caught:
-            Settings.from_env(self.write(tmp_path, text))
+            create_app(Settings.from_env(self.write(tmp_path, text)))
         assert message in str(caught.value)
         assert "\n" not in str(caught.value)
         assert "MEDIASVC_KINDS_FILE" in str(caught.value)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.ids import is_media_id
-from mediasvc.ingest import CHUNK_BYTES
 from mediasvc.keys import variant_key
+from mediasvc.spool import CHUNK_BYTES
 from mediasvc.stack.localproc import free_port, wait_until_listening
 
 Client = TestClient[Any, Any]
@@ -136,20 +137,7 @@ WORKERS = 2
 def serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     """`python -m mediasvc serve` as a real process on the test's database and storage."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIASVC_")}
-    env.update(
-        MEDIASVC_DATABASE_URL=settings.database_url,
-        MEDIASVC_JWT_SECRET=settings.jwt_secret or "",
-        MEDIASVC_URL_SIGNING_SECRET=settings.url_signing_secret,
-        MEDIASVC_DATA_DIR=str(settings.data_dir),
-        MEDIASVC_MEDIA_DIR=str(settings.media_dir),
-        MEDIASVC_SPOOL_DIR=str(settings.spool_dir),
-        MEDIASVC_APP_PORT=str(port),
-        MEDIASVC_WORKERS=str(WORKERS),
-        MEDIASVC_STORAGE=settings.storage,
-        MEDIASVC_S3_BUCKET=settings.s3_bucket,
-        MEDIASVC_S3_ENDPOINT_URL=settings.s3_endpoint_url or "",
-        MEDIASVC_LOG_FORMAT="json",
-    )
+    env.update(replace(settings, app_port=port, workers=WORKERS, log_format="json").to_env())
     process = subprocess.Popen(
         [sys.executable, "-m", "mediasvc", "serve"],
         env=env,

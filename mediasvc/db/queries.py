@@ -7,17 +7,14 @@ inside one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import asyncpg
 
 from mediasvc.db import Connection
 from mediasvc.models import Media, Original, Placeholder, Status, StoredVariant, Visibility
-
-if TYPE_CHECKING:
-    from mediasvc.auth import Principal
 
 # Later than any `created_at`: the cursor of a first page, which every row is before.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
@@ -378,31 +375,37 @@ async def get_media(conn: Connection, media_id: str) -> Media | None:
     return None if row is None else _media(row)
 
 
-async def get_visible(conn: Connection, media_id: str, caller: Principal | None) -> Media | None:
-    """One media by id if `caller` (None: anonymous) may see it, else None."""
-    row = await conn.fetchrow(SELECT_VISIBLE, *_caller_args(caller), media_id)
+async def get_visible(
+    conn: Connection,
+    media_id: str,
+    *,
+    sub: str | None,
+    admin: bool = False,
+    spaces: Collection[str] = (),
+) -> Media | None:
+    """One media by id if the caller may see it, else None: the caller's token subject
+    (None: anonymous), whether it is an admin, and the spaces its token lists."""
+    row = await conn.fetchrow(SELECT_VISIBLE, sub, admin, list(spaces), media_id)
     return None if row is None else _media(row)
 
 
 async def list_space(
     conn: Connection,
     space: str,
-    caller: Principal,
     *,
+    sub: str,
+    admin: bool,
+    spaces: Collection[str],
     before: tuple[datetime, str] | None,
     limit: int,
 ) -> list[Media]:
-    """A page of a space's ready media, newest first, strictly before (`created_at`, `id`)."""
+    """A page of a space's ready media the caller (`sub`, `admin`, `spaces` as for
+    `get_visible`) may see, newest first, strictly before (`created_at`, `id`)."""
     created_at, media_id = before if before is not None else (_FAR_FUTURE, "")
-    rows = await conn.fetch(LIST_SPACE, *_caller_args(caller), space, created_at, media_id, limit)
+    rows = await conn.fetch(
+        LIST_SPACE, sub, admin, list(spaces), space, created_at, media_id, limit
+    )
     return [_media(r) for r in rows]
-
-
-def _caller_args(caller: Principal | None) -> tuple[str | None, bool, list[str]]:
-    """$1-$3 of `_VISIBLE_TO_CALLER`."""
-    if caller is None:
-        return None, False, []
-    return caller.sub, caller.admin, list(caller.spaces)
 
 
 async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]:

@@ -15,14 +15,15 @@ sessions, their objects, and raw objects whose session is gone are the reaper's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
+import asyncpg
 import structlog
-from aiohttp import web
 
 from mediasvc import db
 from mediasvc.auth import Principal
@@ -38,16 +39,17 @@ from mediasvc.errors import (
     UnsupportedMediaType,
     UploadMissing,
 )
+from mediasvc.flows.processing import Processor
 from mediasvc.flows.purge import purge
 from mediasvc.flows.upload import Declared, UploadFlow
 from mediasvc.form import FileRules, UploadOptions
 from mediasvc.ids import new_media_id
-from mediasvc.ingest import CHUNK_BYTES, SpooledUpload, spooled_stream
 from mediasvc.keys import upload_key
 from mediasvc.kinds import KindRules
 from mediasvc.models import Media
 from mediasvc.signing import sign_path
-from mediasvc.storage import DirectUpload, ObjectMissing, StorageError
+from mediasvc.spool import SpooledUpload, spooled_stream
+from mediasvc.storage import DirectUpload, ObjectMissing, Storage, StorageError
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +87,18 @@ class Completed:
 class SessionFlow:
     """Opens, receives and completes upload sessions; made once for the app."""
 
+    db: asyncpg.Pool
+    storage: Storage
+    processor: Processor
+    kinds: Mapping[str, KindRules]
+    # The upload flow reserves a session's row, makes its media, and holds the owner's
+    # in-flight slots (shared with form uploads).
     uploads: UploadFlow
+    spool_dir: Path
+    # Signs a local-disk session's PUT URL (`MEDIASVC_URL_SIGNING_SECRET`).
+    url_signing_secret: str = field(repr=False)
+    # How long a session waits for its bytes (`MEDIASVC_UPLOAD_SESSION_TTL_S`).
+    ttl_s: float
     # Asynchronous completions running on this node; awaited when the app stops.
     running: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -105,21 +118,17 @@ class SessionFlow:
                 limit=kind.max_bytes,
                 actual=declared.size,
             )
-        ttl_s = self.uploads.settings.upload_session_ttl_s
-        media_id = new_media_id()
-        existing = await self.uploads.reserve(
-            media_id, owner, declared, asked.options, session_ttl_s=ttl_s
+        reserved = await self.uploads.reserve(
+            new_media_id(), owner, declared, asked.options, session_ttl_s=self.ttl_s
         )
-        media = existing or await self._get(media_id)
-        upload = await self._target(media, asked.method)
-        return Session(media, upload, created=existing is None)
+        upload = await self._target(reserved.media, asked.method)
+        return Session(reserved.media, upload, created=reserved.created)
 
     async def _target(self, media: Media, method: UploadMethod) -> DirectUpload:
         """Where the client sends the bytes: the store itself, or the app's signed URL."""
-        settings = self.uploads.settings
         ttl_s = max(1, int(_seconds_left(media)))
         try:
-            direct = await self.uploads.storage.direct_upload(
+            direct = await self.storage.direct_upload(
                 upload_key(media.id),
                 content_type=media.original.mime,
                 max_bytes=media.original.bytes,
@@ -130,28 +139,27 @@ class SessionFlow:
             raise Busy("Storage is unavailable; try again shortly.") from exc
         if direct is not None:
             return direct
-        path = sign_path(content_path(media.id), settings.url_signing_secret, ttl_s)
+        path = sign_path(content_path(media.id), self.url_signing_secret, ttl_s)
         return DirectUpload("PUT", path, headers={"Content-Type": media.original.mime})
 
-    async def receive(self, request: web.Request, media_id: str) -> None:
-        """Local disk: stream a signed PUT's body into storage, capped at the declared size."""
+    async def receive(self, media_id: str, chunks: AsyncIterator[bytes]) -> None:
+        """Local disk: stream a signed PUT's body into storage, capped at the declared size.
+
+        `chunks` is read only once the session is found waiting and the owner's in-flight
+        slot is taken."""
         media = await self._get(media_id)
         if media.status != "pending":
             raise Conflict("This upload session is not waiting for bytes any more.")
         _check_open(media)
         rules = self._rules(media)
-        chunks = request.content.iter_chunked(CHUNK_BYTES)
-        spool_dir = self.uploads.settings.spool_dir
         with self.uploads.slot(media.owner):
             try:
-                async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
+                async with spooled_stream(chunks, spool_dir=self.spool_dir, rules=rules) as upload:
                     # Another PUT and a complete may have finished the session meanwhile.
                     if (await self._get(media_id)).status != "pending":
                         raise Conflict("This upload session is not waiting for bytes any more.")
                     try:
-                        await self.uploads.storage.put(
-                            upload_key(media_id), upload.path, upload.mime
-                        )
+                        await self.storage.put(upload_key(media_id), upload.path, upload.mime)
                     except StorageError as exc:
                         raise Busy("Storage is unavailable; try again shortly.") from exc
             except MediaError as exc:
@@ -170,7 +178,7 @@ class SessionFlow:
             return self._settled(media)
         _check_open(media)
         # Refuse before reading when the pool could not take the job anyway.
-        self.uploads.processor.admit()
+        self.processor.admit()
         stack = AsyncExitStack()
         try:
             # Held until the media is made, by the background job if it runs there.
@@ -202,11 +210,10 @@ class SessionFlow:
     @asynccontextmanager
     async def _read_back(self, media: Media) -> AsyncIterator[SpooledUpload]:
         """The session's object in the spool, checked as a form's file would be."""
-        storage, spool_dir = self.uploads.storage, self.uploads.settings.spool_dir
-        chunks = storage.read(upload_key(media.id))
+        chunks = self.storage.read(upload_key(media.id))
         try:
             rules = self._rules(media)
-            async with spooled_stream(chunks, spool_dir=spool_dir, rules=rules) as upload:
+            async with spooled_stream(chunks, spool_dir=self.spool_dir, rules=rules) as upload:
                 if media.original.sha256 not in (None, upload.sha256):
                     raise Unprocessable(
                         "The bytes do not match the declared sha256.",
@@ -230,13 +237,13 @@ class SessionFlow:
 
     async def _start(self, media: Media, upload: SpooledUpload) -> Media | None:
         """`pending` → `processing` with the facts read; the raw object is no longer needed."""
-        async with db.connection(self.uploads.db) as conn:
+        async with db.connection(self.db) as conn:
             started = await queries.start_processing(
                 conn, media.id, mime=upload.mime, size=upload.size, sha256=upload.sha256
             )
         if started is not None:
             try:
-                await self.uploads.storage.delete([upload_key(media.id)])
+                await self.storage.delete([upload_key(media.id)])
             except StorageError as exc:
                 log.warning("session.raw_left_to_reaper", error=str(exc))
         return started
@@ -270,22 +277,22 @@ class SessionFlow:
         then its row. A session another request completed meanwhile is left alone (a late,
         failing second PUT must not delete a ready media)."""
         try:
-            async with db.connection(self.uploads.db) as conn:
+            async with db.connection(self.db) as conn:
                 discarded = await queries.mark_discarded(conn, media.id)
             if discarded is not None:
-                await purge(self.uploads.db, self.uploads.storage, media.id)
+                await purge(self.db, self.storage, media.id)
         except (StorageError, MediaError) as exc:
             log.warning("session.discard_left_to_reaper", error=str(exc))
 
     async def _get(self, media_id: str) -> Media:
-        async with db.connection(self.uploads.db) as conn:
+        async with db.connection(self.db) as conn:
             media = await queries.get_media(conn, media_id)
         if media is None or media.status == "deleting":
             raise NotFound("No such upload session.")
         return media
 
     def _kind(self, media: Media) -> KindRules:
-        kind = self.uploads.form.kinds.get(media.kind)
+        kind = self.kinds.get(media.kind)
         if kind is None:
             raise Conflict(f"The kind {media.kind!r} is no longer configured.")
         return kind

@@ -1,6 +1,7 @@
 """The upload flow: a spooled file becomes a `ready` media, or leaves no trace.
 
-    receive (in-flight cap per owner; spool, cap, hash, sniff)
+    admitted (the pool's admission, the owner's in-flight slot; the caller spools the body
+      meanwhile: `ingest`, `spool`)
     → reserve (idempotency key, quotas, collection cap, insert `processing`, one transaction)
     → finish: pool makes variants → storage.put each → mark `ready` (a replacing kind
       retires the oldest item in the same transaction; `media.ready` is recorded there)
@@ -18,15 +19,14 @@ import asyncio
 import shutil
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import asyncpg
 import structlog
-from aiohttp import web
 
 from mediasvc import db
 from mediasvc.config import Settings
@@ -47,10 +47,10 @@ from mediasvc.flows.purge import purge
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
 from mediasvc.imaging.job import Facts
-from mediasvc.ingest import SpooledUpload, spooled_upload
 from mediasvc.keys import possible_keys, variant_key
 from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant
+from mediasvc.spool import SpooledUpload
 from mediasvc.storage import Storage, StorageError
 
 log = structlog.get_logger(__name__)
@@ -83,27 +83,19 @@ class UploadFlow:
     # Uploads in flight on this node, per owner: the event loop is the only writer.
     inflight: Counter[str] = field(default_factory=Counter)
 
-    @asynccontextmanager
-    async def receive(
-        self, request: web.Request, owner: str, *, spaces: frozenset[str]
-    ) -> AsyncIterator[SpooledUpload]:
-        """Spool `owner`'s form; the spool file is gone when the block exits.
+    @contextmanager
+    def admitted(self, owner: str) -> Iterator[None]:
+        """Let `owner`'s upload in: the block receives and creates it.
 
-        `spaces` (those the owner's token lists) are the only ones the form may name.
-        Refusals raised in the block, here or by `create`, are counted by their code.
+        Refused at once (before the caller reads a byte of the body) when the pool could not
+        take the job anyway or `owner` has every in-flight slot. Refusals raised in the
+        block, here or by `create`, are counted by their code.
         """
         started = time.perf_counter()
         try:
-            # Refuse before reading the body when the pool could not take the job anyway.
             self.processor.admit()
             with self.slot(owner):
-                async with spooled_upload(
-                    request,
-                    spool_dir=self.settings.spool_dir,
-                    form=self.form.for_uploader(spaces),
-                ) as upload:
-                    self.metrics.received(upload)
-                    yield upload
+                yield
         except MediaError as exc:
             self.metrics.uploads.labels("refused" if exc.status < 500 else "failed", exc.code).inc()
             raise
@@ -131,13 +123,14 @@ class UploadFlow:
 
     async def create(self, owner: str, upload: SpooledUpload, options: UploadOptions) -> Uploaded:
         """Turn a spooled file into a `ready` media, or leave no trace and raise."""
+        self.metrics.received(upload.size, receive_s=upload.receive_s, sniff_s=upload.sniff_s)
         media_id = new_media_id()
         declared = Declared(upload.mime, upload.size, upload.sha256)
         with self.metrics.stage("db"):
-            existing = await self.reserve(media_id, owner, declared, options)
-        if existing is not None:
+            reserved = await self.reserve(media_id, owner, declared, options)
+        if not reserved.created:
             self.metrics.uploads.labels("replayed", "").inc()
-            return Uploaded(existing, created=False)
+            return Uploaded(reserved.media, created=False)
         return await self.finish(media_id, owner, upload, options)
 
     async def finish(
@@ -256,9 +249,9 @@ class UploadFlow:
         options: UploadOptions,
         *,
         session_ttl_s: float | None = None,
-    ) -> Media | None:
+    ) -> Reserved:
         """Insert the row: `processing`, or with `session_ttl_s` a `pending` upload session;
-        or return the media an idempotent retry refers to.
+        or find the media an idempotent retry refers to.
 
         Quotas and the collection cap are checked in the same transaction, so an open
         session holds its slot like an upload in progress.
@@ -285,11 +278,10 @@ class UploadFlow:
             # Nothing to check first: one INSERT is atomic alone, and skipping BEGIN/COMMIT
             # saves two round trips on the most common upload.
             async with db.connection(self.db) as conn:
-                await insert(conn)
-            return None
+                return Reserved(await insert(conn), created=True)
         session = session_ttl_s is not None
 
-        async def check_and_insert(conn: db.Connection) -> Media | None:
+        async def check_and_insert(conn: db.Connection) -> Reserved:
             # Locks in the one order (docs/decisions.md): owner, then collection, then rows.
             if quotas:
                 await queries.lock_owner(conn, owner)
@@ -299,7 +291,7 @@ class UploadFlow:
             if key is not None:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
                 if existing is not None:
-                    return _replay(existing, upload, options, session=session)
+                    return Reserved(_replay(existing, upload, options, session=session), False)
             if quotas:
                 self._check_quotas(*await queries.owner_usage(conn, owner), upload.size)
             # A replacing kind makes room when it becomes ready instead.
@@ -310,8 +302,7 @@ class UploadFlow:
                         f"The collection {options.collection!r} already holds {count} items.",
                         limit=options.kind.collection_max,
                     )
-            await insert(conn)
-            return None
+            return Reserved(await insert(conn), created=True)
 
         try:
             if key is not None:
@@ -327,7 +318,7 @@ class UploadFlow:
                 existing = await queries.find_by_idempotency_key(conn, owner, key)
             if existing is None:
                 raise Busy("A concurrent upload with this Idempotency-Key failed; retry.") from None
-            return _replay(existing, upload, options, session=session)
+            return Reserved(_replay(existing, upload, options, session=session), created=False)
 
     def _check_quotas(self, media: int, stored_bytes: int, size: int) -> None:
         """Refuse an upload that would take the owner past a quota (under the owner lock)."""
@@ -424,6 +415,14 @@ class UploadFlow:
         async with db.connection(self.db) as conn:
             media = await queries.get_media(conn, media_id)
         return media is not None and media.status == "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A reserved row: inserted now (`created`), or the one an idempotent retry names."""
+
+    media: Media
+    created: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,15 +19,16 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
 import asyncpg
 
 from mediasvc.auth import mint_token
-from mediasvc.config import Settings
+from mediasvc.config import Settings, env_name, setting_from_env
 from mediasvc.db.migrate import migrate_database
+from mediasvc.kinds import kind_rules
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
 from mediasvc.stack.nginxconf import NginxError, NginxProcess, Site, render
 from mediasvc.stack.pgcluster import ClusterError, PostgresCluster
@@ -61,32 +62,41 @@ def dev_secret(data_dir: Path, name: str = JWT_SECRET_FILE, *, create: bool = Tr
 
 def run() -> int:
     """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
+    # The children's environment: ours, with what `dev` supplies where nothing is set (the
+    # data dir made absolute, secrets kept in it, a dev token, a database of its own).
     env = dict(os.environ)
-    data_dir = Path(env.get("MEDIASVC_DATA_DIR") or "var").resolve()
-    env["MEDIASVC_DATA_DIR"] = str(data_dir)
-    env.setdefault("MEDIASVC_JWT_SECRET", dev_secret(data_dir))
-    env.setdefault("MEDIASVC_URL_SIGNING_SECRET", dev_secret(data_dir, SIGNING_SECRET_FILE))
+    data_dir = setting_from_env("data_dir", env).resolve()
+    env[env_name("data_dir")] = str(data_dir)
+    for name, file in (
+        ("jwt_secret", JWT_SECRET_FILE),
+        ("url_signing_secret", SIGNING_SECRET_FILE),
+    ):
+        # Empty is unset, as `Settings.from_env` reads it.
+        if not env.get(env_name(name)):
+            env[env_name(name)] = dev_secret(data_dir, file)
     # The upload page at / offers this token, so a browser needs no copy and paste.
     dev_token = mint_token(
-        env["MEDIASVC_JWT_SECRET"],
+        setting_from_env("jwt_secret", env),
         "dev",
         # Checked on every token when set, this one too.
-        issuer=env.get("MEDIASVC_JWT_ISSUER") or None,
-        audience=env.get("MEDIASVC_JWT_AUDIENCE") or None,
+        issuer=setting_from_env("jwt_issuer", env),
+        audience=setting_from_env("jwt_audience", env),
     )
-    env.setdefault("MEDIASVC_DEV_TOKEN", dev_token)
+    env.setdefault(env_name("dev_token"), dev_token)
     stop = _StopFlag()
     try:
         with ExitStack() as stack:
-            if not env.get("MEDIASVC_DATABASE_URL"):
-                env["MEDIASVC_DATABASE_URL"] = stack.enter_context(_postgres(data_dir))
+            if not env.get(env_name("database_url")):
+                env[env_name("database_url")] = stack.enter_context(_postgres(data_dir))
             settings = Settings.from_env(env)
+            # A bad kinds file stops `dev` before a node starts, as it stops `serve`.
+            kind_rules(settings)
             ports = node_ports(settings)
             asyncio.run(migrate_database(settings.database_url))
             # Each node is a separate `serve` process on its own port; they share nothing
             # but PostgreSQL and the storage, exactly as on separate hosts.
             nodes = [
-                stack.enter_context(_app({**env, "MEDIASVC_APP_PORT": str(port)})) for port in ports
+                stack.enter_context(_app(replace(settings, app_port=port), env)) for port in ports
             ]
             nginx = stack.enter_context(_nginx(settings, data_dir, [n.address for n in nodes]))
             _print_welcome(settings, nodes)
@@ -195,11 +205,12 @@ class _Node:
 
 
 @contextmanager
-def _app(env: Mapping[str, str]) -> Iterator[_Node]:
-    settings = Settings.from_env(env)
+def _app(settings: Settings, env: Mapping[str, str]) -> Iterator[_Node]:
+    """`serve` with `settings`, in `env` (which carries what `to_env` cannot write: PATH,
+    the files some settings were read from)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mediasvc", "serve"],
-        env=dict(env),
+        env={**env, **settings.to_env()},
         start_new_session=True,  # we deliver the signals, in order
     )
     try:

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 from mediasvc.config import Settings
 from mediasvc.keys import variant_key_pattern
+from mediasvc.origins import EXPOSE_HEADERS
 from mediasvc.stack.localproc import stop, wait_until_listening
-from mediasvc.web.cors import EXPOSE_HEADERS
+from mediasvc.storage.bucket import bucket_addresses
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
@@ -72,7 +73,9 @@ class Site:
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
         """The site serving `settings`' media in front of the app nodes at `upstreams`."""
-        origin, path = s3_location(settings)
+        # Where nginx fetches a bucket's objects: its preferred address.
+        bucket = bucket_addresses(settings)[0]
+        origin = bucket.origin
         return cls(
             listen=listen,
             upstreams=upstreams,
@@ -83,7 +86,7 @@ class Site:
             signed_url_ttl_s=settings.signed_url_ttl_s,
             storage=settings.storage,
             s3_origin=origin,
-            s3_path=path,
+            s3_path=bucket.path,
             cache_size_mb=settings.nginx_cache_size_mb,
             cache_ttl_s=settings.nginx_cache_ttl_s,
             rate_uploads_per_min=settings.rate_uploads_per_min,
@@ -221,20 +224,6 @@ def _is_address(host: str | None) -> bool:
     except ValueError:
         return False
     return True
-
-
-def s3_location(settings: Settings) -> tuple[str, str]:
-    """Where nginx fetches objects: the origin (scheme://host[:port]) and the path prefix."""
-    endpoint = urlsplit(
-        settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
-    )
-    prefix = settings.s3_prefix.rstrip("/")
-    if settings.s3_addressing_style == "virtual":
-        return f"{endpoint.scheme}://{settings.s3_bucket}.{endpoint.netloc}", f"/{prefix}".rstrip(
-            "/"
-        )
-    path = f"/{settings.s3_bucket}" + (f"/{prefix}" if prefix else "")
-    return f"{endpoint.scheme}://{endpoint.netloc}", path
 
 
 def render_template(text: str, values: dict[str, str]) -> str:

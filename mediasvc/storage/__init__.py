@@ -1,19 +1,17 @@
 """Where variant files live: one small Protocol, one module per backend.
 
 What a key looks like is `mediasvc.keys`' business; a backend stores whatever key it
-is given.
+is given. The configured backend is opened by `storage.open.open_storage`: this module
+imports no backend, so the backends can import it.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
-
-from mediasvc.config import Settings
 
 
 class StorageError(Exception):
@@ -78,17 +76,3 @@ class Storage(Protocol):
         """A presigned way for a client to store `key` itself, capped at `max_bytes` where
         the store can enforce it; None when the bytes must come through the app."""
         ...
-
-
-@asynccontextmanager
-async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
-    """The configured backend, opened for the lifetime of the app."""
-    if settings.storage == "s3":
-        from mediasvc.storage.s3 import S3Storage, open_client
-
-        async with open_client(settings) as client:
-            yield S3Storage(client, settings.s3_bucket, settings.s3_prefix)
-    else:
-        from mediasvc.storage.local import LocalStorage
-
-        yield LocalStorage(settings.media_dir)

@@ -55,7 +55,12 @@ async def visible_media(request: web.Request, principal: Principal | None) -> Me
     if not is_media_id(media_id):
         raise NotFound("No such media.")
     async with db.connection(request.app[DB]) as conn:
-        media = await queries.get_visible(conn, media_id, principal)
+        if principal is None:
+            media = await queries.get_visible(conn, media_id, sub=None)
+        else:
+            media = await queries.get_visible(
+                conn, media_id, sub=principal.sub, admin=principal.admin, spaces=principal.spaces
+            )
     if media is None:
         raise NotFound("No such media.")
     return media

@@ -6,7 +6,8 @@ included, so a script can read why it was refused; other origins get none, and t
 browser keeps the answer from them. nginx adds the same headers to the refusals it
 answers itself (413, 429, 503: `nginx/cors-headers.conf.template`).
 
-A small middleware rather than aiohttp-cors: see docs/decisions.md.
+A small middleware rather than aiohttp-cors: see docs/decisions.md. The policy's methods and
+headers are in `mediasvc.origins`, which nginx's rendering reads too.
 """
 
 from __future__ import annotations
@@ -17,24 +18,8 @@ from multidict import CIMultiDict
 
 from mediasvc.appkeys import SETTINGS
 from mediasvc.errors import Forbidden
+from mediasvc.origins import ALLOW_HEADERS, ALLOW_METHODS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_S
 from mediasvc.web import problems
-
-ALLOW_METHODS = ("GET", "POST", "PUT", "DELETE")
-# The API's own headers, and the two that popular uploaders send by default (Dropzone's
-# `Cache-Control: no-cache` and `X-Requested-With: XMLHttpRequest`): harmless to accept,
-# and a preflight that refused them would stop those uploaders before the first byte.
-ALLOW_HEADERS = (
-    "Authorization",
-    "Content-Type",
-    "Idempotency-Key",
-    "Prefer",
-    "Cache-Control",
-    "X-Requested-With",
-)
-EXPOSE_HEADERS = ("Location", "X-Request-Id", "Retry-After")
-# Browsers keep a preflight's answer this long (Chromium caps it at 2 h), so an app that
-# uploads often pays the extra round trip once per ten minutes, not once per upload.
-PREFLIGHT_MAX_AGE_S = 600
 
 
 @web.middleware

@@ -13,6 +13,7 @@ from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
 from mediasvc.form import check_collection_name
+from mediasvc.ingest import spooled_upload
 from mediasvc.web import redirects
 from mediasvc.web.access import (
     optional_principal,
@@ -36,9 +37,12 @@ async def create_media(request: web.Request) -> web.Response:
     """POST /v1/media: stream the file in, make the variants, answer 201 with the media."""
     principal = require_principal(request)
     uploads = request.app[UPLOADS]
-    async with uploads.receive(request, principal.sub, spaces=principal.spaces) as upload:
-        options = uploads.form.options(upload.fields, request.headers.get("Idempotency-Key"))
-        uploaded = await uploads.create(principal.sub, upload, options)
+    form = uploads.form.for_uploader(principal.spaces)
+    spool_dir = request.app[SETTINGS].spool_dir
+    with uploads.admitted(principal.sub):
+        async with spooled_upload(request, spool_dir=spool_dir, form=form) as upload:
+            options = form.options(upload.fields, request.headers.get("Idempotency-Key"))
+            uploaded = await uploads.create(principal.sub, upload, options)
     if (page := redirects.target(request)) is not None:
         return redirects.see_other(page, media=uploaded.media.id)
     body = media_json(uploaded.media, request.app[SETTINGS], full=True)
@@ -110,7 +114,15 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
     limit = limit_param(request)
     before = recent_position(decode_cursor(request.query.get("cursor")))
     async with db.connection(request.app[DB]) as conn:
-        items = await queries.list_space(conn, space, principal, before=before, limit=limit)
+        items = await queries.list_space(
+            conn,
+            space,
+            sub=principal.sub,
+            admin=principal.admin,
+            spaces=principal.spaces,
+            before=before,
+            limit=limit,
+        )
     last = items[-1] if len(items) == limit else None
     settings = request.app[SETTINGS]
     return web.json_response(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +17,7 @@ from aiohttp import web
 from mediasvc.appkeys import SETTINGS
 from mediasvc.config import Settings
 from mediasvc.errors import NotFound
+from mediasvc.storage.bucket import bucket_addresses
 
 STATIC_DIR = Path(__file__).with_name("static")
 # The only files served under /static/: a fixed list, so no request path reaches the disk.
@@ -28,8 +28,6 @@ ASSETS = {
 }
 # index.html carries this empty tag; with MEDIASVC_DEV_TOKEN set it is filled in.
 DEV_TOKEN_TAG = '<meta name="mediasvc-dev-token" content="">'  # noqa: S105 - an empty tag
-# A bucket name botocore may put in a host name (else it presigns path style).
-_HOST_SAFE_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
 
 async def index(request: web.Request) -> web.Response:
@@ -95,20 +93,11 @@ def content_security_policy(settings: Settings) -> str:
 
 
 def _bucket_origins(settings: Settings) -> list[str]:
-    """The origins botocore may presign a session's upload for: the endpoint (path style)
-    and, unless the style is `path`, the bucket's own host (virtual style). On AWS (no
-    endpoint set) these are `s3[.region].amazonaws.com` and `bucket.s3[.region]...`."""
+    """The origins botocore may presign a session's upload for: every address of the
+    bucket (`storage.bucket`), none for local storage."""
     if settings.storage != "s3":
         return []
-    if settings.s3_endpoint_url:
-        parts = urlsplit(settings.s3_endpoint_url)
-        scheme, hosts = parts.scheme, [parts.netloc]
-    else:
-        region = settings.s3_region
-        scheme, hosts = "https", ["s3.amazonaws.com", f"s3.{region}.amazonaws.com"]
-    if settings.s3_addressing_style != "path" and _HOST_SAFE_BUCKET.fullmatch(settings.s3_bucket):
-        hosts += [f"{settings.s3_bucket}.{host}" for host in hosts]
-    return [f"{scheme}://{host}" for host in dict.fromkeys(hosts)]
+    return list(dict.fromkeys(address.origin for address in bucket_addresses(settings)))
 
 
 def _origin(url: str) -> str:

@@ -7,12 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from mediasvc.appkeys import SESSIONS, SETTINGS
+from mediasvc.appkeys import SESSIONS, SETTINGS, UPLOADS
 from mediasvc.errors import BadRequest, Forbidden, Gone, NotFound
 from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.flows.upload import Declared
 from mediasvc.form import UploadForm
 from mediasvc.ids import is_media_id
+from mediasvc.ingest import body_chunks
 from mediasvc.signing import check_signed_path
 from mediasvc.web.access import require_principal
 from mediasvc.web.bodies import json_object
@@ -30,7 +31,7 @@ async def create_session(request: web.Request) -> web.Response:
     """POST /v1/uploads: check the declared file, reserve its slot, say where to send it."""
     principal = require_principal(request)
     sessions = request.app[SESSIONS]
-    form = sessions.uploads.form.for_uploader(principal.spaces)
+    form = request.app[UPLOADS].form.for_uploader(principal.spaces)
     asked = _session_request(
         await json_object(request, _EXAMPLE), form, request.headers.get("Idempotency-Key")
     )
@@ -70,7 +71,7 @@ async def put_content(request: web.Request) -> web.Response:
         raise Forbidden("The upload URL's signature is missing or wrong.")
     if verdict is None:
         raise Gone("The upload URL has expired.", code="upload_expired")
-    await request.app[SESSIONS].receive(request, media_id)
+    await request.app[SESSIONS].receive(media_id, body_chunks(request))
     return web.Response(status=204)
 
 
