@@ -35,6 +35,7 @@ from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage.open import open_storage
+from mediasvc.web.budgets import add_headers as budget_headers
 from mediasvc.web.cors import cors
 from mediasvc.web.middlewares import (
     problem_errors,
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
         ]
     )
     setup_routes(app)
+    app.on_response_prepare.append(budget_headers)
     return app
 
 

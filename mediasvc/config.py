@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import tomllib
@@ -65,6 +66,12 @@ def _jwt_secret(raw: str) -> str:
 def _origins(raw: str) -> tuple[str, ...]:
     # Comma-separated exact origins (`origins.parse_origin`), in their one spelling.
     return tuple(dict.fromkeys(parse_origin(item.strip()) for item in raw.split(",") if item))
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    # Comma-separated addresses or CIDR networks, in nginx's `set_real_ip_from` spelling.
+    items = (item.strip() for item in raw.split(",") if item.strip())
+    return tuple(dict.fromkeys(str(ipaddress.ip_network(item, strict=False)) for item in items))
 
 
 def _cookie_name(raw: str) -> str:
@@ -280,10 +287,29 @@ class Settings:
     )
     nginx_cache_size_mb: int = field(default=1024, metadata=_env("NGINX_CACHE_SIZE_MB", _positive))
     nginx_cache_ttl_s: int = field(default=60, metadata=_env("NGINX_CACHE_TTL_S", _positive))
-    rate_uploads_per_min: int = field(default=60, metadata=_env("RATE_UPLOADS_PER_MIN", _positive))
-    rate_uploads_burst: int = field(default=10, metadata=_env("RATE_UPLOADS_BURST", _non_negative))
-    rate_api_per_s: int = field(default=20, metadata=_env("RATE_API_PER_S", _positive))
-    rate_api_burst: int = field(default=40, metadata=_env("RATE_API_BURST", _non_negative))
+    # Each verified user's requests per minute, across every node (`mediasvc.budgets`);
+    # 0 turns one off. Admins have none.
+    user_uploads_per_min: int = field(
+        default=60, metadata=_env("USER_UPLOADS_PER_MIN", _non_negative)
+    )
+    user_deletes_per_min: int = field(
+        default=120, metadata=_env("USER_DELETES_PER_MIN", _non_negative)
+    )
+    user_reads_per_min: int = field(
+        default=1200, metadata=_env("USER_READS_PER_MIN", _non_negative)
+    )
+    # nginx's guards per address (and per token for uploads) against floods, generous: a
+    # product's backend calls for all its users from one address. What one user may do is
+    # the per-user budgets above, counted by the app.
+    rate_uploads_per_min: int = field(default=600, metadata=_env("RATE_UPLOADS_PER_MIN", _positive))
+    rate_uploads_burst: int = field(default=100, metadata=_env("RATE_UPLOADS_BURST", _non_negative))
+    rate_api_per_s: int = field(default=100, metadata=_env("RATE_API_PER_S", _positive))
+    rate_api_burst: int = field(default=200, metadata=_env("RATE_API_BURST", _non_negative))
+    # Balancers in front of nginx whose X-Forwarded-For names the client (`set_real_ip_from`):
+    # nginx's limits and logs then see the client's address, not the balancer's.
+    trusted_proxies: tuple[str, ...] = field(
+        default=(), metadata=_env("TRUSTED_PROXIES", _networks)
+    )
     # Variant reads from a bucket, per address: a page shows dozens of images at once and
     # many users may share one address (NAT), so well above the API's.
     rate_media_per_s: int = field(default=200, metadata=_env("RATE_MEDIA_PER_S", _positive))

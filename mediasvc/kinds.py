@@ -44,6 +44,8 @@ class KindRules:
     collection_max: int
     replace: bool
     image: ImageRules
+    # The kind's own upload budget per user (`budgets`), on top of the global one.
+    uploads_per_minute: int | None = None
 
     def collection_for(self, asked: str | None) -> str | None:
         """The collection an upload of this kind goes to."""
@@ -67,6 +69,7 @@ class KindRules:
             "quality": image.quality,
             "collection_max": self.collection_max,
             "replace": self.replace,
+            "uploads_per_minute": self.uploads_per_minute,
         }
 
 
@@ -119,6 +122,7 @@ class _Parser:
             accept=self.accept(table.get("accept")),
             collection_max=get("collection_max", int, self.start.collection_max),
             replace=get("replace", bool, self.start.replace),
+            uploads_per_minute=get("uploads_per_minute", int, self.start.uploads_per_minute),
             image=replace(
                 image,
                 crop=get("crop", str, image.crop, choices=("none", "square")),
@@ -199,6 +203,7 @@ KIND_KEYS = frozenset(
         "quality",
         "collection_max",
         "replace",
+        "uploads_per_minute",
     }
 )
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string"}

@@ -197,6 +197,10 @@ def make_settings(
         queue_max=4,
         # Race tests send many uploads of one owner at once; the cap has its own tests.
         owner_max_inflight=100,
+        # Likewise the per-user budgets (tests/test_budgets.py turns them on).
+        user_uploads_per_min=0,
+        user_deletes_per_min=0,
+        user_reads_per_min=0,
         job_timeout_s=30.0,
         db_timeout_s=5.0,
         log_format="json",

@@ -125,13 +125,13 @@ def test_public_owner_is_a_boolean_off_by_default(value: str, expected: bool) ->
 def test_media_reads_have_their_own_rate_above_the_api_one() -> None:
     """Variant reads default to 200/s with a burst of 400 and are set apart from the API's."""
     defaults = Settings.from_env(REQUIRED)
-    assert (defaults.rate_api_per_s, defaults.rate_api_burst) == (20, 40)
+    assert (defaults.rate_api_per_s, defaults.rate_api_burst) == (100, 200)
     assert (defaults.rate_media_per_s, defaults.rate_media_burst) == (200, 400)
     settings = Settings.from_env(
         {**REQUIRED, "MEDIASVC_RATE_MEDIA_PER_S": "50", "MEDIASVC_RATE_MEDIA_BURST": "0"}
     )
     assert (settings.rate_media_per_s, settings.rate_media_burst) == (50, 0)
-    assert (settings.rate_api_per_s, settings.rate_api_burst) == (20, 40)
+    assert (settings.rate_api_per_s, settings.rate_api_burst) == (100, 200)
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,35 @@ class TestTemplateRendering:
         )
 
 
+class TestTrustedProxies:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """A balancer on loopback in front of nginx, and tight per-address limits."""
+        result: Settings = make_settings(
+            rate_uploads_per_min=6, rate_uploads_burst=1, trusted_proxies=("127.0.0.1/32",)
+        )
+        return result
+
+    async def test_clients_behind_a_trusted_balancer_are_limited_by_their_own_address(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """Through a trusted balancer, four users at four addresses all upload, while two
+        more uploads from one of those addresses cross its limit."""
+
+        async def post(user: str, address: str) -> int:
+            async with http.post(
+                f"{nginx}/v1/media",
+                data=upload_form(images.make_tiny()),
+                headers={**bearer(user), "X-Forwarded-For": f"{address}, 127.0.0.1"},
+            ) as response:
+                return response.status
+
+        assert [await post(f"user{n}", f"198.51.100.{n}") for n in range(4)] == [201] * 4
+        again = [await post(f"other{n}", "198.51.100.0") for n in range(3)]
+        assert again[0] == 201
+        assert 429 in again[1:]
+
+
 class TestAbuseLimits:
     @pytest.fixture
     def settings(self, make_settings: Any) -> Settings:
@@ -234,6 +263,22 @@ class TestAbuseLimits:
                     assert response.headers["Content-Type"] == "application/problem+json"
                     assert response.headers["Retry-After"] == "10"
                     assert (await response.json())["code"] == "too_many_requests"
+        assert statuses[:2] == [201, 201]
+        assert 429 in statuses[2:]
+
+    async def test_a_forwarded_for_header_from_an_untrusted_peer_is_ignored(
+        self, nginx: str, http: aiohttp.ClientSession
+    ) -> None:
+        """Without MEDIASVC_TRUSTED_PROXIES, a client cannot escape its address's limit by
+        claiming other addresses in X-Forwarded-For."""
+        statuses = []
+        for n in range(4):
+            async with http.post(
+                f"{nginx}/v1/media",
+                data=upload_form(images.make_tiny()),
+                headers={**bearer(f"user{n}"), "X-Forwarded-For": f"198.51.100.{n}"},
+            ) as response:
+                statuses.append(response.status)
         assert statuses[:2] == [201, 201]
         assert 429 in statuses[2:]
 

@@ -74,6 +74,16 @@ def made(make_settings: Callable[..., Settings], aiohttp_client: Any) -> MakeCli
     return make
 
 
+async def over_budget(
+    made: MakeClient, send: Callable[[Client], Awaitable[Any]], **budget: int
+) -> tuple[Client, Any]:
+    """A node where each user's budget for the operation is one a minute; the answer to a
+    second request of the same user (429), and the node."""
+    tight = await made(**budget)
+    await send(tight)
+    return tight, await send(tight)
+
+
 def answered(*clients: Client) -> set[Answer]:
     return set().union(*(client.app[ANSWERS] for client in clients))
 
@@ -148,7 +158,7 @@ async def test_create_media(contract: Contract, client: Client, made: MakeClient
     assert_all_answered(contract, op, client, capped, hasty)
 
 
-async def test_list_media(contract: Contract, client: Client) -> None:
+async def test_list_media(contract: Contract, client: Client, made: MakeClient) -> None:
     """GET /v1/media answers a page, and refuses a bad parameter, no token, another owner."""
     op = ("GET", "/v1/media")
     await uploaded(client, collection="album")
@@ -159,10 +169,14 @@ async def test_list_media(contract: Contract, client: Client) -> None:
     await contract.check(op, await client.get("/v1/media?limit=0", headers=bearer()), 400)
     await contract.check(op, await client.get("/v1/media"), 401)
     await contract.check(op, await client.get("/v1/media?owner=bob", headers=bearer()), 403)
-    assert_all_answered(contract, op, client)
+    tight, refused = await over_budget(
+        made, lambda on: on.get("/v1/media", headers=bearer()), user_reads_per_min=1
+    )
+    await contract.check(op, refused, 429)
+    assert_all_answered(contract, op, client, tight)
 
 
-async def test_get_media(contract: Contract, client: Client) -> None:
+async def test_get_media(contract: Contract, client: Client, made: MakeClient) -> None:
     """GET /v1/media/{id} answers the media, a bad token's 401 and an unknown id's 404."""
     op = ("GET", "/v1/media/{media_id}")
     media = await uploaded(client)
@@ -171,10 +185,14 @@ async def test_get_media(contract: Contract, client: Client) -> None:
     nonsense = {"Authorization": "Bearer nonsense"}
     await contract.check(op, await client.get(f"/v1/media/{media['id']}", headers=nonsense), 401)
     await contract.check(op, await client.get("/v1/media/" + "A" * 22), 404)
-    assert_all_answered(contract, op, client)
+    tight, refused = await over_budget(
+        made, lambda on: on.get(f"/v1/media/{media['id']}", headers=bearer()), user_reads_per_min=1
+    )
+    await contract.check(op, refused, 429)
+    assert_all_answered(contract, op, client, tight)
 
 
-async def test_delete_media(contract: Contract, client: Client) -> None:
+async def test_delete_media(contract: Contract, client: Client, made: MakeClient) -> None:
     """DELETE /v1/media/{id}: 204 for the owner, 403 for another, 409 while processing."""
     op = ("DELETE", "/v1/media/{media_id}")
     media = await uploaded(client)
@@ -191,10 +209,17 @@ async def test_delete_media(contract: Contract, client: Client) -> None:
     await contract.check(
         op, await client.delete(f"/v1/media/{session['id']}", headers=bearer()), 409
     )
-    assert_all_answered(contract, op, client)
+    kept = await uploaded(client)
+    tight, refused = await over_budget(
+        made,
+        lambda on: on.delete(f"/v1/media/{kept['id']}", headers=bearer()),
+        user_deletes_per_min=1,
+    )
+    await contract.check(op, refused, 429)
+    assert_all_answered(contract, op, client, tight)
 
 
-async def test_get_variant(contract: Contract, client: Client) -> None:
+async def test_get_variant(contract: Contract, client: Client, made: MakeClient) -> None:
     """GET /v1/media/{id}/{variant} redirects, or refuses a bad token and an unknown id."""
     op = ("GET", "/v1/media/{media_id}/{variant}")
     media = await uploaded(client)
@@ -203,7 +228,13 @@ async def test_get_variant(contract: Contract, client: Client) -> None:
     nonsense = {"Authorization": "Bearer nonsense"}
     await contract.check(op, await client.get(path, headers=nonsense, allow_redirects=False), 401)
     await contract.check(op, await client.get(f"/v1/media/{'A' * 22}/small"), 404)
-    assert_all_answered(contract, op, client)
+    tight, refused = await over_budget(
+        made,
+        lambda on: on.get(path, headers=bearer(), allow_redirects=False),
+        user_reads_per_min=1,
+    )
+    await contract.check(op, refused, 429)
+    assert_all_answered(contract, op, client, tight)
 
 
 async def test_put_collection_order(contract: Contract, client: Client) -> None:
@@ -224,7 +255,7 @@ async def test_put_collection_order(contract: Contract, client: Client) -> None:
     assert_all_answered(contract, op, client)
 
 
-async def test_create_upload_session(contract: Contract, client: Client) -> None:
+async def test_create_upload_session(contract: Contract, client: Client, made: MakeClient) -> None:
     """POST /v1/uploads: 201, 200 for a replayed key, and each refusal at open."""
     op = ("POST", "/v1/uploads")
     declared = {"content_type": "image/jpeg", "size": len(PHOTO)}
@@ -245,7 +276,13 @@ async def test_create_upload_session(contract: Contract, client: Client) -> None
     await contract.check(op, await post({**declared, "kind": "tiny"}, bearer()), 413)
     await contract.check(op, await post({**declared, "content_type": "image/tiff"}, bearer()), 415)
     await contract.check(op, await post({**declared, "size": 1}, key), 422)
-    assert_all_answered(contract, op, client)
+    tight, refused = await over_budget(
+        made,
+        lambda on: on.post("/v1/uploads", json=declared, headers=bearer()),
+        user_uploads_per_min=1,
+    )
+    await contract.check(op, refused, 429)
+    assert_all_answered(contract, op, client, tight)
 
 
 async def test_put_upload_content(

@@ -221,6 +221,30 @@ LIMIT $4
 """
 
 
+# One request against a user's budget for one operation (GCRA): with `$3` seconds between
+# requests on average and room for `$4` at once, a request is allowed when the budget's
+# theoretical arrival time, advanced by `$3`, is at most `$3 * $4` ahead of now; only an
+# allowed request advances it. One statement, so concurrent requests of one user on any
+# node serialise on the row and never overspend.
+SPEND_BUDGET = """
+INSERT INTO user_budgets AS b (subject, operation, tat, allowed)
+VALUES ($1, $2, now() + make_interval(secs => $3), true)
+ON CONFLICT (subject, operation) DO UPDATE SET
+    allowed = greatest(b.tat, now()) + make_interval(secs => $3)
+              <= now() + make_interval(secs => $3 * $4),
+    tat = CASE
+        WHEN greatest(b.tat, now()) + make_interval(secs => $3)
+             <= now() + make_interval(secs => $3 * $4)
+        THEN greatest(b.tat, now()) + make_interval(secs => $3)
+        ELSE b.tat
+    END
+RETURNING allowed, extract(epoch FROM tat - now())::float8 AS ahead_s
+"""
+
+# Budgets full again (their theoretical arrival time passed): the same as no row.
+PRUNE_BUDGETS = "DELETE FROM user_budgets WHERE tat < now() - interval '1 minute'"
+
+
 async def lock_collection(conn: Connection, owner: str, collection: str) -> None:
     """In a transaction: wait for, then hold, the lock on one owner's collection."""
     await conn.execute(LOCK_COLLECTION, owner, collection)
@@ -502,3 +526,18 @@ def _media(row: asyncpg.Record) -> Media:
         expires_at=row["expires_at"],
         problem=row["problem"],
     )
+
+
+async def spend_budget(
+    conn: Connection, subject: str, operation: str, *, interval_s: float, burst: int
+) -> tuple[bool, float]:
+    """Spend one request of `subject`'s budget for `operation`: whether it was allowed, and
+    how many seconds the budget's theoretical arrival time is ahead of now afterwards."""
+    row = await conn.fetchrow(SPEND_BUDGET, subject, operation, interval_s, burst)
+    assert row is not None, "INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row"
+    return bool(row["allowed"]), max(0.0, float(row["ahead_s"]))
+
+
+async def prune_budgets(conn: Connection) -> int:
+    """Forget budgets that are full again; how many."""
+    return int(str(await conn.execute(PRUNE_BUDGETS)).split()[-1])

@@ -64,6 +64,8 @@ async def reap(
     try:
         report.rows_removed = await _finish_stuck_rows(pool, storage, grace_s)
         report.orphans_removed = await _remove_orphans(pool, storage, grace_s)
+        async with db.connection(pool) as conn:
+            await queries.prune_budgets(conn)  # user budgets full again: like no row
     except (StorageError, MediaError) as exc:
         report.errors.append(str(exc))
     report.spool_removed = await asyncio.to_thread(_clean_spool, spool_dir, grace_s)

@@ -69,6 +69,8 @@ class Site:
     # The session cookie a token may come in (MEDIASVC_AUTH_COOKIE): rate-limited per token
     # like the Authorization header.
     auth_cookie: str | None = None
+    # Balancers whose X-Forwarded-For names the client (MEDIASVC_TRUSTED_PROXIES).
+    trusted_proxies: Sequence[str] = ()
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -101,6 +103,7 @@ class Site:
             s3_resolvers=() if _is_address(urlsplit(origin).hostname) else system_nameservers(),
             cors_origins=settings.cors_origins,
             auth_cookie=settings.auth_cookie,
+            trusted_proxies=settings.trusted_proxies,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -142,7 +145,21 @@ class Site:
             ),
             "MEDIASVC_CORS_EXPOSE": ", ".join(EXPOSE_HEADERS),
             "MEDIASVC_AUTH_COOKIE_MAP": self._auth_cookie_map(),
+            "MEDIASVC_REAL_IP": self._real_ip(),
         }
+
+    def _real_ip(self) -> str:
+        """The client's address from X-Forwarded-For, when it comes through a trusted
+        balancer (the rightmost address not itself trusted); else nothing."""
+        if not self.trusted_proxies:
+            return "    # No trusted balancer in front (MEDIASVC_TRUSTED_PROXIES unset)."
+        return "\n".join(
+            [
+                *(f"    set_real_ip_from {network};" for network in self.trusted_proxies),
+                "    real_ip_header X-Forwarded-For;",
+                "    real_ip_recursive on;",
+            ]
+        )
 
     def _auth_cookie_map(self) -> str:
         """The `map $http_cookie` line that finds the session token's signed part (the first

@@ -30,5 +30,10 @@ async def get_limits(request: web.Request) -> web.Response:
             "owner_max_bytes": settings.owner_max_bytes,
             "owner_max_inflight": settings.owner_max_inflight,
             "signed_url_ttl_s": settings.signed_url_ttl_s,
+            "user_per_minute": {
+                "uploads": settings.user_uploads_per_min or None,
+                "deletes": settings.user_deletes_per_min or None,
+                "reads": settings.user_reads_per_min or None,
+            },
         }
     )

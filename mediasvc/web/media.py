@@ -23,6 +23,7 @@ from mediasvc.web.access import (
     space_param,
     visible_media,
 )
+from mediasvc.web.budgets import charge, kind_budget, operation_budget
 from mediasvc.web.paging import (
     collection_position,
     decode_cursor,
@@ -33,15 +34,24 @@ from mediasvc.web.paging import (
 from mediasvc.web.representation import media_json, variant_url
 
 
+async def charge_read(request: web.Request, principal: Principal | None) -> None:
+    """A signed-in read spends the user's read budget; anonymous reads have nginx's guard."""
+    if principal is not None:
+        await charge(request, principal, operation_budget(request, "reads"))
+
+
 async def create_media(request: web.Request) -> web.Response:
     """POST /v1/media: stream the file in, make the variants, answer 201 with the media."""
     principal = require_principal(request)
+    # Before the body is read: a user past their budget costs a statement, not a spool.
+    await charge(request, principal, operation_budget(request, "uploads"))
     uploads = request.app[UPLOADS]
     form = uploads.form.for_uploader(principal.spaces)
     spool_dir = request.app[SETTINGS].spool_dir
     with uploads.admitted(principal.sub):
         async with spooled_upload(request, spool_dir=spool_dir, form=form) as upload:
             options = form.options(upload.fields, request.headers.get("Idempotency-Key"))
+            await charge(request, principal, kind_budget(options.kind))
             uploaded = await uploads.create(principal.sub, upload, options)
     if (page := redirects.target(request)) is not None:
         return redirects.see_other(page, media=uploaded.media.id)
@@ -59,6 +69,7 @@ async def get_media(request: web.Request) -> web.Response:
     """GET /v1/media/{id}: public media for anyone, a space's for its members, private
     only for owner or admin."""
     principal = optional_principal(request)
+    await charge_read(request, principal)
     media = await visible_media(request, principal)
     settings = request.app[SETTINGS]
     full = principal is not None and principal.may_act_on(media.owner)
@@ -70,6 +81,7 @@ async def list_media(request: web.Request) -> web.Response:
     """GET /v1/media: the caller's media, a collection in position order or all newest first;
     with `?space=`, that space's media for its members."""
     principal = require_principal(request)
+    await charge_read(request, principal)
     if "space" in request.query:
         return await _list_space(request, principal)
     owner = owner_param(request, principal)
@@ -148,6 +160,7 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
 async def delete_media(request: web.Request) -> web.Response:
     """DELETE /v1/media/{id}: owner or admin; every variant is removed, then the row."""
     principal = require_principal(request)
+    await charge(request, principal, operation_budget(request, "deletes"))
     media = await visible_media(request, principal)
     if not principal.may_act_on(media.owner):
         raise Forbidden("Only the owner or an admin may delete this media.")
@@ -157,7 +170,9 @@ async def delete_media(request: web.Request) -> web.Response:
 
 async def variant_redirect(request: web.Request) -> web.Response:
     """GET /v1/media/{id}/{variant}: 302 to the file (a short-lived signed URL if private)."""
-    media = await visible_media(request, optional_principal(request))
+    principal = optional_principal(request)
+    await charge_read(request, principal)
+    media = await visible_media(request, principal)
     variant = media.variants.get(request.match_info["variant"])
     if variant is None:
         raise NotFound(f"No variant {request.match_info['variant']!r}.")

@@ -314,6 +314,9 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
                 "type": "boolean",
                 "description": "A full collection retires its oldest item instead of 409.",
             },
+            "uploads_per_minute": _nullable(
+                {"type": "integer", "description": "Each user's uploads of this kind per minute."}
+            ),
         },
     }
     problem_extras = {
@@ -324,6 +327,11 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
         "accepted": {"type": "array", "items": {"type": "string"}},
         "known": {"type": "array", "items": {"type": "string"}, "description": "Known kinds."},
         "quota": _enum(["media", "bytes"]),
+        "budget": {
+            "type": "string",
+            "description": "The per-user budget used up: uploads, deletes, reads or "
+            "uploads.<kind>.",
+        },
         **{
             name: {"type": "integer"}
             for name in (
@@ -589,6 +597,7 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
                 "owner_max_bytes",
                 "owner_max_inflight",
                 "signed_url_ttl_s",
+                "user_per_minute",
             ],
             "properties": {
                 "max_upload_bytes": {"type": "integer"},
@@ -624,6 +633,17 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
                 "owner_max_bytes": _nullable({"type": "integer"}),
                 "owner_max_inflight": {"type": "integer"},
                 "signed_url_ttl_s": {"type": "integer"},
+                "user_per_minute": {
+                    "type": "object",
+                    "description": "Each user's requests per minute, on every node together "
+                    "(null: no budget); a kind may add its own `uploads_per_minute`.",
+                    "required": ["uploads", "deletes", "reads"],
+                    "additionalProperties": False,
+                    "properties": {
+                        name: _nullable({"type": "integer"})
+                        for name in ("uploads", "deletes", "reads")
+                    },
+                },
             },
         },
         "Health": {
@@ -844,7 +864,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "The caller's media (a collection in order, or newest first), or a space's",
                 "media",
                 {200: _json("MediaPage", "One page.")},
-                problems=(400, 401, 403),
+                problems=(400, 401, 403, 429),
                 security=caller,
                 parameters=[
                     _query("collection", _COLLECTION, "Only this collection, in its order."),
@@ -870,7 +890,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "One media: public for anyone, a space's for its members, private for the owner",
                 "media",
                 {200: media},
-                problems=(401, 404),
+                problems=(401, 404, 429),
                 security=anyone_or_caller,
                 parameters=[_MEDIA_ID_PARAM],
             ),
@@ -879,7 +899,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "Delete a ready media: every variant file, then the row (owner or admin)",
                 "media",
                 {204: {"description": "Deleted."}},
-                problems=(401, 403, 404, 409),
+                problems=(401, 403, 404, 409, 429),
                 security=caller,
                 parameters=[_MEDIA_ID_PARAM],
             ),
@@ -890,7 +910,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "Redirect to a variant's file (a short-lived signed URL for private media)",
                 "media",
                 {302: {"description": "To the file.", "headers": _LOCATION}},
-                problems=(401, 404),
+                problems=(401, 404, 429),
                 security=anyone_or_caller,
                 parameters=[
                     _MEDIA_ID_PARAM,
@@ -933,7 +953,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                     },
                     200: _json("UploadSession", "A replayed `Idempotency-Key`."),
                 },
-                problems=(400, 401, 403, 409, 413, 415, 422),
+                problems=(400, 401, 403, 409, 413, 415, 422, 429),
                 security=caller,
                 parameters=[_IDEMPOTENCY_KEY],
                 request_body={

@@ -17,6 +17,7 @@ from mediasvc.ingest import body_chunks
 from mediasvc.signing import check_signed_path
 from mediasvc.web.access import require_principal
 from mediasvc.web.bodies import json_object
+from mediasvc.web.budgets import charge, kind_budget, operation_budget
 from mediasvc.web.representation import media_json, timestamp
 
 _EXAMPLE = '{"kind": "avatar", "content_type": "image/jpeg", "size": 123456}'
@@ -30,11 +31,14 @@ _MAX_SIZE = 2**63 - 1
 async def create_session(request: web.Request) -> web.Response:
     """POST /v1/uploads: check the declared file, reserve its slot, say where to send it."""
     principal = require_principal(request)
+    # A session is one upload: spent when it opens, not again when it completes.
+    await charge(request, principal, operation_budget(request, "uploads"))
     sessions = request.app[SESSIONS]
     form = request.app[UPLOADS].form.for_uploader(principal.spaces)
     asked = _session_request(
         await json_object(request, _EXAMPLE), form, request.headers.get("Idempotency-Key")
     )
+    await charge(request, principal, kind_budget(asked.options.kind))
     session = await sessions.open(principal.sub, asked)
     media = session.media
     body: dict[str, Any] = {
