@@ -11,7 +11,8 @@ races a live request):
   grace period: the same, its raw object included;
 - objects whose media id has no row (a write that landed after its undo), and session
   raw objects whose session no longer waits for its bytes: delete them;
-- spool files and work directories of this node left by a crash: delete them.
+- spool files and work directories of this node left by a crash: delete them;
+- per-user budgets that are whole again (`budgets`): forget them, like no row.
 
 Rows are leased (marked `deleting` with a fresh `updated_at`, claimed with `FOR UPDATE
 SKIP LOCKED`, committed at once) and purged one by one outside any transaction; the orphan
