@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import structlog
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 from aiohttp.multipart import BadContentDispositionHeader
@@ -35,7 +36,12 @@ from mediasvc.spool import (
     spool_path,
 )
 
+log = structlog.get_logger(__name__)
+
 MAX_FIELD_BYTES = 256
+# Other small text parts a form may carry, ignored: how many, and how long each.
+MAX_EXTRA_PARTS = 8
+MAX_EXTRA_BYTES = 4096
 # What a form may send before its first boundary line (RFC 2046's preamble, which browsers
 # and HTTP libraries leave empty), that line included. aiohttp reads it line by line with
 # no bound: ten million newlines held the event loop for ten seconds.
@@ -117,12 +123,13 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
     started = time.perf_counter()
     fields = request[FORM_FIELDS] = {}
     spooled: Spooled | None = None
-    # No part counter is needed: only one `file` and one of each field are valid, so any
-    # further part is refused when it arrives, and at most five parts are ever read.
+    extra = 0
+    # Only one file, one of each field and MAX_EXTRA_PARTS others are valid, so any further
+    # part is refused when it arrives: the parts read are bounded.
     while (part := await _next_part(reader)) is not None:
         if part.name is None:
             raise BadRequest("Each part needs a Content-Disposition header with a name.")
-        if part.name == "file":
+        if part.name == "file" and part.filename:
             if spooled is not None:
                 raise BadRequest("Send exactly one part named 'file'.")
             spooled = await _spool_file(part, path, form.file_rules(fields, final=False))
@@ -132,8 +139,17 @@ async def _read_form(request: web.Request, path: Path, form: UploadForm) -> Spoo
             value = await _read_field(part)
             form.check_field(part.name, value)
             fields[part.name] = value
+        elif part.filename or extra == MAX_EXTRA_PARTS:
+            raise BadRequest(
+                f"Unexpected form part {part.name!r}; send one file part named 'file' and "
+                f"the fields {_field_list()} (a few small other text parts are ignored)."
+            )
         else:
-            raise BadRequest(f"Unknown form field {part.name!r}; expected file, {_field_list()}.")
+            # What popular uploaders add by default (Uppy's `name` and `type`, FilePond's
+            # metadata under the file's own name): small text, read and dropped.
+            extra += 1
+            await _read_field(part, MAX_EXTRA_BYTES)
+            log.info("upload.extra_part_ignored", part=part.name[:64])
     if spooled is None:
         raise BadRequest("The form has no part named 'file'.")
     # A kind sent after the file: its rules apply now, before any processing.
@@ -187,12 +203,12 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _read_field(part: BodyPartReader) -> str:
+async def _read_field(part: BodyPartReader, limit: int = MAX_FIELD_BYTES) -> str:
     data = b""
-    while chunk := await part.read_chunk(MAX_FIELD_BYTES + 1):
+    while chunk := await part.read_chunk(limit + 1):
         data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise BadRequest(f"The field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes.")
+        if len(data) > limit:
+            raise BadRequest(f"The part {part.name!r} is longer than {limit} bytes.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -78,7 +78,7 @@ class TestMultipartShape:
         ("parts", "detail"),
         [
             ([field_part("kind", "post")] * 1000, "appears twice"),
-            ([file_part(images.make_tiny(), filename="")], "no filename"),
+            ([file_part(images.make_tiny(), filename="")], "not UTF-8 text"),
             (
                 [file_part(images.make_tiny(), **{"Content-Transfer-Encoding": "base64"})],
                 "Content-Transfer-Encoding",
@@ -88,10 +88,30 @@ class TestMultipartShape:
                 "Content-Transfer-Encoding",
             ),
             ([field_part("kind", "post"), field_part("kind", "avatar")], "twice"),
-            ([field_part("color", "red")], "Unknown form field"),
+            ([field_part(f"extra{n}", "x") for n in range(9)], "Unexpected form part"),
+            ([field_part("meta", "x" * 5000)], "longer than 4096"),
+            (
+                [
+                    (
+                        {"Content-Disposition": 'form-data; name="photo"; filename="b.jpg"'},
+                        images.make_tiny(),
+                    )
+                ],
+                "Unexpected form part 'photo'",
+            ),
             ([field_part("kind", "x" * 1000)], "longer than"),
         ],
-        ids=["1000-parts", "no-filename", "base64", "gzip", "duplicate-field", "unknown", "long"],
+        ids=[
+            "1000-parts",
+            "binary-without-filename",
+            "base64",
+            "gzip",
+            "duplicate-field",
+            "nine-extra-parts",
+            "long-extra-part",
+            "second-file",
+            "long",
+        ],
     )
     async def test_malformed_forms_are_400(
         self, client: Client, settings: Settings, parts: list[Any], detail: str
@@ -103,6 +123,25 @@ class TestMultipartShape:
         )
         assert detail in problem["detail"]
         await assert_clean_and_healthy(client, settings)
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            # Uppy's XHR uploader with its defaults.
+            [field_part("name", "photo.jpg"), field_part("type", "image/jpeg")],
+            # FilePond: its metadata JSON under the file's own field name, no filename.
+            [field_part("file", '{"caption": "at the beach"}')],
+        ],
+        ids=["uppy", "filepond"],
+    )
+    async def test_small_text_parts_uploaders_add_are_ignored(
+        self, client: Client, extra: list[Any]
+    ) -> None:
+        """The text parts popular uploaders add by default do not stop the upload."""
+        body, content_type = multipart_body([*extra, file_part(images.make_tiny())])
+        response = await post_raw(client, body, content_type)
+        assert response.status == 201, await response.text()
+        assert (await response.json())["kind"] == "post"
 
     async def test_nested_multipart_is_400(self, client: Client, settings: Settings) -> None:
         """A multipart/mixed part inside the form is refused, not descended into."""
