@@ -31,7 +31,16 @@ ALLOW_HEADERS = (
     "Cache-Control",
     "X-Requested-With",
 )
-EXPOSE_HEADERS = ("Location", "X-Request-Id", "Retry-After")
+# ETag: an uploader reads it from a session's signed PUT, as from S3's (the bucket's CORS
+# rule exposes it there); the RateLimit pair tells a browser app its user's budget.
+EXPOSE_HEADERS = (
+    "Location",
+    "X-Request-Id",
+    "Retry-After",
+    "ETag",
+    "RateLimit",
+    "RateLimit-Policy",
+)
 # Browsers keep a preflight's answer this long (Chromium caps it at 2 h), so an app that
 # uploads often pays the extra round trip once per ten minutes, not once per upload.
 PREFLIGHT_MAX_AGE_S = 600

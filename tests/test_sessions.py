@@ -303,6 +303,14 @@ class TestReaper:
 class TestLocalContentUrl:
     """On local disk (the default backend) the app receives the bytes itself."""
 
+    async def test_the_signed_put_answers_an_etag_like_s3(self, client: Client) -> None:
+        """204 with a quoted ETag (the stored bytes' sha256), which uploaders that speak
+        S3 wait for."""
+        session = await opened(client)
+        response = await client.put(session["upload"]["url"], data=PHOTO)
+        assert response.status == 204
+        assert response.headers["ETag"] == f'"{hashlib.sha256(PHOTO).hexdigest()}"'
+
     async def test_a_wrong_or_missing_signature_is_403(self, client: Client) -> None:
         """The content URL is the credential: tampered or absent, it is refused."""
         session = await opened(client)

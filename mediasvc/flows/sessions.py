@@ -142,8 +142,9 @@ class SessionFlow:
         path = sign_path(content_path(media.id), self.url_signing_secret, ttl_s)
         return DirectUpload("PUT", path, headers={"Content-Type": media.original.mime})
 
-    async def receive(self, media_id: str, chunks: AsyncIterator[bytes]) -> None:
-        """Local disk: stream a signed PUT's body into storage, capped at the declared size.
+    async def receive(self, media_id: str, chunks: AsyncIterator[bytes]) -> str:
+        """Local disk: stream a signed PUT's body into storage, capped at the declared size;
+        the sha256 of what was stored.
 
         `chunks` is read only once the session is found waiting and the owner's in-flight
         slot is taken."""
@@ -162,6 +163,7 @@ class SessionFlow:
                         await self.storage.put(upload_key(media_id), upload.path, upload.mime)
                     except StorageError as exc:
                         raise Busy("Storage is unavailable; try again shortly.") from exc
+                    return upload.sha256
             except MediaError as exc:
                 if exc.status < 500 and exc.code != "incomplete_body":
                     # Bad bytes: the same answer as a form upload, and nothing kept (a

@@ -969,7 +969,18 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "putUploadContent",
                 "Local disk: the session's bytes, to the signed URL `upload.url` gave",
                 "uploads",
-                {204: {"description": "Received."}},
+                {
+                    204: {
+                        "description": "Received.",
+                        "headers": {
+                            "ETag": {
+                                "description": "Quoted sha256 of the bytes stored (S3 answers "
+                                "a PUT with an ETag too).",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    }
+                },
                 problems=(400, 403, 404, 409, 410, 413, 415, 422, 429),
                 security=public,
                 parameters=[
