@@ -329,3 +329,29 @@ def test_site_with_allowed_origins_passes_gixy(tmp_path: Path) -> None:
         check=False,
     )
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"], indirect=True)
+class TestVariantFiles:
+    async def test_files_are_readable_by_allowed_apps_and_embeddable_anywhere(
+        self, client: Client, settings: Settings
+    ) -> None:
+        """A public variant served by nginx echoes an allowed origin (a script may read it),
+        sends no CORS header to another origin, and lets any page embed it (CORP)."""
+        response = await client.post(
+            "/v1/media", data=upload_form(images.make_tiny(), filename="t.png"), headers=bearer()
+        )
+        url = (await response.json())["variants"]["small"]["url"]
+        async with (
+            running_nginx(settings, [client.server.port]) as base,
+            aiohttp.ClientSession() as http,
+        ):
+            async with http.get(base + url, headers={"Origin": APP}) as allowed:
+                assert allowed.status == 200
+                assert allowed.headers["Access-Control-Allow-Origin"] == APP
+                assert allowed.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+                assert "origin" in vary(allowed.headers)
+            async with http.get(base + url, headers={"Origin": OTHER}) as other:
+                assert other.status == 200
+                assert "Access-Control-Allow-Origin" not in other.headers
+                assert other.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
