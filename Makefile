@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # node or an npm is already on PATH (one bundled with another Node.js build, which Debian's
 # packages would conflict with).
 APT_PROD_PACKAGES := nginx libmagic1 python3-venv
-APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium \
+APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium curl jq \
 	$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 STAMP := $(VENV)/.installed
 PROD_STAMP := $(VENV)/.installed-prod

@@ -113,3 +113,35 @@ async def test_the_webhook_receiver_handles_ready_and_deleted(
     assert (await client.delete(f"/v1/media/{media['id']}", headers=bearer())).status == 204
     forgot = await program.line(lambda line: line.startswith("forget"), "the forget line")
     assert forgot == f"forget {media['id']}"
+
+
+async def test_the_curl_tour_runs_against_nginx(client: Client, nginx: str, tmp_path: Path) -> None:
+    """The README's curl tour, run by bash against the app behind nginx (only the base URL
+    differs from `make run`'s): every step answers what its comment says."""
+    tour = readme_program("sh", "# refusals are problems")
+    assert tour.startswith("B=http://127.0.0.1:8080 ")
+    (tmp_path / "photo.jpg").write_bytes(images.make_jpeg(width=640, height=480))
+    token = bearer()["Authorization"].removeprefix("Bearer ")
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        tour.replace("B=http://127.0.0.1:8080", f"B={nginx}", 1),
+        cwd=tmp_path,
+        env={"TOKEN": token, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), DEADLINE_S)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    lines = text.splitlines()
+    assert "HTTP/1.1 200 OK" in lines
+    assert "cache-control: public, max-age=31536000, immutable" in text.lower()
+    # 404 without the token, the signed URL, 200 via nginx ... 204 for the delete.
+    codes = [line for line in lines if re.fullmatch(r"\d{3}", line)]
+    assert codes == ["404", "200", "204"]
+    assert any("/private/" in line and "md5=" in line for line in lines)
+    assert '"code": "unsupported_media_type"' in text
+    assert '"max_upload_bytes"' in text
