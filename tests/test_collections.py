@@ -68,6 +68,43 @@ class TestCap:
 
 
 class TestOrder:
+    async def test_items_not_ready_may_be_left_out_and_follow_the_listed_ones(
+        self, client: Client
+    ) -> None:
+        """With two ready items and an open session, listing only the ready ones reverses
+        them and puts the session after; leaving a ready one out is 409."""
+        first, second = await fill(client, 2)
+        opened = await client.post(
+            "/v1/uploads",
+            json={
+                "kind": "post",
+                "content_type": "image/png",
+                "size": 100,
+                "collection": "profile",
+            },
+            headers=bearer(),
+        )
+        assert opened.status == 201
+        pending = (await opened.json())["id"]
+        path = "/v1/collections/profile/order"
+        response = await client.put(path, json={"ids": [second, first]}, headers=bearer())
+        assert response.status == 200
+        assert (await response.json())["ids"] == [second, first, pending]
+        assert await collection_positions(client, "profile") == [
+            (second, 0),
+            (first, 1),
+            (pending, 2),
+        ]
+        response = await client.put(path, json={"ids": [pending, first]}, headers=bearer())
+        assert response.status == 409
+        response = await client.put(path, json={"ids": [first, pending, second]}, headers=bearer())
+        assert response.status == 200
+        assert await collection_positions(client, "profile") == [
+            (first, 0),
+            (pending, 1),
+            (second, 2),
+        ]
+
     async def test_reorder_applies_the_permutation(self, client: Client) -> None:
         """Positions follow the order given; the answer echoes it."""
         ids = await fill(client, 4)

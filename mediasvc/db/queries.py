@@ -192,7 +192,7 @@ PENDING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[]) AND status = 'pen
 TRY_LOCK_ORPHAN_SCAN = "SELECT pg_try_advisory_xact_lock(hashtext('mediasvc.orphan-scan'))"
 
 SELECT_COLLECTION_IDS = """
-SELECT id FROM media
+SELECT id, status = 'ready' AS ready FROM media
 WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
 ORDER BY media.position
 """
@@ -453,9 +453,11 @@ async def try_lock_orphan_scan(conn: Connection) -> bool:
     return bool(await conn.fetchval(TRY_LOCK_ORPHAN_SCAN))
 
 
-async def collection_ids(conn: Connection, owner: str, collection: str) -> list[str]:
-    """The ids of a collection's live items, in position order."""
-    return [r["id"] for r in await conn.fetch(SELECT_COLLECTION_IDS, owner, collection)]
+async def collection_ids(conn: Connection, owner: str, collection: str) -> dict[str, bool]:
+    """The ids of a collection's live items, in position order, each with whether it is
+    ready (the others are upload sessions and uploads still on their way)."""
+    rows = await conn.fetch(SELECT_COLLECTION_IDS, owner, collection)
+    return {row["id"]: row["ready"] for row in rows}
 
 
 async def reorder(conn: Connection, owner: str, collection: str, ids: Sequence[str]) -> None:

@@ -18,7 +18,9 @@ _EXAMPLE = '{"ids": ["...", ...]}'
 
 
 async def put_order(request: web.Request) -> web.Response:
-    """PUT /v1/collections/{collection}/order: `{"ids": [...]}`, a permutation, all at once."""
+    """PUT /v1/collections/{collection}/order: `{"ids": [...]}`, every ready item once, in
+    the new order, all at once. Items not ready yet (sessions, uploads in progress) may be
+    left out: they keep their order, after the listed ones."""
     principal = require_principal(request)
     owner = owner_param(request, principal)
     collection = request.match_info["collection"]
@@ -26,7 +28,7 @@ async def put_order(request: web.Request) -> web.Response:
         raise NotFound("No such collection.")
     ids = _ids_of(await json_object(request, _EXAMPLE))
 
-    async def reorder(conn: db.Connection) -> None:
+    async def reorder(conn: db.Connection) -> list[str]:
         # The collection lock before any of its rows (docs/decisions.md, lock order): the
         # check below and the update see the same membership, and no reorder is
         # half-applied. Deletes take no such lock: an item deleted meanwhile just drops out.
@@ -34,16 +36,21 @@ async def put_order(request: web.Request) -> web.Response:
         current = await queries.collection_ids(conn, owner, collection)
         if not current:
             raise NotFound("No such collection.")
-        if len(ids) != len(set(ids)) or set(ids) != set(current):
+        ready = {media_id for media_id, is_ready in current.items() if is_ready}
+        if len(ids) != len(set(ids)) or not ready <= set(ids) <= set(current):
             raise Conflict(
-                "ids must list every item of the collection exactly once.",
-                expected=len(current),
+                "ids must list every ready item of the collection exactly once (items not "
+                "ready yet may be left out), and nothing else.",
+                expected=len(ready),
                 actual=len(ids),
             )
-        await queries.reorder(conn, owner, collection, ids)
+        listed = set(ids)
+        order = ids + [media_id for media_id in current if media_id not in listed]
+        await queries.reorder(conn, owner, collection, order)
+        return order
 
-    await db.transaction(request.app[DB], reorder)
-    return web.json_response({"collection": collection, "ids": ids})
+    order = await db.transaction(request.app[DB], reorder)
+    return web.json_response({"collection": collection, "ids": order})
 
 
 def _ids_of(document: dict[str, Any]) -> list[str]:

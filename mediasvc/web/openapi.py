@@ -110,7 +110,7 @@ PROBLEM_CODES: dict[str, ProblemCode] = {
     "method_not_allowed": ProblemCode(405, "The path exists, not with this method (`Allow`)."),
     "conflict": ProblemCode(
         409,
-        "The request does not fit the current state: a reorder that is not a permutation, "
+        "The request does not fit the current state: a reorder missing a ready item, "
         "deleting a media that is not ready, bytes for a session no longer waiting for them.",
     ),
     "collection_full": ProblemCode(409, "The collection holds its kind's `collection_max`."),
@@ -921,7 +921,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
         "/v1/collections/{collection}/order": {
             "put": _op(
                 "putCollectionOrder",
-                "Reorder a collection: exactly a permutation of its ids",
+                "Reorder a collection: every ready item once (items not ready may be left out)",
                 "collections",
                 {200: _json("CollectionOrderResult", "The new order.")},
                 problems=(400, 401, 403, 404, 409),
