@@ -27,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 from aiohttp.multipart import BadContentDispositionHeader
 from aiohttp.web_protocol import RequestPayloadError
 
+from mediasvc.contract import codes
 from mediasvc.errors import (
     BadRequest,
     InsufficientStorage,
@@ -80,10 +81,10 @@ def intact_body() -> Iterator[None]:
     except ConnectionError:
         # The client went away: nobody may be left to read an answer, but if someone is,
         # this is what happened. Not a server fault, so no traceback.
-        raise BadRequest("The request body ended early.", code="incomplete_body") from None
+        raise BadRequest("The request body ended early.", code=codes.INCOMPLETE_BODY) from None
     except (RequestPayloadError, PayloadEncodingError) as exc:
         raise BadRequest(
-            f"The request body could not be read: {exc}", code="incomplete_body"
+            f"The request body could not be read: {exc}", code=codes.INCOMPLETE_BODY
         ) from None
 
 
@@ -255,7 +256,7 @@ async def _spool_chunks(chunks: AsyncIterator[bytes], path: Path, rules: FileRul
     finally:
         await writer.close()
     if size == 0:
-        raise InvalidImage("The file is empty.", code="empty_file")
+        raise InvalidImage("The file is empty.", code=codes.EMPTY_FILE)
     if mime is None:
         mime, sniff_s = _allowed_type(head, rules)
     return _Spooled(size, writer.sha256.hexdigest(), mime, sniff_s)

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from mediasvc import db
 from mediasvc.auth import Principal
+from mediasvc.contract import codes
 from mediasvc.db import queries
 from mediasvc.errors import (
     Busy,
@@ -155,7 +156,7 @@ class SessionFlow:
                     except StorageError as exc:
                         raise Busy("Storage is unavailable; try again shortly.") from exc
             except MediaError as exc:
-                if exc.status < 500 and exc.code != "incomplete_body":
+                if exc.status < 500 and exc.code != codes.INCOMPLETE_BODY.code:
                     # Bad bytes: the same answer as a form upload, and nothing kept (a
                     # session no longer pending is left as it is).
                     await self._discard(media)
@@ -210,7 +211,7 @@ class SessionFlow:
                 if media.original.sha256 not in (None, upload.sha256):
                     raise Unprocessable(
                         "The bytes do not match the declared sha256.",
-                        code="checksum_mismatch",
+                        code=codes.CHECKSUM_MISMATCH,
                         expected=media.original.sha256,
                         actual=upload.sha256,
                     )
@@ -321,4 +322,4 @@ def _check_open(media: Media) -> None:
 
 
 def _expired() -> Gone:
-    return Gone("This upload session has expired.", code="upload_expired")
+    return Gone("This upload session has expired.", code=codes.UPLOAD_EXPIRED)

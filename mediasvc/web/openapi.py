@@ -4,11 +4,11 @@ This module is the one place the HTTP contract is written down for machines: eve
 of `web.routes`, what each takes and answers, the problem codes with their statuses, the
 security schemes. What varies with the configuration is read from it (the kinds and
 accepted types a form may name, the session cookie when `MEDIASVC_AUTH_COOKIE` is set);
-everything else a schema repeats is taken from the module that decides it (variant
-names, the id and collection patterns, the processing report's words), so the two
-cannot disagree. The tests check it against the code and the running app: every route is
-documented and every documented operation routed, every `code` the source, nginx or
-aiohttp can answer with is in `PROBLEM_CODES` with its status (`test_openapi`); every
+everything else a schema repeats is taken from the module that decides it (the problem
+codes from `contract.codes`, variant names, the id and collection patterns, the
+processing report's words), so the two cannot disagree. The tests check it against the
+code and the running app: every route is documented and every documented operation
+routed, every code of the registry listed with its status (`test_openapi`); every
 documented (operation, status) is answered, matching its schema
 (`test_openapi_responses`), and no test sees an undocumented one
 (`test_zz_answers_documented`); schemathesis finds no 5xx, undocumented status or schema
@@ -24,7 +24,7 @@ which any operation may meet: `415 unsupported_content_encoding` (a request with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from http import HTTPStatus
 from importlib.metadata import version
 from typing import Any, get_args
 
@@ -32,7 +32,8 @@ from aiohttp import web
 
 from mediasvc.appkeys import SETTINGS, UPLOADS
 from mediasvc.config import Settings
-from mediasvc.errors import PROBLEM_TYPE_BASE
+from mediasvc.contract import codes
+from mediasvc.contract.codes import PROBLEM_TYPE_BASE
 from mediasvc.form import COLLECTION_NAME, IDEMPOTENCY_KEY
 from mediasvc.ids import ID_LENGTH
 from mediasvc.imaging.formats import LOADERS
@@ -42,7 +43,7 @@ from mediasvc.imaging.variants import VARIANTS
 from mediasvc.kinds import DEFAULT_KIND, KIND_KEYS, KindRules
 from mediasvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mediasvc.models import VISIBILITIES, Status
-from mediasvc.spaces import MAX_HEADER_BYTES, SPACE_ID
+from mediasvc.spaces import SPACE_ID
 from mediasvc.web.page import ASSETS
 from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
 
@@ -55,144 +56,8 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
 
-@dataclass(frozen=True, slots=True)
-class ProblemCode:
-    """One problem `code`: the status it comes with (None: any 4xx/5xx), what it means,
-    and who answers it (nginx answers some itself, before the app sees the request)."""
-
-    status: int | None
-    meaning: str
-    by: str = "app"
-
-
-# Every code a client may read in a problem. The tests hold this complete: each class's
-# `default_code` in `errors`, each `code="..."` raised anywhere in the package, each code
-# nginx's templates answer with, and aiohttp's own refusals (`web.problems`).
-PROBLEM_CODES: dict[str, ProblemCode] = {
-    "bad_request": ProblemCode(
-        400,
-        "Not multipart, no `file` part or two of them, an unknown, repeated or bad field, "
-        "parameter or JSON member (`field` names it), more than `limit` bytes before the "
-        "form's first boundary; also aiohttp's refusal of a malformed request.",
-    ),
-    "incomplete_body": ProblemCode(
-        400,
-        "The request body ended before the form or file did, or its framing could not be "
-        "read (a malformed chunk); send it again.",
-    ),
-    "header_too_large": ProblemCode(
-        400,
-        f"A request header is longer than {MAX_HEADER_BYTES} bytes (a token listing too "
-        "many spaces).",
-        by="nginx",
-    ),
-    "unauthorized": ProblemCode(
-        401,
-        "No token where one is needed; a malformed, tampered or expired one; wrong `iss` or "
-        "`aud`; a `kid` the identity provider does not publish.",
-    ),
-    "duplicate_cookie": ProblemCode(
-        401,
-        "Two session cookies of the configured name in one request (one may have been set "
-        "by a page on another subdomain); neither is used.",
-    ),
-    "forbidden": ProblemCode(
-        403,
-        "Acting on another owner's media without being an admin; a space the token does "
-        "not list; a cookie-authenticated request that changes state from an origin not "
-        "allowed (CSRF); an upload URL whose signature is wrong.",
-    ),
-    "not_found": ProblemCode(
-        404,
-        "No such media, session, collection or variant; also another owner's private "
-        "media and a space's media for a token that does not list the space.",
-    ),
-    "method_not_allowed": ProblemCode(405, "The path exists, not with this method (`Allow`)."),
-    "conflict": ProblemCode(
-        409,
-        "The request does not fit the current state: a reorder that is not a permutation, "
-        "deleting a media that is not ready, bytes for a session no longer waiting for them.",
-    ),
-    "collection_full": ProblemCode(409, "The collection holds its kind's `collection_max`."),
-    "quota_exceeded": ProblemCode(
-        409, "The owner's media count or bytes would pass a quota (`quota`, `limit`, `actual`)."
-    ),
-    "upload_missing": ProblemCode(
-        409, "Completing an upload session whose bytes have not arrived; send them, retry."
-    ),
-    "idempotency_in_progress": ProblemCode(
-        409, "An upload with this `Idempotency-Key` is still processing; retry shortly."
-    ),
-    "gone": ProblemCode(410, "The resource existed and is no longer available."),
-    "upload_expired": ProblemCode(
-        410, "The upload session, or its signed upload URL, is past its time."
-    ),
-    "payload_too_large": ProblemCode(
-        413,
-        "The file is larger than the global or the kind's cap (`limit`); reading stops "
-        "there. nginx answers a declared oversize body itself.",
-        by="app, nginx",
-    ),
-    "unsupported_media_type": ProblemCode(
-        415,
-        "The file's magic bytes are not an accepted type (`actual`, `accepted`), whatever "
-        "its name or declared type.",
-    ),
-    "unsupported_content_encoding": ProblemCode(
-        415,
-        "The request has a `Content-Encoding` (`actual`): bodies are accepted unencoded only. "
-        "nginx answers it itself; a node reached directly answers it before reading the body.",
-        by="nginx, app",
-    ),
-    "invalid_image": ProblemCode(422, "The file is of an accepted type but cannot be decoded."),
-    "empty_file": ProblemCode(422, "The file is empty."),
-    "too_small": ProblemCode(422, "Smaller than the kind's `min_width` x `min_height`."),
-    "too_large": ProblemCode(422, "Larger than the kind's `max_width` x `max_height`."),
-    "too_many_pixels": ProblemCode(
-        422, "More pixels in a frame, or over all frames, than the limits allow."
-    ),
-    "too_many_frames": ProblemCode(422, "More frames than the limits allow."),
-    "unprocessable": ProblemCode(422, "The request is well-formed but cannot be acted on."),
-    "idempotency_key_reused": ProblemCode(
-        422, "The `Idempotency-Key` was used with a different file or other options."
-    ),
-    "checksum_mismatch": ProblemCode(
-        422, "A session's bytes do not match its declared `sha256` (`expected`, `actual`)."
-    ),
-    "too_many_requests": ProblemCode(
-        429,
-        "The owner has `owner_max_inflight` uploads in progress (app), or nginx's rate or "
-        "connection limits; with `Retry-After`.",
-        by="app, nginx",
-    ),
-    "internal": ProblemCode(500, "Something went wrong on our side; it is logged."),
-    "processing_failed": ProblemCode(500, "The image worker failed on this file."),
-    "processing_timeout": ProblemCode(500, "The image worker took too long and was stopped."),
-    "worker_crashed": ProblemCode(500, "The image worker died while processing this file."),
-    "busy": ProblemCode(
-        503,
-        "The processing queue is full, or the database, storage or identity provider does "
-        "not answer (nginx: no app node answers); with `Retry-After`.",
-        by="app, nginx",
-    ),
-    "insufficient_storage": ProblemCode(507, "The spool disk is full."),
-    "http_error": ProblemCode(None, "Any other refusal aiohttp makes itself."),
-}
-
-_STATUS_TEXT = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    409: "Conflict",
-    410: "Gone",
-    413: "Payload too large",
-    415: "Unsupported media type",
-    422: "Unprocessable",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Busy",
-}
+# The statuses that have a `ProblemNNN` schema and response narrowing them to their codes.
+_PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503)
 # Statuses a problem comes with that tell the client when to try again.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -214,7 +79,7 @@ def _problem_ref(status: int) -> dict[str, str]:
 
 
 def _codes_with(status: int) -> list[str]:
-    return [code for code, problem in PROBLEM_CODES.items() if problem.status == status]
+    return [entry.code for entry in codes.with_status(status)]
 
 
 _MEDIA_ID = {
@@ -650,11 +515,11 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
             },
         },
         "ProblemCode": {
-            **_enum(PROBLEM_CODES),
+            **_enum(codes.CODES),
             "description": "The stable code of a refusal:\n\n"
             + "\n".join(
-                f"- `{code}` ({problem.status or '4xx/5xx'}, {problem.by}): {problem.meaning}"
-                for code, problem in PROBLEM_CODES.items()
+                f"- `{code}` ({entry.status or '4xx/5xx'}, {entry.by}): {entry.meaning}"
+                for code, entry in codes.CODES.items()
             ),
         },
         "Problem": {
@@ -675,7 +540,7 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
             "additionalProperties": True,
         },
     }
-    for status in _STATUS_TEXT:
+    for status in _PROBLEM_STATUSES:
         schemas[f"Problem{status}"] = {
             "allOf": [
                 _ref("Problem"),
@@ -693,22 +558,16 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
 
 
 def _problem_example(status: int) -> dict[str, Any]:
-    code = _codes_with(status)[0]
-    return {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": _STATUS_TEXT[status],
-        "status": status,
-        "detail": PROBLEM_CODES[code].meaning,
-        "code": code,
-    }
+    entry = codes.with_status(status)[0]
+    return entry.body(entry.meaning)
 
 
 def _responses() -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for status in _STATUS_TEXT:
-        codes = ", ".join(f"`{code}`" for code in _codes_with(status))
+    for status in _PROBLEM_STATUSES:
+        listed = ", ".join(f"`{code}`" for code in _codes_with(status))
         response: dict[str, Any] = {
-            "description": f"{_STATUS_TEXT[status]}: {codes}.",
+            "description": f"{HTTPStatus(status).phrase}: {listed}.",
             "content": {
                 PROBLEM_JSON: {
                     "schema": _ref(f"Problem{status}"),

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from mediasvc.appkeys import SESSIONS, SETTINGS
+from mediasvc.contract import codes
 from mediasvc.errors import BadRequest, Forbidden, Gone, NotFound
 from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.flows.upload import Declared
@@ -69,7 +70,7 @@ async def put_content(request: web.Request) -> web.Response:
     if verdict is False:
         raise Forbidden("The upload URL's signature is missing or wrong.")
     if verdict is None:
-        raise Gone("The upload URL has expired.", code="upload_expired")
+        raise Gone("The upload URL has expired.", code=codes.UPLOAD_EXPIRED)
     await request.app[SESSIONS].receive(request, media_id)
     return web.Response(status=204)
 
