@@ -18,11 +18,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from contract import Contract
 from openapi_spec_validator import validate
+from support import bearer
 
 import mediasvc
 from mediasvc.app import create_app
 from mediasvc.config import Settings
-from mediasvc.contract import codes
+from mediasvc.contract import codes, paths
 from mediasvc.contract.codes import CODES
 from mediasvc.errors import BadRequest, InvalidImage, MediaError
 from mediasvc.flows.processing import _REJECTIONS
@@ -122,6 +123,50 @@ class TestRoutes:
         documented = set(Contract(document_for(settings)).operations())
         assert routed == documented
 
+    def test_every_route_is_a_named_resource_on_its_path(self, settings: Settings) -> None:
+        """The router's resources are `contract.paths`, by name: what builds URLs (Location,
+        `complete_url`) and what the document lists are the same paths."""
+        app = create_app(settings)
+        named = {
+            resource.name: resource.canonical
+            for resource in app.router.resources()
+            if resource.name is not None
+        }
+        assert named == {path.name: path.template for path in paths.PATHS}
+        assert len(list(app.router.resources())) == len(paths.PATHS)
+        assert set(document_for(settings)["paths"]) == {path.template for path in paths.PATHS}
+
+    def test_each_path_is_written_once(self) -> None:
+        """No module spells a route's path: handlers, flows and the document name it (`/`
+        is too common a string to tell)."""
+        for path in paths.PATHS:
+            if path is paths.PAGE:
+                continue
+            assert spelled(path.template) == ["mediasvc/contract/paths.py"], path
+
+    def test_a_formatted_path_quotes_its_segments(self) -> None:
+        """A value is one segment: a `/` in it cannot reach another route."""
+        assert paths.MEDIA_ITEM.format(media_id="a/b c") == "/v1/media/a%2Fb%20c"
+
+    async def test_urls_handed_out_are_the_routers(self, client: Client) -> None:
+        """A session's `complete_url`, its content URL and `Location` are the routes'
+        paths, and each leads to its operation."""
+        response = await client.post(
+            "/v1/uploads", json={"content_type": "image/jpeg", "size": 10}, headers=bearer()
+        )
+        session = await response.json()
+        router = client.app.router
+        media_id = session["id"]
+        assert response.headers["Location"] == str(
+            router[paths.MEDIA_ITEM.name].url_for(media_id=media_id)
+        )
+        assert session["complete_url"] == paths.UPLOAD_COMPLETE.format(media_id=media_id)
+        assert session["upload"]["url"].startswith(
+            paths.UPLOAD_CONTENT.format(media_id=media_id) + "?"
+        )
+        read = await client.get(response.headers["Location"], headers=bearer())
+        assert (read.status, (await read.json())["id"]) == (200, media_id)
+
     def test_each_operation_documents_a_success_and_the_default_problem(
         self, settings: Settings
     ) -> None:
@@ -133,9 +178,9 @@ class TestRoutes:
             assert re.fullmatch(r"[a-z][A-Za-z]+", spec["operationId"]), operation
 
 
-def spelled(code: str) -> list[str]:
-    """Where `code` is written as a string literal in the package's Python files."""
-    literal = re.compile(rf"""(["']){re.escape(code)}\1""")
+def spelled(text: str) -> list[str]:
+    """Where `text` is written as a string literal in the package's Python files."""
+    literal = re.compile(rf"""(["']){re.escape(text)}\1""")
     return [
         str(path.relative_to(PACKAGE.parent))
         for path in sorted(PACKAGE.rglob("*.py"))

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from mediasvc import db
 from mediasvc.auth import Principal
-from mediasvc.contract import codes
+from mediasvc.contract import codes, paths
 from mediasvc.db import queries
 from mediasvc.errors import (
     Busy,
@@ -308,7 +308,7 @@ class SessionFlow:
 
 def content_path(media_id: str) -> str:
     """The app's URL path a local-disk session's bytes are PUT to (signed)."""
-    return f"/v1/uploads/{media_id}/content"
+    return paths.UPLOAD_CONTENT.format(media_id=media_id)
 
 
 def _seconds_left(media: Media) -> float:

@@ -9,6 +9,7 @@ from aiohttp import web
 from mediasvc import db
 from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
 from mediasvc.auth import Principal
+from mediasvc.contract import paths
 from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
@@ -47,7 +48,7 @@ async def create_media(request: web.Request) -> web.Response:
     return web.json_response(
         body,
         status=201 if uploaded.created else 200,
-        headers={"Location": f"/v1/media/{uploaded.media.id}"},
+        headers={"Location": _location(request, uploaded.media.id)},
     )
 
 
@@ -152,3 +153,8 @@ async def variant_redirect(request: web.Request) -> web.Response:
     url = variant_url(variant.key, request.app[SETTINGS])
     headers = {"Location": url, "Cache-Control": "private, no-store" if media.is_private else ""}
     return web.Response(status=302, headers={k: v for k, v in headers.items() if v})
+
+
+def _location(request: web.Request, media_id: str) -> str:
+    """Where a media is read: its `GET /v1/media/{media_id}` path."""
+    return str(request.app.router[paths.MEDIA_ITEM.name].url_for(media_id=media_id))

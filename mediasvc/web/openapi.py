@@ -32,7 +32,7 @@ from aiohttp import web
 
 from mediasvc.appkeys import SETTINGS, UPLOADS
 from mediasvc.config import Settings
-from mediasvc.contract import codes
+from mediasvc.contract import codes, paths
 from mediasvc.contract.codes import PROBLEM_TYPE_BASE
 from mediasvc.form import COLLECTION_NAME, IDEMPOTENCY_KEY
 from mediasvc.ids import ID_LENGTH
@@ -47,7 +47,7 @@ from mediasvc.spaces import SPACE_ID
 from mediasvc.web.page import ASSETS
 from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
 
-PATH = "/v1/openapi.json"
+PATH = paths.OPENAPI.template
 # What the app may answer any operation with besides what the operation lists: its
 # `default` response (nginx adds its own 429 and 400 header_too_large in front). 415:
 # any request with a `Content-Encoding` (`unsupported_content_encoding`).
@@ -82,6 +82,7 @@ def _codes_with(status: int) -> list[str]:
     return [entry.code for entry in codes.with_status(status)]
 
 
+_EXAMPLE_ID = "k3Jx9QmT2vLr8WcA5nYpZb"
 _MEDIA_ID = {
     "type": "string",
     "pattern": f"^[A-Za-z0-9]{{{ID_LENGTH}}}$",
@@ -429,10 +430,11 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
                     "expires_at": "2026-11-21T12:15:00Z",
                     "upload": {
                         "method": "PUT",
-                        "url": "/v1/uploads/k3Jx9QmT2vLr8WcA5nYpZb/content?md5=...&expires=...",
+                        "url": paths.UPLOAD_CONTENT.format(media_id=_EXAMPLE_ID)
+                        + "?md5=...&expires=...",
                         "headers": {"Content-Type": "image/jpeg"},
                     },
-                    "complete_url": "/v1/uploads/k3Jx9QmT2vLr8WcA5nYpZb/complete",
+                    "complete_url": paths.UPLOAD_COMPLETE.format(media_id=_EXAMPLE_ID),
                 }
             ],
         },
@@ -667,7 +669,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
     public: list[dict[str, list[str]]] = []
     media = _json("Media", "The media.")
     return {
-        "/v1/media": {
+        paths.MEDIA.template: {
             "post": _op(
                 "createMedia",
                 "Upload an image: stream, check, make the five variants, store them",
@@ -723,7 +725,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
             ),
         },
-        "/v1/media/{media_id}": {
+        paths.MEDIA_ITEM.template: {
             "get": _op(
                 "getMedia",
                 "One media: public for anyone, a space's for its members, private for the owner",
@@ -743,7 +745,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 parameters=[_MEDIA_ID_PARAM],
             ),
         },
-        "/v1/media/{media_id}/{variant}": {
+        paths.VARIANT.template: {
             "get": _op(
                 "getVariant",
                 "Redirect to a variant's file (a short-lived signed URL for private media)",
@@ -757,7 +759,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
             ),
         },
-        "/v1/collections/{collection}/order": {
+        paths.COLLECTION_ORDER.template: {
             "put": _op(
                 "putCollectionOrder",
                 "Reorder a collection: exactly a permutation of its ids",
@@ -775,7 +777,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 },
             ),
         },
-        "/v1/uploads": {
+        paths.UPLOADS.template: {
             "post": _op(
                 "createUploadSession",
                 "Open an upload session: the bytes go straight to storage, then complete",
@@ -803,7 +805,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "the collection slot and quota are held until the session completes or expires.",
             ),
         },
-        "/v1/uploads/{media_id}/content": {
+        paths.UPLOAD_CONTENT.template: {
             "put": _op(
                 "putUploadContent",
                 "Local disk: the session's bytes, to the signed URL `upload.url` gave",
@@ -828,7 +830,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "size, sniffed as a form's file is.",
             ),
         },
-        "/v1/uploads/{media_id}/complete": {
+        paths.UPLOAD_COMPLETE.template: {
             "post": _op(
                 "completeUploadSession",
                 "Complete a session: read the bytes back, make the variants",
@@ -857,7 +859,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
             ),
         },
-        "/v1/limits": {
+        paths.LIMITS.template: {
             "get": _op(
                 "getLimits",
                 "The limits in force, so clients can resize before sending",
@@ -866,7 +868,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=public,
             ),
         },
-        PATH: {
+        paths.OPENAPI.template: {
             "get": _op(
                 "getOpenApi",
                 "This document",
@@ -875,7 +877,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=public,
             ),
         },
-        "/healthz": {
+        paths.HEALTHZ.template: {
             "get": _op(
                 "healthz",
                 "Liveness (operators, on the node's own port; not through nginx)",
@@ -884,7 +886,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=public,
             ),
         },
-        "/readyz": {
+        paths.READYZ.template: {
             "get": _op(
                 "readyz",
                 "Readiness: database, storage and image workers (not through nginx)",
@@ -900,7 +902,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=public,
             ),
         },
-        "/metrics": {
+        paths.METRICS.template: {
             "get": _op(
                 "metrics",
                 "Prometheus metrics of this node (not through nginx)",
@@ -916,7 +918,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=public,
             ),
         },
-        "/": {
+        paths.PAGE.template: {
             "get": _op(
                 "uploadPage",
                 "The upload page for browsers",
@@ -930,7 +932,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=public,
             ),
         },
-        "/static/{name}": {
+        paths.STATIC.template: {
             "get": _op(
                 "pageAsset",
                 "The page's stylesheet and scripts (revalidated: `ETag`)",

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from mediasvc.appkeys import SESSIONS, SETTINGS
-from mediasvc.contract import codes
+from mediasvc.contract import codes, paths
 from mediasvc.errors import BadRequest, Forbidden, Gone, NotFound
 from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.flows.upload import Declared
@@ -47,12 +47,12 @@ async def create_session(request: web.Request) -> web.Response:
             **({"fields": session.upload.fields} if session.upload.fields is not None else {}),
             **({"headers": session.upload.headers} if session.upload.headers is not None else {}),
         },
-        "complete_url": f"/v1/uploads/{media.id}/complete",
+        "complete_url": _url(request, paths.UPLOAD_COMPLETE, media_id=media.id),
     }
     return web.json_response(
         body,
         status=201 if session.created else 200,
-        headers={"Location": f"/v1/media/{media.id}"},
+        headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media.id)},
     )
 
 
@@ -86,8 +86,13 @@ async def complete_session(request: web.Request) -> web.Response:
     return web.json_response(
         media_json(completed.media, request.app[SETTINGS], full=True),
         status=_status(completed),
-        headers={"Location": f"/v1/media/{media_id}"},
+        headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media_id)},
     )
+
+
+def _url(request: web.Request, path: paths.Path, **params: str) -> str:
+    """`path` with `params`, from this app's router."""
+    return str(request.app.router[path.name].url_for(**params))
 
 
 def _status(completed: Completed) -> int:
