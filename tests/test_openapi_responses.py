@@ -248,8 +248,11 @@ async def test_create_upload_session(contract: Contract, client: Client) -> None
     assert_all_answered(contract, op, client)
 
 
-async def test_put_upload_content(contract: Contract, client: Client, settings: Settings) -> None:
-    """PUT /v1/uploads/{id}/content: 204, or the refusal of a bad URL or bad bytes."""
+async def test_put_upload_content(
+    contract: Contract, client: Client, settings: Settings, made: MakeClient
+) -> None:
+    """PUT /v1/uploads/{id}/content: 204, or the refusal of a bad URL, bad bytes or an owner
+    with every in-flight slot taken."""
     op = ("PUT", "/v1/uploads/{media_id}/content")
 
     async def put(url: str, data: bytes) -> Any:
@@ -276,6 +279,9 @@ async def test_put_upload_content(contract: Contract, client: Client, settings: 
     await contract.check(op, await put(html["upload"]["url"], HTML), 415)
     empty = await opened(client)
     await contract.check(op, await put(empty["upload"]["url"], b""), 422)
+    capped = await made(owner_max_inflight=0)
+    busy_owner = await opened(client)
+    await contract.check(op, await capped.put(busy_owner["upload"]["url"], data=PHOTO), 429)
     # A body whose chunked framing breaks, as aiohttp's pure-Python parser hands it over
     # (tests/test_hostile.py, TestBrokenFraming): 400 incomplete_body, the session kept.
     broken = await opened(client)
@@ -287,7 +293,7 @@ async def test_put_upload_content(contract: Contract, client: Client, settings: 
     contract.validate(
         contract.response(op, 400)["content"]["application/problem+json"]["schema"], problem
     )
-    assert_all_answered(contract, op, client)
+    assert_all_answered(contract, op, client, capped)
 
 
 async def test_complete_upload_session(
@@ -339,12 +345,14 @@ async def test_complete_upload_session(
     truncated = PHOTO[: len(PHOTO) // 2]
     await contract.check(op, await complete(client, await sent(client, truncated)), 422)
 
+    capped = await made(owner_max_inflight=0)
+    await contract.check(op, await complete(capped, await sent(client)), 429)
     hasty = await made(job_timeout_s=0.001)
     await contract.check(op, await complete(hasty, await sent(hasty)), 500)
     waiting = await sent(client)
     await close_database(client)
     await contract.check(op, await complete(client, waiting), 503)
-    assert_all_answered(contract, op, client, hasty)
+    assert_all_answered(contract, op, client, capped, hasty)
 
 
 @pytest.mark.parametrize(

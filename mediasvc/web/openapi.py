@@ -811,7 +811,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "Local disk: the session's bytes, to the signed URL `upload.url` gave",
                 "uploads",
                 {204: {"description": "Received."}},
-                problems=(400, 403, 404, 409, 410, 413, 415, 422),
+                problems=(400, 403, 404, 409, 410, 413, 415, 422, 429),
                 security=public,
                 parameters=[
                     _SESSION_ID_PARAM,
@@ -846,7 +846,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "headers": _LOCATION,
                     },
                 },
-                problems=(401, 403, 404, 409, 410, 413, 415, 422, 500, 503),
+                problems=(401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503),
                 security=caller,
                 parameters=[
                     _SESSION_ID_PARAM,
