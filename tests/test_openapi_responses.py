@@ -368,8 +368,11 @@ async def test_complete_upload_session(
 async def test_documents_that_always_answer(
     contract: Contract, client: Client, path: str, operation: Operation
 ) -> None:
-    """The limits, this document, liveness, metrics and the page answer 200."""
+    """The limits, this document, liveness, metrics and the page answer 200, and refuse a
+    request with a body encoding as every operation does (415)."""
     await contract.check(operation, await client.get(path), 200)
+    encoded = {"Content-Encoding": "gzip"}
+    await contract.check(operation, await client.get(path, headers=encoded), 415)
     assert_all_answered(contract, operation, client)
 
 
@@ -377,6 +380,8 @@ async def test_readyz(contract: Contract, client: Client) -> None:
     """GET /readyz: 200 while everything answers, 503 naming the database when it does not."""
     op = ("GET", "/readyz")
     await contract.check(op, await client.get("/readyz"), 200)
+    encoded = {"Content-Encoding": "gzip"}
+    await contract.check(op, await client.get("/readyz", headers=encoded), 415)
     await close_database(client)
     body = await contract.check(op, await client.get("/readyz"), 503)
     assert body["checks"]["database"] == "unavailable"

@@ -26,23 +26,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from importlib.metadata import version
-from typing import Any, get_args
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from mediasvc.appkeys import SETTINGS, UPLOADS
 from mediasvc.config import Settings
-from mediasvc.contract import codes, paths
-from mediasvc.contract.codes import PROBLEM_TYPE_BASE
-from mediasvc.form import COLLECTION_NAME, IDEMPOTENCY_KEY
-from mediasvc.ids import ID_LENGTH
+from mediasvc.contract import codes, paths, shapes
+from mediasvc.form import IDEMPOTENCY_KEY
 from mediasvc.imaging.formats import LOADERS
-from mediasvc.imaging.job import Crop
-from mediasvc.imaging.report import ColorConversion, Encoding, Removable
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import DEFAULT_KIND, KIND_KEYS, KindRules
+from mediasvc.kinds import DEFAULT_KIND, KindRules
 from mediasvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from mediasvc.models import VISIBILITIES, Status
+from mediasvc.models import VISIBILITIES
 from mediasvc.spaces import SPACE_ID
 from mediasvc.web.page import ASSETS
 from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
@@ -82,16 +80,8 @@ def _codes_with(status: int) -> list[str]:
     return [entry.code for entry in codes.with_status(status)]
 
 
-_EXAMPLE_ID = "k3Jx9QmT2vLr8WcA5nYpZb"
-_MEDIA_ID = {
-    "type": "string",
-    "pattern": f"^[A-Za-z0-9]{{{ID_LENGTH}}}$",
-    "description": "128 random bits, base62.",
-    "examples": ["k3Jx9QmT2vLr8WcA5nYpZb"],
-}
-_COLLECTION = {"type": "string", "pattern": f"^{COLLECTION_NAME.pattern}$"}
+_COLLECTION = {"type": "string", "pattern": f"^{shapes.COLLECTION_NAME.pattern}$"}
 _SPACE = {"type": "string", "pattern": f"^{SPACE_ID.pattern}$"}
-_TIMESTAMP = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601, `Z`."}
 _HEADERS = {
     "Location": {
         "description": "Where the media (or the redirect's target) is.",
@@ -104,444 +94,123 @@ _HEADERS = {
 }
 _LOCATION = {"Location": _HEADERS["Location"]}
 
-_MEDIA_EXAMPLE: dict[str, Any] = {
-    "id": "k3Jx9QmT2vLr8WcA5nYpZb",
-    "owner": "alice",
-    "kind": "post",
-    "collection": None,
-    "position": 0,
-    "visibility": "public",
-    "space": None,
-    "status": "ready",
-    "original": {
-        "mime": "image/jpeg",
-        "bytes": 477983,
-        "width": 800,
-        "height": 1280,
-        "frames": 1,
-        "sha256": "9f2c6e0b5a1d4c3e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e",
-    },
-    "variants": {
-        spec.name: {
-            "url": f"/media/k3/k3Jx9QmT2vLr8WcA5nYpZb/{spec.name}.webp",
-            "width": spec.size * 5 // 8,
-            "height": spec.size,
-            "bytes": 30 * spec.size,
-            "mime": "image/webp",
-        }
-        for spec in VARIANTS
-    },
-    "placeholder": {"thumbhash": "1QcSHQRnh493V4dIh4eXh1h4kJUI", "dominant_color": "#7a8c9e"},
-    "created_at": "2026-11-21T12:00:00Z",
-    "processing": {
-        "rotated_from_orientation": 6,
-        "color": "sRGB",
-        "removed": ["exif", "gps"],
-        "frames": 1,
-    },
-}
+
+class _Schemas(GenerateJsonSchema):
+    """The models' JSON Schemas as components: no generated titles (the names say it)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+# The models whose schemas are components, with the mode they are used in: what the app
+# sends (serialization) or what it takes (validation).
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    shapes.Media,
+    shapes.UploadedMedia,
+    shapes.MediaPage,
+    shapes.CollectionOrderResult,
+    shapes.UploadSession,
+    shapes.Limits,
+    shapes.Problem,
+    *shapes.EVENTS.values(),
+)
+_REQUESTS: tuple[type[BaseModel], ...] = (shapes.CollectionOrder, shapes.UploadSessionRequest)
+
+
+def _model_schemas() -> dict[str, Any]:
+    """The components the models define, `$ref`s pointing into `components/schemas`."""
+    _, top = models_json_schema(
+        [(model, "serialization") for model in _RESPONSES]
+        + [(model, "validation") for model in _REQUESTS],
+        ref_template="#/components/schemas/{model}",
+        schema_generator=_Schemas,
+    )
+    schemas: dict[str, Any] = top["$defs"]
+    for schema in schemas.values():
+        schema.pop("title", None)
+    return schemas
 
 
 def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
-    variant = {
-        "type": "object",
-        "required": ["url", "width", "height", "bytes", "mime"],
-        "additionalProperties": False,
-        "properties": {
-            "url": {
-                "type": "string",
-                "description": "Plain for public media; signed and short-lived for private.",
-            },
-            "width": {"type": "integer"},
-            "height": {"type": "integer"},
-            "bytes": {"type": "integer"},
-            "mime": {"type": "string"},
-        },
-    }
-    kind_limits = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": sorted(KIND_KEYS),
-        "properties": {
-            "max_bytes": {"type": "integer"},
-            "accept": {"type": "array", "items": {"type": "string"}},
-            "min_width": {"type": "integer"},
-            "min_height": {"type": "integer"},
-            "max_width": _nullable({"type": "integer"}),
-            "max_height": _nullable({"type": "integer"}),
-            "max_pixels": {"type": "integer"},
-            "max_frames": {"type": "integer"},
-            "animated": {"type": "boolean", "description": "False: first frame only."},
-            "crop": _enum(get_args(Crop)),
-            "output": {"type": "string", "description": "The variants' MIME type."},
-            "quality": {"type": "integer"},
-            "collection_max": {"type": "integer"},
-            "replace": {
-                "type": "boolean",
-                "description": "A full collection retires its oldest item instead of 409.",
-            },
-        },
-    }
-    problem_extras = {
-        "field": {"type": "string", "description": "The field, parameter or member at fault."},
-        "limit": {"type": "integer", "description": "The limit that was passed."},
-        "actual": {"type": ["integer", "string"], "description": "What was sent instead."},
-        "expected": {"type": ["integer", "string"]},
-        "accepted": {"type": "array", "items": {"type": "string"}},
-        "known": {"type": "array", "items": {"type": "string"}, "description": "Known kinds."},
-        "quota": _enum(["media", "bytes"]),
-        **{
-            name: {"type": "integer"}
-            for name in (
-                "min_width",
-                "min_height",
-                "max_width",
-                "max_height",
-                "actual_width",
-                "actual_height",
-            )
-        },
-    }
-    schemas: dict[str, Any] = {
-        "MediaId": _MEDIA_ID,
-        "Variant": variant,
-        "Original": {
-            "type": "object",
-            "required": ["mime", "bytes", "width", "height", "frames"],
-            "additionalProperties": False,
-            "properties": {
-                "mime": {"type": "string", "description": "As sniffed (a session: declared)."},
-                "bytes": {"type": "integer"},
-                "width": _nullable({"type": "integer"}),
-                "height": _nullable({"type": "integer"}),
-                "frames": _nullable({"type": "integer"}),
-                "sha256": _nullable(
-                    {
+    schemas = _model_schemas()
+    # What the configuration decides: the kinds a request may name, the types accepted.
+    kind = {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."}
+    request = schemas["UploadSessionRequest"]["properties"]
+    # The form fields are checked as the upload form's (`form.UploadForm.check_field`).
+    request["kind"] = kind
+    for name, field in (
+        ("collection", _COLLECTION),
+        ("visibility", _enum(VISIBILITIES)),
+        ("space", _SPACE),
+    ):
+        request[name] = {"anyOf": [field, {"type": "null"}], "default": None}
+    request["content_type"] = {**request["content_type"], "enum": sorted(LOADERS)}
+    # A problem's `code` is one of the registry's.
+    schemas["Problem"]["properties"]["code"] = _ref("ProblemCode")
+    schemas.update(
+        {
+            "UploadForm": {
+                "type": "object",
+                "description": (
+                    "Send the fields before `file`: the kind's limits then apply while the "
+                    "bytes arrive, and `success_redirect` also covers refusals."
+                ),
+                "required": ["file"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": kind,
+                    "collection": _COLLECTION,
+                    "visibility": {**_enum(VISIBILITIES), "description": "Default public."},
+                    "space": {**_SPACE, "description": "Needs the space in the token; private."},
+                    "success_redirect": {
                         "type": "string",
-                        "pattern": "^[0-9a-f]{64}$",
-                        "description": "Owner and admins only.",
-                    }
-                ),
-            },
-        },
-        "Placeholder": {
-            "type": "object",
-            "required": ["thumbhash", "dominant_color"],
-            "additionalProperties": False,
-            "properties": {
-                "thumbhash": {"type": "string", "description": "ThumbHash, base64."},
-                "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
-            },
-        },
-        "ProcessingReport": {
-            "type": "object",
-            "description": "What processing did, e.g. that a GPS position was removed.",
-            "required": ["rotated_from_orientation", "color", "removed", "frames"],
-            "additionalProperties": False,
-            "properties": {
-                "rotated_from_orientation": _nullable(
-                    {"type": "integer", "minimum": 2, "maximum": 8}
-                ),
-                "color": _enum(get_args(ColorConversion)),
-                "removed": {"type": "array", "items": _enum(get_args(Removable))},
-                "frames": {"type": "integer"},
-                # Not in every stored report: rows written before these facts existed.
-                "encoding": {
-                    **_enum(get_args(Encoding)),
-                    "description": "How the largest variant was compressed.",
-                },
-                "lossless_variants": {
-                    "type": "array",
-                    "items": _enum([spec.name for spec in VARIANTS]),
-                    "description": "The variants stored pixel-exact (graphics, WebP output).",
-                },
-            },
-        },
-        "Media": {
-            "type": "object",
-            "description": (
-                "One upload and its variants (smallest first). `original.sha256` and "
-                "`processing` are for the owner and admins only; `owner` for them and a "
-                "space's members, and for anyone only where `MEDIASVC_PUBLIC_OWNER` is set."
-            ),
-            "required": [
-                "id",
-                "kind",
-                "collection",
-                "position",
-                "visibility",
-                "space",
-                "status",
-                "original",
-                "variants",
-                "placeholder",
-                "created_at",
-            ],
-            "additionalProperties": False,
-            "properties": {
-                "id": _ref("MediaId"),
-                "owner": {
-                    "type": "string",
-                    "description": (
-                        "The uploader's token `sub`. Absent for readers of a public media "
-                        "other than its owner and admins, unless `MEDIASVC_PUBLIC_OWNER`."
-                    ),
-                },
-                "kind": {"type": "string"},
-                "collection": _nullable(_COLLECTION),
-                "position": {"type": "integer", "description": "Order in the collection."},
-                "visibility": _enum(VISIBILITIES),
-                "space": _nullable(_SPACE),
-                "status": _enum(get_args(Status)),
-                "original": _ref("Original"),
-                "variants": {
-                    "type": "object",
-                    "description": "Present once the media is ready.",
-                    "additionalProperties": False,
-                    "properties": {spec.name: _ref("Variant") for spec in VARIANTS},
-                },
-                "placeholder": _nullable(_ref("Placeholder")),
-                "created_at": _TIMESTAMP,
-                "processing": _nullable(_ref("ProcessingReport")),
-                "expires_at": {**_TIMESTAMP, "description": "A pending session's expiry."},
-                "problem": {
-                    **_ref("Problem"),
-                    "description": "Why an asynchronous completion failed.",
-                },
-                "replaced": {
-                    "type": "array",
-                    "items": _ref("MediaId"),
-                    "description": "A replacing kind: the ids this upload retired.",
-                },
-            },
-            "examples": [_MEDIA_EXAMPLE],
-        },
-        "MediaPage": {
-            "type": "object",
-            "required": ["items", "next_cursor"],
-            "additionalProperties": False,
-            "properties": {
-                "items": {"type": "array", "items": _ref("Media")},
-                "next_cursor": _nullable(
-                    {"type": "string", "description": "Send back as `cursor` for the next page."}
-                ),
-            },
-            "examples": [{"items": [_MEDIA_EXAMPLE], "next_cursor": None}],
-        },
-        "UploadForm": {
-            "type": "object",
-            "description": (
-                "Send the fields before `file`: the kind's limits then apply while the "
-                "bytes arrive, and `success_redirect` also covers refusals."
-            ),
-            "required": ["file"],
-            "additionalProperties": False,
-            "properties": {
-                "kind": {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."},
-                "collection": _COLLECTION,
-                "visibility": {**_enum(VISIBILITIES), "description": "Default public."},
-                "space": {**_SPACE, "description": "Needs the space in the token; private."},
-                "success_redirect": {
-                    "type": "string",
-                    "format": "uri",
-                    "description": (
-                        "An absolute URL on an allowed origin: the answer becomes 303 to it "
-                        "with `media=<id>` or `error=<code>` (plain HTML forms)."
-                    ),
-                },
-                "file": {
-                    "type": "string",
-                    "format": "binary",
-                    "description": f"The image: {', '.join(sorted(LOADERS))}.",
-                },
-            },
-        },
-        "CollectionOrder": {
-            "type": "object",
-            "required": ["ids"],
-            "additionalProperties": False,
-            "properties": {"ids": {"type": "array", "items": _ref("MediaId")}},
-            "examples": [{"ids": ["k3Jx9QmT2vLr8WcA5nYpZb", "Pq7Zr2Lm9XcV4bN8tY1wKs"]}],
-        },
-        "CollectionOrderResult": {
-            "type": "object",
-            "required": ["collection", "ids"],
-            "additionalProperties": False,
-            "properties": {
-                "collection": _COLLECTION,
-                "ids": {"type": "array", "items": _ref("MediaId")},
-            },
-            "examples": [
-                {
-                    "collection": "profile",
-                    "ids": ["k3Jx9QmT2vLr8WcA5nYpZb", "Pq7Zr2Lm9XcV4bN8tY1wKs"],
-                }
-            ],
-        },
-        "UploadSessionRequest": {
-            "type": "object",
-            "required": ["content_type", "size"],
-            "additionalProperties": False,
-            "properties": {
-                "kind": {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."},
-                "collection": _nullable(_COLLECTION),
-                "visibility": _nullable(_enum(VISIBILITIES)),
-                "space": _nullable(_SPACE),
-                "content_type": _enum(sorted(LOADERS)),
-                "size": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-                "sha256": _nullable({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
-                "upload_method": {
-                    **_enum(["post", "put"]),
-                    "description": "S3: a presigned POST (the default) or PUT.",
-                },
-            },
-            "examples": [{"kind": "avatar", "content_type": "image/jpeg", "size": 123456}],
-        },
-        "DirectUpload": {
-            "type": "object",
-            "description": (
-                "How to send the bytes: S3, a presigned POST (`fields` first, the file last) "
-                "or PUT (with `headers`); local disk, a PUT to a signed URL of this service."
-            ),
-            "required": ["method", "url"],
-            "additionalProperties": False,
-            "properties": {
-                "method": _enum(["POST", "PUT"]),
-                "url": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        },
-        "UploadSession": {
-            "type": "object",
-            "required": ["id", "status", "expires_at", "upload", "complete_url"],
-            "additionalProperties": False,
-            "properties": {
-                "id": _ref("MediaId"),
-                "status": _enum(get_args(Status)),
-                "expires_at": _nullable(_TIMESTAMP),
-                "upload": _ref("DirectUpload"),
-                "complete_url": {"type": "string"},
-            },
-            "examples": [
-                {
-                    "id": "k3Jx9QmT2vLr8WcA5nYpZb",
-                    "status": "pending",
-                    "expires_at": "2026-11-21T12:15:00Z",
-                    "upload": {
-                        "method": "PUT",
-                        "url": paths.UPLOAD_CONTENT.format(media_id=_EXAMPLE_ID)
-                        + "?md5=...&expires=...",
-                        "headers": {"Content-Type": "image/jpeg"},
+                        "format": "uri",
+                        "description": (
+                            "An absolute URL on an allowed origin: the answer becomes 303 to "
+                            "it with `media=<id>` or `error=<code>` (plain HTML forms)."
+                        ),
                     },
-                    "complete_url": paths.UPLOAD_COMPLETE.format(media_id=_EXAMPLE_ID),
-                }
-            ],
-        },
-        "KindLimits": kind_limits,
-        "Limits": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": [
-                "max_upload_bytes",
-                "max_pixels",
-                "max_frames",
-                "max_animation_pixels",
-                "accepted_types",
-                "kinds",
-                "variants",
-                "output",
-                "collection_max",
-                "owner_max_media",
-                "owner_max_bytes",
-                "owner_max_inflight",
-                "signed_url_ttl_s",
-            ],
-            "properties": {
-                "max_upload_bytes": {"type": "integer"},
-                "max_pixels": {"type": "integer"},
-                "max_frames": {"type": "integer"},
-                "max_animation_pixels": {"type": "integer"},
-                "accepted_types": {"type": "array", "items": {"type": "string"}},
-                "kinds": {"type": "object", "additionalProperties": _ref("KindLimits")},
-                "variants": {
-                    "type": "array",
-                    "items": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "contentMediaType": "application/octet-stream",
+                        "description": f"The image: {', '.join(sorted(LOADERS))}.",
+                    },
+                },
+            },
+            "Health": {
+                "type": "object",
+                "required": ["status"],
+                "additionalProperties": False,
+                "properties": {"status": {"const": "ok"}},
+            },
+            "Readiness": {
+                "type": "object",
+                "required": ["status", "checks"],
+                "additionalProperties": False,
+                "properties": {
+                    "status": _enum(["ready", "unavailable"]),
+                    "checks": {
                         "type": "object",
-                        "required": ["name", "size"],
+                        "required": ["database", "storage", "workers"],
                         "additionalProperties": False,
                         "properties": {
-                            "name": _enum([spec.name for spec in VARIANTS]),
-                            "size": {"type": "integer"},
+                            name: _enum(["ok", "unavailable"])
+                            for name in ("database", "storage", "workers")
                         },
                     },
                 },
-                "output": {
-                    "type": "object",
-                    "required": ["mime", "animated", "alpha"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "mime": {"type": "string"},
-                        "animated": {"type": "boolean"},
-                        "alpha": {"type": "boolean"},
-                    },
-                },
-                "collection_max": {"type": "integer"},
-                "owner_max_media": _nullable({"type": "integer"}),
-                "owner_max_bytes": _nullable({"type": "integer"}),
-                "owner_max_inflight": {"type": "integer"},
-                "signed_url_ttl_s": {"type": "integer"},
             },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status"],
-            "additionalProperties": False,
-            "properties": {"status": {"const": "ok"}},
-        },
-        "Readiness": {
-            "type": "object",
-            "required": ["status", "checks"],
-            "additionalProperties": False,
-            "properties": {
-                "status": _enum(["ready", "unavailable"]),
-                "checks": {
-                    "type": "object",
-                    "required": ["database", "storage", "workers"],
-                    "additionalProperties": False,
-                    "properties": {
-                        name: _enum(["ok", "unavailable"])
-                        for name in ("database", "storage", "workers")
-                    },
-                },
+            "ProblemCode": {
+                **_enum(codes.CODES),
+                "description": "The stable code of a refusal:\n\n"
+                + "\n".join(
+                    f"- `{code}` ({entry.status or '4xx/5xx'}, {entry.by}): {entry.meaning}"
+                    for code, entry in codes.CODES.items()
+                ),
             },
-        },
-        "ProblemCode": {
-            **_enum(codes.CODES),
-            "description": "The stable code of a refusal:\n\n"
-            + "\n".join(
-                f"- `{code}` ({entry.status or '4xx/5xx'}, {entry.by}): {entry.meaning}"
-                for code, entry in codes.CODES.items()
-            ),
-        },
-        "Problem": {
-            "type": "object",
-            "description": (
-                "RFC 9457 problem details, `application/problem+json`; members beyond the "
-                "five standard ones help the client act."
-            ),
-            "required": ["type", "title", "status", "detail", "code"],
-            "properties": {
-                "type": {"type": "string", "description": f"`{PROBLEM_TYPE_BASE}<code>`"},
-                "title": {"type": "string"},
-                "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                "detail": {"type": "string"},
-                "code": _ref("ProblemCode"),
-                **problem_extras,
-            },
-            "additionalProperties": True,
-        },
-    }
+        }
+    )
     for status in _PROBLEM_STATUSES:
         schemas[f"Problem{status}"] = {
             "allOf": [
@@ -676,11 +345,14 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "media",
                 {
                     201: {
-                        **_json("Media", "Stored and ready."),
+                        **_json("UploadedMedia", "Stored and ready."),
                         "headers": _LOCATION,
                         "links": _MEDIA_LINKS,
                     },
-                    200: {**_json("Media", "A replayed `Idempotency-Key`."), "headers": _LOCATION},
+                    200: {
+                        **_json("UploadedMedia", "A replayed `Idempotency-Key`."),
+                        "headers": _LOCATION,
+                    },
                     303: {
                         "description": "The form named `success_redirect`: back to that page "
                         "with `media=<id>`, or `error=<code>` for a refusal.",
@@ -865,6 +537,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "The limits in force, so clients can resize before sending",
                 "limits",
                 {200: _json("Limits", "The limits.")},
+                problems=(415,),
                 security=public,
             ),
         },
@@ -874,6 +547,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "This document",
                 "meta",
                 {200: {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {}}}}},
+                problems=(415,),
                 security=public,
             ),
         },
@@ -883,6 +557,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "Liveness (operators, on the node's own port; not through nginx)",
                 "operators",
                 {200: _json("Health", "The process answers.")},
+                problems=(415,),
                 security=public,
             ),
         },
@@ -899,6 +574,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         headers={"Retry-After": _HEADERS["Retry-After"]},
                     ),
                 },
+                problems=(415,),
                 security=public,
             ),
         },
@@ -915,6 +591,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         },
                     }
                 },
+                problems=(415,),
                 security=public,
             ),
         },
@@ -929,6 +606,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "content": {"text/html": {"schema": {"type": "string"}}},
                     }
                 },
+                problems=(415,),
                 security=public,
             ),
         },
@@ -952,6 +630,51 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 parameters=[_path_param("name", _enum(sorted(ASSETS)), "The file.")],
             ),
         },
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """One POST per event type, as every URL in `MEDIASVC_WEBHOOK_URL` receives it."""
+    signed = [
+        {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": description,
+        }
+        for name, description in (
+            ("webhook-id", "The event's id (`evt_...`): the same on every retry; dedupe on it."),
+            ("webhook-timestamp", "This attempt's time, Unix seconds."),
+            (
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256>` with `MEDIASVC_WEBHOOK_SECRET` (Standard Webhooks).",
+            ),
+        )
+    ]
+    return {
+        event_type: {
+            "post": {
+                "operationId": "on"
+                + "".join(part.title() for part in event_type.replace(".", "_").split("_")),
+                "summary": (model.__doc__ or "").split("\n")[0],
+                "tags": ["events"],
+                "security": [],
+                "parameters": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref(model.__name__)}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered."},
+                    "4XX": {
+                        "description": "Not delivered (so is any other status, a redirect or "
+                        "a timeout): retried with backoff for `MEDIASVC_WEBHOOK_RETRY_S`."
+                    },
+                },
+            }
+        }
+        for event_type, model in shapes.EVENTS.items()
     }
 
 
@@ -1009,9 +732,16 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
             {"name": "operators", "description": "Health and metrics, on each node's port."},
             {"name": "page", "description": "The upload page for browsers."},
             {"name": "meta", "description": "This document."},
+            {
+                "name": "events",
+                "description": "Webhooks: what mediasvc POSTs to `MEDIASVC_WEBHOOK_URL`.",
+            },
         ],
+        # Relative: the node (or nginx in front of it) that served this document.
+        "servers": [{"url": "/", "description": "This service, where this document is."}],
         "security": caller,
         "paths": _paths(caller),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(kinds),
             "responses": _responses(),
