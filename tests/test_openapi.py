@@ -90,6 +90,35 @@ class TestDocument:
         for schema in ("UploadForm", "UploadSessionRequest"):
             assert schemas[schema]["properties"]["kind"]["enum"] == ["post", "avatar", "chat"]
 
+    def test_it_names_a_server_and_types_the_file_as_binary(self, settings: Settings) -> None:
+        """A `servers` entry (relative: where the document was served) and the form's
+        `file` as binary, which generators turn into a file or blob type."""
+        document = document_for(settings)
+        assert document["servers"] == [{**document["servers"][0], "url": "/"}]
+        file = document["components"]["schemas"]["UploadForm"]["properties"]["file"]
+        assert (file["format"], file["contentMediaType"]) == (
+            "binary",
+            "application/octet-stream",
+        )
+
+    def test_webhooks_give_each_event_type_its_body(self, settings: Settings) -> None:
+        """One POST per event type, whose body is that type's model; a private media's
+        variant URL may be null there (never in the API's Media), and only a replaced
+        media names `replaced_by`."""
+        contract = Contract(document_for(settings))
+        webhooks = contract.document["webhooks"]
+        assert set(webhooks) == {"media.ready", "media.deleted", "media.replaced", "upload.failed"}
+        schemas = contract.document["components"]["schemas"]
+        for event_type, item in webhooks.items():
+            body = item["post"]["requestBody"]["content"]["application/json"]["schema"]
+            model = contract.resolve(body["$ref"])
+            assert model["properties"]["type"]["const"] == event_type
+            assert any(status.startswith("4") for status in item["post"]["responses"])
+        assert schemas["EventVariant"]["properties"]["url"]["anyOf"][1] == {"type": "null"}
+        assert schemas["Variant"]["properties"]["url"]["type"] == "string"
+        assert "replaced_by" in schemas["ReplacedMedia"]["properties"]
+        assert "replaced_by" not in schemas["EventMedia"]["properties"]
+
     def test_every_example_matches_its_schema(self, settings: Settings) -> None:
         """Examples are checked, so they cannot drift from the schemas they illustrate."""
         contract = Contract(document_for(settings))
@@ -170,12 +199,14 @@ class TestRoutes:
     def test_each_operation_documents_a_success_and_the_default_problem(
         self, settings: Settings
     ) -> None:
-        """Every operation says what success is and what any other problem looks like."""
+        """Every operation says what success is, at least one refusal, and what any other
+        problem looks like."""
         contract = Contract(document_for(settings))
         for operation, spec in contract.operations().items():
             assert any(s < 400 for s in contract.statuses(operation)), operation
             assert spec["responses"]["default"] == {"$ref": "#/components/responses/Problem"}
             assert re.fullmatch(r"[a-z][A-Za-z]+", spec["operationId"]), operation
+            assert any(400 <= s < 500 for s in contract.statuses(operation)), operation
 
 
 def spelled(text: str) -> list[str]:

@@ -68,10 +68,6 @@ def _enum(values: Iterable[str]) -> dict[str, Any]:
     return {"type": "string", "enum": list(values)}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
 def _problem_ref(status: int) -> dict[str, str]:
     return {"$ref": f"#/components/responses/Problem{status}"}
 
