@@ -384,6 +384,30 @@ class Limits(Shape):
     signed_url_ttl_s: int
 
 
+CheckResult = Literal["ok", "unavailable"]
+
+
+class Health(Shape):
+    """`/healthz`: the process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadinessChecks(Shape):
+    """What `/readyz` asked, each with its answer."""
+
+    database: CheckResult
+    storage: CheckResult
+    workers: CheckResult
+
+
+class Readiness(Shape):
+    """`/readyz`: ready when every check answers."""
+
+    status: Literal["ready", "unavailable"]
+    checks: ReadinessChecks
+
+
 # Webhooks: the body of each event type. `data` is the Media JSON any viewer gets, the
 # owner included, without signed URLs.
 class EventMedia(MediaFields[EventVariant]):

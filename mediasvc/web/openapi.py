@@ -107,6 +107,8 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     shapes.CollectionOrderResult,
     shapes.UploadSession,
     shapes.Limits,
+    shapes.Health,
+    shapes.Readiness,
     shapes.Problem,
     *shapes.EVENTS.values(),
 )
@@ -171,29 +173,6 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
                         "format": "binary",
                         "contentMediaType": "application/octet-stream",
                         "description": f"The image: {', '.join(sorted(LOADERS))}.",
-                    },
-                },
-            },
-            "Health": {
-                "type": "object",
-                "required": ["status"],
-                "additionalProperties": False,
-                "properties": {"status": {"const": "ok"}},
-            },
-            "Readiness": {
-                "type": "object",
-                "required": ["status", "checks"],
-                "additionalProperties": False,
-                "properties": {
-                    "status": _enum(["ready", "unavailable"]),
-                    "checks": {
-                        "type": "object",
-                        "required": ["database", "storage", "workers"],
-                        "additionalProperties": False,
-                        "properties": {
-                            name: _enum(["ok", "unavailable"])
-                            for name in ("database", "storage", "workers")
-                        },
                     },
                 },
             },
