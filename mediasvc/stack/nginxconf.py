@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mediasvc.config import Settings
-from mediasvc.contract import codes
+from mediasvc.contract import codes, paths
 from mediasvc.contract.codes import Code
 from mediasvc.keys import variant_key_pattern
 from mediasvc.spaces import MAX_HEADER_BYTES
@@ -143,6 +143,11 @@ class Site:
             ),
             "MEDIASVC_CORS_EXPOSE": ", ".join(EXPOSE_HEADERS),
             "MEDIASVC_AUTH_COOKIE_MAP": self._auth_cookie_map(),
+            # The operator's routes, which do not exist through nginx.
+            **{
+                f"MEDIASVC_PATH_{path.name.upper()}": path.template
+                for path in (paths.HEALTHZ, paths.READYZ, paths.METRICS)
+            },
             **{
                 f"MEDIASVC_PROBLEM_{name}": problem_return(code, detail, **extra)
                 for name, (code, detail, extra) in self.problems().items()
