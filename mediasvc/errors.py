@@ -20,47 +20,59 @@
     ├── InsufficientStorage (507 insufficient_storage: the spool disk is full)
     └── ProcessingFailed (500 processing_failed: a worker crashed or hung)
 
-Raise them anywhere; `web.problems` renders them once as RFC 9457 problem+json.
-Extra keyword arguments (`limit`, `actual`, ...) become members of the problem.
+Each class takes its status, default code and title from the registry of codes
+(`contract.codes`); an instance may carry a more precise code of the same status
+(`InvalidImage(..., code=codes.TOO_SMALL)`). Raise them anywhere; `web.problems` renders
+them once as RFC 9457 problem+json. Extra keyword arguments (`limit`, `actual`, ...)
+become members of the problem.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-PROBLEM_TYPE_BASE = "https://mediasvc.dev/problems/"
+from mediasvc.contract import codes
+from mediasvc.contract.codes import PROBLEM_TYPE_BASE, Code
 
-
-def problem_body(
-    status: int, code: str, title: str, detail: str, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The RFC 9457 problem document; `extra` members help the client act (`limit`)."""
-    return {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **(extra or {}),
-    }
+__all__ = ["PROBLEM_TYPE_BASE", "MediaError", "problem_of"]
 
 
 def problem_of(error: MediaError) -> dict[str, Any]:
     """The problem document of one of our errors (kept with a failed upload session)."""
-    return problem_body(error.status, error.code, error.title, error.detail, error.extra)
+    return codes.CODES[error.code].body(error.detail, error.extra)
 
 
 class MediaError(Exception):
-    """Base of every error the service reports to a client."""
+    """Base of every error the service reports to a client.
+
+    A subclass names its default code: `class Gone(MediaError, code=codes.GONE)`; its
+    `status`, `default_code` and `title` follow from it.
+    """
 
     status: ClassVar[int] = 500
-    default_code: ClassVar[str] = "internal"
-    title: ClassVar[str] = "Internal error"
+    default_code: ClassVar[str] = codes.INTERNAL.code
+    title: str = codes.INTERNAL.title
+    _default: ClassVar[Code] = codes.INTERNAL
 
-    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+    def __init_subclass__(cls, code: Code | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            assert code.status is not None, f"{code.code} has no status of its own"
+            cls.status, cls.default_code, cls.title, cls._default = (
+                code.status,
+                code.code,
+                code.title,
+                code,
+            )
+
+    def __init__(self, detail: str, *, code: Code | None = None, **extra: Any) -> None:
         super().__init__(detail)
+        entry = code or self._default
+        if entry.status != self.status:
+            raise ValueError(f"{entry.code} is a {entry.status}, not a {self.status}")
         self.detail = detail
-        self.code = code or self.default_code
+        self.code = entry.code
+        self.title = entry.title
         self.extra = extra
 
     def headers(self) -> dict[str, str]:
@@ -68,59 +80,57 @@ class MediaError(Exception):
         return {}
 
 
-class BadRequest(MediaError):
-    status, default_code, title = 400, "bad_request", "Bad request"
+class BadRequest(MediaError, code=codes.BAD_REQUEST):
+    pass
 
 
-class Unauthorized(MediaError):
-    status, default_code, title = 401, "unauthorized", "Unauthorized"
-
+class Unauthorized(MediaError, code=codes.UNAUTHORIZED):
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="mediasvc"'}
 
 
-class Forbidden(MediaError):
-    status, default_code, title = 403, "forbidden", "Forbidden"
+class Forbidden(MediaError, code=codes.FORBIDDEN):
+    pass
 
 
-class NotFound(MediaError):
-    status, default_code, title = 404, "not_found", "Not found"
+class NotFound(MediaError, code=codes.NOT_FOUND):
+    pass
 
 
-class Conflict(MediaError):
-    status, default_code, title = 409, "conflict", "Conflict"
+class Conflict(MediaError, code=codes.CONFLICT):
+    pass
 
 
-class CollectionFull(Conflict):
-    default_code, title = "collection_full", "Collection full"
+class CollectionFull(Conflict, code=codes.COLLECTION_FULL):
+    pass
 
 
-class QuotaExceeded(Conflict):
-    default_code, title = "quota_exceeded", "Quota exceeded"
+class QuotaExceeded(Conflict, code=codes.QUOTA_EXCEEDED):
+    pass
 
 
-class UploadMissing(Conflict):
-    default_code, title = "upload_missing", "Upload missing"
+class UploadMissing(Conflict, code=codes.UPLOAD_MISSING):
+    pass
 
 
-class Gone(MediaError):
-    status, default_code, title = 410, "gone", "Gone"
+class Gone(MediaError, code=codes.GONE):
+    pass
 
 
-class PayloadTooLarge(MediaError):
-    status, default_code, title = 413, "payload_too_large", "Payload too large"
+class PayloadTooLarge(MediaError, code=codes.PAYLOAD_TOO_LARGE):
+    pass
 
 
-class UnsupportedMediaType(MediaError):
-    status, default_code, title = 415, "unsupported_media_type", "Unsupported media type"
+class UnsupportedMediaType(MediaError, code=codes.UNSUPPORTED_MEDIA_TYPE):
+    pass
 
 
-class InvalidImage(MediaError):
-    status, default_code, title = 422, "invalid_image", "Invalid image"
+class InvalidImage(MediaError, code=codes.INVALID_IMAGE):
+    pass
 
 
-class Unprocessable(MediaError):
-    status, default_code, title = 422, "unprocessable", "Unprocessable request"
+class Unprocessable(MediaError, code=codes.UNPROCESSABLE):
+    pass
 
 
 class RetryLater(MediaError):
@@ -134,17 +144,17 @@ class RetryLater(MediaError):
         return {"Retry-After": str(self.retry_after)}
 
 
-class TooManyRequests(RetryLater):
-    status, default_code, title = 429, "too_many_requests", "Too many requests"
+class TooManyRequests(RetryLater, code=codes.TOO_MANY_REQUESTS):
+    pass
 
 
-class InsufficientStorage(MediaError):
-    status, default_code, title = 507, "insufficient_storage", "Insufficient storage"
+class InsufficientStorage(MediaError, code=codes.INSUFFICIENT_STORAGE):
+    pass
 
 
-class Busy(RetryLater):
-    status, default_code, title = 503, "busy", "Service busy"
+class Busy(RetryLater, code=codes.BUSY):
+    pass
 
 
-class ProcessingFailed(MediaError):
-    status, default_code, title = 500, "processing_failed", "Processing failed"
+class ProcessingFailed(MediaError, code=codes.PROCESSING_FAILED):
+    pass

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from mediasvc.contract.shapes import COLLECTION_NAME
 from mediasvc.errors import BadRequest, Forbidden
 from mediasvc.kinds import DEFAULT_KIND, KindRules
 from mediasvc.models import VISIBILITIES, Visibility
@@ -21,7 +22,6 @@ from mediasvc.spaces import SPACE_ID_RULE, is_space_id
 
 # `success_redirect` makes the answer a 303 to that page (plain HTML forms: web.redirects).
 FIELD_NAMES = frozenset({"kind", "collection", "visibility", "space", "success_redirect"})
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 
 

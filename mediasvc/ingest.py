@@ -22,6 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 from aiohttp.multipart import BadContentDispositionHeader
 from aiohttp.web_protocol import RequestPayloadError
 
+from mediasvc.contract import codes
 from mediasvc.errors import BadRequest, PayloadTooLarge
 from mediasvc.form import FIELD_NAMES, FileRules, UploadForm
 from mediasvc.spaces import MAX_HEADER_BYTES
@@ -65,7 +66,7 @@ def intact_body() -> Iterator[None]:
         raise ended_early() from None
     except (RequestPayloadError, PayloadEncodingError) as exc:
         raise BadRequest(
-            f"The request body could not be read: {exc}", code="incomplete_body"
+            f"The request body could not be read: {exc}", code=codes.INCOMPLETE_BODY
         ) from None
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mediasvc.config import ConfigError, Settings
+from mediasvc.contract.shapes import KindLimits
 from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
 from mediasvc.imaging.job import Crop, ImageRules
 
@@ -51,26 +52,26 @@ class KindRules:
         """The collection an upload of this kind goes to."""
         return asked if asked is not None or not self.replace else self.name
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> KindLimits:
         """The effective rules, as `GET /v1/limits` lists them."""
         image = self.image
-        return {
-            "max_bytes": self.max_bytes,
-            "accept": sorted(self.accept),
-            "min_width": image.min_width,
-            "min_height": image.min_height,
-            "max_width": image.max_width,
-            "max_height": image.max_height,
-            "max_pixels": image.max_pixels,
-            "max_frames": image.max_frames,
-            "animated": image.animated,
-            "crop": image.crop,
-            "output": OUTPUT_FORMATS[image.output_format].mime,
-            "quality": image.quality,
-            "collection_max": self.collection_max,
-            "replace": self.replace,
-            "uploads_per_minute": self.uploads_per_minute,
-        }
+        return KindLimits(
+            max_bytes=self.max_bytes,
+            accept=sorted(self.accept),
+            min_width=image.min_width,
+            min_height=image.min_height,
+            max_width=image.max_width,
+            max_height=image.max_height,
+            max_pixels=image.max_pixels,
+            max_frames=image.max_frames,
+            animated=image.animated,
+            crop=image.crop,
+            output=OUTPUT_FORMATS[image.output_format].mime,
+            quality=image.quality,
+            collection_max=self.collection_max,
+            replace=self.replace,
+            uploads_per_minute=self.uploads_per_minute,
+        )
 
 
 _BUILTIN_CROPS: dict[str, Crop] = {"post": "none", "avatar": "square"}
@@ -186,24 +187,6 @@ class _Parser:
         return frozenset(value)
 
 
-# The keys of a `[kinds.NAME]` table, which `KindRules.describe` also answers with.
-KIND_KEYS = frozenset(
-    {
-        "max_bytes",
-        "min_width",
-        "min_height",
-        "max_width",
-        "max_height",
-        "max_pixels",
-        "max_frames",
-        "accept",
-        "animated",
-        "crop",
-        "output",
-        "quality",
-        "collection_max",
-        "replace",
-        "uploads_per_minute",
-    }
-)
+# The keys of a `[kinds.NAME]` table: the members `KindRules.describe` answers with.
+KIND_KEYS = frozenset(KindLimits.model_fields)
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string"}

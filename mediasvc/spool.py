@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from mediasvc.contract import codes
 from mediasvc.errors import (
     BadRequest,
     InsufficientStorage,
@@ -56,7 +57,7 @@ def ended_early() -> BadRequest:
     """The refusal of a body whose sender went away mid-way: nobody may be left to read it,
     but if someone is, this is what happened. Not a server fault, so no traceback; the
     client may send it again."""
-    return BadRequest("The request body ended early.", code="incomplete_body")
+    return BadRequest("The request body ended early.", code=codes.INCOMPLETE_BODY)
 
 
 def spool_path(spool_dir: Path) -> Path:
@@ -124,7 +125,7 @@ async def spool_chunks(chunks: AsyncIterator[bytes], path: Path, rules: FileRule
     finally:
         await writer.close()
     if size == 0:
-        raise InvalidImage("The file is empty.", code="empty_file")
+        raise InvalidImage("The file is empty.", code=codes.EMPTY_FILE)
     if mime is None:
         mime, sniff_s = _allowed_type(head, rules)
     return Spooled(size, writer.sha256.hexdigest(), mime, sniff_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import itertools
 import os
 import random
@@ -27,9 +28,10 @@ import images
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from contract import Contract
 from gates import DEADLINE_S, wait_until
 from standardwebhooks import Webhook, WebhookVerificationError
-from support import bearer, upload_form, webhook_receiver
+from support import JWT_SECRET, SIGNING_SECRET, bearer, upload_form, webhook_receiver
 
 from mediasvc import db
 from mediasvc.app import create_app
@@ -39,8 +41,10 @@ from mediasvc.db import events as events_queries
 from mediasvc.events import outbox
 from mediasvc.events.dispatcher import MAX_DELAY_S, Dispatcher, retry_delay, running_dispatcher
 from mediasvc.events.signing import Signer
+from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
+from mediasvc.web.openapi import build_document
 
 Client = TestClient[Any, Any]
 
@@ -158,11 +162,33 @@ async def receiving() -> AsyncIterator[Receiver]:
         yield receiver
 
 
+@functools.cache
+def webhooks() -> Contract:
+    """The OpenAPI document whose `webhooks` every event about a media must match."""
+    settings = Settings(
+        database_url="postgresql://unused/unused",
+        url_signing_secret=SIGNING_SECRET,
+        jwt_secret=JWT_SECRET,
+    )
+    return Contract(build_document(settings, kind_rules(settings)))
+
+
+def check_webhook(payload: dict[str, Any]) -> None:
+    """`payload` matches the document's schema for its event type."""
+    contract = webhooks()
+    operation = contract.document["webhooks"][payload["type"]]["post"]
+    contract.validate(operation["requestBody"]["content"]["application/json"]["schema"], payload)
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    """One receiver for the test."""
+    """One receiver for the test; afterwards, every event it got about a media (not the
+    stand-ins `record` writes) is checked against the document's `webhooks`."""
     async with receiving() as started:
         yield started
+    for arrival in started.arrivals:
+        if arrival.payload is not None and "id" in arrival.payload["data"]:
+            check_webhook(arrival.payload)
 
 
 @pytest.fixture
@@ -323,6 +349,33 @@ class TestPayload:
         assert "processing" not in data
         ids = await client.app[DB].fetch("SELECT id FROM events")
         assert [r["id"] for r in ids] == [arrival.event_id]
+
+    async def test_each_event_type_matches_its_webhook_schema(
+        self, make_settings: Any, receiver: Receiver, aiohttp_client: Any
+    ) -> None:
+        """`media.ready` of a private media (null URLs), `media.replaced` (with
+        `replaced_by`) and `media.deleted` each match the schema the document gives them."""
+        kinds = {"avatar": {"crop": "square", "collection_max": 1, "replace": True}}
+        settings = make_settings(webhook_urls=(receiver.url,), kinds_table=kinds, **FAST)
+        client = await aiohttp_client(create_app(settings))
+        first = await upload(client, kind="avatar", visibility="private")
+        second = await upload(client, kind="avatar")
+        assert (await client.delete(f"/v1/media/{second['id']}", headers=bearer())).status == 204
+        arrivals = [
+            *await receiver.accepted_of(first["id"], 2),
+            *await receiver.accepted_of(second["id"], 2),
+        ]
+        assert [a.type for a in arrivals] == [
+            "media.ready",
+            "media.replaced",
+            "media.ready",
+            "media.deleted",
+        ]
+        for arrival in arrivals:
+            assert arrival.payload is not None
+            check_webhook(arrival.payload)
+        assert arrivals[0].payload is not None
+        assert arrivals[0].payload["data"]["variants"]["small"]["url"] is None
 
     async def test_private_media_urls_never_leave_in_a_webhook(
         self, client: Client, receiver: Receiver

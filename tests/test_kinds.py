@@ -347,4 +347,4 @@ class TestFile:
 def test_limits_describe_a_kind_with_exactly_the_file_keys() -> None:
     """What /v1/limits answers per kind is what a kinds file may say, key for key."""
     kinds = kind_rules(Settings(database_url="", url_signing_secret=""))
-    assert set(kinds["post"].describe()) == KIND_KEYS
+    assert set(kinds["post"].describe().model_dump()) == KIND_KEYS

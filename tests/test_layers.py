@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "mediasvc"
 
 
@@ -146,12 +144,6 @@ def test_metrics_is_a_leaf_others_report_into() -> None:
     assert not {m for m in imports()["mediasvc.metrics"] if m.startswith("mediasvc")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events/outbox.py builds an event's body with web/representation.media_json until "
-    "another branch moves the representation below both (issue 27); then this XPASSes, which "
-    "strict turns into a failure: remove this mark",
-)
 def test_events_know_nothing_of_the_web_layer() -> None:
     """`events/` imports nothing of `web`: an event's body is not an HTTP response's."""
     assert breaches("mediasvc.events", ("mediasvc.web",)) == []

@@ -1,12 +1,13 @@
-"""The OpenAPI document: valid OpenAPI 3.1, served where the README says, linked from the
-page, and kept complete by reading the code: every route of the app's router is an
-operation and every operation a route; every problem `code` the source, nginx's templates
-or aiohttp's refusals can answer with is in `PROBLEM_CODES` with the status it comes with.
+"""The OpenAPI document and the registry of problem codes: the document is valid OpenAPI
+3.1, served where the README says, linked from the page; every route of the app's router
+is an operation and every operation a route; every problem code is written once, in
+`contract.codes`, and the error tree, the imaging rejections, aiohttp's refusals, nginx's
+own problems and the document all answer with it.
 """
 
 from __future__ import annotations
 
-import ast
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,17 +18,18 @@ import pytest
 from aiohttp.test_utils import TestClient
 from contract import Contract
 from openapi_spec_validator import validate
+from support import bearer
 
 import mediasvc
-from mediasvc import errors
 from mediasvc.app import create_app
 from mediasvc.config import Settings
-from mediasvc.errors import MediaError
+from mediasvc.contract import codes, paths
+from mediasvc.contract.codes import CODES
+from mediasvc.errors import BadRequest, InvalidImage, MediaError
 from mediasvc.flows.processing import _REJECTIONS
-from mediasvc.imaging.job import ImageRejected
 from mediasvc.kinds import kind_rules
-from mediasvc.web import problems
-from mediasvc.web.openapi import PATH, PROBLEM_CODES, build_document
+from mediasvc.stack.nginxconf import Site, render
+from mediasvc.web.openapi import PATH, build_document
 
 Client = TestClient[Any, Any]
 PACKAGE = Path(mediasvc.__file__).parent
@@ -88,6 +90,35 @@ class TestDocument:
         for schema in ("UploadForm", "UploadSessionRequest"):
             assert schemas[schema]["properties"]["kind"]["enum"] == ["post", "avatar", "chat"]
 
+    def test_it_names_a_server_and_types_the_file_as_binary(self, settings: Settings) -> None:
+        """A `servers` entry (relative: where the document was served) and the form's
+        `file` as binary, which generators turn into a file or blob type."""
+        document = document_for(settings)
+        assert document["servers"] == [{**document["servers"][0], "url": "/"}]
+        file = document["components"]["schemas"]["UploadForm"]["properties"]["file"]
+        assert (file["format"], file["contentMediaType"]) == (
+            "binary",
+            "application/octet-stream",
+        )
+
+    def test_webhooks_give_each_event_type_its_body(self, settings: Settings) -> None:
+        """One POST per event type, whose body is that type's model; a private media's
+        variant URL may be null there (never in the API's Media), and only a replaced
+        media names `replaced_by`."""
+        contract = Contract(document_for(settings))
+        webhooks = contract.document["webhooks"]
+        assert set(webhooks) == {"media.ready", "media.deleted", "media.replaced", "upload.failed"}
+        schemas = contract.document["components"]["schemas"]
+        for event_type, item in webhooks.items():
+            body = item["post"]["requestBody"]["content"]["application/json"]["schema"]
+            model = contract.resolve(body["$ref"])
+            assert model["properties"]["type"]["const"] == event_type
+            assert any(status.startswith("4") for status in item["post"]["responses"])
+        assert schemas["EventVariant"]["properties"]["url"]["anyOf"][1] == {"type": "null"}
+        assert schemas["Variant"]["properties"]["url"]["type"] == "string"
+        assert "replaced_by" in schemas["ReplacedMedia"]["properties"]
+        assert "replaced_by" not in schemas["EventMedia"]["properties"]
+
     def test_every_example_matches_its_schema(self, settings: Settings) -> None:
         """Examples are checked, so they cannot drift from the schemas they illustrate."""
         contract = Contract(document_for(settings))
@@ -121,98 +152,141 @@ class TestRoutes:
         documented = set(Contract(document_for(settings)).operations())
         assert routed == documented
 
+    def test_every_route_is_a_named_resource_on_its_path(self, settings: Settings) -> None:
+        """The router's resources are `contract.paths`, by name: what builds URLs (Location,
+        `complete_url`) and what the document lists are the same paths."""
+        app = create_app(settings)
+        named = {
+            resource.name: resource.canonical
+            for resource in app.router.resources()
+            if resource.name is not None
+        }
+        assert named == {path.name: path.template for path in paths.PATHS}
+        assert len(list(app.router.resources())) == len(paths.PATHS)
+        assert set(document_for(settings)["paths"]) == {path.template for path in paths.PATHS}
+
+    def test_each_path_is_written_once(self) -> None:
+        """No module spells a route's path: handlers, flows and the document name it (`/`
+        is too common a string to tell)."""
+        for path in paths.PATHS:
+            if path is paths.PAGE:
+                continue
+            assert spelled(path.template) == ["mediasvc/contract/paths.py"], path
+
+    def test_a_formatted_path_quotes_its_segments(self) -> None:
+        """A value is one segment: a `/` in it cannot reach another route."""
+        assert paths.MEDIA_ITEM.format(media_id="a/b c") == "/v1/media/a%2Fb%20c"
+
+    async def test_urls_handed_out_are_the_routers(self, client: Client) -> None:
+        """A session's `complete_url`, its content URL and `Location` are the routes'
+        paths, and each leads to its operation."""
+        response = await client.post(
+            "/v1/uploads", json={"content_type": "image/jpeg", "size": 10}, headers=bearer()
+        )
+        session = await response.json()
+        router = client.app.router
+        media_id = session["id"]
+        assert response.headers["Location"] == str(
+            router[paths.MEDIA_ITEM.name].url_for(media_id=media_id)
+        )
+        assert session["complete_url"] == paths.UPLOAD_COMPLETE.format(media_id=media_id)
+        assert session["upload"]["url"].startswith(
+            paths.UPLOAD_CONTENT.format(media_id=media_id) + "?"
+        )
+        read = await client.get(response.headers["Location"], headers=bearer())
+        assert (read.status, (await read.json())["id"]) == (200, media_id)
+
     def test_each_operation_documents_a_success_and_the_default_problem(
         self, settings: Settings
     ) -> None:
-        """Every operation says what success is and what any other problem looks like."""
+        """Every operation says what success is, at least one refusal, and what any other
+        problem looks like."""
         contract = Contract(document_for(settings))
         for operation, spec in contract.operations().items():
             assert any(s < 400 for s in contract.statuses(operation)), operation
             assert spec["responses"]["default"] == {"$ref": "#/components/responses/Problem"}
             assert re.fullmatch(r"[a-z][A-Za-z]+", spec["operationId"]), operation
+            assert any(400 <= s < 500 for s in contract.statuses(operation)), operation
 
 
-def raised_codes() -> Iterator[tuple[str, int | None, str]]:
-    """(code, status or None if not known here, where) for every literal problem code in
-    the package: `code="..."` keywords of error constructors, and the status and code
-    passed to `problem_response` / `problem_body` directly."""
-    error_classes = {cls.__name__: cls for cls in subclasses(MediaError)}
-    rejections = {cls.__name__: cls for cls in (ImageRejected, *subclasses(ImageRejected))}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            name = node.func.attr if isinstance(node.func, ast.Attribute) else None
-            name = node.func.id if isinstance(node.func, ast.Name) else name
-            where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
-            for keyword in node.keywords:
-                if keyword.arg == "code" and isinstance(keyword.value, ast.Constant):
-                    status = None
-                    if name in error_classes:
-                        status = error_classes[name].status
-                    elif name in rejections:
-                        status = _REJECTIONS[rejections[name]].status
-                    yield str(keyword.value.value), status, where
-            args = node.args
-            if name in ("problem_response", "problem_body") and len(args) >= 2:
-                status_arg, code_arg = args[0], args[1]
-                if isinstance(code_arg, ast.Constant):
-                    status = status_arg.value if isinstance(status_arg, ast.Constant) else None
-                    yield str(code_arg.value), status, where
-            if name == "refusal" and len(args) >= 2 and isinstance(args[1], ast.Constant):
-                yield str(args[1].value), None, where
-
-
-def nginx_codes() -> Iterator[tuple[str, int, str]]:
-    """(code, status, template) for every problem nginx's templates answer themselves."""
-    for template in sorted(NGINX.glob("*.template")):
-        for line in template.read_text().splitlines():
-            answer = re.search(r"return (\d{3}) '(\{.*\})';", line)
-            if answer and '"code"' in answer[2]:
-                code = re.search(r'"code": "([a-z_]+)"', answer[2])
-                assert code is not None, line
-                yield code[1], int(answer[1]), template.name
-
-
-def every_code_answered() -> Iterator[tuple[str, int | None, str]]:
-    """Every problem code the service can answer with, wherever it comes from."""
-    for cls in (MediaError, *subclasses(MediaError)):
-        yield cls.default_code, cls.status, f"errors.{cls.__name__}"
-    for rejection, error in _REJECTIONS.items():
-        yield rejection.default_code, error.status, f"imaging.job.{rejection.__name__}"
-    yield from raised_codes()
-    yield from nginx_codes()
-    for status, code in problems._HTTP_CODES.items():
-        yield code, status, "web.problems._HTTP_CODES"
-    yield problems.code_for(599), None, "web.problems.code_for"
+def spelled(text: str) -> list[str]:
+    """Where `text` is written as a string literal in the package's Python files."""
+    literal = re.compile(rf"""(["']){re.escape(text)}\1""")
+    return [
+        str(path.relative_to(PACKAGE.parent))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if literal.search(path.read_text())
+    ]
 
 
 class TestProblemCodes:
-    def test_the_scan_finds_what_is_known_to_be_there(self) -> None:
-        """The source scan reads what it must: precise codes, nginx's, aiohttp's."""
-        found = {code for code, _, _ in every_code_answered()}
-        expected = {"too_many_pixels", "upload_expired", "header_too_large", "method_not_allowed"}
-        assert found >= expected | {"busy", "internal", "http_error", "checksum_mismatch"}
-        assert {code for code, _, _ in nginx_codes()} >= {"payload_too_large", "too_many_requests"}
+    def test_each_code_is_written_once_in_the_registry(self) -> None:
+        """No module spells a code, and no nginx template types a problem body: they name
+        the registry's entry."""
+        for code in CODES:
+            assert spelled(code) == ["mediasvc/contract/codes.py"], code
+        for template in NGINX.glob("*.template"):
+            assert '"code":' not in template.read_text(), template
 
-    def test_every_code_the_service_answers_with_is_documented(self) -> None:
-        """A new code anywhere (an error class, a `code="..."`, nginx, aiohttp) must be
-        added to `PROBLEM_CODES`, with the status it is raised with."""
-        undocumented = []
-        wrong_status = []
-        for code, status, where in every_code_answered():
-            if code not in PROBLEM_CODES:
-                undocumented.append(f"{code} ({where})")
-            elif status is not None and PROBLEM_CODES[code].status != status:
-                wrong_status.append(f"{code}: {status} at {where}")
-        assert not undocumented, f"add to mediasvc.web.openapi.PROBLEM_CODES: {undocumented}"
-        assert not wrong_status, f"PROBLEM_CODES says another status: {wrong_status}"
+    def test_the_registry_is_a_leaf(self) -> None:
+        """`contract.codes` imports the standard library only, so image workers may use it."""
+        source = (PACKAGE / "contract" / "codes.py").read_text()
+        imported = re.findall(r"^(?:from|import) ([\w.]+)", source, re.MULTILINE)
+        assert [name for name in imported if name.split(".")[0] == "mediasvc"] == []
 
-    def test_every_documented_code_is_one_the_service_answers_with(self) -> None:
-        """No code lingers in the document after the code that raised it is gone."""
-        answered = {code for code, _, _ in every_code_answered()}
-        assert set(PROBLEM_CODES) - answered == set()
+    def test_the_error_tree_answers_with_the_registry(self) -> None:
+        """Each error class's status, default code and title are its registry entry's, and
+        an instance's precise code brings its own title."""
+        for cls in subclasses(MediaError):
+            entry = CODES[cls.default_code]
+            assert (entry.status, entry.title) == (cls.status, cls.title), cls
+        error = InvalidImage("Too small.", code=codes.TOO_SMALL, min_width=100)
+        assert (error.code, error.title, error.status) == ("too_small", "Invalid image", 422)
+
+    def test_a_code_of_another_status_is_refused(self) -> None:
+        """A 400 cannot carry a 422's code: the status a client reads is the code's."""
+        with pytest.raises(ValueError, match="too_small is a 422"):
+            BadRequest("nonsense", code=codes.TOO_SMALL)
+
+    def test_image_rejections_become_errors_of_their_codes_status(self) -> None:
+        """A worker's rejection becomes the error whose status its code has."""
+        for rejection, error in _REJECTIONS.items():
+            assert rejection.default.status == error.status, rejection
+        for entry in (codes.TOO_SMALL, codes.TOO_LARGE, codes.TOO_MANY_PIXELS):
+            assert entry.status == InvalidImage.status
+
+    async def test_aiohttp_refusals_are_registry_problems(self, client: Client) -> None:
+        """An unknown path and a method a path does not take answer the registry's problem
+        with its title; other statuses are `http_error`."""
+        missing = await client.get("/v1/nowhere")
+        assert await missing.json() == codes.NOT_FOUND.body("Not Found")
+        wrong = await client.patch("/v1/limits")
+        assert wrong.headers["Allow"] == "GET,HEAD"
+        assert await wrong.json() == codes.METHOD_NOT_ALLOWED.body("Method Not Allowed")
+        assert codes.HTTP_ERROR.body("I'm a teapot", status=418, title="I'm a teapot")["code"] == (
+            "http_error"
+        )
+
+    def test_nginx_problems_are_rendered_from_the_registry(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        """Each problem nginx answers itself is a registry code that says nginx answers it,
+        rendered into the site as a `return` of the code's status and document; each code
+        that says nginx answers it is among them."""
+        site = Site.for_settings(settings, listen="127.0.0.1:1", upstreams=["127.0.0.1:2"])
+        render(site, tmp_path)
+        rendered = (tmp_path / "mediasvc.conf").read_text()
+        answers = re.findall(r"return (\d{3}) '(\{.*\})';", rendered)
+        bodies = [(int(status), json.loads(body)) for status, body in answers]
+        assert len(bodies) == len(site.problems())
+        for status, body in bodies:
+            entry = CODES[body["code"]]
+            assert "nginx" in entry.by, entry
+            assert (body["type"], body["title"]) == (entry.type, entry.title)
+            assert status == body["status"] == entry.status
+        by_nginx = {entry.code for entry in CODES.values() if "nginx" in entry.by}
+        assert {body["code"] for _, body in bodies} == by_nginx
+        assert bodies[0][1]["limit"] == settings.max_upload_bytes
 
     def test_the_problem_schema_lists_every_code_and_each_status_its_codes(
         self, settings: Settings
@@ -220,15 +294,9 @@ class TestProblemCodes:
         """`ProblemCode` is the enum of every code, and `ProblemNNN` narrows a response of
         status NNN to the codes that come with it."""
         schemas = document_for(settings)["components"]["schemas"]
-        assert schemas["ProblemCode"]["enum"] == list(PROBLEM_CODES)
-        for code, problem in PROBLEM_CODES.items():
+        assert schemas["ProblemCode"]["enum"] == list(CODES)
+        for code, entry in CODES.items():
             assert f"`{code}`" in schemas["ProblemCode"]["description"]
-            narrowed = schemas.get(f"Problem{problem.status}")
+            narrowed = schemas.get(f"Problem{entry.status}")
             if narrowed is not None:
                 assert code in narrowed["allOf"][1]["properties"]["code"]["enum"]
-
-    def test_the_error_tree_and_the_document_agree_on_statuses(self) -> None:
-        """Each error class's status is the one documented for its default code."""
-        for cls in subclasses(MediaError):
-            assert PROBLEM_CODES[cls.default_code].status == cls.status, cls
-        assert errors.PROBLEM_TYPE_BASE.startswith("https://")

@@ -288,7 +288,8 @@ async def test_create_upload_session(contract: Contract, client: Client, made: M
 async def test_put_upload_content(
     contract: Contract, client: Client, settings: Settings, made: MakeClient
 ) -> None:
-    """PUT /v1/uploads/{id}/content: 204, or the refusal of a bad URL or bad bytes."""
+    """PUT /v1/uploads/{id}/content: 204, or the refusal of a bad URL, bad bytes or an owner
+    with every in-flight slot taken."""
     op = ("PUT", "/v1/uploads/{media_id}/content")
 
     async def put(url: str, data: bytes) -> Any:
@@ -316,9 +317,8 @@ async def test_put_upload_content(
     empty = await opened(client)
     await contract.check(op, await put(empty["upload"]["url"], b""), 422)
     capped = await made(owner_max_inflight=0)
-    busy = await opened(client)
-    response = await capped.put(busy["upload"]["url"], data=PHOTO)
-    await contract.check(op, response, 429)
+    busy_owner = await opened(client)
+    await contract.check(op, await capped.put(busy_owner["upload"]["url"], data=PHOTO), 429)
     # A body whose chunked framing breaks, as aiohttp's pure-Python parser hands it over
     # (tests/test_hostile.py, TestBrokenFraming): 400 incomplete_body, the session kept.
     broken = await opened(client)
@@ -382,14 +382,14 @@ async def test_complete_upload_session(
     truncated = PHOTO[: len(PHOTO) // 2]
     await contract.check(op, await complete(client, await sent(client, truncated)), 422)
 
-    hasty = await made(job_timeout_s=0.001)
-    await contract.check(op, await complete(hasty, await sent(hasty)), 500)
     capped = await made(owner_max_inflight=0)
     await contract.check(op, await complete(capped, await sent(client)), 429)
+    hasty = await made(job_timeout_s=0.001)
+    await contract.check(op, await complete(hasty, await sent(hasty)), 500)
     waiting = await sent(client)
     await close_database(client)
     await contract.check(op, await complete(client, waiting), 503)
-    assert_all_answered(contract, op, client, hasty, capped)
+    assert_all_answered(contract, op, client, capped, hasty)
 
 
 @pytest.mark.parametrize(
@@ -405,8 +405,11 @@ async def test_complete_upload_session(
 async def test_documents_that_always_answer(
     contract: Contract, client: Client, path: str, operation: Operation
 ) -> None:
-    """The limits, this document, liveness, metrics and the page answer 200."""
+    """The limits, this document, liveness, metrics and the page answer 200, and refuse a
+    request with a body encoding as every operation does (415)."""
     await contract.check(operation, await client.get(path), 200)
+    encoded = {"Content-Encoding": "gzip"}
+    await contract.check(operation, await client.get(path, headers=encoded), 415)
     assert_all_answered(contract, operation, client)
 
 
@@ -414,6 +417,8 @@ async def test_readyz(contract: Contract, client: Client) -> None:
     """GET /readyz: 200 while everything answers, 503 naming the database when it does not."""
     op = ("GET", "/readyz")
     await contract.check(op, await client.get("/readyz"), 200)
+    encoded = {"Content-Encoding": "gzip"}
+    await contract.check(op, await client.get("/readyz", headers=encoded), 415)
     await close_database(client)
     body = await contract.check(op, await client.get("/readyz"), 503)
     assert body["checks"]["database"] == "unavailable"

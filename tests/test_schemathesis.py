@@ -19,6 +19,10 @@ every run, so a red run is reproducible rather than one seed's luck), no shrinki
 failure is reported as found, with the curl command that reproduces it). The app runs on
 the test's event loop; schemathesis's `requests` calls run in a worker thread so that loop
 stays free to answer them.
+
+Its configuration is given, not discovered: no request cache, and reports (if any) in the
+test's temporary directory, so a run leaves nothing in the checkout (schemathesis keeps
+both under `./.schemathesis/` by default).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -34,6 +39,7 @@ import requests
 import schemathesis
 from aiohttp.test_utils import TestClient
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from support import bearer
 
@@ -78,8 +84,13 @@ def bounded(examples: int, *, derandomize: bool = True) -> hypothesis.settings:
 class Run:
     """One schemathesis run against `base_url`: what it sent and what failed."""
 
-    def __init__(self, document: dict[str, Any], base_url: str, examples: int) -> None:
-        self.schema = schemathesis.openapi.from_dict(document)
+    def __init__(
+        self, document: dict[str, Any], base_url: str, examples: int, scratch: Path
+    ) -> None:
+        config = SchemathesisConfig.from_dict(
+            {"cache": {"enabled": False}, "reports": {"directory": str(scratch)}}
+        )
+        self.schema = schemathesis.openapi.from_dict(document, config=config)
         self.base_url = base_url
         self.examples = examples
         self.derandomize = True
@@ -151,15 +162,17 @@ class Run:
             self.failures.append(f"{label}: {exc}")
 
 
-async def served(client: Client, examples: int = EXAMPLES) -> Run:
+async def served(client: Client, scratch: Path, examples: int = EXAMPLES) -> Run:
     response = await client.get("/v1/openapi.json")
-    return Run(await response.json(), str(client.make_url("/")).rstrip("/"), examples)
+    return Run(await response.json(), str(client.make_url("/")).rstrip("/"), examples, scratch)
 
 
-async def test_every_operation_conforms_and_never_fails_on_the_server(client: Client) -> None:
+async def test_every_operation_conforms_and_never_fails_on_the_server(
+    client: Client, tmp_path: Path
+) -> None:
     """No generated request gets a 5xx or an undocumented status, and every answer
     matches its documented schema."""
-    run = await served(client)
+    run = await served(client, tmp_path)
     await asyncio.to_thread(run.each_operation)
     assert not run.failures, "\n\n".join(run.failures)
     operations = {label for label, _ in run.answered}
@@ -169,10 +182,12 @@ async def test_every_operation_conforms_and_never_fails_on_the_server(client: Cl
     assert run.answered["POST /v1/uploads", 201] > 0
 
 
-async def test_linked_sequences_conform_and_never_fail_on_the_server(client: Client) -> None:
+async def test_linked_sequences_conform_and_never_fail_on_the_server(
+    client: Client, tmp_path: Path
+) -> None:
     """Following the links (an upload's id to read, redirect and delete; a session's id to
     complete) gives no 5xx, no undocumented status, and answers that match the schemas."""
-    run = await served(client)
+    run = await served(client, tmp_path)
     await asyncio.to_thread(run.linked_sequences)
     assert not run.failures, "\n\n".join(run.failures)
     # Some step used an id that exists. Which one depends on the derandomised draws (seeded

@@ -19,7 +19,9 @@ the row as it is then (its Media JSON carries the `problem`):
 
 `extra` adds fields to an event's data (`media.replaced` names its `replaced_by`).
 
-The body is made here, once: the same bytes are signed and sent on every attempt.
+The body is made here, once, from the event type's model (`contract.shapes.EVENTS`, whose
+JSON Schemas are the OpenAPI document's `webhooks`): the same bytes are signed and sent
+on every attempt.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mediasvc.config import Settings
+from mediasvc.contract.representation import event_view
+from mediasvc.contract.shapes import EVENTS
 from mediasvc.db import Connection
 from mediasvc.db import events as queries
 from mediasvc.db.events import NewEvent
 from mediasvc.models import Media
-from mediasvc.web.representation import media_json
 
 EventType = Literal["media.ready", "media.replaced", "media.deleted", "upload.failed"]
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -54,12 +57,12 @@ def new_event_id() -> str:
 def media_data(media: Media, settings: Settings) -> dict[str, Any]:
     """The `data` of a media event: the Media JSON that anyone who may see the media gets,
     without signed URLs (a private variant's `url` is null; receivers ask the API)."""
-    # The product's backend receives these: it is told whose media it is.
-    return media_json(media, settings, full=False, owner=True, signed_urls=False)
+    return event_view(media, settings).model_dump()
 
 
 def event(type: EventType, media_id: str, data: Mapping[str, Any]) -> NewEvent:
-    """An event with a fresh id and its body, timestamped now."""
+    """An event with a fresh id and its body, timestamped now; `data` as it is (any event
+    about a media is `media_event`, checked against its type's model)."""
     body = {"type": type, "timestamp": _now(), "data": dict(data)}
     return NewEvent(
         id=new_event_id(),
@@ -72,8 +75,11 @@ def event(type: EventType, media_id: str, data: Mapping[str, Any]) -> NewEvent:
 def media_event(
     type: EventType, media: Media, settings: Settings, extra: Mapping[str, Any] | None = None
 ) -> NewEvent:
-    """An event about `media`; `extra` adds fields to its data (e.g. `replaced_by`)."""
-    return event(type, media.id, {**media_data(media, settings), **(extra or {})})
+    """An event about `media`; `extra` adds fields to its data (e.g. `replaced_by`), which
+    its type's model must know."""
+    data: dict[str, Any] = {**media_data(media, settings), **(extra or {})}
+    body = EVENTS[type].model_validate({"type": type, "timestamp": _now(), "data": data})
+    return NewEvent(id=new_event_id(), type=type, media_id=media.id, body=body.model_dump_json())
 
 
 async def record(conn: Connection, settings: Settings, events: Sequence[NewEvent]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from mediasvc.contract import codes
 from mediasvc.errors import (
     Busy,
     InsufficientStorage,
@@ -31,10 +32,10 @@ BUSY = "Every image worker is busy; try again shortly."
 _POOL_ERRORS: dict[type[PoolError], Callable[[], MediaError]] = {
     PoolBusy: lambda: Busy(BUSY),
     JobTimedOut: lambda: ProcessingFailed(
-        "Processing the image took too long and was stopped.", code="processing_timeout"
+        "Processing the image took too long and was stopped.", code=codes.PROCESSING_TIMEOUT
     ),
     WorkerCrashed: lambda: ProcessingFailed(
-        "The image worker stopped while processing this file.", code="worker_crashed"
+        "The image worker stopped while processing this file.", code=codes.WORKER_CRASHED
     ),
 }
 _REJECTIONS: dict[type[ImageRejected], type[MediaError]] = {
@@ -63,7 +64,7 @@ class Processor:
             return await self.pool.process(job)
         except ImageRejected as exc:
             log.info("upload.rejected", code=exc.code, reason=exc.reason)
-            raise _REJECTIONS[type(exc)](exc.detail, code=exc.code, **exc.extra) from None
+            raise _REJECTIONS[type(exc)](exc.detail, code=exc.problem, **exc.extra) from None
         except PoolError as exc:
             raise _POOL_ERRORS[type(exc)]() from None
         except OSError as exc:

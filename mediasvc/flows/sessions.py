@@ -27,6 +27,7 @@ import structlog
 
 from mediasvc import db
 from mediasvc.auth import Principal
+from mediasvc.contract import codes, paths
 from mediasvc.db import queries
 from mediasvc.errors import (
     Busy,
@@ -165,7 +166,7 @@ class SessionFlow:
                         raise Busy("Storage is unavailable; try again shortly.") from exc
                     return upload.sha256
             except MediaError as exc:
-                if exc.status < 500 and exc.code != "incomplete_body":
+                if exc.status < 500 and exc.code != codes.INCOMPLETE_BODY.code:
                     # Bad bytes: the same answer as a form upload, and nothing kept (a
                     # session no longer pending is left as it is).
                     await self._discard(media)
@@ -219,7 +220,7 @@ class SessionFlow:
                 if media.original.sha256 not in (None, upload.sha256):
                     raise Unprocessable(
                         "The bytes do not match the declared sha256.",
-                        code="checksum_mismatch",
+                        code=codes.CHECKSUM_MISMATCH,
                         expected=media.original.sha256,
                         actual=upload.sha256,
                     )
@@ -316,7 +317,7 @@ class SessionFlow:
 
 def content_path(media_id: str) -> str:
     """The app's URL path a local-disk session's bytes are PUT to (signed)."""
-    return f"/v1/uploads/{media_id}/content"
+    return paths.UPLOAD_CONTENT.format(media_id=media_id)
 
 
 def _seconds_left(media: Media) -> float:
@@ -330,4 +331,4 @@ def _check_open(media: Media) -> None:
 
 
 def _expired() -> Gone:
-    return Gone("This upload session has expired.", code="upload_expired")
+    return Gone("This upload session has expired.", code=codes.UPLOAD_EXPIRED)

@@ -30,6 +30,7 @@ import structlog
 
 from mediasvc import db
 from mediasvc.config import Settings
+from mediasvc.contract import codes
 from mediasvc.db import queries
 from mediasvc.errors import (
     Busy,
@@ -455,23 +456,23 @@ def _replay(existing: Media, upload: Declared, options: UploadOptions, *, sessio
     same_file = (existing.original.mime, existing.original.bytes) == (upload.mime, upload.size)
     if (upload.sha256 is not None and existing.original.sha256 != upload.sha256) or not same_file:
         raise Unprocessable(
-            "This Idempotency-Key was used for a different file.", code="idempotency_key_reused"
+            "This Idempotency-Key was used for a different file.", code=codes.IDEMPOTENCY_KEY_REUSED
         )
     asked = (options.kind.name, options.collection, options.visibility, options.space)
     if asked != (existing.kind, existing.collection, existing.visibility, existing.space):
         raise Unprocessable(
             "This Idempotency-Key was used with other options "
             "(kind, collection, visibility, space).",
-            code="idempotency_key_reused",
+            code=codes.IDEMPOTENCY_KEY_REUSED,
         )
     if session and existing.expires_at is None:
         raise Unprocessable(
             "This Idempotency-Key was used for a form upload, not an upload session.",
-            code="idempotency_key_reused",
+            code=codes.IDEMPOTENCY_KEY_REUSED,
         )
     if existing.status != "ready" and not (session and existing.status == "pending"):
         raise Conflict(
             "An upload with this Idempotency-Key is still in progress; retry shortly.",
-            code="idempotency_in_progress",
+            code=codes.IDEMPOTENCY_IN_PROGRESS,
         )
     return existing

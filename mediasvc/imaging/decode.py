@@ -30,6 +30,7 @@ from typing import Any
 
 import pyvips
 
+from mediasvc.contract import codes
 from mediasvc.imaging import heifgrid
 from mediasvc.imaging.avif import avif_sequence
 from mediasvc.imaging.formats import ANIMATED_LOADERS, HEIF_DECODER, LOADERS
@@ -161,7 +162,7 @@ def _enforce_size(width: int, height: int, rules: ImageRules) -> None:
         raise BadImage(
             f"The image is {width}x{height}; at least {rules.min_width}x{rules.min_height} "
             "is needed.",
-            code="too_small",
+            code=codes.TOO_SMALL,
             min_width=rules.min_width,
             min_height=rules.min_height,
             actual_width=width,
@@ -171,7 +172,7 @@ def _enforce_size(width: int, height: int, rules: ImageRules) -> None:
     if width > max_width or height > max_height:
         raise BadImage(
             f"The image is {width}x{height}; at most {max_width}x{max_height} is accepted.",
-            code="too_large",
+            code=codes.TOO_LARGE,
             max_width=max_width,
             max_height=max_height,
             actual_width=width,
@@ -184,18 +185,18 @@ def _enforce_limits(width: int, height: int, frames: int, job: Job) -> None:
     if width * height > rules.max_pixels:
         raise BadImage(
             f"The image is {width}x{height}; at most {rules.max_pixels} pixels are accepted.",
-            code="too_many_pixels",
+            code=codes.TOO_MANY_PIXELS,
         )
     if frames > rules.max_frames:
         raise BadImage(
             f"The animation has {frames} frames; at most {rules.max_frames} are accepted.",
-            code="too_many_frames",
+            code=codes.TOO_MANY_FRAMES,
         )
     if width * height * frames > rules.max_animation_pixels:
         raise BadImage(
             f"The animation has {width * height * frames} pixels over all frames; "
             f"at most {rules.max_animation_pixels} are accepted.",
-            code="too_many_pixels",
+            code=codes.TOO_MANY_PIXELS,
         )
 
 

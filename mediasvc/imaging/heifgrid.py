@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
+from mediasvc.contract import codes
 from mediasvc.imaging.job import BadImage
 
 # A phone's meta box is a few kilobytes (libheif itself takes at most 1000 references);
@@ -86,7 +87,7 @@ def check_derived(derived: DerivedImage | None, max_pixels: int) -> None:
             f"The HEIF {derived.kind} decodes to {derived.width}x{derived.height} from "
             f"{derived.tiles} images of {derived.tile_pixels} pixels in all; at most "
             f"{max_pixels} pixels are accepted.",
-            code="too_many_pixels",
+            code=codes.TOO_MANY_PIXELS,
         )
     if (derived.width, derived.height) != (derived.claimed_width, derived.claimed_height):
         raise BadImage(

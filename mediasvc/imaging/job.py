@@ -8,7 +8,10 @@ too large, too many frames). Nothing secret ever crosses: workers need none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from mediasvc.contract import codes
+from mediasvc.contract.codes import Code
 
 Crop = Literal["none", "square"]
 
@@ -86,29 +89,36 @@ class Facts:
 
 
 class ImageRejected(Exception):
-    """The input is not an image we will process; `code` is the problem code for the client."""
+    """The input is not an image we will process; `problem` is the problem code for the
+    client (`code` its string)."""
 
-    default_code = "invalid_image"
+    default: ClassVar[Code] = codes.INVALID_IMAGE
 
     def __init__(
-        self, detail: str, *, code: str | None = None, reason: str = "", **extra: int
+        self, detail: str, *, code: Code | None = None, reason: str = "", **extra: int
     ) -> None:
         super().__init__(detail, code, reason)
-        self.code = code or self.default_code
+        self.problem = code or self.default
+        self.code = self.problem.code
         self.detail = detail
         self.reason = reason  # libvips' own words, for the log only: they may name paths
         self.extra = extra  # numbers that help the client act (`min_width`, `actual_width`)
 
     def __reduce__(self) -> tuple[type[ImageRejected], tuple[str], dict[str, object]]:
         # Keyword-only arguments do not survive pickling by default; workers raise these.
-        state: dict[str, object] = {"code": self.code, "reason": self.reason, "extra": self.extra}
+        state: dict[str, object] = {
+            "problem": self.problem,
+            "code": self.code,
+            "reason": self.reason,
+            "extra": self.extra,
+        }
         return type(self), (self.detail,), state
 
 
 class NotAccepted(ImageRejected):
     """The file's type is not one this service (or this kind) takes."""
 
-    default_code = "unsupported_media_type"
+    default = codes.UNSUPPORTED_MEDIA_TYPE
 
 
 class BadImage(ImageRejected):

@@ -7,6 +7,7 @@ nginx's own `$variables`; rendering fails if a placeholder is left unfilled.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -20,8 +21,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mediasvc.config import Settings
+from mediasvc.contract import codes, paths
+from mediasvc.contract.codes import Code
 from mediasvc.keys import variant_key_pattern
 from mediasvc.origins import EXPOSE_HEADERS
+from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.stack.localproc import stop, wait_until_listening
 from mediasvc.storage.bucket import bucket_addresses
 
@@ -146,6 +150,48 @@ class Site:
             "MEDIASVC_CORS_EXPOSE": ", ".join(EXPOSE_HEADERS),
             "MEDIASVC_AUTH_COOKIE_MAP": self._auth_cookie_map(),
             "MEDIASVC_REAL_IP": self._real_ip(),
+            # The operator's routes, which do not exist through nginx.
+            **{
+                f"MEDIASVC_PATH_{path.name.upper()}": path.template
+                for path in (paths.HEALTHZ, paths.READYZ, paths.METRICS)
+            },
+            **{
+                f"MEDIASVC_PROBLEM_{name}": problem_return(code, detail, **extra)
+                for name, (code, detail, extra) in self.problems().items()
+            },
+        }
+
+    def problems(self) -> dict[str, tuple[Code, str, dict[str, int]]]:
+        """nginx's own refusals, by the name of their `${MEDIASVC_PROBLEM_*}` placeholder:
+        the code, the detail and the members that help the client act."""
+        return {
+            "PAYLOAD_TOO_LARGE": (
+                codes.PAYLOAD_TOO_LARGE,
+                f"The upload is larger than {self.max_upload_bytes} bytes.",
+                {"limit": self.max_upload_bytes},
+            ),
+            "UNSUPPORTED_CONTENT_ENCODING": (
+                codes.UNSUPPORTED_CONTENT_ENCODING,
+                "Request bodies are not accepted with a Content-Encoding; send them unencoded.",
+                {},
+            ),
+            "HEADER_TOO_LARGE": (
+                codes.HEADER_TOO_LARGE,
+                f"A request header is longer than {MAX_HEADER_BYTES} bytes; a token may list "
+                "about 1000 spaces.",
+                {"limit": MAX_HEADER_BYTES},
+            ),
+            "BUCKET_UNAVAILABLE": (
+                codes.BUSY,
+                "The media store did not answer; try again shortly.",
+                {},
+            ),
+            "TOO_MANY_REQUESTS": (
+                codes.TOO_MANY_REQUESTS,
+                "Slow down: too many requests from this client.",
+                {},
+            ),
+            "UNAVAILABLE": (codes.BUSY, "No app node answered; try again shortly.", {}),
         }
 
     def _real_ip(self) -> str:
@@ -241,6 +287,15 @@ def _is_address(host: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def problem_return(code: Code, detail: str, **extra: int) -> str:
+    """The nginx `return` that answers `code`'s problem document itself."""
+    body = json.dumps(code.body(detail, extra))
+    # A single-quoted nginx string: no quote, no `$` (a variable), no escapes.
+    if any(char in body for char in "'$\\"):
+        raise ValueError(f"not sayable in an nginx string: {body}")
+    return f"return {code.status} '{body}';"
 
 
 def render_template(text: str, values: dict[str, str]) -> str:

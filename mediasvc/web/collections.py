@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from mediasvc import db
 from mediasvc.appkeys import DB
+from mediasvc.contract import shapes
 from mediasvc.db import queries
-from mediasvc.errors import BadRequest, Conflict, NotFound
+from mediasvc.errors import Conflict, NotFound
 from mediasvc.form import is_collection_name
 from mediasvc.web.access import owner_param, require_principal
-from mediasvc.web.bodies import json_object
+from mediasvc.web.bodies import answer, json_body
 
 _EXAMPLE = '{"ids": ["...", ...]}'
+_MESSAGES = {"ids": '"ids" must be a list of media ids.'}
 
 
 async def put_order(request: web.Request) -> web.Response:
@@ -26,7 +26,7 @@ async def put_order(request: web.Request) -> web.Response:
     collection = request.match_info["collection"]
     if not is_collection_name(collection):
         raise NotFound("No such collection.")
-    ids = _ids_of(await json_object(request, _EXAMPLE))
+    ids = (await json_body(request, shapes.CollectionOrder, _EXAMPLE, _MESSAGES)).ids
 
     async def reorder(conn: db.Connection) -> list[str]:
         # The collection lock before any of its rows (docs/decisions.md, lock order): the
@@ -50,11 +50,4 @@ async def put_order(request: web.Request) -> web.Response:
         return order
 
     order = await db.transaction(request.app[DB], reorder)
-    return web.json_response({"collection": collection, "ids": order})
-
-
-def _ids_of(document: dict[str, Any]) -> list[str]:
-    ids = document.get("ids")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise BadRequest('"ids" must be a list of media ids.', field="ids")
-    return ids
+    return answer(shapes.CollectionOrderResult(collection=collection, ids=order))

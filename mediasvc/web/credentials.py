@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 
 from mediasvc.appkeys import SETTINGS
+from mediasvc.contract import codes
 from mediasvc.errors import Forbidden, Unauthorized
 from mediasvc.origins import origin_of
 
@@ -50,7 +51,7 @@ def request_credential(request: web.Request) -> Credential | None:
         raise Unauthorized(
             f"The request has more than one {cookie!r} cookie; a page on another subdomain "
             "may have set one. Clear the cookies of this site and sign in again.",
-            code="duplicate_cookie",
+            code=codes.DUPLICATE_COOKIE,
         )
     token = request.cookies.get(cookie, "")
     return Credential(token, from_cookie=True) if token else None

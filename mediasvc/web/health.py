@@ -9,17 +9,19 @@ from aiohttp import web
 
 from mediasvc import db
 from mediasvc.appkeys import DB, IMAGES, METRICS, STORAGE
+from mediasvc.contract import shapes
 from mediasvc.errors import MediaError
 from mediasvc.imaging.pool import PoolError
 from mediasvc.metrics import CONTENT_TYPE
 from mediasvc.storage import StorageError
+from mediasvc.web.bodies import answer
 
 _CHECK_TIMEOUT_S = 5.0
 
 
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: the process answers. Dependencies are /readyz's business."""
-    return web.json_response({"status": "ok"})
+    return answer(shapes.Health(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -31,8 +33,11 @@ async def readyz(request: web.Request) -> web.Response:
     )
     results = dict(checks)
     ready = all(result == "ok" for result in results.values())
-    return web.json_response(
-        {"status": "ready" if ready else "unavailable", "checks": results},
+    readiness = shapes.Readiness.model_validate(
+        {"status": "ready" if ready else "unavailable", "checks": results}
+    )
+    return answer(
+        readiness,
         status=200 if ready else 503,
         headers=None if ready else {"Retry-After": "5"},
     )

@@ -9,6 +9,8 @@ from aiohttp import web
 from mediasvc import db
 from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
 from mediasvc.auth import Principal
+from mediasvc.contract import paths, shapes
+from mediasvc.contract.representation import media_view, uploaded_view, variant_url
 from mediasvc.db import queries
 from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
@@ -23,6 +25,7 @@ from mediasvc.web.access import (
     space_param,
     visible_media,
 )
+from mediasvc.web.bodies import answer
 from mediasvc.web.budgets import charge, kind_budget, operation_budget
 from mediasvc.web.paging import (
     collection_position,
@@ -31,7 +34,6 @@ from mediasvc.web.paging import (
     limit_param,
     recent_position,
 )
-from mediasvc.web.representation import media_json, variant_url
 
 
 async def charge_read(request: web.Request, principal: Principal | None) -> None:
@@ -55,13 +57,11 @@ async def create_media(request: web.Request) -> web.Response:
             uploaded = await uploads.create(principal.sub, upload, options)
     if (page := redirects.target(request)) is not None:
         return redirects.see_other(page, media=uploaded.media.id)
-    body = media_json(uploaded.media, request.app[SETTINGS], full=True)
-    if options.kind.replace:
-        body["replaced"] = list(uploaded.replaced)
-    return web.json_response(
-        body,
+    replaced = list(uploaded.replaced) if options.kind.replace else None
+    return answer(
+        uploaded_view(uploaded.media, request.app[SETTINGS], replaced),
         status=201 if uploaded.created else 200,
-        headers={"Location": f"/v1/media/{uploaded.media.id}"},
+        headers={"Location": _location(request, uploaded.media.id)},
     )
 
 
@@ -74,7 +74,7 @@ async def get_media(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     full = principal is not None and principal.may_act_on(media.owner)
     owner = shows_owner(principal, media, settings)
-    return web.json_response(media_json(media, settings, full=full, owner=owner))
+    return answer(media_view(media, settings, full=full, owner=owner))
 
 
 async def list_media(request: web.Request) -> web.Response:
@@ -108,11 +108,11 @@ async def list_media(request: web.Request) -> web.Response:
                 else None
             )
     settings = request.app[SETTINGS]
-    return web.json_response(
-        {
-            "items": [media_json(item, settings, full=True) for item in items],
-            "next_cursor": None if next_cursor is None else encode_cursor(next_cursor),
-        }
+    return answer(
+        shapes.MediaPage(
+            items=[media_view(item, settings, full=True) for item in items],
+            next_cursor=None if next_cursor is None else encode_cursor(next_cursor),
+        )
     )
 
 
@@ -137,10 +137,10 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
         )
     last = items[-1] if len(items) == limit else None
     settings = request.app[SETTINGS]
-    return web.json_response(
-        {
-            "items": [
-                media_json(
+    return answer(
+        shapes.MediaPage(
+            items=[
+                media_view(
                     item,
                     settings,
                     full=principal.may_act_on(item.owner),
@@ -148,12 +148,12 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
                 )
                 for item in items
             ],
-            "next_cursor": (
+            next_cursor=(
                 None
                 if last is None
                 else encode_cursor({"t": last.created_at.isoformat(), "i": last.id})
             ),
-        }
+        )
     )
 
 
@@ -179,3 +179,8 @@ async def variant_redirect(request: web.Request) -> web.Response:
     url = variant_url(variant.key, request.app[SETTINGS])
     headers = {"Location": url, "Cache-Control": "private, no-store" if media.is_private else ""}
     return web.Response(status=302, headers={k: v for k, v in headers.items() if v})
+
+
+def _location(request: web.Request, media_id: str) -> str:
+    """Where a media is read: its `GET /v1/media/{media_id}` path."""
+    return str(request.app.router[paths.MEDIA_ITEM.name].url_for(media_id=media_id))

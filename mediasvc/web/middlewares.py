@@ -14,6 +14,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from mediasvc.appkeys import METRICS, VERIFIER
+from mediasvc.contract import codes
 from mediasvc.errors import MediaError, Unauthorized, UnsupportedMediaType
 from mediasvc.web import problems, redirects
 from mediasvc.web.credentials import request_credential
@@ -71,12 +72,12 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         response = problems.from_http_exception(exc)
-        structlog.contextvars.bind_contextvars(code=problems.code_for(exc.status))
+        structlog.contextvars.bind_contextvars(code=problems.code_for(exc.status).code)
         return response
     except Exception:
         log.exception("request.failed")
-        return redirects.refusal(request, "internal") or problems.problem_response(
-            500, "internal", "Internal error", "Something went wrong on our side."
+        return redirects.refusal(request, codes.INTERNAL.code) or problems.problem_response(
+            codes.INTERNAL.body("Something went wrong on our side.")
         )
 
 
@@ -93,7 +94,7 @@ async def unencoded_bodies(request: web.Request, handler: Handler) -> web.Stream
     if encodings:
         raise UnsupportedMediaType(
             "Request bodies are not accepted with a Content-Encoding; send them unencoded.",
-            code="unsupported_content_encoding",
+            code=codes.UNSUPPORTED_CONTENT_ENCODING,
             actual=", ".join(encodings)[:64],
         )
     return await handler(request)

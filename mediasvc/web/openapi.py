@@ -4,11 +4,11 @@ This module is the one place the HTTP contract is written down for machines: eve
 of `web.routes`, what each takes and answers, the problem codes with their statuses, the
 security schemes. What varies with the configuration is read from it (the kinds and
 accepted types a form may name, the session cookie when `MEDIASVC_AUTH_COOKIE` is set);
-everything else a schema repeats is taken from the module that decides it (variant
-names, the id and collection patterns, the processing report's words), so the two
-cannot disagree. The tests check it against the code and the running app: every route is
-documented and every documented operation routed, every `code` the source, nginx or
-aiohttp can answer with is in `PROBLEM_CODES` with its status (`test_openapi`); every
+everything else a schema repeats is taken from the module that decides it (the problem
+codes from `contract.codes`, variant names, the id and collection patterns, the
+processing report's words), so the two cannot disagree. The tests check it against the
+code and the running app: every route is documented and every documented operation
+routed, every code of the registry listed with its status (`test_openapi`); every
 documented (operation, status) is answered, matching its schema
 (`test_openapi_responses`), and no test sees an undocumented one
 (`test_zz_answers_documented`); schemathesis finds no 5xx, undocumented status or schema
@@ -24,29 +24,28 @@ which any operation may meet: `415 unsupported_content_encoding` (a request with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from http import HTTPStatus
 from importlib.metadata import version
-from typing import Any, get_args
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from mediasvc.appkeys import SETTINGS, UPLOADS
 from mediasvc.config import Settings
-from mediasvc.errors import PROBLEM_TYPE_BASE
-from mediasvc.form import COLLECTION_NAME, IDEMPOTENCY_KEY
-from mediasvc.ids import ID_LENGTH
+from mediasvc.contract import codes, paths, shapes
+from mediasvc.form import IDEMPOTENCY_KEY
 from mediasvc.imaging.formats import LOADERS
-from mediasvc.imaging.job import Crop
-from mediasvc.imaging.report import ColorConversion, Encoding, Removable
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import DEFAULT_KIND, KIND_KEYS, KindRules
+from mediasvc.kinds import DEFAULT_KIND, KindRules
 from mediasvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from mediasvc.models import VISIBILITIES, Status
-from mediasvc.spaces import MAX_HEADER_BYTES, SPACE_ID
+from mediasvc.models import VISIBILITIES
+from mediasvc.spaces import SPACE_ID
 from mediasvc.web.page import ASSETS
 from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
 
-PATH = "/v1/openapi.json"
+PATH = paths.OPENAPI.template
 # What the app may answer any operation with besides what the operation lists: its
 # `default` response (nginx adds its own 429 and 400 header_too_large in front). 415:
 # any request with a `Content-Encoding` (`unsupported_content_encoding`).
@@ -55,144 +54,8 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
 
-@dataclass(frozen=True, slots=True)
-class ProblemCode:
-    """One problem `code`: the status it comes with (None: any 4xx/5xx), what it means,
-    and who answers it (nginx answers some itself, before the app sees the request)."""
-
-    status: int | None
-    meaning: str
-    by: str = "app"
-
-
-# Every code a client may read in a problem. The tests hold this complete: each class's
-# `default_code` in `errors`, each `code="..."` raised anywhere in the package, each code
-# nginx's templates answer with, and aiohttp's own refusals (`web.problems`).
-PROBLEM_CODES: dict[str, ProblemCode] = {
-    "bad_request": ProblemCode(
-        400,
-        "Not multipart, no `file` part or two of them, an unknown, repeated or bad field, "
-        "parameter or JSON member (`field` names it), more than `limit` bytes before the "
-        "form's first boundary; also aiohttp's refusal of a malformed request.",
-    ),
-    "incomplete_body": ProblemCode(
-        400,
-        "The request body ended before the form or file did, or its framing could not be "
-        "read (a malformed chunk); send it again.",
-    ),
-    "header_too_large": ProblemCode(
-        400,
-        f"A request header is longer than {MAX_HEADER_BYTES} bytes (a token listing too "
-        "many spaces).",
-        by="nginx",
-    ),
-    "unauthorized": ProblemCode(
-        401,
-        "No token where one is needed; a malformed, tampered or expired one; wrong `iss` or "
-        "`aud`; a `kid` the identity provider does not publish.",
-    ),
-    "duplicate_cookie": ProblemCode(
-        401,
-        "Two session cookies of the configured name in one request (one may have been set "
-        "by a page on another subdomain); neither is used.",
-    ),
-    "forbidden": ProblemCode(
-        403,
-        "Acting on another owner's media without being an admin; a space the token does "
-        "not list; a cookie-authenticated request that changes state from an origin not "
-        "allowed (CSRF); an upload URL whose signature is wrong.",
-    ),
-    "not_found": ProblemCode(
-        404,
-        "No such media, session, collection or variant; also another owner's private "
-        "media and a space's media for a token that does not list the space.",
-    ),
-    "method_not_allowed": ProblemCode(405, "The path exists, not with this method (`Allow`)."),
-    "conflict": ProblemCode(
-        409,
-        "The request does not fit the current state: a reorder missing a ready item, "
-        "deleting a media that is not ready, bytes for a session no longer waiting for them.",
-    ),
-    "collection_full": ProblemCode(409, "The collection holds its kind's `collection_max`."),
-    "quota_exceeded": ProblemCode(
-        409, "The owner's media count or bytes would pass a quota (`quota`, `limit`, `actual`)."
-    ),
-    "upload_missing": ProblemCode(
-        409, "Completing an upload session whose bytes have not arrived; send them, retry."
-    ),
-    "idempotency_in_progress": ProblemCode(
-        409, "An upload with this `Idempotency-Key` is still processing; retry shortly."
-    ),
-    "gone": ProblemCode(410, "The resource existed and is no longer available."),
-    "upload_expired": ProblemCode(
-        410, "The upload session, or its signed upload URL, is past its time."
-    ),
-    "payload_too_large": ProblemCode(
-        413,
-        "The file is larger than the global or the kind's cap (`limit`); reading stops "
-        "there. nginx answers a declared oversize body itself.",
-        by="app, nginx",
-    ),
-    "unsupported_media_type": ProblemCode(
-        415,
-        "The file's magic bytes are not an accepted type (`actual`, `accepted`), whatever "
-        "its name or declared type.",
-    ),
-    "unsupported_content_encoding": ProblemCode(
-        415,
-        "The request has a `Content-Encoding` (`actual`): bodies are accepted unencoded only. "
-        "nginx answers it itself; a node reached directly answers it before reading the body.",
-        by="nginx, app",
-    ),
-    "invalid_image": ProblemCode(422, "The file is of an accepted type but cannot be decoded."),
-    "empty_file": ProblemCode(422, "The file is empty."),
-    "too_small": ProblemCode(422, "Smaller than the kind's `min_width` x `min_height`."),
-    "too_large": ProblemCode(422, "Larger than the kind's `max_width` x `max_height`."),
-    "too_many_pixels": ProblemCode(
-        422, "More pixels in a frame, or over all frames, than the limits allow."
-    ),
-    "too_many_frames": ProblemCode(422, "More frames than the limits allow."),
-    "unprocessable": ProblemCode(422, "The request is well-formed but cannot be acted on."),
-    "idempotency_key_reused": ProblemCode(
-        422, "The `Idempotency-Key` was used with a different file or other options."
-    ),
-    "checksum_mismatch": ProblemCode(
-        422, "A session's bytes do not match its declared `sha256` (`expected`, `actual`)."
-    ),
-    "too_many_requests": ProblemCode(
-        429,
-        "The owner has `owner_max_inflight` uploads in progress (app), or nginx's rate or "
-        "connection limits; with `Retry-After`.",
-        by="app, nginx",
-    ),
-    "internal": ProblemCode(500, "Something went wrong on our side; it is logged."),
-    "processing_failed": ProblemCode(500, "The image worker failed on this file."),
-    "processing_timeout": ProblemCode(500, "The image worker took too long and was stopped."),
-    "worker_crashed": ProblemCode(500, "The image worker died while processing this file."),
-    "busy": ProblemCode(
-        503,
-        "The processing queue is full, or the database, storage or identity provider does "
-        "not answer (nginx: no app node answers); with `Retry-After`.",
-        by="app, nginx",
-    ),
-    "insufficient_storage": ProblemCode(507, "The spool disk is full."),
-    "http_error": ProblemCode(None, "Any other refusal aiohttp makes itself."),
-}
-
-_STATUS_TEXT = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    409: "Conflict",
-    410: "Gone",
-    413: "Payload too large",
-    415: "Unsupported media type",
-    422: "Unprocessable",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Busy",
-}
+# The statuses that have a `ProblemNNN` schema and response narrowing them to their codes.
+_PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503)
 # Statuses a problem comes with that tell the client when to try again.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -205,27 +68,16 @@ def _enum(values: Iterable[str]) -> dict[str, Any]:
     return {"type": "string", "enum": list(values)}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
 def _problem_ref(status: int) -> dict[str, str]:
     return {"$ref": f"#/components/responses/Problem{status}"}
 
 
 def _codes_with(status: int) -> list[str]:
-    return [code for code, problem in PROBLEM_CODES.items() if problem.status == status]
+    return [entry.code for entry in codes.with_status(status)]
 
 
-_MEDIA_ID = {
-    "type": "string",
-    "pattern": f"^[A-Za-z0-9]{{{ID_LENGTH}}}$",
-    "description": "128 random bits, base62.",
-    "examples": ["k3Jx9QmT2vLr8WcA5nYpZb"],
-}
-_COLLECTION = {"type": "string", "pattern": f"^{COLLECTION_NAME.pattern}$"}
+_COLLECTION = {"type": "string", "pattern": f"^{shapes.COLLECTION_NAME.pattern}$"}
 _SPACE = {"type": "string", "pattern": f"^{SPACE_ID.pattern}$"}
-_TIMESTAMP = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601, `Z`."}
 _HEADERS = {
     "Location": {
         "description": "Where the media (or the redirect's target) is.",
@@ -238,464 +90,103 @@ _HEADERS = {
 }
 _LOCATION = {"Location": _HEADERS["Location"]}
 
-_MEDIA_EXAMPLE: dict[str, Any] = {
-    "id": "k3Jx9QmT2vLr8WcA5nYpZb",
-    "owner": "alice",
-    "kind": "post",
-    "collection": None,
-    "position": 0,
-    "visibility": "public",
-    "space": None,
-    "status": "ready",
-    "original": {
-        "mime": "image/jpeg",
-        "bytes": 477983,
-        "width": 800,
-        "height": 1280,
-        "frames": 1,
-        "sha256": "9f2c6e0b5a1d4c3e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e",
-    },
-    "variants": {
-        spec.name: {
-            "url": f"/media/k3/k3Jx9QmT2vLr8WcA5nYpZb/{spec.name}.webp",
-            "width": spec.size * 5 // 8,
-            "height": spec.size,
-            "bytes": 30 * spec.size,
-            "mime": "image/webp",
-        }
-        for spec in VARIANTS
-    },
-    "placeholder": {"thumbhash": "1QcSHQRnh493V4dIh4eXh1h4kJUI", "dominant_color": "#7a8c9e"},
-    "created_at": "2026-11-21T12:00:00Z",
-    "processing": {
-        "rotated_from_orientation": 6,
-        "color": "sRGB",
-        "removed": ["exif", "gps"],
-        "frames": 1,
-    },
-}
+
+class _Schemas(GenerateJsonSchema):
+    """The models' JSON Schemas as components: no generated titles (the names say it)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+# The models whose schemas are components, with the mode they are used in: what the app
+# sends (serialization) or what it takes (validation).
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    shapes.Media,
+    shapes.UploadedMedia,
+    shapes.MediaPage,
+    shapes.CollectionOrderResult,
+    shapes.UploadSession,
+    shapes.Limits,
+    shapes.Health,
+    shapes.Readiness,
+    shapes.Problem,
+    *shapes.EVENTS.values(),
+)
+_REQUESTS: tuple[type[BaseModel], ...] = (shapes.CollectionOrder, shapes.UploadSessionRequest)
+
+
+def _model_schemas() -> dict[str, Any]:
+    """The components the models define, `$ref`s pointing into `components/schemas`."""
+    _, top = models_json_schema(
+        [(model, "serialization") for model in _RESPONSES]
+        + [(model, "validation") for model in _REQUESTS],
+        ref_template="#/components/schemas/{model}",
+        schema_generator=_Schemas,
+    )
+    schemas: dict[str, Any] = top["$defs"]
+    for schema in schemas.values():
+        schema.pop("title", None)
+    return schemas
 
 
 def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
-    variant = {
-        "type": "object",
-        "required": ["url", "width", "height", "bytes", "mime"],
-        "additionalProperties": False,
-        "properties": {
-            "url": {
-                "type": "string",
-                "description": "Plain for public media; signed and short-lived for private.",
-            },
-            "width": {"type": "integer"},
-            "height": {"type": "integer"},
-            "bytes": {"type": "integer"},
-            "mime": {"type": "string"},
-        },
-    }
-    kind_limits = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": sorted(KIND_KEYS),
-        "properties": {
-            "max_bytes": {"type": "integer"},
-            "accept": {"type": "array", "items": {"type": "string"}},
-            "min_width": {"type": "integer"},
-            "min_height": {"type": "integer"},
-            "max_width": _nullable({"type": "integer"}),
-            "max_height": _nullable({"type": "integer"}),
-            "max_pixels": {"type": "integer"},
-            "max_frames": {"type": "integer"},
-            "animated": {"type": "boolean", "description": "False: first frame only."},
-            "crop": _enum(get_args(Crop)),
-            "output": {"type": "string", "description": "The variants' MIME type."},
-            "quality": {"type": "integer"},
-            "collection_max": {"type": "integer"},
-            "replace": {
-                "type": "boolean",
-                "description": "A full collection retires its oldest item instead of 409.",
-            },
-            "uploads_per_minute": _nullable(
-                {"type": "integer", "description": "Each user's uploads of this kind per minute."}
-            ),
-        },
-    }
-    problem_extras = {
-        "field": {"type": "string", "description": "The field, parameter or member at fault."},
-        "limit": {"type": "integer", "description": "The limit that was passed."},
-        "actual": {"type": ["integer", "string"], "description": "What was sent instead."},
-        "expected": {"type": ["integer", "string"]},
-        "accepted": {"type": "array", "items": {"type": "string"}},
-        "known": {"type": "array", "items": {"type": "string"}, "description": "Known kinds."},
-        "quota": _enum(["media", "bytes"]),
-        "budget": {
-            "type": "string",
-            "description": "The per-user budget used up: uploads, deletes, reads or "
-            "uploads.<kind>.",
-        },
-        **{
-            name: {"type": "integer"}
-            for name in (
-                "min_width",
-                "min_height",
-                "max_width",
-                "max_height",
-                "actual_width",
-                "actual_height",
-            )
-        },
-    }
-    schemas: dict[str, Any] = {
-        "MediaId": _MEDIA_ID,
-        "Variant": variant,
-        "Original": {
-            "type": "object",
-            "required": ["mime", "bytes", "width", "height", "frames"],
-            "additionalProperties": False,
-            "properties": {
-                "mime": {"type": "string", "description": "As sniffed (a session: declared)."},
-                "bytes": {"type": "integer"},
-                "width": _nullable({"type": "integer"}),
-                "height": _nullable({"type": "integer"}),
-                "frames": _nullable({"type": "integer"}),
-                "sha256": _nullable(
-                    {
+    schemas = _model_schemas()
+    # What the configuration decides: the kinds a request may name, the types accepted.
+    kind = {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."}
+    request = schemas["UploadSessionRequest"]["properties"]
+    # The form fields are checked as the upload form's (`form.UploadForm.check_field`).
+    request["kind"] = kind
+    for name, field in (
+        ("collection", _COLLECTION),
+        ("visibility", _enum(VISIBILITIES)),
+        ("space", _SPACE),
+    ):
+        request[name] = {"anyOf": [field, {"type": "null"}], "default": None}
+    request["content_type"] = {**request["content_type"], "enum": sorted(LOADERS)}
+    # A problem's `code` is one of the registry's.
+    schemas["Problem"]["properties"]["code"] = _ref("ProblemCode")
+    schemas.update(
+        {
+            "UploadForm": {
+                "type": "object",
+                "description": (
+                    "Send the fields before `file`: the kind's limits then apply while the "
+                    "bytes arrive, and `success_redirect` also covers refusals."
+                ),
+                "required": ["file"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": kind,
+                    "collection": _COLLECTION,
+                    "visibility": {**_enum(VISIBILITIES), "description": "Default public."},
+                    "space": {**_SPACE, "description": "Needs the space in the token; private."},
+                    "success_redirect": {
                         "type": "string",
-                        "pattern": "^[0-9a-f]{64}$",
-                        "description": "Owner and admins only.",
-                    }
+                        "format": "uri",
+                        "description": (
+                            "An absolute URL on an allowed origin: the answer becomes 303 to "
+                            "it with `media=<id>` or `error=<code>` (plain HTML forms)."
+                        ),
+                    },
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "contentMediaType": "application/octet-stream",
+                        "description": f"The image: {', '.join(sorted(LOADERS))}.",
+                    },
+                },
+            },
+            "ProblemCode": {
+                **_enum(codes.CODES),
+                "description": "The stable code of a refusal:\n\n"
+                + "\n".join(
+                    f"- `{code}` ({entry.status or '4xx/5xx'}, {entry.by}): {entry.meaning}"
+                    for code, entry in codes.CODES.items()
                 ),
             },
-        },
-        "Placeholder": {
-            "type": "object",
-            "required": ["thumbhash", "dominant_color"],
-            "additionalProperties": False,
-            "properties": {
-                "thumbhash": {"type": "string", "description": "ThumbHash, base64."},
-                "dominant_color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
-            },
-        },
-        "ProcessingReport": {
-            "type": "object",
-            "description": "What processing did, e.g. that a GPS position was removed.",
-            "required": ["rotated_from_orientation", "color", "removed", "frames"],
-            "additionalProperties": False,
-            "properties": {
-                "rotated_from_orientation": _nullable(
-                    {"type": "integer", "minimum": 2, "maximum": 8}
-                ),
-                "color": _enum(get_args(ColorConversion)),
-                "removed": {"type": "array", "items": _enum(get_args(Removable))},
-                "frames": {"type": "integer"},
-                # Not in every stored report: rows written before these facts existed.
-                "encoding": {
-                    **_enum(get_args(Encoding)),
-                    "description": "How the largest variant was compressed.",
-                },
-                "lossless_variants": {
-                    "type": "array",
-                    "items": _enum([spec.name for spec in VARIANTS]),
-                    "description": "The variants stored pixel-exact (graphics, WebP output).",
-                },
-            },
-        },
-        "Media": {
-            "type": "object",
-            "description": (
-                "One upload and its variants (smallest first). `original.sha256` and "
-                "`processing` are for the owner and admins only; `owner` for them and a "
-                "space's members, and for anyone only where `MEDIASVC_PUBLIC_OWNER` is set."
-            ),
-            "required": [
-                "id",
-                "kind",
-                "collection",
-                "position",
-                "visibility",
-                "space",
-                "status",
-                "original",
-                "variants",
-                "placeholder",
-                "created_at",
-            ],
-            "additionalProperties": False,
-            "properties": {
-                "id": _ref("MediaId"),
-                "owner": {
-                    "type": "string",
-                    "description": (
-                        "The uploader's token `sub`. Absent for readers of a public media "
-                        "other than its owner and admins, unless `MEDIASVC_PUBLIC_OWNER`."
-                    ),
-                },
-                "kind": {"type": "string"},
-                "collection": _nullable(_COLLECTION),
-                "position": {"type": "integer", "description": "Order in the collection."},
-                "visibility": _enum(VISIBILITIES),
-                "space": _nullable(_SPACE),
-                "status": _enum(get_args(Status)),
-                "original": _ref("Original"),
-                "variants": {
-                    "type": "object",
-                    "description": "Present once the media is ready.",
-                    "additionalProperties": False,
-                    "properties": {spec.name: _ref("Variant") for spec in VARIANTS},
-                },
-                "placeholder": _nullable(_ref("Placeholder")),
-                "created_at": _TIMESTAMP,
-                "processing": _nullable(_ref("ProcessingReport")),
-                "expires_at": {**_TIMESTAMP, "description": "A pending session's expiry."},
-                "problem": {
-                    **_ref("Problem"),
-                    "description": "Why an asynchronous completion failed.",
-                },
-                "replaced": {
-                    "type": "array",
-                    "items": _ref("MediaId"),
-                    "description": "A replacing kind: the ids this upload retired.",
-                },
-            },
-            "examples": [_MEDIA_EXAMPLE],
-        },
-        "MediaPage": {
-            "type": "object",
-            "required": ["items", "next_cursor"],
-            "additionalProperties": False,
-            "properties": {
-                "items": {"type": "array", "items": _ref("Media")},
-                "next_cursor": _nullable(
-                    {"type": "string", "description": "Send back as `cursor` for the next page."}
-                ),
-            },
-            "examples": [{"items": [_MEDIA_EXAMPLE], "next_cursor": None}],
-        },
-        "UploadForm": {
-            "type": "object",
-            "description": (
-                "Send the fields before `file`: the kind's limits then apply while the "
-                "bytes arrive, and `success_redirect` also covers refusals."
-            ),
-            "required": ["file"],
-            "additionalProperties": False,
-            "properties": {
-                "kind": {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."},
-                "collection": _COLLECTION,
-                "visibility": {**_enum(VISIBILITIES), "description": "Default public."},
-                "space": {**_SPACE, "description": "Needs the space in the token; private."},
-                "success_redirect": {
-                    "type": "string",
-                    "format": "uri",
-                    "description": (
-                        "An absolute URL on an allowed origin: the answer becomes 303 to it "
-                        "with `media=<id>` or `error=<code>` (plain HTML forms)."
-                    ),
-                },
-                "file": {
-                    "type": "string",
-                    "format": "binary",
-                    "description": f"The image: {', '.join(sorted(LOADERS))}.",
-                },
-            },
-        },
-        "CollectionOrder": {
-            "type": "object",
-            "required": ["ids"],
-            "additionalProperties": False,
-            "properties": {"ids": {"type": "array", "items": _ref("MediaId")}},
-            "examples": [{"ids": ["k3Jx9QmT2vLr8WcA5nYpZb", "Pq7Zr2Lm9XcV4bN8tY1wKs"]}],
-        },
-        "CollectionOrderResult": {
-            "type": "object",
-            "required": ["collection", "ids"],
-            "additionalProperties": False,
-            "properties": {
-                "collection": _COLLECTION,
-                "ids": {"type": "array", "items": _ref("MediaId")},
-            },
-            "examples": [
-                {
-                    "collection": "profile",
-                    "ids": ["k3Jx9QmT2vLr8WcA5nYpZb", "Pq7Zr2Lm9XcV4bN8tY1wKs"],
-                }
-            ],
-        },
-        "UploadSessionRequest": {
-            "type": "object",
-            "required": ["content_type", "size"],
-            "additionalProperties": False,
-            "properties": {
-                "kind": {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."},
-                "collection": _nullable(_COLLECTION),
-                "visibility": _nullable(_enum(VISIBILITIES)),
-                "space": _nullable(_SPACE),
-                "content_type": _enum(sorted(LOADERS)),
-                "size": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-                "sha256": _nullable({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
-                "upload_method": {
-                    **_enum(["post", "put"]),
-                    "description": "S3: a presigned POST (the default) or PUT.",
-                },
-            },
-            "examples": [{"kind": "avatar", "content_type": "image/jpeg", "size": 123456}],
-        },
-        "DirectUpload": {
-            "type": "object",
-            "description": (
-                "How to send the bytes: S3, a presigned POST (`fields` first, the file last) "
-                "or PUT (with `headers`); local disk, a PUT to a signed URL of this service."
-            ),
-            "required": ["method", "url"],
-            "additionalProperties": False,
-            "properties": {
-                "method": _enum(["POST", "PUT"]),
-                "url": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        },
-        "UploadSession": {
-            "type": "object",
-            "required": ["id", "status", "expires_at", "upload", "complete_url"],
-            "additionalProperties": False,
-            "properties": {
-                "id": _ref("MediaId"),
-                "status": _enum(get_args(Status)),
-                "expires_at": _nullable(_TIMESTAMP),
-                "upload": _ref("DirectUpload"),
-                "complete_url": {"type": "string"},
-            },
-            "examples": [
-                {
-                    "id": "k3Jx9QmT2vLr8WcA5nYpZb",
-                    "status": "pending",
-                    "expires_at": "2026-11-21T12:15:00Z",
-                    "upload": {
-                        "method": "PUT",
-                        "url": "/v1/uploads/k3Jx9QmT2vLr8WcA5nYpZb/content?md5=...&expires=...",
-                        "headers": {"Content-Type": "image/jpeg"},
-                    },
-                    "complete_url": "/v1/uploads/k3Jx9QmT2vLr8WcA5nYpZb/complete",
-                }
-            ],
-        },
-        "KindLimits": kind_limits,
-        "Limits": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": [
-                "max_upload_bytes",
-                "max_pixels",
-                "max_frames",
-                "max_animation_pixels",
-                "accepted_types",
-                "kinds",
-                "variants",
-                "output",
-                "collection_max",
-                "owner_max_media",
-                "owner_max_bytes",
-                "owner_max_inflight",
-                "signed_url_ttl_s",
-                "user_per_minute",
-            ],
-            "properties": {
-                "max_upload_bytes": {"type": "integer"},
-                "max_pixels": {"type": "integer"},
-                "max_frames": {"type": "integer"},
-                "max_animation_pixels": {"type": "integer"},
-                "accepted_types": {"type": "array", "items": {"type": "string"}},
-                "kinds": {"type": "object", "additionalProperties": _ref("KindLimits")},
-                "variants": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "size"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": _enum([spec.name for spec in VARIANTS]),
-                            "size": {"type": "integer"},
-                        },
-                    },
-                },
-                "output": {
-                    "type": "object",
-                    "required": ["mime", "animated", "alpha"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "mime": {"type": "string"},
-                        "animated": {"type": "boolean"},
-                        "alpha": {"type": "boolean"},
-                    },
-                },
-                "collection_max": {"type": "integer"},
-                "owner_max_media": _nullable({"type": "integer"}),
-                "owner_max_bytes": _nullable({"type": "integer"}),
-                "owner_max_inflight": {"type": "integer"},
-                "signed_url_ttl_s": {"type": "integer"},
-                "user_per_minute": {
-                    "type": "object",
-                    "description": "Each user's requests per minute, on every node together "
-                    "(null: no budget); a kind may add its own `uploads_per_minute`.",
-                    "required": ["uploads", "deletes", "reads"],
-                    "additionalProperties": False,
-                    "properties": {
-                        name: _nullable({"type": "integer"})
-                        for name in ("uploads", "deletes", "reads")
-                    },
-                },
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status"],
-            "additionalProperties": False,
-            "properties": {"status": {"const": "ok"}},
-        },
-        "Readiness": {
-            "type": "object",
-            "required": ["status", "checks"],
-            "additionalProperties": False,
-            "properties": {
-                "status": _enum(["ready", "unavailable"]),
-                "checks": {
-                    "type": "object",
-                    "required": ["database", "storage", "workers"],
-                    "additionalProperties": False,
-                    "properties": {
-                        name: _enum(["ok", "unavailable"])
-                        for name in ("database", "storage", "workers")
-                    },
-                },
-            },
-        },
-        "ProblemCode": {
-            **_enum(PROBLEM_CODES),
-            "description": "The stable code of a refusal:\n\n"
-            + "\n".join(
-                f"- `{code}` ({problem.status or '4xx/5xx'}, {problem.by}): {problem.meaning}"
-                for code, problem in PROBLEM_CODES.items()
-            ),
-        },
-        "Problem": {
-            "type": "object",
-            "description": (
-                "RFC 9457 problem details, `application/problem+json`; members beyond the "
-                "five standard ones help the client act."
-            ),
-            "required": ["type", "title", "status", "detail", "code"],
-            "properties": {
-                "type": {"type": "string", "description": f"`{PROBLEM_TYPE_BASE}<code>`"},
-                "title": {"type": "string"},
-                "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                "detail": {"type": "string"},
-                "code": _ref("ProblemCode"),
-                **problem_extras,
-            },
-            "additionalProperties": True,
-        },
-    }
-    for status in _STATUS_TEXT:
+        }
+    )
+    for status in _PROBLEM_STATUSES:
         schemas[f"Problem{status}"] = {
             "allOf": [
                 _ref("Problem"),
@@ -713,22 +204,16 @@ def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
 
 
 def _problem_example(status: int) -> dict[str, Any]:
-    code = _codes_with(status)[0]
-    return {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": _STATUS_TEXT[status],
-        "status": status,
-        "detail": PROBLEM_CODES[code].meaning,
-        "code": code,
-    }
+    entry = codes.with_status(status)[0]
+    return entry.body(entry.meaning)
 
 
 def _responses() -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for status in _STATUS_TEXT:
-        codes = ", ".join(f"`{code}`" for code in _codes_with(status))
+    for status in _PROBLEM_STATUSES:
+        listed = ", ".join(f"`{code}`" for code in _codes_with(status))
         response: dict[str, Any] = {
-            "description": f"{_STATUS_TEXT[status]}: {codes}.",
+            "description": f"{HTTPStatus(status).phrase}: {listed}.",
             "content": {
                 PROBLEM_JSON: {
                     "schema": _ref(f"Problem{status}"),
@@ -828,18 +313,21 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
     public: list[dict[str, list[str]]] = []
     media = _json("Media", "The media.")
     return {
-        "/v1/media": {
+        paths.MEDIA.template: {
             "post": _op(
                 "createMedia",
                 "Upload an image: stream, check, make the five variants, store them",
                 "media",
                 {
                     201: {
-                        **_json("Media", "Stored and ready."),
+                        **_json("UploadedMedia", "Stored and ready."),
                         "headers": _LOCATION,
                         "links": _MEDIA_LINKS,
                     },
-                    200: {**_json("Media", "A replayed `Idempotency-Key`."), "headers": _LOCATION},
+                    200: {
+                        **_json("UploadedMedia", "A replayed `Idempotency-Key`."),
+                        "headers": _LOCATION,
+                    },
                     303: {
                         "description": "The form named `success_redirect`: back to that page "
                         "with `media=<id>`, or `error=<code>` for a refusal.",
@@ -884,7 +372,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
             ),
         },
-        "/v1/media/{media_id}": {
+        paths.MEDIA_ITEM.template: {
             "get": _op(
                 "getMedia",
                 "One media: public for anyone, a space's for its members, private for the owner",
@@ -904,7 +392,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 parameters=[_MEDIA_ID_PARAM],
             ),
         },
-        "/v1/media/{media_id}/{variant}": {
+        paths.VARIANT.template: {
             "get": _op(
                 "getVariant",
                 "Redirect to a variant's file (a short-lived signed URL for private media)",
@@ -918,7 +406,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
             ),
         },
-        "/v1/collections/{collection}/order": {
+        paths.COLLECTION_ORDER.template: {
             "put": _op(
                 "putCollectionOrder",
                 "Reorder a collection: every ready item once (items not ready may be left out)",
@@ -936,7 +424,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 },
             ),
         },
-        "/v1/uploads": {
+        paths.UPLOADS.template: {
             "post": _op(
                 "createUploadSession",
                 "Open an upload session: the bytes go straight to storage, then complete",
@@ -964,7 +452,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "the collection slot and quota are held until the session completes or expires.",
             ),
         },
-        "/v1/uploads/{media_id}/content": {
+        paths.UPLOAD_CONTENT.template: {
             "put": _op(
                 "putUploadContent",
                 "Local disk: the session's bytes, to the signed URL `upload.url` gave",
@@ -1000,7 +488,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "size, sniffed as a form's file is.",
             ),
         },
-        "/v1/uploads/{media_id}/complete": {
+        paths.UPLOAD_COMPLETE.template: {
             "post": _op(
                 "completeUploadSession",
                 "Complete a session: read the bytes back, make the variants",
@@ -1029,34 +517,37 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
             ),
         },
-        "/v1/limits": {
+        paths.LIMITS.template: {
             "get": _op(
                 "getLimits",
                 "The limits in force, so clients can resize before sending",
                 "limits",
                 {200: _json("Limits", "The limits.")},
+                problems=(415,),
                 security=public,
             ),
         },
-        PATH: {
+        paths.OPENAPI.template: {
             "get": _op(
                 "getOpenApi",
                 "This document",
                 "meta",
                 {200: {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {}}}}},
+                problems=(415,),
                 security=public,
             ),
         },
-        "/healthz": {
+        paths.HEALTHZ.template: {
             "get": _op(
                 "healthz",
                 "Liveness (operators, on the node's own port; not through nginx)",
                 "operators",
                 {200: _json("Health", "The process answers.")},
+                problems=(415,),
                 security=public,
             ),
         },
-        "/readyz": {
+        paths.READYZ.template: {
             "get": _op(
                 "readyz",
                 "Readiness: database, storage and image workers (not through nginx)",
@@ -1069,10 +560,11 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         headers={"Retry-After": _HEADERS["Retry-After"]},
                     ),
                 },
+                problems=(415,),
                 security=public,
             ),
         },
-        "/metrics": {
+        paths.METRICS.template: {
             "get": _op(
                 "metrics",
                 "Prometheus metrics of this node (not through nginx)",
@@ -1085,10 +577,11 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         },
                     }
                 },
+                problems=(415,),
                 security=public,
             ),
         },
-        "/": {
+        paths.PAGE.template: {
             "get": _op(
                 "uploadPage",
                 "The upload page for browsers",
@@ -1099,10 +592,11 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "content": {"text/html": {"schema": {"type": "string"}}},
                     }
                 },
+                problems=(415,),
                 security=public,
             ),
         },
-        "/static/{name}": {
+        paths.STATIC.template: {
             "get": _op(
                 "pageAsset",
                 "The page's stylesheet and scripts (revalidated: `ETag`)",
@@ -1122,6 +616,51 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 parameters=[_path_param("name", _enum(sorted(ASSETS)), "The file.")],
             ),
         },
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """One POST per event type, as every URL in `MEDIASVC_WEBHOOK_URL` receives it."""
+    signed = [
+        {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": description,
+        }
+        for name, description in (
+            ("webhook-id", "The event's id (`evt_...`): the same on every retry; dedupe on it."),
+            ("webhook-timestamp", "This attempt's time, Unix seconds."),
+            (
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256>` with `MEDIASVC_WEBHOOK_SECRET` (Standard Webhooks).",
+            ),
+        )
+    ]
+    return {
+        event_type: {
+            "post": {
+                "operationId": "on"
+                + "".join(part.title() for part in event_type.replace(".", "_").split("_")),
+                "summary": (model.__doc__ or "").split("\n")[0],
+                "tags": ["events"],
+                "security": [],
+                "parameters": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref(model.__name__)}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered."},
+                    "4XX": {
+                        "description": "Not delivered (so is any other status, a redirect or "
+                        "a timeout): retried with backoff for `MEDIASVC_WEBHOOK_RETRY_S`."
+                    },
+                },
+            }
+        }
+        for event_type, model in shapes.EVENTS.items()
     }
 
 
@@ -1181,9 +720,16 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
             {"name": "operators", "description": "Health and metrics, on each node's port."},
             {"name": "page", "description": "The upload page for browsers."},
             {"name": "meta", "description": "This document."},
+            {
+                "name": "events",
+                "description": "Webhooks: what mediasvc POSTs to `MEDIASVC_WEBHOOK_URL`.",
+            },
         ],
+        # Relative: the node (or nginx in front of it) that served this document.
+        "servers": [{"url": "/", "description": "This service, where this document is."}],
         "security": caller,
         "paths": _paths(caller),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(kinds),
             "responses": _responses(),

@@ -1,25 +1,36 @@
-"""The URL map of the API."""
+"""The URL map of the API: each handler on its path from `contract.paths`, as a named
+resource (`app.router[paths.MEDIA_ITEM.name].url_for(media_id=...)` builds a URL)."""
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from mediasvc.contract import paths
 from mediasvc.web import collections, health, limits, media, openapi, page, uploads
 
 
 def setup_routes(app: web.Application) -> None:
     """Attach every route to `app`."""
-    app.router.add_post("/v1/media", media.create_media)
-    app.router.add_get("/v1/media", media.list_media)
-    app.router.add_get("/v1/media/{media_id}", media.get_media)
-    app.router.add_delete("/v1/media/{media_id}", media.delete_media)
-    app.router.add_get("/v1/media/{media_id}/{variant}", media.variant_redirect)
-    app.router.add_put("/v1/collections/{collection}/order", collections.put_order)
-    app.router.add_post("/v1/uploads", uploads.create_session)
-    app.router.add_put("/v1/uploads/{media_id}/content", uploads.put_content)
-    app.router.add_post("/v1/uploads/{media_id}/complete", uploads.complete_session)
-    app.router.add_get("/v1/limits", limits.get_limits)
-    app.router.add_get(openapi.PATH, openapi.get_document)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
-    app.router.add_get("/", page.index)
-    app.router.add_get("/static/{name}", page.asset)
+    router = app.router
+
+    def add(method: str, path: paths.Path, handler: Handler) -> None:
+        if method == "GET":
+            router.add_get(path.template, handler, name=path.name)
+        else:
+            router.add_route(method, path.template, handler, name=path.name)
+
+    add("POST", paths.MEDIA, media.create_media)
+    add("GET", paths.MEDIA, media.list_media)
+    add("GET", paths.MEDIA_ITEM, media.get_media)
+    add("DELETE", paths.MEDIA_ITEM, media.delete_media)
+    add("GET", paths.VARIANT, media.variant_redirect)
+    add("PUT", paths.COLLECTION_ORDER, collections.put_order)
+    add("POST", paths.UPLOADS, uploads.create_session)
+    add("PUT", paths.UPLOAD_CONTENT, uploads.put_content)
+    add("POST", paths.UPLOAD_COMPLETE, uploads.complete_session)
+    add("GET", paths.LIMITS, limits.get_limits)
+    add("GET", paths.OPENAPI, openapi.get_document)
+    add("GET", paths.HEALTHZ, health.healthz)
+    add("GET", paths.READYZ, health.readyz)
+    add("GET", paths.METRICS, health.metrics)
+    add("GET", paths.PAGE, page.index)
+    add("GET", paths.STATIC, page.asset)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from aiohttp import web
 
 from mediasvc.appkeys import SESSIONS, SETTINGS, UPLOADS
-from mediasvc.errors import BadRequest, Forbidden, Gone, NotFound
+from mediasvc.contract import codes, paths, shapes
+from mediasvc.contract.representation import media_view, timestamp
+from mediasvc.errors import Forbidden, Gone, NotFound
 from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.flows.upload import Declared
 from mediasvc.form import UploadForm
@@ -16,16 +15,19 @@ from mediasvc.ids import is_media_id
 from mediasvc.ingest import body_chunks
 from mediasvc.signing import check_signed_path
 from mediasvc.web.access import require_principal
-from mediasvc.web.bodies import json_object
+from mediasvc.web.bodies import answer, json_body
 from mediasvc.web.budgets import charge, kind_budget, operation_budget
-from mediasvc.web.representation import media_json, timestamp
 
 _EXAMPLE = '{"kind": "avatar", "content_type": "image/jpeg", "size": 123456}'
 _FORM_FIELDS = ("kind", "collection", "visibility", "space")
-_KNOWN = frozenset({*_FORM_FIELDS, "content_type", "size", "sha256", "upload_method"})
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-# The largest size anyone could declare: PostgreSQL's bigint.
-_MAX_SIZE = 2**63 - 1
+# What a bad member of the body is told (`shapes.UploadSessionRequest` decides what is bad).
+_MESSAGES = {
+    **{name: f"{name} must be a string." for name in _FORM_FIELDS},
+    "content_type": "content_type must be the file's MIME type.",
+    "size": "size must be the file's size in bytes.",
+    "sha256": "sha256 must be 64 lowercase hex digits.",
+    "upload_method": "upload_method must be post or put.",
+}
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -35,28 +37,27 @@ async def create_session(request: web.Request) -> web.Response:
     await charge(request, principal, operation_budget(request, "uploads"))
     sessions = request.app[SESSIONS]
     form = request.app[UPLOADS].form.for_uploader(principal.spaces)
-    asked = _session_request(
-        await json_object(request, _EXAMPLE), form, request.headers.get("Idempotency-Key")
-    )
+    sent = await json_body(request, shapes.UploadSessionRequest, _EXAMPLE, _MESSAGES)
+    asked = _session_request(sent, form, request.headers.get("Idempotency-Key"))
     await charge(request, principal, kind_budget(asked.options.kind))
     session = await sessions.open(principal.sub, asked)
     media = session.media
-    body: dict[str, Any] = {
-        "id": media.id,
-        "status": media.status,
-        "expires_at": None if media.expires_at is None else timestamp(media.expires_at),
-        "upload": {
-            "method": session.upload.method,
-            "url": session.upload.url,
+    body = shapes.UploadSession(
+        id=media.id,
+        status=media.status,
+        expires_at=None if media.expires_at is None else timestamp(media.expires_at),
+        upload=shapes.DirectUpload(
+            method=session.upload.method,
+            url=session.upload.url,
             **({"fields": session.upload.fields} if session.upload.fields is not None else {}),
             **({"headers": session.upload.headers} if session.upload.headers is not None else {}),
-        },
-        "complete_url": f"/v1/uploads/{media.id}/complete",
-    }
-    return web.json_response(
+        ),
+        complete_url=_url(request, paths.UPLOAD_COMPLETE, media_id=media.id),
+    )
+    return answer(
         body,
         status=201 if session.created else 200,
-        headers={"Location": f"/v1/media/{media.id}"},
+        headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media.id)},
     )
 
 
@@ -74,7 +75,7 @@ async def put_content(request: web.Request) -> web.Response:
     if verdict is False:
         raise Forbidden("The upload URL's signature is missing or wrong.")
     if verdict is None:
-        raise Gone("The upload URL has expired.", code="upload_expired")
+        raise Gone("The upload URL has expired.", code=codes.UPLOAD_EXPIRED)
     sha256 = await request.app[SESSIONS].receive(media_id, body_chunks(request))
     # As S3 answers a PUT: uploaders (Uppy's S3 plugin) wait for an ETag, and CORS exposes
     # it. Quoted, opaque: the stored bytes' sha256 rather than S3's MD5.
@@ -89,11 +90,16 @@ async def complete_session(request: web.Request) -> web.Response:
         raise NotFound("No such upload session.")
     wait = "respond-async" not in request.headers.get("Prefer", "").lower()
     completed = await request.app[SESSIONS].complete(principal, media_id, wait=wait)
-    return web.json_response(
-        media_json(completed.media, request.app[SETTINGS], full=True),
+    return answer(
+        media_view(completed.media, request.app[SETTINGS], full=True),
         status=_status(completed),
-        headers={"Location": f"/v1/media/{media_id}"},
+        headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media_id)},
     )
+
+
+def _url(request: web.Request, path: paths.Path, **params: str) -> str:
+    """`path` with `params`, from this app's router."""
+    return str(request.app.router[path.name].url_for(**params))
 
 
 def _status(completed: Completed) -> int:
@@ -103,35 +109,18 @@ def _status(completed: Completed) -> int:
 
 
 def _session_request(
-    body: dict[str, Any], form: UploadForm, idempotency_key: str | None
+    asked: shapes.UploadSessionRequest, form: UploadForm, idempotency_key: str | None
 ) -> SessionRequest:
-    """The session a JSON body asks for, checked like the upload form's fields."""
-    unknown = sorted(set(body) - _KNOWN)
-    if unknown:
-        raise BadRequest(f"Unknown member {unknown[0]!r}.", field=unknown[0])
+    """The session a valid body asks for, its form fields checked as the upload form's."""
     fields: dict[str, str] = {}
     for name in _FORM_FIELDS:
-        value = body.get(name)
+        value = getattr(asked, name)
         if value is None:
             continue
-        if not isinstance(value, str):
-            raise BadRequest(f"{name} must be a string.", field=name)
         form.check_field(name, value)
         fields[name] = value
-    content_type = body.get("content_type")
-    if not isinstance(content_type, str) or not content_type:
-        raise BadRequest("content_type must be the file's MIME type.", field="content_type")
-    size = body.get("size")
-    if type(size) is not int or not 0 < size <= _MAX_SIZE:
-        raise BadRequest("size must be the file's size in bytes.", field="size")
-    sha256 = body.get("sha256")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
-        raise BadRequest("sha256 must be 64 lowercase hex digits.", field="sha256")
-    method = body.get("upload_method", "post")
-    if method not in ("post", "put"):
-        raise BadRequest("upload_method must be post or put.", field="upload_method")
     return SessionRequest(
         options=form.options(fields, idempotency_key),
-        declared=Declared(content_type, size, sha256),
-        method=method,
+        declared=Declared(asked.content_type, asked.size, asked.sha256),
+        method=asked.upload_method,
     )

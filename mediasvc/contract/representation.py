@@ -1,4 +1,5 @@
-"""The Media JSON of the API, and where a client fetches each variant.
+"""A media as the API and the webhooks show it (`contract.shapes`), and where a client
+fetches each variant. Below the web layer: the events' outbox uses it too.
 
 Public variants have plain URLs under `MEDIASVC_PUBLIC_MEDIA_URL`; private ones get
 short-lived signed URLs that nginx verifies itself (`secure_link`).
@@ -6,11 +7,13 @@ short-lived signed URLs that nginx verifies itself (`secure_link`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mediasvc.config import Settings
+from mediasvc.contract import shapes
 from mediasvc.imaging.variants import VARIANTS
 from mediasvc.keys import PRIVATE_PREFIX, is_private
 from mediasvc.models import Media
@@ -35,23 +38,11 @@ def variant_url(key: str, settings: Settings) -> str:
     return f"{settings.public_media_url}/{key}"
 
 
-def media_json(
-    media: Media,
-    settings: Settings,
-    *,
-    full: bool,
-    owner: bool | None = None,
-    signed_urls: bool = True,
+def _document(
+    media: Media, settings: Settings, *, full: bool, owner: bool, signed_urls: bool
 ) -> dict[str, Any]:
-    """The Media JSON of the API. Private variants carry signed URLs valid for a while.
-
-    `full` (owner and admins) adds what is nobody else's business: the original's sha256
-    (it identifies the exact file) and the processing report (it says, for example, that
-    a GPS position was removed). `owner` (default: as `full`; `web.access.shows_owner`
-    decides for other readers) adds who uploaded it. Without `signed_urls` (webhooks, which
-    are stored and retried for hours) a private variant's `url` is null: a signed URL grants
-    its reader the file, so it is only minted for a caller the API has checked.
-    """
+    """The members of a media's JSON (see `media_view`) as plain data, for one
+    `model_validate` (in pydantic-core: half the time of building each part's model)."""
     original: dict[str, Any] = {
         "mime": media.original.mime,
         "bytes": media.original.bytes,
@@ -59,10 +50,9 @@ def media_json(
         "height": media.original.height,
         "frames": media.original.frames,
     }
-    sees_owner = full if owner is None else owner
     document: dict[str, Any] = {
         "id": media.id,
-        **({"owner": media.owner} if sees_owner else {}),
+        **({"owner": media.owner} if owner else {}),
         "kind": media.kind,
         "collection": media.collection,
         "position": media.position,
@@ -100,6 +90,40 @@ def media_json(
     if media.problem is not None:
         document["problem"] = media.problem
     return document
+
+
+def media_view(
+    media: Media, settings: Settings, *, full: bool, owner: bool | None = None
+) -> shapes.Media:
+    """The Media JSON of the API. Private variants carry signed URLs valid for a while.
+
+    `full` (owner and admins) adds what is nobody else's business: the original's sha256
+    (it identifies the exact file) and the processing report (it says, for example, that
+    a GPS position was removed). `owner` (default: as `full`; `web.access.shows_owner`
+    decides for other readers) adds who uploaded it.
+    """
+    sees_owner = full if owner is None else owner
+    document = _document(media, settings, full=full, owner=sees_owner, signed_urls=True)
+    return shapes.Media.model_validate(document)
+
+
+def uploaded_view(
+    media: Media, settings: Settings, replaced: Sequence[str] | None
+) -> shapes.UploadedMedia:
+    """What an upload answers its owner: the media, and (a replacing kind) what it retired."""
+    document = _document(media, settings, full=True, owner=True, signed_urls=True)
+    if replaced is not None:
+        document["replaced"] = list(replaced)
+    return shapes.UploadedMedia.model_validate(document)
+
+
+def event_view(media: Media, settings: Settings) -> shapes.EventMedia:
+    """A media as webhooks carry it: what anyone who may see the media gets, with its owner
+    (the product's backend receives these) and without signed URLs: a signed URL grants
+    its reader the file, so it is only minted for a caller the API has checked, and a
+    webhook is stored and retried for hours. A private variant's `url` is null."""
+    document = _document(media, settings, full=False, owner=True, signed_urls=False)
+    return shapes.EventMedia.model_validate(document)
 
 
 def timestamp(moment: datetime) -> str:

@@ -1,0 +1,479 @@
+"""The shapes of the API's JSON bodies and of the webhooks' events, as pydantic models.
+
+Each shape is written once, here: the app builds its answers from these models and sends
+`model_dump_json()`, it validates the JSON request bodies with them (`web.bodies`), and the
+OpenAPI document's schemas are their JSON Schemas (`web.openapi`). Members that are not
+always there (`owner`, `original.sha256`, `processing`, a pending session's `expires_at`,
+a failed one's `problem`) default to `MISSING`: left out of the JSON, and not required in
+the schema. Why pydantic (and not msgspec): `docs/decisions.md`, "Shapes".
+
+What a configuration decides (the kinds a request may name, the accepted types) is added
+to the schemas by `web.openapi`, which assembles the document.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import MISSING, BaseModel, ConfigDict, Field, JsonValue
+from typing_extensions import TypeAliasType
+
+from mediasvc.contract import paths
+from mediasvc.contract.codes import PROBLEM_TYPE_BASE
+from mediasvc.ids import ID_LENGTH
+from mediasvc.imaging.job import Crop
+from mediasvc.imaging.report import ColorConversion, Encoding, Removable
+from mediasvc.imaging.variants import VARIANTS
+from mediasvc.models import Status, Visibility
+from mediasvc.spaces import SPACE_ID
+
+# A collection's name (the upload form checks it with this too: `form`).
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+VARIANT_NAMES: list[JsonValue] = [spec.name for spec in VARIANTS]
+EXAMPLE_ID = "k3Jx9QmT2vLr8WcA5nYpZb"
+
+MediaId = TypeAliasType(
+    "MediaId",
+    Annotated[
+        str,
+        Field(
+            pattern=f"^[A-Za-z0-9]{{{ID_LENGTH}}}$",
+            description="128 random bits, base62.",
+            examples=[EXAMPLE_ID],
+        ),
+    ],
+)
+Collection = Annotated[str, Field(pattern=f"^{COLLECTION_NAME.pattern}$")]
+Space = Annotated[str, Field(pattern=f"^{SPACE_ID.pattern}$")]
+Timestamp = Annotated[
+    str, Field(description="UTC, ISO 8601, `Z`.", json_schema_extra={"format": "date-time"})
+]
+Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+
+
+class Shape(BaseModel):
+    """A JSON object with exactly these members (`additionalProperties: false`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Variant(Shape):
+    """One stored variant, where a client fetches it."""
+
+    url: str = Field(description="Plain for public media; signed and short-lived for private.")
+    width: int
+    height: int
+    bytes: int
+    mime: str
+
+
+class EventVariant(Variant):
+    """A variant in a webhook: a private one's `url` is null (no signed URL leaves)."""
+
+    url: str | None = Field(  # type: ignore[assignment]
+        description="Plain for public media; null for private ones: ask the API for a signed URL."
+    )
+
+
+def _named_variants(schema: dict[str, Any]) -> None:
+    """`variants` lists the ladder's names (smallest first) rather than any string."""
+    item = schema.pop("additionalProperties")
+    schema["properties"] = dict.fromkeys(VARIANT_NAMES, item)
+    schema["additionalProperties"] = False
+
+
+class Original(Shape):
+    """The uploaded file as received."""
+
+    mime: str = Field(description="As sniffed (a session: declared).")
+    bytes: int
+    width: int | None
+    height: int | None
+    frames: int | None
+    sha256: Sha256 | MISSING | None = Field(default=MISSING, description="Owner and admins only.")
+
+
+class Placeholder(Shape):
+    """What a client paints while the image loads."""
+
+    thumbhash: str = Field(description="ThumbHash, base64.")
+    dominant_color: str = Field(pattern="^#[0-9a-f]{6}$")
+
+
+class ProcessingReport(Shape):
+    """What processing did, e.g. that a GPS position was removed."""
+
+    rotated_from_orientation: Annotated[int, Field(ge=2, le=8)] | None
+    color: ColorConversion
+    removed: list[Removable]
+    frames: int
+    # Not in every stored report: rows written before these facts existed.
+    encoding: Encoding | MISSING = Field(
+        default=MISSING, description="How the largest variant was compressed."
+    )
+    lossless_variants: list[str] | MISSING = Field(
+        default=MISSING,
+        description="The variants stored pixel-exact (graphics, WebP output).",
+        json_schema_extra={"items": {"type": "string", "enum": VARIANT_NAMES}},
+    )
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, `application/problem+json`; members beyond the five
+    standard ones help the client act."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description=f"`{PROBLEM_TYPE_BASE}<code>`")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    code: str = Field(description="The stable code: `ProblemCode`.")
+    field: str | MISSING = Field(
+        default=MISSING, description="The field, parameter or member at fault."
+    )
+    limit: int | MISSING = Field(default=MISSING, description="The limit that was passed.")
+    actual: int | str | MISSING = Field(default=MISSING, description="What was sent instead.")
+    expected: int | str | MISSING = MISSING
+    accepted: list[str] | MISSING = MISSING
+    known: list[str] | MISSING = Field(default=MISSING, description="Known kinds.")
+    quota: Literal["media", "bytes"] | MISSING = MISSING
+    budget: str | MISSING = Field(
+        default=MISSING,
+        description="The per-user budget used up: uploads, deletes, reads or uploads.<kind>.",
+    )
+    min_width: int | MISSING = MISSING
+    min_height: int | MISSING = MISSING
+    max_width: int | MISSING = MISSING
+    max_height: int | MISSING = MISSING
+    actual_width: int | MISSING = MISSING
+    actual_height: int | MISSING = MISSING
+
+
+VariantT = TypeVar("VariantT", bound=Variant)
+
+_MEDIA_EXAMPLE: dict[str, Any] = {
+    "id": EXAMPLE_ID,
+    "owner": "alice",
+    "kind": "post",
+    "collection": None,
+    "position": 0,
+    "visibility": "public",
+    "space": None,
+    "status": "ready",
+    "original": {
+        "mime": "image/jpeg",
+        "bytes": 477983,
+        "width": 800,
+        "height": 1280,
+        "frames": 1,
+        "sha256": "9f2c6e0b5a1d4c3e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e",
+    },
+    "variants": {
+        spec.name: {
+            "url": f"/media/k3/{EXAMPLE_ID}/{spec.name}.webp",
+            "width": spec.size * 5 // 8,
+            "height": spec.size,
+            "bytes": 30 * spec.size,
+            "mime": "image/webp",
+        }
+        for spec in VARIANTS
+    },
+    "placeholder": {"thumbhash": "1QcSHQRnh493V4dIh4eXh1h4kJUI", "dominant_color": "#7a8c9e"},
+    "created_at": "2026-11-21T12:00:00Z",
+    "processing": {
+        "rotated_from_orientation": 6,
+        "color": "sRGB",
+        "removed": ["exif", "gps"],
+        "frames": 1,
+    },
+}
+
+
+class MediaFields(Shape, Generic[VariantT]):
+    """The members of a media, whatever its variants' URLs are."""
+
+    id: MediaId
+    owner: str | MISSING = Field(
+        default=MISSING,
+        description="The uploader's token `sub`. Absent for readers of a public media other "
+        "than its owner and admins, unless `MEDIASVC_PUBLIC_OWNER`.",
+    )
+    kind: str
+    collection: Collection | None
+    position: int = Field(description="Order in the collection.")
+    visibility: Visibility
+    space: Space | None
+    status: Status
+    original: Original
+    variants: dict[str, VariantT] = Field(
+        description="Present once the media is ready.", json_schema_extra=_named_variants
+    )
+    placeholder: Placeholder | None
+    created_at: Timestamp
+    processing: ProcessingReport | MISSING | None = MISSING
+    expires_at: Timestamp | MISSING = Field(
+        default=MISSING, description="A pending session's expiry."
+    )
+    problem: Problem | MISSING = Field(
+        default=MISSING, description="Why an asynchronous completion failed."
+    )
+
+
+class Media(MediaFields[Variant]):
+    """One upload and its variants (smallest first). `original.sha256` and `processing`
+    are for the owner and admins only; `owner` for them and a space's members, and for
+    anyone only where `MEDIASVC_PUBLIC_OWNER` is set."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_MEDIA_EXAMPLE]})
+
+
+class UploadedMedia(Media):
+    """What an upload answers: the media, and for a replacing kind what it replaced."""
+
+    replaced: list[MediaId] | MISSING = Field(
+        default=MISSING, description="A replacing kind: the ids this upload retired."
+    )
+
+
+class MediaPage(Shape):
+    """One page of a listing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_MEDIA_EXAMPLE], "next_cursor": None}]}
+    )
+
+    items: list[Media]
+    next_cursor: str | None = Field(description="Send back as `cursor` for the next page.")
+
+
+_IDS_EXAMPLE: list[JsonValue] = [EXAMPLE_ID, "Pq7Zr2Lm9XcV4bN8tY1wKs"]
+
+
+class CollectionOrder(Shape):
+    """A reorder: every id of the collection, in the new order."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"ids": _IDS_EXAMPLE}]}
+    )
+
+    ids: list[MediaId]
+
+
+class CollectionOrderResult(Shape):
+    """A collection's new order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"collection": "profile", "ids": _IDS_EXAMPLE}]}
+    )
+
+    collection: Collection
+    ids: list[MediaId]
+
+
+class UploadSessionRequest(Shape):
+    """What an upload session is for: the file declared, where its media goes. The form
+    fields are checked as the upload form's are (`form.UploadForm.check_field`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"kind": "avatar", "content_type": "image/jpeg", "size": 123456}]
+        },
+    )
+
+    kind: str | None = None
+    collection: str | None = None
+    visibility: str | None = None
+    space: str | None = None
+    content_type: str = Field(min_length=1)
+    # The largest size anyone could declare: PostgreSQL's bigint.
+    size: int = Field(gt=0, le=2**63 - 1)
+    sha256: Sha256 | None = None
+    upload_method: Literal["post", "put"] = Field(
+        default="post", description="S3: a presigned POST (the default) or PUT."
+    )
+
+
+class DirectUpload(Shape):
+    """How to send the bytes: S3, a presigned POST (`fields` first, the file last) or PUT
+    (with `headers`); local disk, a PUT to a signed URL of this service."""
+
+    method: Literal["POST", "PUT"]
+    url: str
+    fields: dict[str, str] | MISSING = MISSING
+    headers: dict[str, str] | MISSING = MISSING
+
+
+class UploadSession(Shape):
+    """An open upload session: where to send the bytes, and how to complete it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_ID,
+                    "status": "pending",
+                    "expires_at": "2026-11-21T12:15:00Z",
+                    "upload": {
+                        "method": "PUT",
+                        "url": paths.UPLOAD_CONTENT.format(media_id=EXAMPLE_ID)
+                        + "?md5=...&expires=...",
+                        "headers": {"Content-Type": "image/jpeg"},
+                    },
+                    "complete_url": paths.UPLOAD_COMPLETE.format(media_id=EXAMPLE_ID),
+                }
+            ]
+        }
+    )
+
+    id: MediaId
+    status: Status
+    expires_at: Timestamp | None
+    upload: DirectUpload
+    complete_url: str
+
+
+class KindLimits(Shape):
+    """One kind's effective rules; its members are the keys of a `[kinds.NAME]` table."""
+
+    max_bytes: int
+    accept: list[str]
+    min_width: int
+    min_height: int
+    max_width: int | None
+    max_height: int | None
+    max_pixels: int
+    max_frames: int
+    animated: bool = Field(description="False: first frame only.")
+    crop: Crop
+    output: str = Field(description="The variants' MIME type.")
+    quality: int
+    collection_max: int
+    replace: bool = Field(description="A full collection retires its oldest item instead of 409.")
+    uploads_per_minute: int | None = Field(
+        description="Each user's uploads of this kind per minute, on top of the global budget."
+    )
+
+
+class VariantSize(Shape):
+    """One rung of the variant ladder."""
+
+    name: str = Field(json_schema_extra={"enum": VARIANT_NAMES})
+    size: int
+
+
+class OutputLimits(Shape):
+    """The variants' encoding."""
+
+    mime: str
+    animated: bool
+    alpha: bool
+
+
+class UserBudgets(Shape):
+    """Each verified user's requests per minute, on every node together (null: none)."""
+
+    uploads: int | None
+    deletes: int | None
+    reads: int | None
+
+
+class Limits(Shape):
+    """The limits in force, so clients can resize before sending."""
+
+    max_upload_bytes: int
+    max_pixels: int
+    max_frames: int
+    max_animation_pixels: int
+    accepted_types: list[str]
+    kinds: dict[str, KindLimits]
+    variants: list[VariantSize]
+    output: OutputLimits
+    collection_max: int
+    owner_max_media: int | None
+    owner_max_bytes: int | None
+    owner_max_inflight: int
+    signed_url_ttl_s: int
+    user_per_minute: UserBudgets
+
+
+CheckResult = Literal["ok", "unavailable"]
+
+
+class Health(Shape):
+    """`/healthz`: the process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadinessChecks(Shape):
+    """What `/readyz` asked, each with its answer."""
+
+    database: CheckResult
+    storage: CheckResult
+    workers: CheckResult
+
+
+class Readiness(Shape):
+    """`/readyz`: ready when every check answers."""
+
+    status: Literal["ready", "unavailable"]
+    checks: ReadinessChecks
+
+
+# Webhooks: the body of each event type. `data` is the Media JSON any viewer gets, the
+# owner included, without signed URLs.
+class EventMedia(MediaFields[EventVariant]):
+    """A media as a webhook carries it: no `sha256` or `processing`, `owner` always, and a
+    private variant's `url` null."""
+
+
+class ReplacedMedia(EventMedia):
+    """The media a replacing upload retired, and the id of the one that replaced it."""
+
+    replaced_by: MediaId
+
+
+class MediaReady(Shape):
+    """`media.ready`: an upload's variants are stored and it became `ready`."""
+
+    type: Literal["media.ready"]
+    timestamp: Timestamp
+    data: EventMedia
+
+
+class MediaDeleted(Shape):
+    """`media.deleted`: `DELETE /v1/media/{id}` marked it for removal (`status: deleting`)."""
+
+    type: Literal["media.deleted"]
+    timestamp: Timestamp
+    data: EventMedia
+
+
+class MediaReplaced(Shape):
+    """`media.replaced`: a replacing kind's upload retired this media (`status: deleting`)."""
+
+    type: Literal["media.replaced"]
+    timestamp: Timestamp
+    data: ReplacedMedia
+
+
+class UploadFailed(Shape):
+    """`upload.failed`: an asynchronous upload-session completion failed (`status: failed`,
+    with its `problem`)."""
+
+    type: Literal["upload.failed"]
+    timestamp: Timestamp
+    data: EventMedia
+
+
+Event = MediaReady | MediaDeleted | MediaReplaced | UploadFailed
+EVENTS: dict[str, type[Event]] = {
+    "media.ready": MediaReady,
+    "media.replaced": MediaReplaced,
+    "media.deleted": MediaDeleted,
+    "upload.failed": UploadFailed,
+}
