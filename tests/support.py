@@ -192,3 +192,35 @@ async def webhook_receiver(
         yield f"http://{host}:{port}/hook"
     finally:
         await runner.cleanup()
+
+
+async def oversize_head_answer(
+    base_url: str, body_limit: int, *headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    """Send nginx at `base_url` only the head of an upload declaring one byte over
+    `body_limit` (with `headers`), and read its answer: status, headers, body. nginx must
+    answer from the declared length alone."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = "\r\n".join(
+        [
+            "POST /v1/media HTTP/1.1",
+            f"Host: {host}",
+            f"Authorization: {bearer()['Authorization']}",
+            "Content-Type: multipart/form-data; boundary=b",
+            f"Content-Length: {body_limit + 1}",
+            *headers,
+            "",
+            "",
+        ]
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(65536), 10)
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    head_text, _, payload = rest.partition(b"\r\n\r\n")
+    answered = dict(
+        line.split(": ", 1) for line in head_text.decode().split("\r\n") if ": " in line
+    )
+    return int(status_line.split()[1]), answered, payload

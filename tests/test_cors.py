@@ -3,7 +3,6 @@ and from nginx's own refusals."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from collections.abc import Callable
@@ -14,7 +13,14 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import JWT_SECRET, SIGNING_SECRET, bearer, running_nginx, upload_form
+from support import (
+    JWT_SECRET,
+    SIGNING_SECRET,
+    bearer,
+    oversize_head_answer,
+    running_nginx,
+    upload_form,
+)
 from test_gixy import GIXY, NGINX
 
 from mediasvc.app import create_app
@@ -168,25 +174,10 @@ class TestNginxRefusals:
     ) -> None:
         """A declared oversize body refused by nginx itself is readable by an allowed app."""
         async with running_nginx(settings, [client.server.port]) as base:
-            host, port = base.removeprefix("http://").split(":")
-            reader, writer = await asyncio.open_connection(host, int(port))
-            head = (
-                "POST /v1/media HTTP/1.1\r\n"
-                f"Host: {host}\r\nOrigin: {APP}\r\n"
-                f"Authorization: {bearer()['Authorization']}\r\n"
-                "Content-Type: multipart/form-data; boundary=b\r\n"
-                f"Content-Length: {settings.body_limit_bytes + 1}\r\n\r\n"
+            status, headers, payload = await oversize_head_answer(
+                base, settings.body_limit_bytes, f"Origin: {APP}"
             )
-            writer.write(head.encode())
-            await writer.drain()
-            response = await asyncio.wait_for(reader.read(65536), 10)
-            writer.close()
-        status_line, _, rest = response.partition(b"\r\n")
-        head_text, _, payload = rest.partition(b"\r\n\r\n")
-        headers = dict(
-            line.split(": ", 1) for line in head_text.decode().split("\r\n") if ": " in line
-        )
-        assert status_line.split()[1] == b"413"
+        assert status == 413
         assert json.loads(payload)["code"] == "payload_too_large"
         assert headers["Access-Control-Allow-Origin"] == APP
         assert headers["Access-Control-Allow-Credentials"] == "true"

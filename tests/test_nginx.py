@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from support import (
     JWT_SECRET,
     bearer,
+    oversize_head_answer,
     parametrize_backends,
     running_nginx,
     stored_bytes,
@@ -154,24 +155,9 @@ class TestLimitsAtNginx:
         self, nginx: str, http: aiohttp.ClientSession, settings: Settings
     ) -> None:
         """A Content-Length over the body limit never reaches the app; the 413 is a problem."""
-        host, port = nginx.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        # Only the head is sent: nginx must answer from the declared length alone.
-        head = (
-            "POST /v1/media HTTP/1.1\r\n"
-            f"Host: {host}\r\n"
-            f"Authorization: {bearer()['Authorization']}\r\n"
-            "Content-Type: multipart/form-data; boundary=b\r\n"
-            f"Content-Length: {settings.body_limit_bytes + 1}\r\n\r\n"
-        )
-        writer.write(head.encode())
-        await writer.drain()
-        response = await asyncio.wait_for(reader.read(65536), 10)
-        writer.close()
-        status_line, _, rest = response.partition(b"\r\n")
-        headers, _, payload = rest.partition(b"\r\n\r\n")
-        assert status_line.split()[1] == b"413"
-        assert b"Content-Type: application/problem+json" in headers
+        status, headers, payload = await oversize_head_answer(nginx, settings.body_limit_bytes)
+        assert status == 413
+        assert headers["Content-Type"] == "application/problem+json"
         problem = json.loads(payload)
         assert problem["code"] == "payload_too_large"
         assert problem["limit"] == settings.max_upload_bytes
