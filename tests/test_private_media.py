@@ -71,7 +71,8 @@ class TestSignedUrls:
     async def test_tampered_signature_is_403_and_expired_is_410(
         self, client: Client, nginx: str, http: aiohttp.ClientSession
     ) -> None:
-        """nginx refuses a changed signature, a changed expiry, a wrong secret and old URLs."""
+        """nginx refuses a changed signature, a changed expiry, a wrong secret and old URLs,
+        each as a problem with its code."""
         media = await create_private(client)
         path = urlsplit(media["variants"]["small"]["url"]).path
         good = sign_path(path, SIGNING_SECRET, 60)
@@ -85,9 +86,12 @@ class TestSignedUrls:
         for url in tampered:
             async with http.get(nginx + url) as response:
                 assert response.status == 403, url
+                assert response.headers["Content-Type"] == "application/problem+json"
+                assert (await response.json(content_type=None))["code"] == "signature_invalid"
         expired = sign_path(path, SIGNING_SECRET, 60, now=time.time() - 3600)
         async with http.get(nginx + expired) as response:
             assert response.status == 410
+            assert (await response.json(content_type=None))["code"] == "url_expired"
 
     async def test_signed_url_lasts_the_configured_ttl(
         self, client: Client, settings: Settings

@@ -150,9 +150,24 @@ IDEMPOTENCY_IN_PROGRESS = Code(
     "Conflict",
     "An upload with this `Idempotency-Key` is still processing; retry shortly.",
 )
+SIGNATURE_INVALID = Code(
+    "signature_invalid",
+    403,
+    "Forbidden",
+    "A signed file URL (a private variant) whose signature is missing or wrong, or was "
+    "made for another file or expiry.",
+    by="nginx",
+)
 GONE = Code("gone", 410, "Gone", "The resource existed and is no longer available.")
 UPLOAD_EXPIRED = Code(
     "upload_expired", 410, "Gone", "The upload session, or its signed upload URL, is past its time."
+)
+URL_EXPIRED = Code(
+    "url_expired",
+    410,
+    "Gone",
+    "A signed file URL past its expiry: ask the API for the media again, for a fresh one.",
+    by="nginx",
 )
 PAYLOAD_TOO_LARGE = Code(
     "payload_too_large",
@@ -255,6 +270,7 @@ CODES: dict[str, Code] = {
         UNAUTHORIZED,
         DUPLICATE_COOKIE,
         FORBIDDEN,
+        SIGNATURE_INVALID,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
         CONFLICT,
@@ -264,6 +280,7 @@ CODES: dict[str, Code] = {
         IDEMPOTENCY_IN_PROGRESS,
         GONE,
         UPLOAD_EXPIRED,
+        URL_EXPIRED,
         PAYLOAD_TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
         UNSUPPORTED_CONTENT_ENCODING,
@@ -294,6 +311,7 @@ HTTP_CODES: dict[int, Code] = {
         BAD_REQUEST,
         UNAUTHORIZED,
         FORBIDDEN,
+        SIGNATURE_INVALID,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
         PAYLOAD_TOO_LARGE,

@@ -192,6 +192,16 @@ class Site:
                 {},
             ),
             "UNAVAILABLE": (codes.BUSY, "No app node answered; try again shortly.", {}),
+            "SIGNATURE_INVALID": (
+                codes.SIGNATURE_INVALID,
+                "The file URL signature is missing or wrong.",
+                {},
+            ),
+            "URL_EXPIRED": (
+                codes.URL_EXPIRED,
+                "The file URL has expired; ask the API for the media again for a fresh one.",
+                {},
+            ),
         }
 
     def _real_ip(self) -> str:
