@@ -82,6 +82,8 @@ class TestFlow:
         assert session["status"] == "pending"
         assert session["complete_url"] == f"/v1/uploads/{session['id']}/complete"
         assert session["expires_at"].endswith("Z")
+        # The URL (or POST policy) is signed for the session's time left.
+        assert session["upload"]["expires_at"] == session["expires_at"]
         # What each store answers: S3's POST 204 (no success_action_status), its PUT 200, and
         # the app's signed PUT (local disk, whatever was asked) 204.
         stored = {("s3", "post"): 204, ("s3", "put"): 200}.get((backend, method), 204)

@@ -305,6 +305,10 @@ class DirectUpload(Shape):
     url: str
     fields: dict[str, str] | MISSING = MISSING
     headers: dict[str, str] | MISSING = MISSING
+    expires_at: Timestamp = Field(
+        description="When the signed URL (or POST policy) stops working: the session's own "
+        "expiry, so a client need not know the TTL setting."
+    )
 
 
 class UploadSession(Shape):
@@ -322,6 +326,7 @@ class UploadSession(Shape):
                         "url": paths.UPLOAD_CONTENT.format(media_id=EXAMPLE_ID)
                         + "?md5=...&expires=...",
                         "headers": {"Content-Type": "image/jpeg"},
+                        "expires_at": "2026-11-21T12:15:00Z",
                     },
                     "complete_url": paths.UPLOAD_COMPLETE.format(media_id=EXAMPLE_ID),
                 }

@@ -42,13 +42,17 @@ async def create_session(request: web.Request) -> web.Response:
     await charge(request, principal, kind_budget(asked.options.kind))
     session = await sessions.open(principal.sub, asked)
     media = session.media
+    assert media.expires_at is not None, "a session has an expiry"
+    expires_at = timestamp(media.expires_at)
     body = shapes.UploadSession(
         id=media.id,
         status=media.status,
-        expires_at=None if media.expires_at is None else timestamp(media.expires_at),
+        expires_at=expires_at,
         upload=shapes.DirectUpload(
             method=session.upload.method,
             url=session.upload.url,
+            # The URL is signed for the session's time left (`SessionFlow._target`).
+            expires_at=expires_at,
             **({"fields": session.upload.fields} if session.upload.fields is not None else {}),
             **({"headers": session.upload.headers} if session.upload.headers is not None else {}),
         ),
