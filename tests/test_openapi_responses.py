@@ -362,6 +362,12 @@ async def test_complete_upload_session(
         op, await complete(client, {"complete_url": f"/v1/uploads/{'A' * 22}/complete"}), 404
     )
     await contract.check(op, await complete(client, await opened(client)), 409)
+    elsewhere = await client.post(
+        later["complete_url"], json={"collection": "elsewhere"}, headers=bearer()
+    )
+    await contract.check(op, elsewhere, 409)
+    malformed = await client.post(later["complete_url"], json={"kind": 5}, headers=bearer())
+    await contract.check(op, malformed, 400)
     expired = await sent(client)
     await client.app[DB].execute(
         "UPDATE media SET expires_at = now() - interval '1 second' WHERE id = $1", expired["id"]

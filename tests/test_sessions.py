@@ -147,6 +147,29 @@ class TestFlow:
         await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=0)
         await assert_nothing_left(client, settings)
 
+    async def test_complete_refuses_a_session_opened_for_something_else(
+        self, client: Client
+    ) -> None:
+        """`complete` with what the product expects (kind, collection, space): a difference
+        is 409 session_mismatch naming the member, and the session stays pending; the same
+        expectations complete it; once made, a mismatch is still refused."""
+        session = await opened(client, collection="chat-a")
+        await send(client, session["upload"], PHOTO)
+        url = f"/v1/uploads/{session['id']}/complete"
+        wrong = await client.post(url, json={"collection": "chat-b"}, headers=bearer())
+        assert wrong.status == 409
+        problem = await wrong.json()
+        assert (problem["code"], problem["field"]) == ("session_mismatch", "collection")
+        assert (problem["expected"], problem["actual"]) == ("chat-b", "chat-a")
+        assert await row_status(client, session["id"]) == "pending"
+        nowhere = await client.post(url, json={"space": None, "kind": "avatar"}, headers=bearer())
+        assert (await nowhere.json())["field"] == "kind"
+        right = {"space": None, "kind": "post", "collection": "chat-a"}
+        made = await client.post(url, json=right, headers=bearer())
+        assert made.status == 201, await made.text()
+        again = await client.post(url, json={"collection": "chat-b"}, headers=bearer())
+        assert again.status == 409
+
     async def test_an_idempotent_open_returns_the_same_session(self, client: Client) -> None:
         """The same Idempotency-Key and file: the same pending session, not a second."""
         headers = {**bearer(), "Idempotency-Key": "s-1"}

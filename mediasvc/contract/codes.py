@@ -144,6 +144,13 @@ UPLOAD_MISSING = Code(
     "Upload missing",
     "Completing an upload session whose bytes have not arrived; send them, retry.",
 )
+SESSION_MISMATCH = Code(
+    "session_mismatch",
+    409,
+    "Conflict",
+    "`complete` expected another space, kind or collection than the session was opened "
+    "for (`field`, `expected`, `actual`); nothing was done.",
+)
 IDEMPOTENCY_IN_PROGRESS = Code(
     "idempotency_in_progress",
     409,
@@ -277,6 +284,7 @@ CODES: dict[str, Code] = {
         COLLECTION_FULL,
         QUOTA_EXCEEDED,
         UPLOAD_MISSING,
+        SESSION_MISMATCH,
         IDEMPOTENCY_IN_PROGRESS,
         GONE,
         UPLOAD_EXPIRED,

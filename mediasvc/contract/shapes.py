@@ -134,8 +134,10 @@ class Problem(BaseModel):
         default=MISSING, description="The field, parameter or member at fault."
     )
     limit: int | MISSING = Field(default=MISSING, description="The limit that was passed.")
-    actual: int | str | MISSING = Field(default=MISSING, description="What was sent instead.")
-    expected: int | str | MISSING = MISSING
+    actual: int | str | None | MISSING = Field(
+        default=MISSING, description="What was sent instead (or, for a mismatch, what is)."
+    )
+    expected: int | str | None | MISSING = MISSING
     accepted: list[str] | MISSING = MISSING
     known: list[str] | MISSING = Field(default=MISSING, description="Known kinds.")
     quota: Literal["media", "bytes"] | MISSING = MISSING
@@ -295,6 +297,15 @@ class UploadSessionRequest(Shape):
     upload_method: Literal["post", "put"] = Field(
         default="post", description="S3: a presigned POST (the default) or PUT."
     )
+
+
+class SessionExpectations(Shape):
+    """What a product's backend knows an upload session is for, checked by `complete`
+    (a member left out is not checked; `null`: none)."""
+
+    space: str | MISSING | None = MISSING
+    kind: str | MISSING = MISSING
+    collection: str | MISSING | None = MISSING
 
 
 class DirectUpload(Shape):

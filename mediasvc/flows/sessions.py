@@ -172,11 +172,23 @@ class SessionFlow:
                     await self._discard(media)
                 raise
 
-    async def complete(self, principal: Principal, media_id: str, *, wait: bool) -> Completed:
-        """Read the bytes back and make the media, now or (not `wait`) in the background."""
+    async def complete(
+        self,
+        principal: Principal,
+        media_id: str,
+        *,
+        wait: bool,
+        expected: Mapping[str, str | None] | None = None,
+    ) -> Completed:
+        """Read the bytes back and make the media, now or (not `wait`) in the background.
+
+        `expected` (`space`, `kind`, `collection`) is what the caller knows the session is
+        for: any difference is `session_mismatch` and nothing is done, whatever state the
+        session is in."""
         media = await self._get(media_id)
         if not principal.may_act_on(media.owner):
             raise NotFound("No such upload session.")
+        _check_expected(media, expected or {})
         if media.status != "pending":
             return self._settled(media)
         _check_open(media)
@@ -332,3 +344,16 @@ def _check_open(media: Media) -> None:
 
 def _expired() -> Gone:
     return Gone("This upload session has expired.", code=codes.UPLOAD_EXPIRED)
+
+
+def _check_expected(media: Media, expected: Mapping[str, str | None]) -> None:
+    actual = {"space": media.space, "kind": media.kind, "collection": media.collection}
+    for name, value in expected.items():
+        if actual[name] != value:
+            raise Conflict(
+                f"This upload session is for {name} {actual[name]!r}, not {value!r}.",
+                code=codes.SESSION_MISMATCH,
+                field=name,
+                expected=value,
+                actual=actual[name],
+            )

@@ -112,7 +112,11 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     shapes.Problem,
     *shapes.EVENTS.values(),
 )
-_REQUESTS: tuple[type[BaseModel], ...] = (shapes.CollectionOrder, shapes.UploadSessionRequest)
+_REQUESTS: tuple[type[BaseModel], ...] = (
+    shapes.CollectionOrder,
+    shapes.UploadSessionRequest,
+    shapes.SessionExpectations,
+)
 
 
 def _model_schemas() -> dict[str, Any]:
@@ -504,7 +508,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "headers": _LOCATION,
                     },
                 },
-                problems=(401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503),
+                problems=(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503),
                 security=caller,
                 parameters=[
                     _SESSION_ID_PARAM,
@@ -515,6 +519,13 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "description": "`respond-async`: answer 202 at once.",
                     },
                 ],
+                request_body={
+                    "required": False,
+                    "content": {JSON: {"schema": _ref("SessionExpectations")}},
+                },
+                description="An optional body says what the caller knows the session is for "
+                "(`space`, `kind`, `collection`); a session opened for anything else is "
+                "`409 session_mismatch`, and nothing is done.",
             ),
         },
         paths.LIMITS.template: {

@@ -93,12 +93,21 @@ async def complete_session(request: web.Request) -> web.Response:
     if not is_media_id(media_id):
         raise NotFound("No such upload session.")
     wait = "respond-async" not in request.headers.get("Prefer", "").lower()
-    completed = await request.app[SESSIONS].complete(principal, media_id, wait=wait)
+    expected: dict[str, str | None] = {}
+    if request.can_read_body:
+        sent = await json_body(request, shapes.SessionExpectations, _EXPECTED_EXAMPLE, {})
+        expected = sent.model_dump(exclude_unset=True)
+    completed = await request.app[SESSIONS].complete(
+        principal, media_id, wait=wait, expected=expected
+    )
     return answer(
         media_view(completed.media, request.app[SETTINGS], full=True),
         status=_status(completed),
         headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media_id)},
     )
+
+
+_EXPECTED_EXAMPLE = '{"space": "conversation:8f2c", "kind": "chat"} (optional)'
 
 
 def _url(request: web.Request, path: paths.Path, **params: str) -> str:
