@@ -31,7 +31,7 @@ from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.form import UploadForm
 from mediasvc.imaging.pool import ImagingPool
-from mediasvc.kinds import kind_rules
+from mediasvc.kinds import default_kind, kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage.open import open_storage
@@ -132,7 +132,11 @@ async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
         db=app[DB],
         storage=app[STORAGE],
         processor=processor,
-        form=UploadForm(kinds, redirect_origins=frozenset(settings.cors_origins)),
+        form=UploadForm(
+            kinds,
+            default_kind=default_kind(settings),
+            redirect_origins=frozenset(settings.cors_origins),
+        ),
         metrics=app[METRICS],
     )
     app[SESSIONS] = SessionFlow(

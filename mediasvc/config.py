@@ -120,20 +120,27 @@ def _read_text(raw: str) -> str:
 
 
 def _read_kinds_table(raw: str) -> Mapping[str, Any]:
-    """The `[kinds]` table of the TOML file at `raw`; `kinds.kind_rules` checks its values."""
+    """The kinds file at `raw` (TOML): its `[kinds.NAME]` tables, and the optional top-level
+    `builtins` (false: no `post` and `avatar` of the service's own) and `default` (the kind
+    of an upload that names none). `kinds.kind_rules` checks the kinds' values."""
     try:
         document = tomllib.loads(Path(raw).read_text())
     except OSError as exc:
         raise ValueError(f"cannot read {raw}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - {"kinds"})
+    unknown = sorted(set(document) - {"kinds", "builtins", "default"})
     if unknown:
-        raise ValueError(f"unknown table {unknown[0]!r}; expected [kinds.NAME] tables")
-    kinds = document.get("kinds", {})
-    if not isinstance(kinds, dict):
+        raise ValueError(
+            f"unknown key {unknown[0]!r}; expected [kinds.NAME] tables, builtins, default"
+        )
+    if not isinstance(document.get("kinds", {}), dict):
         raise ValueError("'kinds' must be a table of [kinds.NAME] tables")
-    return kinds
+    if not isinstance(document.get("builtins", True), bool):
+        raise ValueError("'builtins' must be true or false")
+    if not isinstance(document.get("default", ""), str):
+        raise ValueError("'default' must be a kind's name")
+    return document
 
 
 def _choice(literal: object) -> Callable[[str], str]:

@@ -65,6 +65,8 @@ class UploadForm:
     to one uploader's spaces with `for_uploader`."""
 
     kinds: Mapping[str, KindRules]
+    # The kind of an upload that names none (the kinds file's `default`).
+    default_kind: str = DEFAULT_KIND
     # The spaces the uploader's token lists: the only ones a `space` field may name.
     uploader_spaces: frozenset[str] = frozenset()
     # The origins a `success_redirect` may point to (MEDIASVC_CORS_ORIGINS).
@@ -111,7 +113,7 @@ class UploadForm:
         Before the form ends (`final` False) an absent kind means "not sent yet", so the
         widest rules apply; once it ends, an absent kind is the default kind.
         """
-        name = fields.get("kind", DEFAULT_KIND if final else None)
+        name = fields.get("kind", self.default_kind if final else None)
         if name is None:
             widest = self.kinds.values()
             return FileRules(
@@ -128,7 +130,7 @@ class UploadForm:
             raise BadRequest(
                 "Idempotency-Key must be 1-128 visible ASCII characters.", field="Idempotency-Key"
             )
-        kind = self.kinds[fields.get("kind", DEFAULT_KIND)]
+        kind = self.kinds[fields.get("kind", self.default_kind)]
         space = fields.get("space") or None
         # Media in a space are private: its members see them through signed URLs.
         if space is not None and fields.get("visibility") == "public":

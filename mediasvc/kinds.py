@@ -1,7 +1,8 @@
 """Kinds: the rules for one use of images in a product (`post`, `avatar`, `chat`, `og`...).
 
 `post` (keep the aspect ratio) and `avatar` (square crop) are built in; operators add or
-tighten kinds in the TOML file named by `MEDIASVC_KINDS_FILE`:
+tighten kinds in the TOML file named by `MEDIASVC_KINDS_FILE`, may turn the built-in ones
+off (`builtins = false`) and name the kind of an upload that names none (`default`):
 
     [kinds.avatar]
     crop = "square"
@@ -87,14 +88,28 @@ def kind_rules(settings: Settings) -> dict[str, KindRules]:
         replace=False,
         image=settings.image_rules,
     )
+    document = settings.kinds_table
+    builtins = _BUILTIN_CROPS.items() if document.get("builtins", True) else ()
     kinds = {
         name: replace(base, name=name, image=replace(base.image, crop=crop))
-        for name, crop in _BUILTIN_CROPS.items()
+        for name, crop in builtins
     }
-    for name, table in settings.kinds_table.items():
+    for name, table in document.get("kinds", {}).items():
         start = kinds.get(name, replace(base, name=name))
         kinds[name] = _Parser(name, start, base).parse(table)
+    default = default_kind(settings)
+    if default not in kinds:
+        known = ", ".join(sorted(kinds)) or "none"
+        raise ConfigError(
+            f"MEDIASVC_KINDS_FILE: default: {default!r} is not a kind (known: {known})"
+        )
     return kinds
+
+
+def default_kind(settings: Settings) -> str:
+    """The kind of an upload that names none: the kinds file's `default`, else `post`."""
+    name: str = settings.kinds_table.get("default", DEFAULT_KIND)
+    return name
 
 
 class _Parser:

@@ -27,7 +27,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
         user_uploads_per_min=3,
         user_deletes_per_min=2,
         user_reads_per_min=4,
-        kinds_table={"chat": {"uploads_per_minute": 1}},
+        kinds_table={"kinds": {"chat": {"uploads_per_minute": 1}}},
     )
     return result
 

@@ -699,7 +699,7 @@ async def test_concurrent_traffic_with_a_node_killed_keeps_every_invariant(
                 workers=1,
                 queue_max=32,
                 collection_max=GALLERY_MAX,
-                kinds_table=KINDS,
+                kinds_table={"kinds": KINDS},
                 # Each node its own spool, as on separate machines; the test runs the reaper.
                 spool_dir=data_dir / f"spool-{index}",
                 reaper_interval_s=3600.0,

@@ -356,7 +356,7 @@ class TestPayload:
         """`media.ready` of a private media (null URLs), `media.replaced` (with
         `replaced_by`) and `media.deleted` each match the schema the document gives them."""
         kinds = {"avatar": {"crop": "square", "collection_max": 1, "replace": True}}
-        settings = make_settings(webhook_urls=(receiver.url,), kinds_table=kinds, **FAST)
+        settings = make_settings(webhook_urls=(receiver.url,), kinds_table={"kinds": kinds}, **FAST)
         client = await aiohttp_client(create_app(settings))
         first = await upload(client, kind="avatar", visibility="private")
         second = await upload(client, kind="avatar")
@@ -465,7 +465,7 @@ class TestPayload:
         """A replacing kind's upload: `media.ready` for the new media and `media.replaced`
         for the one it retired, naming its successor."""
         kinds = {"avatar": {"crop": "square", "collection_max": 1, "replace": True}}
-        settings = make_settings(webhook_urls=(receiver.url,), kinds_table=kinds, **FAST)
+        settings = make_settings(webhook_urls=(receiver.url,), kinds_table={"kinds": kinds}, **FAST)
         client = await aiohttp_client(create_app(settings))
         first = await upload(client, kind="avatar")
         second = await upload(client, kind="avatar")

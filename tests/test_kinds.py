@@ -25,7 +25,7 @@ from support import (
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SETTINGS
 from mediasvc.config import ConfigError, Settings
-from mediasvc.kinds import KIND_KEYS, kind_rules
+from mediasvc.kinds import KIND_KEYS, default_kind, kind_rules
 
 Client = TestClient[Any, Any]
 
@@ -52,7 +52,7 @@ KINDS = {
 @pytest.fixture
 def settings(make_settings: Any) -> Settings:
     """The issue's kinds file, plus a PNG/WebP-only chat kind that keeps first frames."""
-    result: Settings = make_settings(kinds_table=KINDS, queue_max=16)
+    result: Settings = make_settings(kinds_table={"kinds": KINDS}, queue_max=16)
     return result
 
 
@@ -184,7 +184,7 @@ class TestNames:
         created = await (await post(client, images.make_png(), kind="chat")).json()
         without = {name: rules for name, rules in KINDS.items() if name != "chat"}
         other: Client = await aiohttp_client(
-            create_app(Settings(**{**_fields(settings), "kinds_table": without}))
+            create_app(Settings(**{**_fields(settings), "kinds_table": {"kinds": without}}))
         )
         response = await other.get(f"/v1/media/{created['id']}", headers=bearer())
         assert (await response.json())["kind"] == "chat"
@@ -322,6 +322,9 @@ class TestFile:
             ('[kinds."Big Kind"]\n', "kinds.Big Kind: a kind's name"),
             ("[other]\nx = 1\n", "MEDIASVC_KINDS_FILE"),
             ("[kinds.avatar\n", "not valid TOML"),
+            ('builtins = "no"\n', "'builtins' must be true or false"),
+            ('default = "chat"\n', "default: 'chat' is not a kind"),
+            ('builtins = false\ndefault = "post"\n[kinds.chat]\n', "default: 'post'"),
         ],
     )
     def test_a_bad_file_stops_startup_with_one_line_naming_the_key(
@@ -334,6 +337,25 @@ class TestFile:
         assert message in str(caught.value)
         assert "\n" not in str(caught.value)
         assert "MEDIASVC_KINDS_FILE" in str(caught.value)
+
+    def test_builtins_off_and_a_default_kind_leave_only_the_files_kinds(
+        self, tmp_path: Path
+    ) -> None:
+        """`builtins = false`: no `post` nor `avatar`; `default` names the kind of an upload
+        that sends none."""
+        env = self.write(
+            tmp_path,
+            """
+            builtins = false
+            default = "chat"
+
+            [kinds.chat]
+            max_bytes = 1048576
+            """,
+        )
+        settings = Settings.from_env(env)
+        assert set(kind_rules(settings)) == {"chat"}
+        assert default_kind(settings) == "chat"
 
     def test_without_a_file_post_and_avatar_are_as_before(self) -> None:
         """No file: a post keeps its aspect, an avatar is square, both with the global caps."""
@@ -348,3 +370,31 @@ def test_limits_describe_a_kind_with_exactly_the_file_keys() -> None:
     """What /v1/limits answers per kind is what a kinds file may say, key for key."""
     kinds = kind_rules(Settings(database_url="", url_signing_secret=""))
     assert set(kinds["post"].describe().model_dump()) == KIND_KEYS
+
+
+class TestOnlyTheProductsKinds:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """A product that allows its own `chat` kind only, and uploads default to it."""
+        result: Settings = make_settings(
+            kinds_table={
+                "builtins": False,
+                "default": "chat",
+                "kinds": {"chat": {"max_bytes": 200_000}},
+            }
+        )
+        return result
+
+    async def test_the_builtin_kinds_are_refused_and_uploads_default_to_chat(
+        self, client: Client
+    ) -> None:
+        """`post` (with its global 25 MiB) is an unknown kind; an upload naming none is a
+        chat, with chat's cap; /v1/limits lists chat alone."""
+        refused = await post(client, images.make_png(), kind="post")
+        assert refused.status == 400
+        assert (await refused.json())["known"] == ["chat"]
+        made = await post(client, images.make_png())
+        assert made.status == 201, await made.text()
+        assert (await made.json())["kind"] == "chat"
+        limits = await (await client.get("/v1/limits")).json()
+        assert list(limits["kinds"]) == ["chat"]

@@ -85,7 +85,9 @@ class TestDocument:
 
     def test_kinds_follow_the_kinds_file(self, make_settings: Callable[..., Settings]) -> None:
         """A kind from the kinds file is one the form and the session request may name."""
-        document = document_for(make_settings(kinds_table={"chat": {"max_bytes": 100_000}}))
+        document = document_for(
+            make_settings(kinds_table={"kinds": {"chat": {"max_bytes": 100_000}}})
+        )
         schemas = document["components"]["schemas"]
         for schema in ("UploadForm", "UploadSessionRequest"):
             assert schemas[schema]["properties"]["kind"]["enum"] == ["post", "avatar", "chat"]

@@ -45,7 +45,12 @@ PHOTO = images.make_jpeg(width=320, height=240)
 HTML = b"<html><script>alert(1)</script></html>" + b" " * 200
 # `single` holds one item per collection; `tiny` takes files of at most 1000 bytes.
 KINDS = {"single": {"collection_max": 1}, "tiny": {"max_bytes": 1000}}
-BASE = {"workers": 1, "cors_origins": (APP,), "auth_cookie": COOKIE, "kinds_table": KINDS}
+BASE = {
+    "workers": 1,
+    "cors_origins": (APP,),
+    "auth_cookie": COOKIE,
+    "kinds_table": {"kinds": KINDS},
+}
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     result: Settings = make_settings(
         queue_max=64,
         collection_max=10,
-        kinds_table={"avatar": {"collection_max": 1, "replace": True}},
+        kinds_table={"kinds": {"avatar": {"collection_max": 1, "replace": True}}},
     )
     return result
 

@@ -134,10 +134,10 @@ class Problem(BaseModel):
         default=MISSING, description="The field, parameter or member at fault."
     )
     limit: int | MISSING = Field(default=MISSING, description="The limit that was passed.")
-    actual: int | str | None | MISSING = Field(
+    actual: int | str | MISSING | None = Field(
         default=MISSING, description="What was sent instead (or, for a mismatch, what is)."
     )
-    expected: int | str | None | MISSING = MISSING
+    expected: int | str | MISSING | None = MISSING
     accepted: list[str] | MISSING = MISSING
     known: list[str] | MISSING = Field(default=MISSING, description="Known kinds.")
     quota: Literal["media", "bytes"] | MISSING = MISSING

@@ -38,7 +38,7 @@ from mediasvc.contract import codes, paths, shapes
 from mediasvc.form import IDEMPOTENCY_KEY
 from mediasvc.imaging.formats import LOADERS
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import DEFAULT_KIND, KindRules
+from mediasvc.kinds import KindRules, default_kind
 from mediasvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mediasvc.models import VISIBILITIES
 from mediasvc.spaces import SPACE_ID
@@ -133,10 +133,10 @@ def _model_schemas() -> dict[str, Any]:
     return schemas
 
 
-def _schemas(kinds: Mapping[str, KindRules]) -> dict[str, Any]:
+def _schemas(kinds: Mapping[str, KindRules], default: str) -> dict[str, Any]:
     schemas = _model_schemas()
     # What the configuration decides: the kinds a request may name, the types accepted.
-    kind = {**_enum(kinds), "description": f"Default {DEFAULT_KIND}."}
+    kind = {**_enum(kinds), "description": f"Default {default}."}
     request = schemas["UploadSessionRequest"]["properties"]
     # The form fields are checked as the upload form's (`form.UploadForm.check_field`).
     request["kind"] = kind
@@ -742,7 +742,7 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
         "paths": _paths(caller),
         "webhooks": _webhooks(),
         "components": {
-            "schemas": _schemas(kinds),
+            "schemas": _schemas(kinds, default_kind(settings)),
             "responses": _responses(),
             "securitySchemes": schemes,
         },
