@@ -21,7 +21,11 @@ from mediasvc.origins import origin_of
 from mediasvc.spaces import SPACE_ID_RULE, is_space_id
 
 # `success_redirect` makes the answer a 303 to that page (plain HTML forms: web.redirects).
-FIELD_NAMES = frozenset({"kind", "collection", "visibility", "space", "success_redirect"})
+FIELD_NAMES = frozenset(
+    {"kind", "collection", "visibility", "space", "position", "success_redirect"}
+)
+# The highest `position` an upload may ask for (a collection holds far fewer).
+MAX_POSITION = 100_000
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 
 
@@ -34,6 +38,8 @@ class UploadOptions:
     visibility: Visibility
     idempotency_key: str | None
     space: str | None
+    # Where in its collection the new item goes (dense, from 0); None: at the end.
+    position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,10 @@ class UploadForm:
             )
         if name == "collection" and value:
             check_collection_name(value)
+        if name == "position" and not (value.isdigit() and int(value) <= MAX_POSITION):
+            raise BadRequest(
+                f"position must be a whole number from 0 to {MAX_POSITION}.", field="position"
+            )
         if name == "space" and value:
             if not is_space_id(value):
                 raise BadRequest(f"space: {SPACE_ID_RULE}.", field="space")
@@ -140,10 +150,15 @@ class UploadForm:
             )
         private = space is not None or fields.get("visibility") == "private"
         visibility: Visibility = "private" if private else "public"
+        collection = kind.collection_for(fields.get("collection") or None)
+        position = int(fields["position"]) if "position" in fields else None
+        if position is not None and collection is None:
+            raise BadRequest("position needs a collection to be placed in.", field="position")
         return UploadOptions(
             kind=kind,
-            collection=kind.collection_for(fields.get("collection") or None),
+            collection=collection,
             visibility=visibility,
             idempotency_key=idempotency_key,
             space=space,
+            position=position,
         )

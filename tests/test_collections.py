@@ -105,6 +105,40 @@ class TestOrder:
             (second, 2),
         ]
 
+    async def test_an_upload_or_a_session_may_choose_its_position(self, client: Client) -> None:
+        """`position` puts a new item there and moves the later ones one on, for a form
+        upload and an upload session alike; past the end it appends; without a collection
+        it is 400."""
+        a, b = await fill(client, 2)
+        first = await upload(client, collection="profile", position="0")
+        assert first.status == 201
+        front = (await first.json())["id"]
+        opened = await client.post(
+            "/v1/uploads",
+            json={
+                "kind": "post",
+                "content_type": "image/png",
+                "size": 100,
+                "collection": "profile",
+                "position": 2,
+            },
+            headers=bearer(),
+        )
+        assert opened.status == 201, await opened.text()
+        middle = (await opened.json())["id"]
+        last = await upload(client, collection="profile", position="99")
+        end = (await last.json())["id"]
+        assert [i for i, _ in await collection_positions(client, "profile")] == [
+            front,
+            a,
+            middle,
+            b,
+            end,
+        ]
+        nowhere = await upload(client, position="1")
+        assert nowhere.status == 400
+        assert (await nowhere.json())["field"] == "position"
+
     async def test_reorder_applies_the_permutation(self, client: Client) -> None:
         """Positions follow the order given; the answer echoes it."""
         ids = await fill(client, 4)

@@ -290,6 +290,12 @@ class UploadSessionRequest(Shape):
     collection: str | None = None
     visibility: str | None = None
     space: str | None = None
+    position: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="Where in its collection the new item goes (from 0); default: the end.",
+    )
     content_type: str = Field(min_length=1)
     # The largest size anyone could declare: PostgreSQL's bigint.
     size: int = Field(gt=0, le=2**63 - 1)

@@ -57,12 +57,27 @@ INSERT_MEDIA = f"""
 INSERT INTO media (id, owner, kind, collection, position, visibility, status,
                    original_mime, original_bytes, sha256, idempotency_key, space, expires_at)
 VALUES ($1, $2, $3, $4,
-        CASE WHEN $4::text IS NULL THEN 0 ELSE (
+        CASE WHEN $4::text IS NULL THEN 0 WHEN $13::integer IS NOT NULL THEN $13 ELSE (
             SELECT coalesce(max(position) + 1, 0) FROM media WHERE owner = $2 AND collection = $4
         ) END,
         $5, $11, $6, $7, $8, $9, $10,
         CASE WHEN $12::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $12) END)
 RETURNING {_COLUMNS}
+"""
+
+# Room for a new item at dense position `$3` of a collection (under its lock): the slot of
+# the live item now there, and every row from that slot on moved one slot later. No row:
+# `$3` is at or past the end, and the item is simply appended.
+MAKE_ROOM = """
+WITH at AS (
+    SELECT position AS slot FROM media
+    WHERE owner = $1 AND collection = $2 AND status <> 'deleting'
+    ORDER BY position OFFSET $3 LIMIT 1
+), moved AS (
+    UPDATE media SET position = position + 1
+    WHERE owner = $1 AND collection = $2 AND position >= (SELECT slot FROM at)
+)
+SELECT slot FROM at
 """
 
 # A session's bytes arrived: it becomes `processing` with the facts of what was read,
@@ -250,6 +265,13 @@ async def lock_collection(conn: Connection, owner: str, collection: str) -> None
     await conn.execute(LOCK_COLLECTION, owner, collection)
 
 
+async def make_room(conn: Connection, owner: str, collection: str, position: int) -> int | None:
+    """In a transaction, under the collection lock: free the slot of dense position
+    `position` for a new item; None when that is past the end (append)."""
+    slot: int | None = await conn.fetchval(MAKE_ROOM, owner, collection, position)
+    return slot
+
+
 async def lock_owner(conn: Connection, owner: str) -> None:
     """In a transaction: wait for, then hold, the lock on one owner's uploads."""
     await conn.execute(LOCK_OWNER, owner)
@@ -283,6 +305,7 @@ async def insert_media(
     space: str | None,
     status: Status = "processing",
     expires_in_s: float | None = None,
+    slot: int | None = None,
 ) -> Media:
     """Record a new upload before any file is written: `processing` (its bytes are here) or
     `pending` (an upload session, expiring in `expires_in_s`)."""
@@ -300,6 +323,7 @@ async def insert_media(
         space,
         status,
         expires_in_s,
+        slot,
     )
     assert row is not None, "INSERT ... RETURNING returns the row"
     return _media(row)

@@ -303,7 +303,11 @@ class UploadFlow:
                         f"The collection {options.collection!r} already holds {count} items.",
                         limit=options.kind.collection_max,
                     )
-            return Reserved(await insert(conn), created=True)
+            slot = None
+            if options.collection is not None and options.position is not None:
+                # Rows of the collection, under its lock (docs/decisions.md, lock order).
+                slot = await queries.make_room(conn, owner, options.collection, options.position)
+            return Reserved(await insert(conn, slot=slot), created=True)
 
         try:
             if key is not None:

@@ -164,6 +164,12 @@ def _schemas(kinds: Mapping[str, KindRules], default: str) -> dict[str, Any]:
                     "collection": _COLLECTION,
                     "visibility": {**_enum(VISIBILITIES), "description": "Default public."},
                     "space": {**_SPACE, "description": "Needs the space in the token; private."},
+                    "position": {
+                        "type": "string",
+                        "pattern": "^[0-9]{1,6}$",
+                        "description": "Where in its collection the new item goes (from 0; "
+                        "the items from there on move one later); default: the end.",
+                    },
                     "success_redirect": {
                         "type": "string",
                         "format": "uri",

@@ -132,6 +132,8 @@ def _session_request(
             continue
         form.check_field(name, value)
         fields[name] = value
+    if asked.position is not None:
+        fields["position"] = str(asked.position)
     return SessionRequest(
         options=form.options(fields, idempotency_key),
         declared=Declared(asked.content_type, asked.size, asked.sha256),
