@@ -41,6 +41,21 @@ async def fill(client: Client, count: int, collection: str = "profile") -> list[
     return ids
 
 
+async def open_session(client: Client, **members: Any) -> str:
+    """Open an upload session into the `profile` collection; its id."""
+    body = {
+        "kind": "post",
+        "content_type": "image/png",
+        "size": 100,
+        "collection": "profile",
+        **members,
+    }
+    opened = await client.post("/v1/uploads", json=body, headers=bearer())
+    assert opened.status == 201, await opened.text()
+    session_id: str = (await opened.json())["id"]
+    return session_id
+
+
 class TestCap:
     async def test_sixth_item_is_409_collection_full(self, client: Client) -> None:
         """The cap counts live items; the refusal names the limit."""
@@ -74,18 +89,7 @@ class TestOrder:
         """With two ready items and an open session, listing only the ready ones reverses
         them and puts the session after; leaving a ready one out is 409."""
         first, second = await fill(client, 2)
-        opened = await client.post(
-            "/v1/uploads",
-            json={
-                "kind": "post",
-                "content_type": "image/png",
-                "size": 100,
-                "collection": "profile",
-            },
-            headers=bearer(),
-        )
-        assert opened.status == 201
-        pending = (await opened.json())["id"]
+        pending = await open_session(client)
         path = "/v1/collections/profile/order"
         response = await client.put(path, json={"ids": [second, first]}, headers=bearer())
         assert response.status == 200
@@ -113,19 +117,7 @@ class TestOrder:
         first = await upload(client, collection="profile", position="0")
         assert first.status == 201
         front = (await first.json())["id"]
-        opened = await client.post(
-            "/v1/uploads",
-            json={
-                "kind": "post",
-                "content_type": "image/png",
-                "size": 100,
-                "collection": "profile",
-                "position": 2,
-            },
-            headers=bearer(),
-        )
-        assert opened.status == 201, await opened.text()
-        middle = (await opened.json())["id"]
+        middle = await open_session(client, position=2)
         last = await upload(client, collection="profile", position="99")
         end = (await last.json())["id"]
         assert [i for i, _ in await collection_positions(client, "profile")] == [

@@ -3,6 +3,8 @@ and telling the client its budget in every answer."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 
 from mediasvc import budgets, db
@@ -17,9 +19,16 @@ from mediasvc.kinds import KindRules
 SPENT = web.RequestKey("mediasvc.spent", list[Spent])
 
 
-def operation_budget(request: web.Request, operation: str) -> Budget | None:
-    """The configured budget for `operation` (`uploads`, `deletes`, `reads`); None if off."""
-    per_minute = getattr(request.app[SETTINGS], f"user_{operation}_per_min")
+def operation_budget(
+    request: web.Request, operation: Literal["uploads", "deletes", "reads"]
+) -> Budget | None:
+    """The configured budget for `operation`; None if it is off."""
+    settings = request.app[SETTINGS]
+    per_minute = {
+        "uploads": settings.user_uploads_per_min,
+        "deletes": settings.user_deletes_per_min,
+        "reads": settings.user_reads_per_min,
+    }[operation]
     return Budget(operation, per_minute) if per_minute else None
 
 
