@@ -235,7 +235,8 @@ def refuses_connections(port: int) -> bool:
     """Whether nothing listens on `port` any more (the app began its shutdown)."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: the listening socket closed with this connection still in its backlog.
         return True
     return False
 
@@ -301,6 +302,7 @@ async def test_sigterm_lets_running_uploads_finish(client: Client, settings: Set
         assert await asyncio.to_thread(process.wait, 40) == 0
     finally:
         process.kill()
+        await asyncio.to_thread(process.wait)
     assert all(isinstance(s, str) and is_media_id(s) for s in statuses)  # both answered 201
     assert await client.app[DB].fetchval("SELECT count(*) FROM media WHERE status <> 'ready'") == 0
     await assert_consistent(client)
