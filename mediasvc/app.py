@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
             _imaging_pool,
             _upload_flow,
             _reaper_timer,
+            _session_completer,
             _event_dispatcher,
             _provider_keys,
         ]
@@ -175,23 +176,50 @@ async def _event_dispatcher(app: web.Application) -> AsyncIterator[None]:
 async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
-    async def every_interval() -> None:
-        while True:
-            # Jitter, so nodes started together do not all scan at once.
-            await asyncio.sleep(settings.reaper_interval_s * random.uniform(0.5, 1.5))  # noqa: S311
-            try:
-                report = await reap(
-                    app[DB], app[STORAGE], settings.spool_dir, grace_s=settings.reaper_grace_s
-                )
-                reaped = app[METRICS].reaper
-                reaped.labels("rows").inc(report.rows_removed)
-                reaped.labels("orphans").inc(report.orphans_removed)
-                reaped.labels("spool").inc(report.spool_removed)
-            except Exception:
-                log.exception("reaper.failed")
+    async def reap_once() -> None:
+        report = await reap(
+            app[DB], app[STORAGE], settings.spool_dir, grace_s=settings.reaper_grace_s
+        )
+        reaped = app[METRICS].reaper
+        reaped.labels("rows").inc(report.rows_removed)
+        reaped.labels("orphans").inc(report.orphans_removed)
+        reaped.labels("spool").inc(report.spool_removed)
 
-    task = asyncio.create_task(every_interval())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _every(settings.reaper_interval_s, reap_once, "reaper.failed"):
+        yield
+
+
+async def _session_completer(app: web.Application) -> AsyncIterator[None]:
+    """Sessions that complete by themselves, on every node (`SessionFlow.complete_due`)."""
+
+    async def complete_due() -> None:
+        await app[SESSIONS].complete_due()
+
+    interval_s = app[SETTINGS].auto_complete_interval_s
+    async with _every(interval_s, complete_due, "session.completer_failed"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _every(
+    interval_s: float, work: Callable[[], Awaitable[None]], failure: str
+) -> AsyncIterator[None]:
+    """Runs `work` about every `interval_s` while the block runs; a failing round is logged
+    as `failure` and the next one runs anyway."""
+
+    async def loop() -> None:
+        while True:
+            # Jitter, so nodes started together do not all work at once.
+            await asyncio.sleep(interval_s * random.uniform(0.5, 1.5))  # noqa: S311
+            try:
+                await work()
+            except Exception:
+                log.exception(failure)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

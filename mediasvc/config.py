@@ -357,6 +357,11 @@ class Settings:
     reaper_grace_s: float = field(
         default=900.0, metadata=_env("REAPER_GRACE_S", _non_negative_float)
     )
+    # How often each node looks for auto-completing sessions due for a look (each session's
+    # own looks back off from 1 s to 30 s: `db.queries.CLAIM_AUTO_COMPLETE`).
+    auto_complete_interval_s: float = field(
+        default=1.0, metadata=_env("AUTO_COMPLETE_INTERVAL_S", _positive_float)
+    )
     db_timeout_s: float = field(default=10.0, metadata=_env("DB_TIMEOUT_S", _positive_float))
     # Events (`mediasvc.events`): where webhooks go (none: no events are recorded), the key
     # that signs them (required with a URL), and how long one attempt and all retries last.

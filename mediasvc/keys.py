@@ -37,7 +37,7 @@ def possible_keys(media_id: str) -> list[str]:
     do not exist is harmless on every backend.
     """
     return [upload_key(media_id)] + [
-        variant_key(media_id, f"{spec.name}{output.extension}", private=private)
+        variant_key(media_id, output.filename(spec.name), private=private)
         for private in (False, True)
         for spec in VARIANTS
         for output in OUTPUT_FORMATS.values()

@@ -67,6 +67,8 @@ class Media:
     # Upload sessions: when a `pending` one expires, and why a `failed` one failed.
     expires_at: datetime | None = None
     problem: dict[str, object] | None = None
+    # A session that completes by itself once its bytes are stored (`"complete": "auto"`).
+    auto_complete: bool = False
 
     @property
     def is_private(self) -> bool:

@@ -371,7 +371,12 @@ async def test_connect_src_admits_every_origin_the_store_presigns_for(
             storage = S3Storage(s3, bucket)
             for method in ("post", "put"):
                 upload = await storage.direct_upload(
-                    "uploads/x", content_type="image/jpeg", max_bytes=1, method=method, ttl_s=60
+                    "uploads/x",
+                    content_type="image/jpeg",
+                    size=1,
+                    max_bytes=1,
+                    method=method,
+                    ttl_s=60,
                 )
                 assert upload is not None
                 parts = urlsplit(upload.url)

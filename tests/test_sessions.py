@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
 from support import assert_nothing_left, bearer, parametrize_backends, stored_keys, upload_form
 
-from mediasvc.appkeys import DB, SESSIONS, STORAGE, UPLOADS
+from mediasvc.appkeys import DB, KINDS, SESSIONS, STORAGE, UPLOADS
 from mediasvc.config import Settings
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
@@ -32,6 +32,8 @@ async def open_session(client: Client, data: bytes = PHOTO, **overrides: Any) ->
     body = {"kind": "post", "content_type": "image/jpeg", "size": len(data), **overrides}
     headers = bearer(overrides.pop("sub", "alice")) if "sub" in overrides else bearer()
     body.pop("sub", None)
+    if body["size"] is None:  # `size=None`: the client does not say
+        del body["size"]
     return await client.post("/v1/uploads", json=body, headers=headers)
 
 
@@ -287,8 +289,9 @@ class TestRefusals:
     @pytest.mark.parametrize(
         "body",
         [
-            {"kind": "post", "content_type": "image/jpeg"},
+            {"kind": "post", "size": 12},
             {"kind": "post", "content_type": "image/jpeg", "size": "12"},
+            {"kind": "post", "content_type": "image/jpeg", "complete": "later"},
             {"kind": "post", "content_type": "image/jpeg", "size": True},
             {"kind": "post", "content_type": "image/jpeg", "size": 5, "sha256": "XYZ"},
             {"kind": "post", "content_type": "image/jpeg", "size": 5, "upload_method": "get"},
@@ -461,3 +464,180 @@ class TestOwnerSlotsAndLateBodies:
         response = await client.post("/v1/uploads", json=body, headers=headers)
         assert response.status == 422
         assert (await response.json())["code"] == "idempotency_key_reused"
+
+
+async def media_of(client: Client, media_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/media/{media_id}", headers=bearer())
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+@parametrize_backends
+class TestSizeLater:
+    """Clients that do not know the size before reading the file may leave it out."""
+
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        result: Settings = make_settings(owner_max_bytes=30 * 2**20)
+        return result
+
+    async def test_a_session_without_size_holds_the_kinds_maximum_until_complete(
+        self, client: Client, settings: Settings, backend: str
+    ) -> None:
+        """The row holds the kind's max_bytes against the byte quota while pending; after
+        complete it holds the real size, and the media is the same as with a size."""
+        session = await opened(client, size=None)
+        held = await client.app[DB].fetchval(
+            "SELECT original_bytes FROM media WHERE id = $1", session["id"]
+        )
+        assert held == client.app[KINDS]["post"].max_bytes
+        if backend == "s3":
+            policy_fields = session["upload"]["fields"]
+            assert "policy" in policy_fields
+        # A second size-less session would hold 2 x 25 MiB: over the 30 MiB quota.
+        refused = await open_session(client, size=None)
+        assert refused.status == 409, await refused.text()
+        assert (await refused.json())["code"] == "quota_exceeded"
+        assert await send(client, session["upload"], PHOTO) in (200, 204)
+        response = await complete(client, session["id"])
+        assert response.status == 201, await response.text()
+        media = await response.json()
+        assert media["original"]["bytes"] == len(PHOTO)
+        assert media["original"]["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+        assert (await open_session(client, size=None)).status == 201
+
+    async def test_a_presigned_put_needs_the_size_on_s3(self, client: Client, backend: str) -> None:
+        """S3 caps a presigned PUT only at a signed exact length: without one, 400 naming
+        `size` and no row. Local disk caps the PUT itself, so it needs none."""
+        response = await open_session(client, size=None, upload_method="put")
+        if backend == "local":
+            session = await response.json()
+            assert response.status == 201, session
+            assert await send(client, session["upload"], PHOTO) == 204
+            assert (await complete(client, session["id"])).status == 201
+            return
+        assert response.status == 400
+        assert (await response.json())["field"] == "size"
+        assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 0
+
+
+@parametrize_backends
+class TestPlannedUrls:
+    async def test_the_session_names_the_media_and_its_future_variant_urls(
+        self, client: Client
+    ) -> None:
+        """`media_url` is the Location; the public variants' URLs, known at open, are the
+        ones the ready media has."""
+        response = await open_session(client)
+        session = await response.json()
+        assert session["media_url"] == response.headers["Location"]
+        assert session["media_url"] == f"/v1/media/{session['id']}"
+        planned = session["variant_urls"]
+        assert set(planned) == {"thumbnail", "small", "medium", "large", "full"}
+        await send(client, session["upload"], PHOTO)
+        media = await (await complete(client, session["id"])).json()
+        assert planned == {name: v["url"] for name, v in media["variants"].items()}
+
+    async def test_a_private_session_plans_no_urls(self, client: Client) -> None:
+        """Private variants' URLs are signed when read: none are promised at open."""
+        session = await opened(client, visibility="private")
+        assert session["variant_urls"] is None
+
+
+@parametrize_backends
+class TestAutoComplete:
+    """`"complete": "auto"`: the session completes once its bytes are stored."""
+
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        """The completer's timer out of the way: each test runs its rounds itself."""
+        result: Settings = make_settings(auto_complete_interval_s=3600.0)
+        return result
+
+    async def _finished(self, client: Client, media_id: str, backend: str) -> None:
+        """The object stored: on local disk the PUT completed it; on S3 a completer round
+        finds it. Then the background processing ends."""
+        if backend == "s3":
+            assert await client.app[SESSIONS].complete_due() == 1
+        await asyncio.wait_for(asyncio.gather(*client.app[SESSIONS].running), DEADLINE_S)
+
+    async def test_the_media_becomes_ready_without_a_complete_call(
+        self, client: Client, backend: str
+    ) -> None:
+        session = await opened(client, complete="auto")
+        assert session["complete"] == "auto"
+        assert await row_status(client, session["id"]) == "pending"
+        assert await send(client, session["upload"], PHOTO) in (200, 204)
+        await self._finished(client, session["id"], backend)
+        media = await media_of(client, session["id"])
+        assert media["status"] == "ready"
+        assert set(media["variants"]) == set(session["variant_urls"])
+        assert upload_key(session["id"]) not in await stored_keys(client)
+        # complete_url still answers, with what became of it.
+        again = await complete(client, session["id"])
+        assert again.status == 200
+        assert (await again.json())["status"] == "ready"
+
+    async def test_refused_bytes_are_kept_as_failed_with_their_problem(
+        self, client: Client, settings: Settings, backend: str
+    ) -> None:
+        """Nobody may be waiting for the answer: the row stays `failed` with the problem
+        (as an asynchronous completion's), the raw object goes, and the reaper ends it."""
+        data = b"not an image at all" * 50
+        session = await opened(client, data, complete="auto")
+        sent = await send(client, session["upload"], data)
+        if backend == "local":
+            assert sent == 415  # the PUT itself sniffs the bytes, and answers
+        else:
+            await self._finished(client, session["id"], backend)
+        failed = await media_of(client, session["id"])
+        assert failed["status"] == "failed"
+        assert failed["problem"]["code"] == "unsupported_media_type"
+        assert await stored_keys(client) == []
+        await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=0)
+        await assert_nothing_left(client, settings)
+
+    async def test_looks_for_a_missing_object_back_off(self, client: Client) -> None:
+        """A session whose bytes have not come is looked at again later, each time later
+        (1, 2, 4 ... up to 30 s), and not by two nodes at once."""
+        session = await opened(client, complete="auto")
+        sessions = client.app[SESSIONS]
+        delays = []
+        for _ in range(3):
+            # Make the next look due now, and see how far the round pushes it back.
+            await client.app[DB].execute(
+                "UPDATE media SET auto_check_at = now() WHERE id = $1", session["id"]
+            )
+            assert await sessions.complete_due() == 1
+            assert await sessions.complete_due() == 0  # claimed: not due again yet
+            delays.append(
+                await client.app[DB].fetchval(
+                    "SELECT extract(epoch FROM auto_check_at - now()) FROM media WHERE id = $1",
+                    session["id"],
+                )
+            )
+        assert [round(float(d)) for d in delays] == [1, 2, 4]
+        assert await row_status(client, session["id"]) == "pending"
+        explicit = await opened(client)
+        await client.app[DB].execute("UPDATE media SET auto_check_at = now()")
+        assert await sessions.complete_due() == 1  # the explicit session is never looked at
+        assert explicit["complete"] == "explicit"
+
+
+class TestAutoCompleteTimer:
+    @pytest.fixture
+    def settings(self, make_settings: Any) -> Settings:
+        result: Settings = make_settings(auto_complete_interval_s=0.05)
+        return result
+
+    @pytest.mark.parametrize("backend", ["s3"], indirect=True)
+    async def test_every_node_completes_due_sessions_by_itself(self, client: Client) -> None:
+        """The app's own completer finds the object a client POSTed to the bucket."""
+        session = await opened(client, complete="auto")
+        assert await send(client, session["upload"], PHOTO) == 204
+
+        async def ready() -> bool:
+            return await row_status(client, session["id"]) == "ready"
+
+        await wait_until(ready, "the completer made the media")

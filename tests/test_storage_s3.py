@@ -181,7 +181,12 @@ class TestPresignedUploadsAreSigV4:
         )
         async with open_client(settings) as client:
             direct = await S3Storage(client, settings.s3_bucket).direct_upload(
-                "uploads/abc/raw", content_type="image/jpeg", max_bytes=1234, method="put", ttl_s=60
+                "uploads/abc/raw",
+                content_type="image/jpeg",
+                size=1234,
+                max_bytes=1234,
+                method="put",
+                ttl_s=60,
             )
         assert direct is not None
         assert direct.method == "PUT"
@@ -218,7 +223,12 @@ class TestPresignedUploadsAreSigV4:
         settings = replace(settings, s3_region=region)
         async with open_client(settings) as client:
             direct = await S3Storage(client, settings.s3_bucket).direct_upload(
-                "uploads/abc/raw", content_type="image/png", max_bytes=999, method="post", ttl_s=60
+                "uploads/abc/raw",
+                content_type="image/png",
+                size=None,
+                max_bytes=999,
+                method="post",
+                ttl_s=60,
             )
         assert direct is not None
         assert direct.method == "POST"

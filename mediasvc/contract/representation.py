@@ -14,8 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mediasvc.config import Settings
 from mediasvc.contract import shapes
+from mediasvc.imaging.formats import OUTPUT_FORMATS
 from mediasvc.imaging.variants import VARIANTS
-from mediasvc.keys import PRIVATE_PREFIX, is_private
+from mediasvc.keys import PRIVATE_PREFIX, is_private, variant_key
 from mediasvc.models import Media
 from mediasvc.signing import sign_path
 
@@ -36,6 +37,21 @@ def variant_url(key: str, settings: Settings) -> str:
         )
         return urlunsplit((base.scheme, base.netloc, "", "", "")) + signed
     return f"{settings.public_media_url}/{key}"
+
+
+def planned_variant_urls(
+    media: Media, output_format: str, settings: Settings
+) -> dict[str, str] | None:
+    """The URLs a public media's variants will have once it is ready (every variant of the
+    ladder is written, in the kind's one output format); None for a private media, whose
+    URLs are signed when it is read."""
+    if media.is_private:
+        return None
+    output = OUTPUT_FORMATS[output_format]
+    return {
+        spec.name: variant_url(variant_key(media.id, output.filename(spec.name)), settings)
+        for spec in VARIANTS
+    }
 
 
 def _document(

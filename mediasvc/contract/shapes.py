@@ -298,11 +298,27 @@ class UploadSessionRequest(Shape):
     )
     content_type: str = Field(min_length=1)
     # The largest size anyone could declare: PostgreSQL's bigint.
-    size: int = Field(gt=0, le=2**63 - 1)
+    size: int | None = Field(
+        default=None,
+        gt=0,
+        le=2**63 - 1,
+        description="The file's size in bytes. Left out, the upload may be as large as the "
+        "kind's `max_bytes`, which the owner's byte quota holds until `complete`; a "
+        "presigned PUT to S3 needs it (S3 can cap a PUT only at a signed exact length).",
+    )
     sha256: Sha256 | None = None
     upload_method: Literal["post", "put"] = Field(
         default="post", description="S3: a presigned POST (the default) or PUT."
     )
+    complete: CompleteMode = Field(
+        default="explicit",
+        description="`auto`: the session completes by itself once its bytes are stored "
+        "(local disk: when the signed PUT ends; S3: when a node finds the object, within "
+        "seconds); `complete_url` still works, and answers what became of it.",
+    )
+
+
+CompleteMode = Literal["explicit", "auto"]
 
 
 class SessionExpectations(Shape):
@@ -346,6 +362,11 @@ class UploadSession(Shape):
                         "expires_at": "2026-11-21T12:15:00Z",
                     },
                     "complete_url": paths.UPLOAD_COMPLETE.format(media_id=EXAMPLE_ID),
+                    "complete": "explicit",
+                    "media_url": paths.MEDIA_ITEM.format(media_id=EXAMPLE_ID),
+                    "variant_urls": {
+                        spec.name: f"/media/k3/{EXAMPLE_ID}/{spec.name}.webp" for spec in VARIANTS
+                    },
                 }
             ]
         }
@@ -356,6 +377,13 @@ class UploadSession(Shape):
     expires_at: Timestamp | None
     upload: DirectUpload
     complete_url: str
+    complete: CompleteMode
+    media_url: str = Field(description="The media's own URL (also the `Location` header).")
+    variant_urls: dict[str, str] | None = Field(
+        description="Public media: the URL each variant will have once the media is ready, "
+        "to store now (they answer 404 until then). Private media: null (their URLs are "
+        "signed when read)."
+    )
 
 
 class KindLimits(Shape):

@@ -31,7 +31,8 @@ _COLUMNS = """
     )::integer END AS position,
     position AS slot, visibility, space, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
-    sha256, variants, thumbhash, dominant_color, processing, created_at, expires_at, problem
+    sha256, variants, thumbhash, dominant_color, processing, created_at, expires_at, problem,
+    auto_complete
 """
 
 # Serialises what reads a collection to change it: inserts (the cap and the next slot),
@@ -55,13 +56,15 @@ SELECT count(*) FROM media WHERE owner = $1 AND collection = $2 AND status <> 'd
 # two items share one); media outside collections sit at 0.
 INSERT_MEDIA = f"""
 INSERT INTO media (id, owner, kind, collection, position, visibility, status,
-                   original_mime, original_bytes, sha256, idempotency_key, space, expires_at)
+                   original_mime, original_bytes, sha256, idempotency_key, space, expires_at,
+                   auto_complete, auto_check_at)
 VALUES ($1, $2, $3, $4,
         CASE WHEN $4::text IS NULL THEN 0 WHEN $13::integer IS NOT NULL THEN $13 ELSE (
             SELECT coalesce(max(position) + 1, 0) FROM media WHERE owner = $2 AND collection = $4
         ) END,
         $5, $11, $6, $7, $8, $9, $10,
-        CASE WHEN $12::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $12) END)
+        CASE WHEN $12::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $12) END,
+        $14, CASE WHEN $14 THEN now() END)
 RETURNING {_COLUMNS}
 """
 
@@ -90,9 +93,10 @@ WHERE id = $1 AND status = 'pending' AND expires_at > now()
 RETURNING {_COLUMNS}
 """
 
+# `pending` too: an auto-completing session whose bytes are refused keeps its problem.
 MARK_FAILED = f"""
 UPDATE media SET status = 'failed', problem = $2, updated_at = now()
-WHERE id = $1 AND status = 'processing'
+WHERE id = $1 AND status IN ('processing', 'pending')
 RETURNING {_COLUMNS}
 """
 
@@ -195,6 +199,24 @@ WHERE id IN (
        OR (status = 'pending' AND expires_at < now())
     ORDER BY updated_at
     LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+# Auto-completing sessions due for a look at their object, claimed by one statement that
+# commits at once (as `CLAIM_STUCK`): the next look is pushed back, doubling from 1 s up to
+# 30 s, so other nodes skip these until then and no row lock is held while storage is read.
+CLAIM_AUTO_COMPLETE = """
+UPDATE media
+SET auto_checks = auto_checks + 1,
+    auto_check_at = now() + make_interval(secs => least(power(2, auto_checks), 30))
+WHERE id IN (
+    SELECT id FROM media
+    WHERE status = 'pending' AND auto_complete AND auto_check_at <= now()
+      AND expires_at > now()
+    ORDER BY auto_check_at
+    LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id
@@ -306,6 +328,7 @@ async def insert_media(
     status: Status = "processing",
     expires_in_s: float | None = None,
     slot: int | None = None,
+    auto_complete: bool = False,
 ) -> Media:
     """Record a new upload before any file is written: `processing` (its bytes are here) or
     `pending` (an upload session, expiring in `expires_in_s`)."""
@@ -324,6 +347,7 @@ async def insert_media(
         status,
         expires_in_s,
         slot,
+        auto_complete,
     )
     assert row is not None, "INSERT ... RETURNING returns the row"
     return _media(row)
@@ -462,6 +486,11 @@ async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]
     return [r["id"] for r in await conn.fetch(CLAIM_STUCK, grace_s, limit)]
 
 
+async def claim_auto_complete(conn: Connection, limit: int) -> list[str]:
+    """Up to `limit` auto-completing sessions due for a look, their next look pushed back."""
+    return [r["id"] for r in await conn.fetch(CLAIM_AUTO_COMPLETE, limit)]
+
+
 async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     """Which of `ids` have a row."""
     return {r["id"] for r in await conn.fetch(EXISTING_IDS, list(ids))}
@@ -551,6 +580,7 @@ def _media(row: asyncpg.Record) -> Media:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         problem=row["problem"],
+        auto_complete=row["auto_complete"],
     )
 
 

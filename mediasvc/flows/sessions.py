@@ -28,14 +28,17 @@ import structlog
 from mediasvc import db
 from mediasvc.auth import Principal
 from mediasvc.contract import codes, paths
+from mediasvc.contract.shapes import CompleteMode
 from mediasvc.db import queries
 from mediasvc.errors import (
+    BadRequest,
     Busy,
     Conflict,
     Gone,
     MediaError,
     NotFound,
     PayloadTooLarge,
+    RetryLater,
     Unprocessable,
     UnsupportedMediaType,
     UploadMissing,
@@ -59,11 +62,15 @@ UploadMethod = Literal["post", "put"]
 
 @dataclass(frozen=True, slots=True)
 class SessionRequest:
-    """What a client asked to upload: its options, the declared file, and how to send it."""
+    """What a client asked to upload: its options, the declared file (`size` None: not
+    known yet), how to send it, and whether the session completes by itself."""
 
     options: UploadOptions
-    declared: Declared
+    mime: str
+    size: int | None
+    sha256: str | None
     method: UploadMethod
+    complete: CompleteMode = "explicit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,34 +111,51 @@ class SessionFlow:
     running: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def open(self, owner: str, asked: SessionRequest) -> Session:
-        """Check the declared file against the kind, reserve the `pending` row, presign."""
-        kind, declared = asked.options.kind, asked.declared
-        if declared.mime not in kind.accept:
+        """Check the declared file against the kind, reserve the `pending` row, presign.
+
+        Without a declared size the row holds the kind's `max_bytes`: the most the upload
+        may be, held against the owner's byte quota until `complete` reads the real size."""
+        kind = asked.options.kind
+        if asked.mime not in kind.accept:
             raise UnsupportedMediaType(
-                f"{declared.mime} is not accepted for kind {kind.name!r}; accepted types are "
+                f"{asked.mime} is not accepted for kind {kind.name!r}; accepted types are "
                 f"{', '.join(sorted(kind.accept))}.",
-                actual=declared.mime,
+                actual=asked.mime,
                 accepted=sorted(kind.accept),
             )
-        if declared.size > kind.max_bytes:
+        if asked.size is not None and asked.size > kind.max_bytes:
             raise PayloadTooLarge(
                 f"The file is larger than {kind.max_bytes} bytes for kind {kind.name!r}.",
                 limit=kind.max_bytes,
-                actual=declared.size,
+                actual=asked.size,
             )
+        if asked.size is None and asked.method == "put" and self.storage.put_needs_size:
+            # Unsigned, a PUT to the bucket could store gigabytes before anyone looks.
+            raise BadRequest(
+                "size is required with upload_method put: the storage caps a presigned PUT "
+                "only at its exact length. Send size, or use post.",
+                field="size",
+            )
+        declared = Declared(asked.mime, asked.size or kind.max_bytes, asked.sha256)
         reserved = await self.uploads.reserve(
-            new_media_id(), owner, declared, asked.options, session_ttl_s=self.ttl_s
+            new_media_id(),
+            owner,
+            declared,
+            asked.options,
+            session_ttl_s=self.ttl_s,
+            auto_complete=asked.complete == "auto",
         )
-        upload = await self._target(reserved.media, asked.method)
+        upload = await self._target(reserved.media, asked.method, exact=asked.size is not None)
         return Session(reserved.media, upload, created=reserved.created)
 
-    async def _target(self, media: Media, method: UploadMethod) -> DirectUpload:
+    async def _target(self, media: Media, method: UploadMethod, *, exact: bool) -> DirectUpload:
         """Where the client sends the bytes: the store itself, or the app's signed URL."""
         ttl_s = max(1, int(_seconds_left(media)))
         try:
             direct = await self.storage.direct_upload(
                 upload_key(media.id),
                 content_type=media.original.mime,
+                size=media.original.bytes if exact else None,
                 max_bytes=media.original.bytes,
                 method=method,
                 ttl_s=ttl_s,
@@ -145,10 +169,22 @@ class SessionFlow:
 
     async def receive(self, media_id: str, chunks: AsyncIterator[bytes]) -> str:
         """Local disk: stream a signed PUT's body into storage, capped at the declared size;
-        the sha256 of what was stored.
+        the sha256 of what was stored. A session that completes by itself is completed
+        then (its processing in the background): refused bytes are the PUT's answer.
 
         `chunks` is read only once the session is found waiting and the owner's in-flight
         slot is taken."""
+        sha256 = await self._store_body(media_id, chunks)
+        media = await self._get(media_id)
+        if media.auto_complete:
+            try:
+                await self._complete(media, wait=False)
+            except RetryLater as exc:
+                # The bytes are stored: the completer tries again shortly.
+                log.info("session.auto_complete_deferred", media_id=media_id, code=exc.code)
+        return sha256
+
+    async def _store_body(self, media_id: str, chunks: AsyncIterator[bytes]) -> str:
         media = await self._get(media_id)
         if media.status != "pending":
             raise Conflict("This upload session is not waiting for bytes any more.")
@@ -167,9 +203,7 @@ class SessionFlow:
                     return upload.sha256
             except MediaError as exc:
                 if exc.status < 500 and exc.code != codes.INCOMPLETE_BODY.code:
-                    # Bad bytes: the same answer as a form upload, and nothing kept (a
-                    # session no longer pending is left as it is).
-                    await self._discard(media)
+                    await self._refuse(media, exc)
                 raise
 
     async def complete(
@@ -189,6 +223,25 @@ class SessionFlow:
         if not principal.may_act_on(media.owner):
             raise NotFound("No such upload session.")
         _check_expected(media, expected or {})
+        return await self._complete(media, wait=wait)
+
+    async def complete_due(self, limit: int = 20) -> int:
+        """Auto-completing sessions (on S3, whose bytes arrive without telling anyone): claim
+        those due for a look, complete the ones whose object is there; how many were looked
+        at. Each claim pushes its next look back, doubling, so a session whose client never
+        sends anything costs a few reads until it expires."""
+        async with db.connection(self.db) as conn:
+            due = await queries.claim_auto_complete(conn, limit)
+        for media_id in due:
+            try:
+                await self._complete(await self._get(media_id), wait=False)
+            except MediaError as exc:
+                # Not there yet, busy, or refused (then kept as `failed`): nobody to answer.
+                log.debug("session.auto_complete", media_id=media_id, code=exc.code)
+        return len(due)
+
+    async def _complete(self, media: Media, *, wait: bool) -> Completed:
+        media_id = media.id
         if media.status != "pending":
             return self._settled(media)
         _check_open(media)
@@ -246,8 +299,7 @@ class SessionFlow:
             raise Busy("Storage is unavailable; try again shortly.") from exc
         except MediaError as exc:
             if exc.status < 500:
-                # Bad bytes: the same answer as a form upload, and nothing kept.
-                await self._discard(media)
+                await self._refuse(media, exc)
             raise
 
     async def _start(self, media: Media, upload: SpooledUpload) -> Media | None:
@@ -286,6 +338,19 @@ class SessionFlow:
         """Let background completions finish (the pool's timeout bounds each)."""
         if self.running:
             await asyncio.gather(*self.running, return_exceptions=True)
+
+    async def _refuse(self, media: Media, refusal: MediaError) -> None:
+        """Bad bytes: the same answer as a form upload, and nothing kept; but a session that
+        completes by itself, whose client may not be there to hear the answer, stays
+        `failed` with the problem (as an asynchronous completion would)."""
+        if not media.auto_complete:
+            await self._discard(media)
+            return
+        try:
+            if await self.uploads.record_failure(media.id, refusal):
+                await self.storage.delete([upload_key(media.id)])
+        except (StorageError, MediaError) as exc:
+            log.warning("session.refusal_left_to_reaper", error=str(exc))
 
     async def _discard(self, media: Media) -> None:
         """Remove a session whose bytes were refused, if it still waits for them: its object,

@@ -250,6 +250,7 @@ class UploadFlow:
         options: UploadOptions,
         *,
         session_ttl_s: float | None = None,
+        auto_complete: bool = False,
     ) -> Reserved:
         """Insert the row: `processing`, or with `session_ttl_s` a `pending` upload session;
         or find the media an idempotent retry refers to.
@@ -272,6 +273,7 @@ class UploadFlow:
             space=options.space,
             status="processing" if session_ttl_s is None else "pending",
             expires_in_s=session_ttl_s,
+            auto_complete=auto_complete,
         )
         settings = self.settings
         quotas = settings.owner_max_media is not None or settings.owner_max_bytes is not None
@@ -394,14 +396,7 @@ class UploadFlow:
                 async with db.connection(self.db) as conn:
                     taken = await queries.mark_abandoned(conn, media_id)
             else:
-
-                async def fail(conn: db.Connection) -> bool:
-                    failed = await queries.mark_failed(conn, media_id, problem_of(failure))
-                    if failed is not None:
-                        await outbox.record_media(conn, self.settings, "upload.failed", failed)
-                    return failed is not None
-
-                taken = await db.transaction(self.db, fail)
+                taken = await self.record_failure(media_id, failure)
             if not taken and await self._is_ready(media_id):
                 log.warning("upload.undo_skipped", reason="the media is ready after all")
                 return
@@ -415,6 +410,18 @@ class UploadFlow:
             log.warning("upload.undo_deferred", error=str(exc))
         except MediaError as exc:
             log.warning("upload.undo_failed", error=str(exc))
+
+    async def record_failure(self, media_id: str, failure: MediaError) -> bool:
+        """A `processing` media (or a `pending` session that completes by itself) becomes
+        `failed` with the problem, announced as `upload.failed`; False if it was neither."""
+
+        async def fail(conn: db.Connection) -> bool:
+            failed = await queries.mark_failed(conn, media_id, problem_of(failure))
+            if failed is not None:
+                await outbox.record_media(conn, self.settings, "upload.failed", failed)
+            return failed is not None
+
+        return await db.transaction(self.db, fail)
 
     async def _is_ready(self, media_id: str) -> bool:
         async with db.connection(self.db) as conn:

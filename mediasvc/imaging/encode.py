@@ -127,7 +127,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
         written, encodings = {}, {}
         for spec, variant, trials in made:
             encodings[spec.name], data = _smallest(trials)
-            path = Path(job.out_dir) / f"{spec.name}{output.extension}"
+            path = Path(job.out_dir) / output.filename(spec.name)
             path.write_bytes(data)
             written[spec.name] = VariantFile(
                 name=spec.name,

@@ -59,6 +59,10 @@ class OutputFormat:
     animated: bool
     alpha: bool
 
+    def filename(self, variant: str) -> str:
+        """The file name of a variant written in this format (the last part of its key)."""
+        return f"{variant}{self.extension}"
+
 
 OUTPUT_FORMATS: dict[str, OutputFormat] = {
     "webp": OutputFormat("webp", "image/webp", ".webp", animated=True, alpha=True),

@@ -47,6 +47,10 @@ class StoredObject:
 class Storage(Protocol):
     """Writes, removes and checks variant objects. Every write is atomic per object."""
 
+    # Whether a client's PUT straight to the store must be signed for its exact length to
+    # be capped at all (S3: a presigned PUT has no length range, unlike a POST policy).
+    put_needs_size: bool
+
     async def put(self, key: str, source: Path, content_type: str) -> None:
         """Store the file at `source` under `key`, all or nothing.
 
@@ -71,8 +75,16 @@ class Storage(Protocol):
         ...
 
     async def direct_upload(
-        self, key: str, *, content_type: str, max_bytes: int, method: str, ttl_s: int
+        self,
+        key: str,
+        *,
+        content_type: str,
+        size: int | None,
+        max_bytes: int,
+        method: str,
+        ttl_s: int,
     ) -> DirectUpload | None:
-        """A presigned way for a client to store `key` itself, capped at `max_bytes` where
-        the store can enforce it; None when the bytes must come through the app."""
+        """A presigned way for a client to store `key` itself, of exactly `size` bytes if
+        known, else of at most `max_bytes`, where the store can enforce it; None when the
+        bytes must come through the app."""
         ...

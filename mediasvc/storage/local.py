@@ -58,8 +58,18 @@ class LocalStorage:
         finally:
             await asyncio.to_thread(handle.close)
 
+    # The app receives a session's PUT itself, and caps it as it streams.
+    put_needs_size = False
+
     async def direct_upload(
-        self, key: str, *, content_type: str, max_bytes: int, method: str, ttl_s: int
+        self,
+        key: str,
+        *,
+        content_type: str,
+        size: int | None,
+        max_bytes: int,
+        method: str,
+        ttl_s: int,
     ) -> DirectUpload | None:
         # Files on this disk: the app receives the bytes itself, through a signed URL.
         return None

@@ -35,6 +35,8 @@ _UNAVAILABLE = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
 class S3Storage:
     """Variant objects in one bucket, under an optional key prefix."""
 
+    put_needs_size = True
+
     def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
         self._client = client
         self.bucket = bucket
@@ -87,10 +89,18 @@ class S3Storage:
             raise StorageError(f"cannot read {key}: {exc}") from exc
 
     async def direct_upload(
-        self, key: str, *, content_type: str, max_bytes: int, method: str, ttl_s: int
+        self,
+        key: str,
+        *,
+        content_type: str,
+        size: int | None,
+        max_bytes: int,
+        method: str,
+        ttl_s: int,
     ) -> DirectUpload | None:
         try:
             if method == "put":
+                assert size is not None, "the session flow asks a PUT's size first"
                 # SigV4 signs the type and the exact length into the URL, so the store
                 # itself refuses a PUT of another size. Clients send that length anyway
                 # (browsers must: they refuse to set it), so it is not in `headers`.
@@ -100,7 +110,7 @@ class S3Storage:
                         "Bucket": self.bucket,
                         "Key": self.prefix + key,
                         "ContentType": content_type,
-                        "ContentLength": max_bytes,
+                        "ContentLength": size,
                     },
                     ExpiresIn=ttl_s,
                 )

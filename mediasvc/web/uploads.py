@@ -6,10 +6,9 @@ from aiohttp import web
 
 from mediasvc.appkeys import SESSIONS, SETTINGS, UPLOADS
 from mediasvc.contract import codes, paths, shapes
-from mediasvc.contract.representation import media_view, timestamp
+from mediasvc.contract.representation import media_view, planned_variant_urls, timestamp
 from mediasvc.errors import Forbidden, Gone, NotFound
 from mediasvc.flows.sessions import Completed, SessionRequest, content_path
-from mediasvc.flows.upload import Declared
 from mediasvc.form import UploadForm
 from mediasvc.ids import is_media_id
 from mediasvc.ingest import body_chunks
@@ -27,6 +26,7 @@ _MESSAGES = {
     "size": "size must be the file's size in bytes.",
     "sha256": "sha256 must be 64 lowercase hex digits.",
     "upload_method": "upload_method must be post or put.",
+    "complete": "complete must be explicit or auto.",
 }
 
 
@@ -44,6 +44,8 @@ async def create_session(request: web.Request) -> web.Response:
     media = session.media
     assert media.expires_at is not None, "a session has an expiry"
     expires_at = timestamp(media.expires_at)
+    media_url = _url(request, paths.MEDIA_ITEM, media_id=media.id)
+    output_format = asked.options.kind.image.output_format
     body = shapes.UploadSession(
         id=media.id,
         status=media.status,
@@ -57,12 +59,11 @@ async def create_session(request: web.Request) -> web.Response:
             **({"headers": session.upload.headers} if session.upload.headers is not None else {}),
         ),
         complete_url=_url(request, paths.UPLOAD_COMPLETE, media_id=media.id),
+        complete="auto" if media.auto_complete else "explicit",
+        media_url=media_url,
+        variant_urls=planned_variant_urls(media, output_format, request.app[SETTINGS]),
     )
-    return answer(
-        body,
-        status=201 if session.created else 200,
-        headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media.id)},
-    )
+    return answer(body, status=201 if session.created else 200, headers={"Location": media_url})
 
 
 async def put_content(request: web.Request) -> web.Response:
@@ -136,6 +137,9 @@ def _session_request(
         fields["position"] = str(asked.position)
     return SessionRequest(
         options=form.options(fields, idempotency_key),
-        declared=Declared(asked.content_type, asked.size, asked.sha256),
+        mime=asked.content_type,
+        size=asked.size,
+        sha256=asked.sha256,
         method=asked.upload_method,
+        complete=asked.complete,
     )
