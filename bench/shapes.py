@@ -45,6 +45,7 @@ def ready_media() -> Media:
             spec.name: StoredVariant(
                 f"{media_id[:2]}/{media_id}/{spec.name}.webp",
                 spec.size,
+                spec.size,
                 spec.size * 3 // 4,
                 30 * spec.size,
                 "image/webp",

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar, cast, get_args
 
 from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.imaging.job import DEFAULT_RULES, ImageRules
+from mediasvc.imaging.variants import DEFAULT_MAX_VARIANT_SIZE
 from mediasvc.origins import parse_origin
 from mediasvc.spaces import DEFAULT_CLAIM
 
@@ -329,6 +330,10 @@ class Settings:
     )
     max_frames: int = field(
         default=DEFAULT_RULES.max_frames, metadata=_env("MAX_FRAMES", _positive)
+    )
+    # The largest longest side a kind's ladder may ask for (`sizes` in the kinds file).
+    max_variant_size: int = field(
+        default=DEFAULT_MAX_VARIANT_SIZE, metadata=_env("MAX_VARIANT_SIZE", _positive)
     )
     max_animation_pixels: int = field(
         default=DEFAULT_RULES.max_animation_pixels,

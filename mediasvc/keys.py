@@ -11,9 +11,10 @@ public keys at their plain URL, `private/` ones only with a valid signature, and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mediasvc.ids import ID_LENGTH, is_media_id
 from mediasvc.imaging.formats import OUTPUT_FORMATS
-from mediasvc.imaging.variants import VARIANTS
 
 PRIVATE_PREFIX = "private/"
 UPLOADS_PREFIX = "uploads/"
@@ -29,19 +30,15 @@ def upload_key(media_id: str) -> str:
     return f"{UPLOADS_PREFIX}{media_id}"
 
 
-def possible_keys(media_id: str) -> list[str]:
-    """Every key a media could have written: its raw session object, and its variants
-    whatever its visibility and output format.
+def media_prefixes(media_id: str) -> list[str]:
+    """The prefixes every variant of a media lives under, public and private, whatever
+    its kind's ladder and formats were (each ends in `/`)."""
+    return [variant_key(media_id, "", private=private) for private in (False, True)]
 
-    For cleaning up after uploads whose variants were never recorded: deleting keys that
-    do not exist is harmless on every backend.
-    """
-    return [upload_key(media_id)] + [
-        variant_key(media_id, output.filename(spec.name), private=private)
-        for private in (False, True)
-        for spec in VARIANTS
-        for output in OUTPUT_FORMATS.values()
-    ]
+
+def media_keys(media_id: str) -> list[str]:
+    """A media's keys outside its variant prefixes: its raw session object."""
+    return [upload_key(media_id)]
 
 
 def is_upload(key: str) -> bool:
@@ -67,8 +64,9 @@ def media_id_of(key: str) -> str | None:
     return None
 
 
-def variant_key_pattern() -> str:
-    """The regex of a variant key below its prefix, from the ladder and encoders in code."""
-    names = "|".join(spec.name for spec in VARIANTS)
+def variant_key_pattern(names: Iterable[str]) -> str:
+    """The regex of a variant key below its prefix: one of `names` (the sizes of every
+    kind's ladder), in any output format; no other file under a media's prefix is served."""
+    alternatives = "|".join(sorted(names))
     extensions = "|".join(f.extension.lstrip(".") for f in OUTPUT_FORMATS.values())
-    return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{names})\.(?:{extensions})"
+    return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{alternatives})\.(?:{extensions})"

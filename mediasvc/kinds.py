@@ -19,6 +19,8 @@ only tighten them. `kind_rules` validates the file's table against them and rais
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +28,7 @@ from mediasvc.config import ConfigError, Settings
 from mediasvc.contract.shapes import KindLimits
 from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
 from mediasvc.imaging.job import Crop, ImageRules
+from mediasvc.imaging.variants import MAX_SIZES, SIZE_NAME, Ladder, VariantSpec
 
 DEFAULT_KIND = "post"
 KIND_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -72,6 +75,7 @@ class KindRules:
             collection_max=self.collection_max,
             replace=self.replace,
             uploads_per_minute=self.uploads_per_minute,
+            sizes={spec.name: spec.size for spec in image.sizes},
         )
 
 
@@ -96,7 +100,7 @@ def kind_rules(settings: Settings) -> dict[str, KindRules]:
     }
     for name, table in document.get("kinds", {}).items():
         start = kinds.get(name, replace(base, name=name))
-        kinds[name] = _Parser(name, start, base).parse(table)
+        kinds[name] = _Parser(name, start, base, settings.max_variant_size).parse(table)
     default = default_kind(settings)
     if default not in kinds:
         known = ", ".join(sorted(kinds)) or "none"
@@ -104,6 +108,11 @@ def kind_rules(settings: Settings) -> dict[str, KindRules]:
             f"MEDIASVC_KINDS_FILE: default: {default!r} is not a kind (known: {known})"
         )
     return kinds
+
+
+def variant_names(kinds: Mapping[str, KindRules]) -> list[str]:
+    """Every name a variant of some kind may have: the union of their ladders."""
+    return sorted({spec.name for kind in kinds.values() for spec in kind.image.sizes})
 
 
 def default_kind(settings: Settings) -> str:
@@ -115,8 +124,8 @@ def default_kind(settings: Settings) -> str:
 class _Parser:
     """Reads one `[kinds.NAME]` table; every error names its key."""
 
-    def __init__(self, name: str, start: KindRules, base: KindRules) -> None:
-        self.name, self.start, self.base = name, start, base
+    def __init__(self, name: str, start: KindRules, base: KindRules, max_size: int) -> None:
+        self.name, self.start, self.base, self.max_size = name, start, base, max_size
 
     def fail(self, key: str, message: str) -> ConfigError:
         where = f"kinds.{self.name}" + (f".{key}" if key else "")
@@ -153,6 +162,7 @@ class _Parser:
                 max_width=get("max_width", int, image.max_width),
                 max_height=get("max_height", int, image.max_height),
                 animated=get("animated", bool, image.animated),
+                sizes=self.sizes(table.get("sizes"), image.sizes),
             ),
         )
         if rules.replace and "collection_max" not in table:
@@ -189,6 +199,27 @@ class _Parser:
 
         return get
 
+    def sizes(self, value: object, default: Ladder) -> Ladder:
+        """`sizes = { name = px, ... }`: 1-8 distinct sizes, each at most the maximum."""
+        if value is None:
+            return default
+        if not isinstance(value, dict) or not 0 < len(value) <= MAX_SIZES:
+            raise self.fail("sizes", f"must be a table of 1 to {MAX_SIZES} name = pixels")
+        for name, size in value.items():
+            if not re.fullmatch(SIZE_NAME, name):
+                raise self.fail(f"sizes.{name}", "a size's name is 1-32 of a-z 0-9 _")
+            if type(size) is not int or not 0 < size <= self.max_size:
+                raise self.fail(
+                    f"sizes.{name}",
+                    f"must be an integer from 1 to {self.max_size} (MEDIASVC_MAX_VARIANT_SIZE)",
+                )
+        if len(set(value.values())) < len(value):
+            raise self.fail("sizes", "two sizes are the same; each name needs its own size")
+        ladder = sorted(
+            (VariantSpec(name, size) for name, size in value.items()), key=lambda spec: spec.size
+        )
+        return tuple(ladder)
+
     def accept(self, value: object) -> frozenset[str]:
         if value is None:
             return self.start.accept
@@ -204,4 +235,5 @@ class _Parser:
 
 # The keys of a `[kinds.NAME]` table: the members `KindRules.describe` answers with.
 KIND_KEYS = frozenset(KindLimits.model_fields)
+
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string"}

@@ -16,6 +16,8 @@ class StoredVariant:
     """One variant as stored: its storage key and what it is."""
 
     key: str
+    # The size of the kind's ladder it was made for: the API lists variants by it.
+    size: int
     width: int
     height: int
     bytes: int

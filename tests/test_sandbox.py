@@ -429,7 +429,7 @@ async def test_worker_writes_only_in_its_own_directory(pool: ImagingPool, tmp_pa
 
 
 def _variant(path: Path) -> VariantFile:
-    return VariantFile(name=path.stem, path=str(path), width=1, height=1, bytes=1, mime="x")
+    return VariantFile(name=path.stem, size=1, path=str(path), width=1, height=1, bytes=1, mime="x")
 
 
 def _facts(*paths: Path) -> Facts:

@@ -15,13 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 from mediasvc.config import Settings
 from mediasvc.contract import shapes
 from mediasvc.imaging.formats import OUTPUT_FORMATS
-from mediasvc.imaging.variants import VARIANTS
+from mediasvc.imaging.job import ImageRules
 from mediasvc.keys import PRIVATE_PREFIX, is_private, variant_key
 from mediasvc.models import Media
 from mediasvc.signing import sign_path
-
-# jsonb keeps object keys in its own order; the API lists variants smallest first.
-_LADDER = {spec.name: i for i, spec in enumerate(VARIANTS)}
 
 
 def variant_url(key: str, settings: Settings) -> str:
@@ -40,17 +37,17 @@ def variant_url(key: str, settings: Settings) -> str:
 
 
 def planned_variant_urls(
-    media: Media, output_format: str, settings: Settings
+    media: Media, rules: ImageRules, settings: Settings
 ) -> dict[str, str] | None:
-    """The URLs a public media's variants will have once it is ready (every variant of the
-    ladder is written, in the kind's one output format); None for a private media, whose
+    """The URLs a public media's variants will have once it is ready (every size of the
+    kind's ladder is written, in the kind's output format); None for a private media, whose
     URLs are signed when it is read."""
     if media.is_private:
         return None
-    output = OUTPUT_FORMATS[output_format]
+    output = OUTPUT_FORMATS[rules.output_format]
     return {
         spec.name: variant_url(variant_key(media.id, output.filename(spec.name)), settings)
-        for spec in VARIANTS
+        for spec in rules.sizes
     }
 
 
@@ -86,7 +83,8 @@ def _document(
                 "bytes": v.bytes,
                 "mime": v.mime,
             }
-            for name, v in sorted(media.variants.items(), key=lambda item: _LADDER[item[0]])
+            # jsonb keeps object keys in its own order; the API lists variants smallest first.
+            for name, v in sorted(media.variants.items(), key=lambda item: item[1].size)
         },
         "placeholder": (
             None

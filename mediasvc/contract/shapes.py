@@ -24,13 +24,12 @@ from mediasvc.contract.codes import PROBLEM_TYPE_BASE
 from mediasvc.ids import ID_LENGTH
 from mediasvc.imaging.job import Crop
 from mediasvc.imaging.report import ColorConversion, Encoding, Removable
-from mediasvc.imaging.variants import VARIANTS
+from mediasvc.imaging.variants import SIZE_NAME, VARIANTS
 from mediasvc.models import Status, Visibility
 from mediasvc.spaces import SPACE_ID
 
 # A collection's name (the upload form checks it with this too: `form`).
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-VARIANT_NAMES: list[JsonValue] = [spec.name for spec in VARIANTS]
 EXAMPLE_ID = "k3Jx9QmT2vLr8WcA5nYpZb"
 
 MediaId = TypeAliasType(
@@ -77,10 +76,8 @@ class EventVariant(Variant):
 
 
 def _named_variants(schema: dict[str, Any]) -> None:
-    """`variants` lists the ladder's names (smallest first) rather than any string."""
-    item = schema.pop("additionalProperties")
-    schema["properties"] = dict.fromkeys(VARIANT_NAMES, item)
-    schema["additionalProperties"] = False
+    """`variants` is keyed by the names of the kind's ladder (smallest first)."""
+    schema["propertyNames"] = {"pattern": f"^{SIZE_NAME}$"}
 
 
 class Original(Shape):
@@ -115,7 +112,7 @@ class ProcessingReport(Shape):
     lossless_variants: list[str] | MISSING = Field(
         default=MISSING,
         description="The variants stored pixel-exact (graphics, WebP output).",
-        json_schema_extra={"items": {"type": "string", "enum": VARIANT_NAMES}},
+        json_schema_extra={"items": {"type": "string", "pattern": f"^{SIZE_NAME}$"}},
     )
 
 
@@ -406,12 +403,16 @@ class KindLimits(Shape):
     uploads_per_minute: int | None = Field(
         description="Each user's uploads of this kind per minute, on top of the global budget."
     )
+    sizes: dict[str, int] = Field(
+        description="The variants made, smallest first: each name's longest side in pixels "
+        "(square crops: both sides), never larger than the source."
+    )
 
 
 class VariantSize(Shape):
-    """One rung of the variant ladder."""
+    """One rung of the default variant ladder."""
 
-    name: str = Field(json_schema_extra={"enum": VARIANT_NAMES})
+    name: str
     size: int
 
 

@@ -543,6 +543,7 @@ async def list_recent(
 def _variant_json(variant: StoredVariant) -> dict[str, Any]:
     return {
         "key": variant.key,
+        "size": variant.size,
         "width": variant.width,
         "height": variant.height,
         "bytes": variant.bytes,

@@ -15,7 +15,7 @@ import asyncpg
 
 from mediasvc import db
 from mediasvc.db import queries
-from mediasvc.keys import possible_keys
+from mediasvc.keys import media_keys, media_prefixes
 from mediasvc.storage import Storage
 
 
@@ -28,6 +28,14 @@ async def purge(
     A `StorageError` leaves the row as it was, so the media can be purged again later.
     """
     if stored:
-        await storage.delete(possible_keys(media_id))
+        await remove_objects(storage, media_id)
     async with db.connection(pool) as conn:
         return await queries.remove_row(conn, media_id)
+
+
+async def remove_objects(storage: Storage, media_id: str) -> None:
+    """Remove every object of `media_id`: all under its variant prefixes (whatever its kind's
+    ladder and formats were when they were written), and its other keys."""
+    await storage.delete(media_keys(media_id))
+    for prefix in media_prefixes(media_id):
+        await storage.delete_under(prefix)

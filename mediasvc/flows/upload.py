@@ -44,11 +44,11 @@ from mediasvc.errors import (
 )
 from mediasvc.events import outbox
 from mediasvc.flows.processing import Processor
-from mediasvc.flows.purge import purge
+from mediasvc.flows.purge import purge, remove_objects
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
 from mediasvc.imaging.job import Facts
-from mediasvc.keys import possible_keys, variant_key
+from mediasvc.keys import variant_key
 from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant
 from mediasvc.spool import SpooledUpload
@@ -352,6 +352,7 @@ class UploadFlow:
         stored = {
             v.name: StoredVariant(
                 key=variant_key(media_id, Path(v.path).name, private=private),
+                size=v.size,
                 width=v.width,
                 height=v.height,
                 bytes=v.bytes,
@@ -405,7 +406,7 @@ class UploadFlow:
             elif written:
                 # The `failed` row stays for its client; the reaper removes it (and these
                 # keys again) after the grace period.
-                await self.storage.delete(possible_keys(media_id))
+                await remove_objects(self.storage, media_id)
         except StorageError as exc:
             log.warning("upload.undo_deferred", error=str(exc))
         except MediaError as exc:

@@ -44,7 +44,7 @@ from mediasvc.imaging.report import (
     heif_processing_report,
     processing_report,
 )
-from mediasvc.imaging.variants import LARGEST
+from mediasvc.imaging.variants import largest_of
 
 # Orientations 5-8 turn the image a quarter, so displayed width and height swap.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -229,8 +229,9 @@ def _resize_largest(
 ) -> Any:
     """`thumbnail(width, **options)` called for the largest variant: the kind's crop, each
     frame of an animation cropped alike, never upscaled."""
+    top = largest_of(job.rules.sizes).size
     if job.rules.crop == "square":
-        side = min(LARGEST.size, width, height)
+        side = min(top, width, height)
         if frames == 1:
             image = thumbnail(side, height=side, size="down", crop="attention", **colour)
         else:
@@ -241,7 +242,7 @@ def _resize_largest(
             )
             image = _centre_crop_frames(image, frames)
     else:
-        image = thumbnail(LARGEST.size, height=LARGEST.size, size="down", **colour)
+        image = thumbnail(top, height=top, size="down", **colour)
     return image
 
 
@@ -253,7 +254,8 @@ def _shrink_on_load(job: Job, header: Any, loader: str, frames: int) -> Callable
     `_dct_shrink` decodes it at half size instead.
     """
     if loader == "jpegload":
-        shrink = _dct_shrink(job.rules.crop, header.width, header.height)
+        top = largest_of(job.rules.sizes).size
+        shrink = _dct_shrink(job.rules.crop, top, header.width, header.height)
         if shrink > 1:
             loaded = pyvips.Image.jpegload(
                 job.source, shrink=shrink, access="sequential", fail_on="error"
@@ -270,14 +272,15 @@ def _shrink_on_load(job: Job, header: Any, loader: str, frames: int) -> Callable
     return partial(pyvips.Image.thumbnail, source, fail_on="error")
 
 
-def _dct_shrink(crop: Crop, width: int, height: int) -> int:
-    """The JPEG shrink-on-load factor (1, 2, 4 or 8) for a stored `width` x `height`."""
+def _dct_shrink(crop: Crop, top: int, width: int, height: int) -> int:
+    """The JPEG shrink-on-load factor (1, 2, 4 or 8) for a stored `width` x `height` bound
+    for a largest variant of `top` px."""
     # Bounding the longest side or covering the shortest (square crop) does not depend on
     # the EXIF orientation, so the stored size will do.
     if crop == "square":
-        factor = min(width, height) / min(LARGEST.size, width, height)
+        factor = min(width, height) / min(top, width, height)
     else:
-        factor = max(width, height) / LARGEST.size
+        factor = max(width, height) / top
     return next((s for s in (8, 4, 2) if factor / s >= _MIN_RESIZE_AFTER_DCT), 1)
 
 

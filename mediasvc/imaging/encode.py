@@ -33,12 +33,10 @@ from mediasvc.imaging.formats import OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.frames import first_frame, page_height
 from mediasvc.imaging.job import Job, VariantFile
 from mediasvc.imaging.report import Encoding
-from mediasvc.imaging.variants import LARGEST, VARIANTS, VariantSpec
+from mediasvc.imaging.variants import VariantSpec, largest_of
 
 T = TypeVar("T")
 
-# Variants are derived and encoded largest first, each from the next larger one.
-_LARGEST_FIRST = sorted(VARIANTS, key=lambda v: v.size, reverse=True)
 # libwebp's `method` (0 fast .. 6 small); see docs/performance.md for the measured trade-off.
 WEBP_EFFORT = 4
 # Content-aware WebP (`write_variants`): a still stored losslessly (PNG, GIF, lossless
@@ -67,7 +65,7 @@ _MODES = {3: "RGB", 4: "RGBA"}
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """The variants written (in `VARIANTS` order) and how: the smallest one's image in
+    """The variants written (in ladder order, smallest first) and how: the smallest one's image in
     memory (for the placeholder), the frames each holds, the largest one's `encoding`,
     and which are lossless."""
 
@@ -109,10 +107,13 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
     wanted = output.name == "webp" and job.rules.lossless_graphics
     choices: tuple[Encoding, ...] = ("lossless", "lossy") if wanted else ("lossy",)
     made: list[tuple[VariantSpec, Any, list[Future[tuple[Encoding, bytes]]]]] = []
+    ladder = job.rules.sizes
+    top = largest_of(ladder)
     try:
         image = full
-        for spec in _LARGEST_FIRST:
-            if spec is LARGEST:
+        # Largest first, each derived from the next larger one.
+        for spec in sorted(ladder, key=lambda v: v.size, reverse=True):
+            if spec is top:
                 if len(choices) > 1 and not _is_graphic(full, job, loader):
                     choices = ("lossy",)
             else:
@@ -121,7 +122,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
                 image = image.copy_memory()
             quality = job.rules.quality
             trials = [submit(_encoded, image, output, quality, choice) for choice in choices]
-            if spec is LARGEST and len(trials) > 1 and _smallest(trials)[0] == "lossy":
+            if spec is top and len(trials) > 1 and _smallest(trials)[0] == "lossy":
                 choices = ("lossy",)  # lossless lost where it stands the best chance
             made.append((spec, image, trials))
         written, encodings = {}, {}
@@ -131,6 +132,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
             path.write_bytes(data)
             written[spec.name] = VariantFile(
                 name=spec.name,
+                size=spec.size,
                 path=str(path),
                 width=variant.width,
                 height=page_height(variant),
@@ -141,16 +143,12 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
         if encoder is not None:
             encoder.shutdown(wait=True, cancel_futures=True)
     return Encoded(
-        variants=tuple(written[spec.name] for spec in VARIANTS),
+        variants=tuple(written[spec.name] for spec in ladder),
         smallest=image,
         frames=full.height // page_height(full),
-        encoding=encodings[LARGEST.name],
-        lossless_variants=_lossless(encodings),
+        encoding=encodings[top.name],
+        lossless_variants=[spec.name for spec in ladder if encodings[spec.name] == "lossless"],
     )
-
-
-def _lossless(encodings: dict[str, Encoding]) -> list[str]:
-    return [spec.name for spec in VARIANTS if encodings[spec.name] == "lossless"]
 
 
 def _done(fn: Callable[..., T], *args: Any) -> Future[T]:

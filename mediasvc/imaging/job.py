@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 from mediasvc.contract import codes
 from mediasvc.contract.codes import Code
+from mediasvc.imaging.variants import VARIANTS, Ladder
 
 Crop = Literal["none", "square"]
 
@@ -41,6 +42,8 @@ class ImageRules:
     # WebP output: a graphic (PNG, GIF or lossless WebP, mostly flat) is encoded lossless
     # when that is no larger than lossy (`encode.write_variants`). False: always lossy.
     lossless_graphics: bool = True
+    # The variants made, smallest first (`imaging.variants`).
+    sizes: Ladder = VARIANTS
 
 
 DEFAULT_RULES = ImageRules()
@@ -64,6 +67,8 @@ class VariantFile:
     """One written variant. `height` is per frame for animations."""
 
     name: str
+    # The ladder's size it was made for (its longest side, unless the source was smaller).
+    size: int
     path: str
     width: int
     height: int

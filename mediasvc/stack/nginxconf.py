@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 from mediasvc.config import Settings
 from mediasvc.contract import codes, paths
 from mediasvc.contract.codes import Code
+from mediasvc.imaging.variants import VARIANTS
 from mediasvc.keys import variant_key_pattern
+from mediasvc.kinds import kind_rules
 from mediasvc.origins import EXPOSE_HEADERS
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.stack.localproc import stop, wait_until_listening
@@ -75,6 +77,8 @@ class Site:
     auth_cookie: str | None = None
     # Balancers whose X-Forwarded-For names the client (MEDIASVC_TRUSTED_PROXIES).
     trusted_proxies: Sequence[str] = ()
+    # The names variant files may have (every kind's ladder): nothing else is served.
+    variant_names: Sequence[str] = tuple(spec.name for spec in VARIANTS)
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -108,6 +112,9 @@ class Site:
             cors_origins=settings.cors_origins,
             auth_cookie=settings.auth_cookie,
             trusted_proxies=settings.trusted_proxies,
+            variant_names=sorted(
+                {s.name for k in kind_rules(settings).values() for s in k.image.sizes}
+            ),
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -125,7 +132,7 @@ class Site:
             "MEDIASVC_URL_SIGNING_SECRET": self.url_signing_secret,
             "MEDIASVC_SIGNED_URL_TTL": str(self.signed_url_ttl_s),
             "MEDIASVC_STORAGE": self.storage,
-            "MEDIASVC_VARIANT_KEY": variant_key_pattern(),
+            "MEDIASVC_VARIANT_KEY": variant_key_pattern(self.variant_names),
             "MEDIASVC_S3_SCHEME": urlsplit(self.s3_origin).scheme,
             "MEDIASVC_S3_HOST": urlsplit(self.s3_origin).netloc,
             "MEDIASVC_S3_PATH": self.s3_path,

@@ -62,6 +62,10 @@ class Storage(Protocol):
         """Remove the objects; keys that do not exist are not an error."""
         ...
 
+    async def delete_under(self, prefix: str) -> None:
+        """Remove every object whose key starts with `prefix` (ending in `/`)."""
+        ...
+
     async def check(self) -> None:
         """Raise `StorageError` unless the backend can take writes now."""
         ...

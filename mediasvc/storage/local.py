@@ -45,6 +45,13 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete: {exc.strerror}") from exc
 
+    async def delete_under(self, prefix: str) -> None:
+        directory = self.path_of(prefix)
+        try:
+            await asyncio.to_thread(_remove_all, _files_in(directory))
+        except OSError as exc:
+            raise StorageError(f"cannot delete: {exc.strerror}") from exc
+
     async def read(self, key: str) -> AsyncIterator[bytes]:
         try:
             handle = await asyncio.to_thread(self.path_of(key).open, "rb")
@@ -124,6 +131,13 @@ def _remove_all(paths: list[Path]) -> None:
         # The per-media directory goes once it is empty; a non-empty one is left alone.
         with contextlib.suppress(OSError):
             parent.rmdir()
+
+
+def _files_in(directory: Path) -> list[Path]:
+    try:
+        return [entry for entry in directory.iterdir() if not entry.is_dir()]
+    except FileNotFoundError:
+        return []
 
 
 def _files_under(root: Path) -> list[tuple[str, datetime]]:

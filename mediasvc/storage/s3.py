@@ -69,6 +69,11 @@ class S3Storage:
         except _UNAVAILABLE as exc:
             raise StorageError(f"cannot delete: {exc}") from exc
 
+    async def delete_under(self, prefix: str) -> None:
+        keys = [obj.key async for obj in self._scan(prefix)]
+        if keys:
+            await self.delete(keys)
+
     async def check(self) -> None:
         try:
             await self._client.head_bucket(Bucket=self.bucket)
@@ -127,10 +132,13 @@ class S3Storage:
             raise StorageError(f"cannot presign {key}: {exc}") from exc
         return DirectUpload("POST", post["url"], fields=dict(post["fields"]))
 
-    async def scan(self) -> AsyncIterator[StoredObject]:
+    def scan(self) -> AsyncIterator[StoredObject]:
+        return self._scan("")
+
+    async def _scan(self, below: str) -> AsyncIterator[StoredObject]:
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + below):
                 for item in page.get("Contents", []):
                     yield StoredObject(item["Key"].removeprefix(self.prefix), item["LastModified"])
         except _UNAVAILABLE as exc:

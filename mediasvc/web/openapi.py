@@ -37,8 +37,7 @@ from mediasvc.config import Settings
 from mediasvc.contract import codes, paths, shapes
 from mediasvc.form import IDEMPOTENCY_KEY
 from mediasvc.imaging.formats import LOADERS
-from mediasvc.imaging.variants import VARIANTS
-from mediasvc.kinds import KindRules, default_kind
+from mediasvc.kinds import KindRules, default_kind, variant_names
 from mediasvc.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mediasvc.models import VISIBILITIES
 from mediasvc.spaces import SPACE_ID
@@ -318,7 +317,7 @@ _IDEMPOTENCY_KEY = {
 }
 
 
-def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict[str, Any]:
     anyone_or_caller: list[dict[str, list[str]]] = [{}, *caller]
     public: list[dict[str, list[str]]] = []
     media = _json("Media", "The media.")
@@ -326,7 +325,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
         paths.MEDIA.template: {
             "post": _op(
                 "createMedia",
-                "Upload an image: stream, check, make the five variants, store them",
+                "Upload an image: stream, check, make its kind's variants, store them",
                 "media",
                 {
                     201: {
@@ -412,7 +411,7 @@ def _paths(caller: list[dict[str, list[str]]]) -> dict[str, Any]:
                 security=anyone_or_caller,
                 parameters=[
                     _MEDIA_ID_PARAM,
-                    _path_param("variant", _enum([spec.name for spec in VARIANTS]), "Which size."),
+                    _path_param("variant", _enum(variant_names), "Which size."),
                 ],
             ),
         },
@@ -745,7 +744,7 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
         # Relative: the node (or nginx in front of it) that served this document.
         "servers": [{"url": "/", "description": "This service, where this document is."}],
         "security": caller,
-        "paths": _paths(caller),
+        "paths": _paths(caller, variant_names(kinds)),
         "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(kinds, default_kind(settings)),

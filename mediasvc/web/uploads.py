@@ -45,7 +45,7 @@ async def create_session(request: web.Request) -> web.Response:
     assert media.expires_at is not None, "a session has an expiry"
     expires_at = timestamp(media.expires_at)
     media_url = _url(request, paths.MEDIA_ITEM, media_id=media.id)
-    output_format = asked.options.kind.image.output_format
+    rules = asked.options.kind.image
     body = shapes.UploadSession(
         id=media.id,
         status=media.status,
@@ -61,7 +61,7 @@ async def create_session(request: web.Request) -> web.Response:
         complete_url=_url(request, paths.UPLOAD_COMPLETE, media_id=media.id),
         complete="auto" if media.auto_complete else "explicit",
         media_url=media_url,
-        variant_urls=planned_variant_urls(media, output_format, request.app[SETTINGS]),
+        variant_urls=planned_variant_urls(media, rules, request.app[SETTINGS]),
     )
     return answer(body, status=201 if session.created else 200, headers={"Location": media_url})
 

@@ -1,4 +1,4 @@
-// The upload page: a token, uploads with progress, the five variants over their
+// The upload page: a token, uploads with progress, the kind's variants over their
 // placeholder, refusals as the API words them, and the caller's media with delete.
 // It uses only the public API, as any client would.
 
@@ -181,12 +181,12 @@ function showKindHint() {
   const rules = kindRules();
   if (!rules) return;
   const types = listWords(rules.accept.map(typeName));
-  const sizes = state.limits.variants.map((v) => v.size).join(", ");
+  const sizes = Object.values(rules.sizes);
   const least = rules.min_width > 1 || rules.min_height > 1
     ? ` at least ${rules.min_width}\u00d7${rules.min_height} px,` : "";
   $("#limits-hint").textContent =
     `${types},${least} up to ${formatBytes(rules.max_bytes)} each. ` +
-    `Each becomes five variants (${sizes} px).`;
+    `Each becomes ${sizes.length} variants (${sizes.join(", ")} px).`;
 }
 
 // ---- placeholders and variants -------------------------------------------------------
