@@ -12,14 +12,12 @@ globally), so a run after the first installs nothing; a fresh clone installs onc
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import importlib
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +28,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
-from support import bearer, upload_form
+from support import bearer, npm_tools, run_tool, upload_form
 
 from mediasvc.config import Settings
 
@@ -38,8 +36,6 @@ Client = TestClient[Any, Any]
 # Pinned, so a new release cannot fail an unchanged document; typescript 5, the major
 # openapi-typescript 7 supports.
 TOOLS = ("openapi-typescript@7.13.0", "typescript@5.9.3")
-ROOT = Path(__file__).parent.parent
-CACHE = ROOT / ".cache" / "npm" / "openapi-client"
 SOURCES = Path(__file__).parent / "ts"
 # datamodel-code-generator's options, pinned by a dated preset: its defaults change between
 # releases (it warns so), and without a preset it merges a ProblemNNN's narrowed `code` enum
@@ -50,18 +46,7 @@ DATAMODEL_PRESET = "standard-py311-20261125"
 @pytest.fixture(scope="session")
 def node_bin() -> Path:
     """The directory holding `openapi-typescript` and `tsc`, installed if missing."""
-    stamp = CACHE / "installed"
-    if not stamp.exists() or stamp.read_text() != " ".join(TOOLS):
-        shutil.rmtree(CACHE, ignore_errors=True)
-        CACHE.mkdir(parents=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", *TOOLS],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        stamp.write_text(" ".join(TOOLS))
-    return CACHE / "node_modules" / ".bin"
+    return npm_tools("openapi-client", *TOOLS) / ".bin"
 
 
 @pytest.fixture
@@ -71,19 +56,6 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return result
 
 
-async def run(*argv: str | Path, cwd: Path) -> str:
-    """Run `argv` without blocking the app's event loop; its stdout, or fail with both."""
-    process = await asyncio.create_subprocess_exec(
-        *map(str, argv),
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, f"{argv[0]}: {out.decode()}{err.decode()}"
-    return out.decode()
-
-
 async def generated(client: Client, node_bin: Path, where: Path) -> Path:
     """`tests/ts/` beside `api.d.ts` generated from the document the app serves."""
     response = await client.get("/v1/openapi.json")
@@ -91,7 +63,7 @@ async def generated(client: Client, node_bin: Path, where: Path) -> Path:
     (where / "openapi.json").write_text(json.dumps(await response.json()))
     for source in SOURCES.iterdir():
         shutil.copy(source, where / source.name)
-    await run(node_bin / "openapi-typescript", "openapi.json", "-o", "api.d.ts", cwd=where)
+    await run_tool(node_bin / "openapi-typescript", "openapi.json", "-o", "api.d.ts", cwd=where)
     return where
 
 
@@ -105,7 +77,7 @@ async def test_the_generated_types_type_check_the_client(
     api = (project / "api.d.ts").read_text()
     assert '"/v1/uploads/{media_id}/complete"' in api
     assert '"payload_too_large"' in api
-    await run(node_bin / "tsc", "-p", ".", "--noEmit", cwd=project)
+    await run_tool(node_bin / "tsc", "-p", ".", "--noEmit", cwd=project)
 
 
 async def test_the_compiled_client_uploads_and_reads_the_media(
@@ -114,12 +86,12 @@ async def test_the_compiled_client_uploads_and_reads_the_media(
     """Compiled and run with node against the app: the upload is ready with a thumbnail
     and a placeholder colour, and a refusal comes back as the problem's code."""
     project = await generated(client, node_bin, tmp_path)
-    await run(node_bin / "tsc", "-p", ".", cwd=project)
+    await run_tool(node_bin / "tsc", "-p", ".", cwd=project)
     (project / "out" / "package.json").write_text('{"type": "module"}')
     token = bearer()["Authorization"].removeprefix("Bearer ")
     photo = base64.b64encode(images.make_jpeg(width=300, height=200)).decode()
     api = str(client.make_url("/")).rstrip("/")
-    lines = (await run("node", "out/upload.js", api, token, photo, cwd=project)).splitlines()
+    lines = (await run_tool("node", "out/upload.js", api, token, photo, cwd=project)).splitlines()
     uploaded, refused = (json.loads(line) for line in lines)
     assert uploaded["status"] == "ready"
     assert uploaded["location"] == f"/v1/media/{uploaded['id']}"
@@ -138,7 +110,7 @@ async def test_a_generated_python_client_reads_a_media_and_the_limits(
     response = await client.get("/v1/openapi.json")
     (tmp_path / "openapi.json").write_text(json.dumps(await response.json()))
     tools = Path(sys.executable).parent
-    await run(
+    await run_tool(
         tools / "openapi-python-client",
         "generate",
         "--path",
@@ -180,7 +152,7 @@ async def pydantic_models(client: Client, where: Path) -> ModuleType:
     """The module datamodel-code-generator writes from the served document, imported."""
     response = await client.get("/v1/openapi.json")
     (where / "openapi.json").write_text(json.dumps(await response.json()))
-    await run(
+    await run_tool(
         Path(sys.executable).parent / "datamodel-codegen",
         "--input",
         "openapi.json",
