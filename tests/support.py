@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import images
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -96,6 +97,15 @@ def upload_form(
     # A stream, not bytes: aiohttp warns (an error here) about large in-memory bodies.
     form.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
     return form
+
+
+async def upload_tiny(client: TestClient[Any, Any], sub: str = "alice", **fields: str) -> Any:
+    """POST /v1/media of a tiny PNG as `sub`, with the form `fields`; the response."""
+    return await client.post(
+        "/v1/media",
+        data=upload_form(images.make_tiny(), filename="t.png", **fields),
+        headers=bearer(sub),
+    )
 
 
 # Run a test module on both storage backends: `pytestmark = parametrize_backends`.
