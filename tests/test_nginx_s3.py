@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from multidict import CIMultiDictProxy
 from support import SIGNING_SECRET, running_nginx
 
 from mediasvc.config import Settings
@@ -285,6 +286,27 @@ def fake_bucket_nginx(
 
 
 class TestBucketErrors:
+    @staticmethod
+    async def answers(
+        aiohttp_server: Any,
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+        status: int,
+        code: str,
+    ) -> list[tuple[int, CIMultiDictProxy[str], bytes]]:
+        """nginx's answers (status, headers, body) for a public and a signed variant whose
+        bucket answers `status` with the S3 error `code`; each reached the bucket once."""
+        bucket = FakeBucket(status, code)
+        server = await aiohttp_server(bucket.app())
+        key = f"ab/{'a' * 22}/full.webp"
+        answers = []
+        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
+            for path in (f"/media/{key}", signed(key)):
+                async with http.get(url + path, allow_redirects=False) as response:
+                    answers.append((response.status, response.headers, await response.read()))
+        assert len(bucket.requests) == 2
+        return answers
+
     @pytest.mark.parametrize(
         ("status", "code"),
         [
@@ -303,22 +325,16 @@ class TestBucketErrors:
         code: str,
     ) -> None:
         """A bucket that fails or redirects: 503 busy with Retry-After, nothing of the bucket's."""
-        bucket = FakeBucket(status, code)
-        server = await aiohttp_server(bucket.app())
-        key = f"ab/{'a' * 22}/full.webp"
-        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
-            for path in (f"/media/{key}", signed(key)):
-                async with http.get(url + path, allow_redirects=False) as response:
-                    body = await response.read()
-                    assert response.status == 503
-                    assert response.headers["Content-Type"] == "application/problem+json"
-                    assert response.headers["Retry-After"] == "5"
-                    assert response.headers["X-Content-Type-Options"] == "nosniff"
-                    assert "Location" not in response.headers
-                    assert not [h for h in response.headers if h.lower().startswith("x-amz")]
-                    assert b"<Error>" not in body
-                    assert b"media-fake" not in body
-        assert len(bucket.requests) == 2
+        answers = await self.answers(aiohttp_server, make_settings, http, status, code)
+        for answer, headers, body in answers:
+            assert answer == 503
+            assert headers["Content-Type"] == "application/problem+json"
+            assert headers["Retry-After"] == "5"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert "Location" not in headers
+            assert not [h for h in headers if h.lower().startswith("x-amz")]
+            assert b"<Error>" not in body
+            assert b"media-fake" not in body
 
     @pytest.mark.parametrize(
         ("status", "code"),
@@ -333,17 +349,11 @@ class TestBucketErrors:
         code: str,
     ) -> None:
         """Any 4xx of the bucket is the same empty-handed 404 as a missing key."""
-        bucket = FakeBucket(status, code)
-        server = await aiohttp_server(bucket.app())
-        key = f"ab/{'a' * 22}/full.webp"
-        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
-            for path in (f"/media/{key}", signed(key)):
-                async with http.get(url + path) as response:
-                    body = await response.read()
-                    assert response.status == 404
-                    assert b"<Error>" not in body
-                    assert not [h for h in response.headers if h.lower().startswith("x-amz")]
-        assert len(bucket.requests) == 2
+        answers = await self.answers(aiohttp_server, make_settings, http, status, code)
+        for answer, headers, body in answers:
+            assert answer == 404
+            assert b"<Error>" not in body
+            assert not [h for h in headers if h.lower().startswith("x-amz")]
 
     async def test_unreachable_bucket_is_a_503_problem(
         self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession
