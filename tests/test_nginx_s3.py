@@ -14,7 +14,7 @@ import ipaddress
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, cast
@@ -285,27 +285,35 @@ def fake_bucket_nginx(
     return running_nginx(settings, [free_port()], **site_changes)
 
 
+# nginx's answer: status, headers, body.
+Answer = tuple[int, CIMultiDictProxy[str], bytes]
+
+
 class TestBucketErrors:
-    @staticmethod
-    async def answers(
+    @pytest.fixture
+    def failing_bucket(
+        self,
         aiohttp_server: Any,
         make_settings: Callable[..., Settings],
         http: aiohttp.ClientSession,
-        status: int,
-        code: str,
-    ) -> list[tuple[int, CIMultiDictProxy[str], bytes]]:
-        """nginx's answers (status, headers, body) for a public and a signed variant whose
-        bucket answers `status` with the S3 error `code`; each reached the bucket once."""
-        bucket = FakeBucket(status, code)
-        server = await aiohttp_server(bucket.app())
-        key = f"ab/{'a' * 22}/full.webp"
-        answers = []
-        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
-            for path in (f"/media/{key}", signed(key)):
-                async with http.get(url + path, allow_redirects=False) as response:
-                    answers.append((response.status, response.headers, await response.read()))
-        assert len(bucket.requests) == 2
-        return answers
+    ) -> Callable[[int, str], Awaitable[list[Answer]]]:
+        """Asks nginx for a public and a signed variant whose bucket answers `status` with
+        the S3 error `code`; nginx's answers (each reached the bucket once)."""
+
+        async def ask(status: int, code: str) -> list[Answer]:
+            bucket = FakeBucket(status, code)
+            server = await aiohttp_server(bucket.app())
+            key = f"ab/{'a' * 22}/full.webp"
+            answers = []
+            endpoint = f"http://127.0.0.1:{server.port}"
+            async with fake_bucket_nginx(make_settings, endpoint) as url:
+                for path in (f"/media/{key}", signed(key)):
+                    async with http.get(url + path, allow_redirects=False) as response:
+                        answers.append((response.status, response.headers, await response.read()))
+            assert len(bucket.requests) == 2
+            return answers
+
+        return ask
 
     @pytest.mark.parametrize(
         ("status", "code"),
@@ -318,15 +326,12 @@ class TestBucketErrors:
     )
     async def test_bucket_failure_is_a_503_problem_without_its_xml(
         self,
-        aiohttp_server: Any,
-        make_settings: Callable[..., Settings],
-        http: aiohttp.ClientSession,
+        failing_bucket: Callable[[int, str], Awaitable[list[Answer]]],
         status: int,
         code: str,
     ) -> None:
         """A bucket that fails or redirects: 503 busy with Retry-After, nothing of the bucket's."""
-        answers = await self.answers(aiohttp_server, make_settings, http, status, code)
-        for answer, headers, body in answers:
+        for answer, headers, body in await failing_bucket(status, code):
             assert answer == 503
             assert headers["Content-Type"] == "application/problem+json"
             assert headers["Retry-After"] == "5"
@@ -342,15 +347,12 @@ class TestBucketErrors:
     )
     async def test_bucket_refusal_is_a_plain_404(
         self,
-        aiohttp_server: Any,
-        make_settings: Callable[..., Settings],
-        http: aiohttp.ClientSession,
+        failing_bucket: Callable[[int, str], Awaitable[list[Answer]]],
         status: int,
         code: str,
     ) -> None:
         """Any 4xx of the bucket is the same empty-handed 404 as a missing key."""
-        answers = await self.answers(aiohttp_server, make_settings, http, status, code)
-        for answer, headers, body in answers:
+        for answer, headers, body in await failing_bucket(status, code):
             assert answer == 404
             assert b"<Error>" not in body
             assert not [h for h in headers if h.lower().startswith("x-amz")]
