@@ -1,4 +1,5 @@
-"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, dev, nginx-conf."""
+"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, dev, nginx-conf,
+problem-codes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mediasvc import db
 from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env, setting_from_env
+from mediasvc.contract import codes
 from mediasvc.db.migrate import migrate_database
 from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
@@ -65,7 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     site.add_argument(
         "--upstream", action="append", required=True, help="an app node, host:port (repeat)"
     )
+    commands.add_parser(
+        "problem-codes", help="print the README's table of problem codes (from the registry)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "problem-codes":
+        print(codes.readme_table(), end="")
+        return 0
     try:
         if args.command == "serve":
             return _serve()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -95,29 +96,34 @@ async def database_url(postgres: PgServer) -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """A local S3-compatible server (moto_server) in its own process, spoken to over HTTP."""
+@contextmanager
+def moto_server(**env: str) -> Iterator[str]:
+    """A local S3-compatible server (moto_server, with `env` added to its environment) in its
+    own process, with the fake credentials set here for the clients; yields its URL."""
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    saved = {name: os.environ.get(name) for name in S3_CREDENTIALS}
-    os.environ.update(S3_CREDENTIALS)
-    try:
-        if not wait_until_listening(process, port, timeout_s=30):
-            raise RuntimeError("moto_server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3_CREDENTIALS.items():
+            patch.setenv(name, value)
+        try:
+            if not wait_until_listening(process, port, timeout_s=30):
+                raise RuntimeError("moto_server did not start")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3-compatible server (moto_server) in its own process, spoken to over HTTP."""
+    with moto_server() as url:
+        yield url
 
 
 def s3_admin_client(endpoint: str) -> Any:

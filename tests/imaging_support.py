@@ -1,9 +1,11 @@
 """Helpers shared by the imaging tests: a job made from factory bytes under the
-production rules of each kind, run in the test's own process, and the tolerances and colour
-helpers that more than one test module checks with."""
+production rules of each kind, run in the test's own process or in a fresh interpreter, and
+the tolerances and colour helpers that more than one test module checks with."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -16,11 +18,27 @@ from mediasvc.imaging import pipeline
 from mediasvc.imaging.job import Facts, Job
 from mediasvc.kinds import kind_rules
 
+# The repository root: subprocesses run there so `import mediasvc` finds this checkout.
+ROOT = Path(__file__).resolve().parents[1]
 # GIF quantisation plus lossy WebP re-encoding of flat animation frames.
 FRAME_TOLERANCE = 20
 
 # The production rules of each kind, so only the limit under test is ever tight.
 KIND_RULES = kind_rules(Settings(database_url="", url_signing_secret=""))
+
+
+def run_python(script: str, *args: str) -> list[str]:
+    """Run `script` in a fresh interpreter at the repository root; its stdout lines."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 def make_job(

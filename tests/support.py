@@ -1,16 +1,21 @@
-"""Helpers shared by tests: tokens, upload forms, and the "nothing left behind" check."""
+"""Helpers shared by tests: tokens, upload forms, the "nothing left behind" check, and npm
+tools installed into the checkout's cache."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import images
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -25,6 +30,39 @@ from mediasvc.storage.s3 import S3Storage
 
 JWT_SECRET = "test-secret-" + "x" * 32
 SIGNING_SECRET = "test-signing-secret-" + "y" * 32
+NPM_CACHE = Path(__file__).parent.parent / ".cache" / "npm"
+
+
+async def run_tool(*argv: str | Path, cwd: Path) -> str:
+    """Run `argv` without blocking the app's event loop; its stdout, or fail with both."""
+    process = await asyncio.create_subprocess_exec(
+        *map(str, argv),
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, f"{argv[0]}: {out.decode()}{err.decode()}"
+    return out.decode()
+
+
+def npm_tools(name: str, *packages: str) -> Path:
+    """The `node_modules` of `packages` (pinned, `name@version`), installed with npm into
+    `.cache/npm/<name>/` (ignored by git, never global) unless that holds them already, so
+    only a fresh clone or a new pin installs."""
+    prefix = NPM_CACHE / name
+    stamp = prefix / "installed"
+    if not stamp.exists() or stamp.read_text() != " ".join(packages):
+        shutil.rmtree(prefix, ignore_errors=True)
+        prefix.mkdir(parents=True)
+        subprocess.run(
+            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *packages],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        stamp.write_text(" ".join(packages))
+    return prefix / "node_modules"
 
 
 def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
@@ -59,6 +97,15 @@ def upload_form(
     # A stream, not bytes: aiohttp warns (an error here) about large in-memory bodies.
     form.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
     return form
+
+
+async def upload_tiny(client: TestClient[Any, Any], sub: str = "alice", **fields: str) -> Any:
+    """POST /v1/media of a tiny PNG as `sub`, with the form `fields`; the response."""
+    return await client.post(
+        "/v1/media",
+        data=upload_form(images.make_tiny(), filename="t.png", **fields),
+        headers=bearer(sub),
+    )
 
 
 # Run a test module on both storage backends: `pytestmark = parametrize_backends`.

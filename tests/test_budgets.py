@@ -11,7 +11,7 @@ import images
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form
+from support import bearer, upload_form, upload_tiny
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
@@ -32,16 +32,8 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return result
 
 
-async def upload(client: Client, sub: str = "alice", **fields: str) -> Any:
-    return await client.post(
-        "/v1/media",
-        data=upload_form(images.make_tiny(), filename="t.png", **fields),
-        headers=bearer(sub),
-    )
-
-
 async def statuses(client: Client, count: int, sub: str = "alice", **fields: str) -> list[int]:
-    return [(await upload(client, sub, **fields)).status for _ in range(count)]
+    return [(await upload_tiny(client, sub, **fields)).status for _ in range(count)]
 
 
 class TestUploads:
@@ -49,7 +41,7 @@ class TestUploads:
         """Alice's fourth upload in a minute is 429 with Retry-After and the budget named;
         Bob, from the same address, still uploads."""
         assert await statuses(client, 3) == [201, 201, 201]
-        refused = await upload(client)
+        refused = await upload_tiny(client)
         assert refused.status == 429
         assert int(refused.headers["Retry-After"]) >= 1
         problem = await refused.json()
@@ -64,20 +56,20 @@ class TestUploads:
     async def test_answers_carry_the_ratelimit_headers(self, client: Client) -> None:
         """Each answer names the policy (`q` per `w` seconds) and what is left (`r`), with
         the seconds until the budget is whole again (`t`)."""
-        first = await upload(client)
+        first = await upload_tiny(client)
         assert first.headers["RateLimit-Policy"] == '"uploads";q=3;w=60'
         assert re.fullmatch(r'"uploads";r=2;t=(19|20)', first.headers["RateLimit"])
-        await upload(client)
-        third = await upload(client)
+        await upload_tiny(client)
+        third = await upload_tiny(client)
         assert re.fullmatch(r'"uploads";r=0;t=(59|60)', third.headers["RateLimit"])
-        refused = await upload(client)
+        refused = await upload_tiny(client)
         assert refused.headers["RateLimit"].startswith('"uploads";r=0;')
 
     async def test_a_kinds_own_budget_adds_to_the_global_one(self, client: Client) -> None:
         """chat allows one upload per minute: the second is 429 naming `uploads.chat`, and a
         post still goes through (the global budget had room)."""
         assert await statuses(client, 1, kind="chat") == [201]
-        refused = await upload(client, kind="chat")
+        refused = await upload_tiny(client, kind="chat")
         assert refused.status == 429
         assert (await refused.json())["budget"] == "uploads.chat"
         assert refused.headers["RateLimit-Policy"] == '"uploads";q=3;w=60, "uploads.chat";q=1;w=60'
@@ -140,7 +132,7 @@ class TestDeletesAndReads:
     async def test_deletes_and_reads_have_budgets_of_their_own(self, client: Client) -> None:
         """Two deletes, then 429; four signed-in reads, then 429; anonymous reads are not
         counted (nginx guards them per address)."""
-        ids = [(await (await upload(client)).json())["id"] for _ in range(3)]
+        ids = [(await (await upload_tiny(client)).json())["id"] for _ in range(3)]
         deletes = [
             (await client.delete(f"/v1/media/{media_id}", headers=bearer())).status
             for media_id in ids

@@ -6,10 +6,9 @@ import asyncio
 import random
 from typing import Any
 
-import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, collection_positions, upload_form
+from support import bearer, collection_positions, upload_tiny
 
 from mediasvc.config import Settings
 
@@ -23,19 +22,11 @@ def settings(make_settings: Any) -> Settings:
     return result
 
 
-async def upload(client: Client, sub: str = "alice", **fields: str) -> Any:
-    return await client.post(
-        "/v1/media",
-        data=upload_form(images.make_tiny(), filename="t.png", **fields),
-        headers=bearer(sub),
-    )
-
-
 async def fill(client: Client, count: int, collection: str = "profile") -> list[str]:
     """Upload `count` items into a collection one by one; their ids in upload order."""
     ids = []
     for _ in range(count):
-        response = await upload(client, collection=collection)
+        response = await upload_tiny(client, collection=collection)
         assert response.status == 201
         ids.append((await response.json())["id"])
     return ids
@@ -60,7 +51,7 @@ class TestCap:
     async def test_sixth_item_is_409_collection_full(self, client: Client) -> None:
         """The cap counts live items; the refusal names the limit."""
         await fill(client, 5)
-        response = await upload(client, collection="profile")
+        response = await upload_tiny(client, collection="profile")
         assert response.status == 409
         problem = await response.json()
         assert problem["code"] == "collection_full"
@@ -70,7 +61,9 @@ class TestCap:
         self, client: Client
     ) -> None:
         """The cap is checked in the insert's transaction, so races cannot exceed it."""
-        responses = await asyncio.gather(*(upload(client, collection="profile") for _ in range(20)))
+        responses = await asyncio.gather(
+            *(upload_tiny(client, collection="profile") for _ in range(20))
+        )
         statuses = sorted(r.status for r in responses)
         assert statuses == [201] * 5 + [409] * 15
         rows = await collection_positions(client, "profile")
@@ -79,7 +72,7 @@ class TestCap:
     async def test_collections_are_per_owner(self, client: Client) -> None:
         """Bob's 'profile' is not Alice's."""
         await fill(client, 5)
-        assert (await upload(client, "bob", collection="profile")).status == 201
+        assert (await upload_tiny(client, "bob", collection="profile")).status == 201
 
 
 class TestOrder:
@@ -114,11 +107,11 @@ class TestOrder:
         upload and an upload session alike; past the end it appends; without a collection
         it is 400."""
         a, b = await fill(client, 2)
-        first = await upload(client, collection="profile", position="0")
+        first = await upload_tiny(client, collection="profile", position="0")
         assert first.status == 201
         front = (await first.json())["id"]
         middle = await open_session(client, position=2)
-        last = await upload(client, collection="profile", position="99")
+        last = await upload_tiny(client, collection="profile", position="99")
         end = (await last.json())["id"]
         assert [i for i, _ in await collection_positions(client, "profile")] == [
             front,
@@ -127,7 +120,7 @@ class TestOrder:
             b,
             end,
         ]
-        nowhere = await upload(client, position="1")
+        nowhere = await upload_tiny(client, position="1")
         assert nowhere.status == 400
         assert (await nowhere.json())["field"] == "position"
 
@@ -256,8 +249,8 @@ class TestListing:
 
     async def test_without_collection_newest_first_and_only_own(self, client: Client) -> None:
         """The plain listing is the caller's media, newest first, across pages."""
-        mine = [(await (await upload(client)).json())["id"] for _ in range(3)]
-        await upload(client, "bob")
+        mine = [(await (await upload_tiny(client)).json())["id"] for _ in range(3)]
+        await upload_tiny(client, "bob")
         first = await (await client.get("/v1/media?limit=2", headers=bearer())).json()
         second = await (
             await client.get(f"/v1/media?limit=2&cursor={first['next_cursor']}", headers=bearer())

@@ -4,7 +4,6 @@ and from nginx's own refusals."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,16 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from support import (
-    JWT_SECRET,
-    SIGNING_SECRET,
     bearer,
     oversize_head_answer,
     running_nginx,
     upload_form,
 )
-from test_gixy import GIXY, NGINX
+from test_gixy import assert_nginx_accepts, gixy_findings, rendered_site
 
 from mediasvc.app import create_app
 from mediasvc.config import ConfigError, Settings
 from mediasvc.origins import origin_of, parse_origin
-from mediasvc.stack.nginxconf import Site, render
 
 APP = "https://app.example.com"
 DEV = "http://localhost:5173"
@@ -298,28 +294,10 @@ class TestOrigins:
 
 def test_site_with_allowed_origins_passes_gixy(tmp_path: Path) -> None:
     """The origin map nginx is given passes gixy-ng (origin checks among them) and nginx -t."""
-    settings = Settings(
-        database_url="postgresql://mediasvc@127.0.0.1/mediasvc",
-        url_signing_secret=SIGNING_SECRET,
-        jwt_secret=JWT_SECRET,
-        data_dir=tmp_path,
-        media_dir=tmp_path / "media",
-        cors_origins=(APP, DEV, "http://[::1]:5173"),
-    )
-    site = Site.for_settings(settings, listen="127.0.0.1:8080", upstreams=["127.0.0.1:8081"])
-    config = render(site, tmp_path / "nginx")
-    assert f'"{APP}" "{APP}";' in (tmp_path / "nginx" / "mediasvc.conf").read_text()
-    run = subprocess.run(
-        [GIXY, "--format", "json", str(config)], capture_output=True, text=True, check=False
-    )
-    assert [(f["plugin"], f["reason"]) for f in json.loads(run.stdout)] == []
-    check = subprocess.run(
-        [NGINX, "-t", "-q", "-p", str(config.parent), "-e", "/dev/null", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stderr
+    config = rendered_site(tmp_path, "local", "one", cors_origins=(APP, DEV, "http://[::1]:5173"))
+    assert f'"{APP}" "{APP}";' in (config.parent / "mediasvc.conf").read_text()
+    assert gixy_findings(config) == []
+    assert_nginx_accepts(config)
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"], indirect=True)

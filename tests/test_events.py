@@ -31,7 +31,14 @@ from aiohttp.test_utils import TestClient
 from contract import Contract
 from gates import DEADLINE_S, wait_until
 from standardwebhooks import Webhook, WebhookVerificationError
-from support import JWT_SECRET, SIGNING_SECRET, bearer, upload_form, webhook_receiver
+from support import (
+    JWT_SECRET,
+    SIGNING_SECRET,
+    bearer,
+    upload_form,
+    upload_tiny,
+    webhook_receiver,
+)
 
 from mediasvc import db
 from mediasvc.app import create_app
@@ -199,11 +206,7 @@ def settings(make_settings: Any, receiver: Receiver) -> Settings:
 
 
 async def upload(client: Client, **fields: str) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/media",
-        data=upload_form(images.make_tiny(), filename="t.png", **fields),
-        headers=bearer(),
-    )
+    response = await upload_tiny(client, **fields)
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

@@ -59,34 +59,43 @@ def rendered_site(tmp_path: Path, storage: str, upstreams: str, **changes: Any) 
     return render(site, tmp_path / "nginx")
 
 
+def gixy_findings(config: Path) -> list[tuple[str, str, str]]:
+    """gixy-ng's findings on the site at `config`, every check at every severity:
+    (severity, plugin, reason)."""
+    run = subprocess.run(
+        [GIXY, "--format", "json", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    findings = [(f["severity"], f["plugin"], f["reason"]) for f in json.loads(run.stdout)]
+    assert findings or run.returncode == 0, run.stderr
+    return findings
+
+
+def assert_nginx_accepts(config: Path) -> None:
+    """`nginx -t` loads the site at `config`."""
+    check = subprocess.run(
+        [NGINX, "-t", "-q", "-p", str(config.parent), "-e", "/dev/null", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+
+
 @pytest.mark.parametrize("upstreams", sorted(UPSTREAMS))
 @pytest.mark.parametrize("storage", sorted(STORAGE))
 class TestEverySite:
     def test_gixy_finds_nothing(self, tmp_path: Path, storage: str, upstreams: str) -> None:
         """gixy-ng, every check at every severity, reports no issue."""
-        config = rendered_site(tmp_path, storage, upstreams)
-        run = subprocess.run(
-            [GIXY, "--format", "json", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        findings = json.loads(run.stdout)
-        assert [(f["severity"], f["plugin"], f["reason"]) for f in findings] == []
-        assert run.returncode == 0, run.stderr
+        assert gixy_findings(rendered_site(tmp_path, storage, upstreams)) == []
 
     def test_nginx_accepts_it(self, tmp_path: Path, storage: str, upstreams: str) -> None:
         """`nginx -t` loads it (including a bucket host name no DNS here could resolve)."""
-        config = rendered_site(tmp_path, storage, upstreams)
-        check = subprocess.run(
-            [NGINX, "-t", "-q", "-p", str(config.parent), "-e", "/dev/null", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        assert check.returncode == 0, check.stderr
+        assert_nginx_accepts(rendered_site(tmp_path, storage, upstreams))
 
 
 class TestSessionCookieSite:
@@ -95,19 +104,5 @@ class TestSessionCookieSite:
         nginx loads the site."""
         config = rendered_site(tmp_path, "local", "several", auth_cookie="__Host-s.i$d|x")
         assert r"__Host\-s\.i\$d\|x=" in (config.parent / "mediasvc.conf").read_text()
-        run = subprocess.run(
-            [GIXY, "--format", "json", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        assert json.loads(run.stdout) == []
-        check = subprocess.run(
-            [NGINX, "-t", "-q", "-p", str(config.parent), "-e", "/dev/null", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        assert check.returncode == 0, check.stderr
+        assert gixy_findings(config) == []
+        assert_nginx_accepts(config)

@@ -8,7 +8,6 @@ Every fixture is made in code by pillow-heif's encoder (`tests/images.py`).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ import pytest
 import pyvips
 import sandbox_probe
 from aiohttp.test_utils import TestClient
-from imaging_support import make_job, run, truncated
+from imaging_support import make_job, run, run_python, truncated
 from PIL import Image
 from support import bearer, upload_form
 
@@ -33,7 +32,6 @@ from mediasvc.imaging.pool import ImagingPool
 
 heif = pytest.importorskip("mediasvc.imaging.heif", reason="the mediasvc[heic] extra")
 
-ROOT = Path(__file__).resolve().parents[1]
 EXIF_ORIENTATION = 0x0112
 # HEVC at quality 90, then lossy WebP at quality 80: quadrant centres move a few units.
 COLOUR_TOLERANCE = 12
@@ -541,15 +539,7 @@ def test_without_the_extra_formats_leave_heif_off_and_workers_start() -> None:
         }))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    found = json.loads(result.stdout)
+    found = json.loads("".join(run_python(script)))
     assert not set(found["loaders"]) & set(formats.HEIF_TYPES)
     assert found["missing"] == sorted(formats.HEIF_TYPES)
     assert found["variants"] == 5
@@ -568,12 +558,4 @@ def test_hardened_worker_decodes_heic_with_libvips_loaders_blocked(tmp_path: Pat
         print(facts.width, facts.height, len(facts.variants))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stdout.split() == ["640", "480", "5"]
+    assert run_python(script) == ["640 480 5"]

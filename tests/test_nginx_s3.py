@@ -14,7 +14,7 @@ import ipaddress
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from multidict import CIMultiDictProxy
 from support import SIGNING_SECRET, running_nginx
 
 from mediasvc.config import Settings
@@ -284,7 +285,36 @@ def fake_bucket_nginx(
     return running_nginx(settings, [free_port()], **site_changes)
 
 
+# nginx's answer: status, headers, body.
+Answer = tuple[int, CIMultiDictProxy[str], bytes]
+
+
 class TestBucketErrors:
+    @pytest.fixture
+    def failing_bucket(
+        self,
+        aiohttp_server: Any,
+        make_settings: Callable[..., Settings],
+        http: aiohttp.ClientSession,
+    ) -> Callable[[int, str], Awaitable[list[Answer]]]:
+        """Asks nginx for a public and a signed variant whose bucket answers `status` with
+        the S3 error `code`; nginx's answers (each reached the bucket once)."""
+
+        async def ask(status: int, code: str) -> list[Answer]:
+            bucket = FakeBucket(status, code)
+            server = await aiohttp_server(bucket.app())
+            key = f"ab/{'a' * 22}/full.webp"
+            answers = []
+            endpoint = f"http://127.0.0.1:{server.port}"
+            async with fake_bucket_nginx(make_settings, endpoint) as url:
+                for path in (f"/media/{key}", signed(key)):
+                    async with http.get(url + path, allow_redirects=False) as response:
+                        answers.append((response.status, response.headers, await response.read()))
+            assert len(bucket.requests) == 2
+            return answers
+
+        return ask
+
     @pytest.mark.parametrize(
         ("status", "code"),
         [
@@ -296,29 +326,20 @@ class TestBucketErrors:
     )
     async def test_bucket_failure_is_a_503_problem_without_its_xml(
         self,
-        aiohttp_server: Any,
-        make_settings: Callable[..., Settings],
-        http: aiohttp.ClientSession,
+        failing_bucket: Callable[[int, str], Awaitable[list[Answer]]],
         status: int,
         code: str,
     ) -> None:
         """A bucket that fails or redirects: 503 busy with Retry-After, nothing of the bucket's."""
-        bucket = FakeBucket(status, code)
-        server = await aiohttp_server(bucket.app())
-        key = f"ab/{'a' * 22}/full.webp"
-        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
-            for path in (f"/media/{key}", signed(key)):
-                async with http.get(url + path, allow_redirects=False) as response:
-                    body = await response.read()
-                    assert response.status == 503
-                    assert response.headers["Content-Type"] == "application/problem+json"
-                    assert response.headers["Retry-After"] == "5"
-                    assert response.headers["X-Content-Type-Options"] == "nosniff"
-                    assert "Location" not in response.headers
-                    assert not [h for h in response.headers if h.lower().startswith("x-amz")]
-                    assert b"<Error>" not in body
-                    assert b"media-fake" not in body
-        assert len(bucket.requests) == 2
+        for answer, headers, body in await failing_bucket(status, code):
+            assert answer == 503
+            assert headers["Content-Type"] == "application/problem+json"
+            assert headers["Retry-After"] == "5"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert "Location" not in headers
+            assert not [h for h in headers if h.lower().startswith("x-amz")]
+            assert b"<Error>" not in body
+            assert b"media-fake" not in body
 
     @pytest.mark.parametrize(
         ("status", "code"),
@@ -326,24 +347,15 @@ class TestBucketErrors:
     )
     async def test_bucket_refusal_is_a_plain_404(
         self,
-        aiohttp_server: Any,
-        make_settings: Callable[..., Settings],
-        http: aiohttp.ClientSession,
+        failing_bucket: Callable[[int, str], Awaitable[list[Answer]]],
         status: int,
         code: str,
     ) -> None:
         """Any 4xx of the bucket is the same empty-handed 404 as a missing key."""
-        bucket = FakeBucket(status, code)
-        server = await aiohttp_server(bucket.app())
-        key = f"ab/{'a' * 22}/full.webp"
-        async with fake_bucket_nginx(make_settings, f"http://127.0.0.1:{server.port}") as url:
-            for path in (f"/media/{key}", signed(key)):
-                async with http.get(url + path) as response:
-                    body = await response.read()
-                    assert response.status == 404
-                    assert b"<Error>" not in body
-                    assert not [h for h in response.headers if h.lower().startswith("x-amz")]
-        assert len(bucket.requests) == 2
+        for answer, headers, body in await failing_bucket(status, code):
+            assert answer == 404
+            assert b"<Error>" not in body
+            assert not [h for h in headers if h.lower().startswith("x-amz")]
 
     async def test_unreachable_bucket_is_a_503_problem(
         self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession

@@ -16,6 +16,7 @@ from support import (
     running_nginx,
     stored_keys,
     upload_form,
+    upload_tiny,
 )
 
 from mediasvc.app import create_app
@@ -41,18 +42,10 @@ async def nodes(settings: Settings, aiohttp_client: Any) -> tuple[Client, Client
     return first, second
 
 
-async def upload(node: Client, **fields: str) -> Any:
-    return await node.post(
-        "/v1/media",
-        data=upload_form(images.make_tiny(), filename="t.png", **fields),
-        headers=bearer(),
-    )
-
-
 async def test_collection_cap_holds_across_nodes(nodes: tuple[Client, Client]) -> None:
     """Ten concurrent uploads alternating between nodes into a cap of five: exactly five."""
     responses = await asyncio.gather(
-        *(upload(nodes[i % 2], collection="profile") for i in range(10))
+        *(upload_tiny(nodes[i % 2], collection="profile") for i in range(10))
     )
     assert sorted(r.status for r in responses) == [201] * 5 + [409] * 5
     assert [p for _, p in await collection_positions(nodes[0], "profile")] == [0, 1, 2, 3, 4]
@@ -65,7 +58,7 @@ async def test_list_delete_and_reorder_through_the_other_node(
     first, second = nodes
     created = []
     for i in range(4):
-        response = await upload(nodes[i % 2], collection="gallery")
+        response = await upload_tiny(nodes[i % 2], collection="gallery")
         created.append((await response.json())["id"])
     listed = await (await second.get("/v1/media?collection=gallery", headers=bearer())).json()
     assert [item["id"] for item in listed["items"]] == created

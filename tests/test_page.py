@@ -13,6 +13,7 @@ import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
+from browser import CHROMIUM_ARGS, WAIT_MS, chromium_path
 from playwright.async_api import Page, Request, Route, async_playwright
 from support import bearer
 
@@ -22,19 +23,6 @@ from mediasvc.imaging.formats import HEIF_AVAILABLE
 from mediasvc.imaging.placeholder import rgba_pixels, thumbhash
 from mediasvc.imaging.variants import VARIANTS
 from mediasvc.web.page import content_security_policy
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",  # tests may run as root, where Chromium's sandbox refuses to start
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--no-first-run",
-]
-WAIT_MS = 15_000  # every wait in the page is bounded by this
 
 SVG = (
     b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
@@ -47,9 +35,7 @@ Client = TestClient[Any, Any]
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's Chromium; Playwright never downloads a browser of its own here."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make install` installs the chromium package")
-    return CHROMIUM
+    return chromium_path()
 
 
 @asynccontextmanager

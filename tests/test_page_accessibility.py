@@ -4,7 +4,6 @@ upload and a refusal."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from browser import browser_context
-from support import bearer
+from support import bearer, npm_tools
 
 # Pinned, so a new axe release with new rules cannot fail an unchanged page overnight.
 AXE_CORE = "axe-core@4.14.1"
@@ -29,16 +28,9 @@ AXE_RUN = """async () => {
 
 
 @pytest.fixture(scope="session")
-def axe_source(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """axe-core's script, installed with npm into a scratch directory (never globally)."""
-    prefix = tmp_path_factory.mktemp("axe")
-    subprocess.run(
-        ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", AXE_CORE],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return (prefix / "node_modules" / "axe-core" / "axe.min.js").read_text()
+def axe_source() -> str:
+    """axe-core's script, installed with npm into the checkout's cache (never globally)."""
+    return (npm_tools("axe", AXE_CORE) / "axe-core" / "axe.min.js").read_text()
 
 
 async def test_page_after_an_upload_and_a_refusal_has_no_violation(

@@ -21,9 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +33,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
 from browser import browser_context
-from conftest import S3_CREDENTIALS, s3_admin_client
+from conftest import S3_CREDENTIALS, moto_server, s3_admin_client
 from playwright.async_api import BrowserContext, ConsoleMessage, FilePayload, Page, Request
 from support import SIGNING_SECRET, bearer, parametrize_backends, stored_keys
 
@@ -44,7 +41,7 @@ from mediasvc.appkeys import DB
 from mediasvc.config import AddressingStyle, Settings
 from mediasvc.imaging.variants import VARIANTS
 from mediasvc.keys import UPLOADS_PREFIX
-from mediasvc.stack.localproc import free_port, wait_until_listening
+from mediasvc.stack.localproc import free_port
 from mediasvc.storage.s3 import S3Storage, client_config
 from mediasvc.web.page import content_security_policy
 
@@ -75,23 +72,8 @@ def rules_only_s3_endpoint() -> Iterator[str]:
     """moto_server as conftest starts it, with its blanket CORS off: with it on, a
     preflight passes even with no bucket rules and the rules under test decide nothing.
     With `MOTO_DISABLE_GLOBAL_CORS` only the bucket's CORS configuration answers."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in S3_CREDENTIALS.items():
-            env.setenv(name, value)
-        try:
-            if not wait_until_listening(process, port, timeout_s=30):
-                raise RuntimeError("moto_server did not start")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(10)
+    with moto_server(MOTO_DISABLE_GLOBAL_CORS="1") as url:
+        yield url
 
 
 def deploy_cors_rules(origins: list[str]) -> dict[str, Any]:

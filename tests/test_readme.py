@@ -1,5 +1,7 @@
 """The README's programs run as written: each is taken from the README itself (not a copy),
-run against the service, and must do what the README says it does."""
+run against the service, and must do what the README says it does. Its tables cannot drift
+from their homes: the problem codes are the registry's rendering, and the settings it names
+(and `deploy/mediasvc.env.example` lists) are the `Settings` fields' variables."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import base64
 import re
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,16 @@ from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
 from support import bearer, upload_form
 
-from mediasvc.config import Settings
+from mediasvc.cli import main
+from mediasvc.config import Settings, env_name
+from mediasvc.contract import codes
 from mediasvc.stack.localproc import free_port
 
 Client = TestClient[Any, Any]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+ENV_EXAMPLE = README.parent / "deploy" / "mediasvc.env.example"
+SETTINGS = {env_name(setting.name) for setting in fields(Settings)}
 KEY = bytes(range(32))
 
 
@@ -145,3 +152,40 @@ async def test_the_curl_tour_runs_against_nginx(client: Client, nginx: str, tmp_
     assert any("/private/" in line and "md5=" in line for line in lines)
     assert '"code": "unsupported_media_type"' in text
     assert '"max_upload_bytes"' in text
+
+
+def readme_section(heading: str) -> str:
+    """The README's text under `## heading`, up to the next heading of that level."""
+    return README.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_errors_table_is_the_registry_rendered(capsys: pytest.CaptureFixture[str]) -> None:
+    """The "Errors" section holds `python -m mediasvc problem-codes`'s table as printed: a
+    code added, moved or reworded in `contract.codes` fails here until the README has it."""
+    assert main(["problem-codes"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == codes.readme_table()
+    assert printed in readme_section("Errors")
+
+
+def test_the_configuration_table_names_only_settings() -> None:
+    """Each variable in the "Configuration" table is a setting's: `_X` after a first name is
+    `MEDIASVC_X` or `MEDIASVC_<first word>_X`, and `MEDIASVC_RATE_*` some setting's prefix."""
+    rows = [line for line in readme_section("Configuration").splitlines() if line.startswith("| `")]
+    assert len(rows) > 20
+    for row in rows:
+        names = re.findall(r"`(MEDIASVC_[A-Z0-9_*]+|_[A-Z0-9_]+)`", row.split("|")[1])
+        first_word = names[0].removeprefix("MEDIASVC_").split("_")[0]
+        for name in names:
+            if name.endswith("*"):
+                assert any(setting.startswith(name[:-1]) for setting in SETTINGS), name
+            elif name.startswith("_"):
+                assert {f"MEDIASVC{name}", f"MEDIASVC_{first_word}{name}"} & SETTINGS, name
+            else:
+                assert name in SETTINGS, name
+
+
+def test_the_env_example_lists_every_setting_and_no_other() -> None:
+    """`deploy/mediasvc.env.example`, which the README calls the full list, names exactly
+    the settings' variables."""
+    assert set(re.findall(r"MEDIASVC_[A-Z0-9_]+", ENV_EXAMPLE.read_text())) == SETTINGS

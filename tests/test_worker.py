@@ -5,17 +5,11 @@ app."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import images
-from imaging_support import make_job
-
-# The repository root: subprocesses run there so `import mediasvc` finds this checkout.
-ROOT = Path(__file__).resolve().parents[1]
-
+from imaging_support import make_job, run_python
 
 LOADER_PROBE = textwrap.dedent(
     """
@@ -56,20 +50,6 @@ PIPELINE_PROBE = textwrap.dedent(
             print(f"{mime}: {len(facts.variants)} variants, {facts.frames} frames")
     """
 )
-
-
-def run_python(script: str, *args: str) -> list[str]:
-    """Run `script` in a fresh interpreter at the repository root; its stdout lines."""
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
 
 
 def test_hardened_worker_loads_jpeg_but_not_svg_or_tiff(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@
 
 The error classes (`mediasvc.errors`) take their default code from here, the imaging
 rejections name theirs from here, nginx's own problem bodies are rendered from here
-(`stack.nginxconf`), and the OpenAPI document lists `CODES` as the `ProblemCode` enum.
+(`stack.nginxconf`), the OpenAPI document lists `CODES` as the `ProblemCode` enum, and the
+README's table of codes is `readme_table()` (`python -m mediasvc problem-codes`).
 The title is the one a problem of that code carries (RFC 9457: one title per type).
 
 A leaf: the standard library only, so image workers may import it.
@@ -106,7 +107,8 @@ FORBIDDEN = Code(
     "Forbidden",
     "Acting on another owner's media without being an admin; a space the token does "
     "not list; a cookie-authenticated request that changes state from an origin not "
-    "allowed (CSRF); an upload URL whose signature is wrong.",
+    "allowed (CSRF); a CORS preflight from an origin not allowed; an upload URL whose "
+    "signature is wrong.",
 )
 NOT_FOUND = Code(
     "not_found",
@@ -180,8 +182,8 @@ PAYLOAD_TOO_LARGE = Code(
     "payload_too_large",
     413,
     "Payload too large",
-    "The file is larger than the global or the kind's cap (`limit`); reading stops "
-    "there. nginx answers a declared oversize body itself.",
+    "The file is larger than the global or the kind's cap (`limit`), or than a session's "
+    "declared size; reading stops there. nginx answers a declared oversize body itself.",
     by="app, nginx",
 )
 UNSUPPORTED_MEDIA_TYPE = Code(
@@ -332,3 +334,12 @@ HTTP_CODES: dict[int, Code] = {
 def with_status(status: int) -> list[Code]:
     """The codes a problem of `status` may carry."""
     return [entry for entry in CODES.values() if entry.status == status]
+
+
+def readme_table() -> str:
+    """The README's "Errors" table: a Markdown row per code, in `CODES` order."""
+    rows = ["| status | code | answered by | when |", "|---|---|---|---|"]
+    for entry in CODES.values():
+        status = entry.status or "other"
+        rows.append(f"| {status} | `{entry.code}` | {entry.by} | {entry.meaning} |")
+    return "\n".join(rows) + "\n"
