@@ -1,13 +1,16 @@
-"""Helpers shared by tests: tokens, upload forms, and the "nothing left behind" check."""
+"""Helpers shared by tests: tokens, upload forms, the README's programs, and the "nothing
+left behind" check."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +28,15 @@ from mediasvc.storage.s3 import S3Storage
 
 JWT_SECRET = "test-secret-" + "x" * 32
 SIGNING_SECRET = "test-signing-secret-" + "y" * 32
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_program(language: str, marker: str) -> str:
+    """The one fenced `language` block of the README that contains `marker`."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.M | re.S)
+    found = [block for block in blocks if marker in block]
+    assert len(found) == 1, f"expected one {language} block with {marker!r}, got {len(found)}"
+    return found[0]
 
 
 def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:

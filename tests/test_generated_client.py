@@ -16,13 +16,13 @@ import hashlib
 import importlib
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import images
+import npm_packages
 import pytest
 from aiohttp.test_utils import TestClient
 from support import bearer, upload_form
@@ -33,26 +33,13 @@ Client = TestClient[Any, Any]
 # Pinned, so a new release cannot fail an unchanged document; typescript 5, the major
 # openapi-typescript 7 supports.
 TOOLS = ("openapi-typescript@7.13.0", "typescript@5.9.3")
-ROOT = Path(__file__).parent.parent
-CACHE = ROOT / ".cache" / "npm" / "openapi-client"
 SOURCES = Path(__file__).parent / "ts"
 
 
 @pytest.fixture(scope="session")
 def node_bin() -> Path:
     """The directory holding `openapi-typescript` and `tsc`, installed if missing."""
-    stamp = CACHE / "installed"
-    if not stamp.exists() or stamp.read_text() != " ".join(TOOLS):
-        shutil.rmtree(CACHE, ignore_errors=True)
-        CACHE.mkdir(parents=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", *TOOLS],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        stamp.write_text(" ".join(TOOLS))
-    return CACHE / "node_modules" / ".bin"
+    return npm_packages.installed("openapi-client", TOOLS) / ".bin"
 
 
 @pytest.fixture
