@@ -44,7 +44,7 @@ RECIPES = {
     "dropzone": "mediasvcDropzone",
 }
 PHOTO = images.make_jpeg(width=1200, height=900)
-NOTES = b"Notes: plain text, not an image.\n" * 40
+NOTES = b"Notes in plain text and not an image.\n" * 40
 
 # Runs an Uppy recipe on the file chosen in the page, to the end of `uppy.upload()` (which
 # waits for every retry): the counts of its result, and what the recipe showed the user.
@@ -126,8 +126,8 @@ class Traffic:
         return sum(r.method == method and r.url.split("?")[0] == url for r in self.requests)
 
     async def detail(self, status: int) -> str:
-        """The `detail` of the one problem answered with `status`."""
-        (refusal,) = [r for r in self.responses if r.status == status]
+        """The `detail` of the last problem answered with `status`."""
+        refusal = [r for r in self.responses if r.status == status][-1]
         detail: str = (await refusal.json())["detail"]
         return detail
 
@@ -207,7 +207,9 @@ async def test_uppy_s3_plugin_uploads_through_a_session(
 ) -> None:
     """Uppy's S3 plugin opens a session, sends the bytes where it says (mediasvc's signed
     PUT on local disk, the bucket's POST policy on S3), and the recipe completes it: ready
-    with its variants; a text file is refused when the session opens, once, in words."""
+    with its variants. Refused once each, in the problem's words: a text file when its
+    session opens, and text named photo.jpg as its bytes stream into mediasvc's PUT (local
+    disk) or when complete reads them (S3)."""
     context, origin, traffic = app_page
     if backend == "s3":
         apply_cors_rules(settings, [origin])
@@ -232,6 +234,17 @@ async def test_uppy_s3_plugin_uploads_through_a_session(
     refused = await page.evaluate(UPPY_RUN, ["mediasvcSessionUppy", nginx, token])
     assert traffic.sent("POST", f"{nginx}/v1/uploads") == 2
     assert refused == {"successful": 0, "failed": 1, "said": await traffic.detail(415)}
+
+    await page.goto(f"{origin}/uppy-session")
+    await choose(page, "#file", "fake.jpg", "image/jpeg", NOTES)
+    faked = await page.evaluate(UPPY_RUN, ["mediasvcSessionUppy", nginx, token])
+    assert traffic.sent("POST", f"{nginx}/v1/uploads") == 3
+    if backend == "s3":
+        assert traffic.sent("POST", bucket) == 2
+    else:
+        puts = [r for r in traffic.requests if r.method == "PUT"]
+        assert len(puts) == 2  # the photo's, and this one's: not retried
+    assert faked == {"successful": 0, "failed": 1, "said": await traffic.detail(415)}
     await the_one_media(client)
 
 
