@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import images
@@ -45,6 +46,8 @@ RECIPES = {
 }
 PHOTO = images.make_jpeg(width=1200, height=900)
 NOTES = b"Notes in plain text and not an image.\n" * 40
+ALL_VARIANTS = sorted(spec.name for spec in VARIANTS)
+TOKEN = bearer("alice")["Authorization"].removeprefix("Bearer ")
 
 # Runs an Uppy recipe on the file chosen in the page, to the end of `uppy.upload()` (which
 # waits for every retry): the counts of its result, and what the recipe showed the user.
@@ -112,7 +115,8 @@ def settings(make_settings: Callable[..., Settings], app_port: int) -> Settings:
 
 
 class Traffic:
-    """The requests and answers the pages exchanged with mediasvc (preflights aside)."""
+    """The requests a browser context's pages sent and the answers they got (CORS
+    preflights aside: Playwright does not report them)."""
 
     def __init__(self, context: BrowserContext) -> None:
         self.requests: list[Request] = []
@@ -132,12 +136,32 @@ class Traffic:
         return detail
 
 
+@dataclass(frozen=True)
+class App:
+    """The app's origin serving the recipes' pages, Chromium, and what its pages sent."""
+
+    origin: str
+    context: BrowserContext
+    traffic: Traffic
+
+    async def open(self, recipe: str) -> Page:
+        """A new tab on the page that loads `recipe`."""
+        page = await self.context.new_page()
+        await page.goto(f"{self.origin}/{recipe}")
+        return page
+
+    async def uppy(self, recipe: str, api: str, name: str, mime: str, data: bytes) -> Any:
+        """An Uppy recipe's upload of one file, in a new tab; what `UPPY_RUN` returns."""
+        page = await self.open(recipe)
+        await choose(page, "#file", name, mime, data)
+        return await page.evaluate(UPPY_RUN, [RECIPES[recipe], api, TOKEN])
+
+
 @pytest.fixture
-async def app_page(
+async def app(
     nginx: str, settings: Settings, app_port: int, bundles: dict[str, str]
-) -> AsyncIterator[tuple[BrowserContext, str, Traffic]]:
-    """Chromium that may reach the app's origin (its pages), nginx and the bucket; the app's
-    origin, and the traffic of the context's pages."""
+) -> AsyncIterator[App]:
+    """The app's pages, in a Chromium that may reach them, nginx and the bucket only."""
     pages: dict[str, Callable[[Any], str]] = {}
     for name, script in bundles.items():
         pages[f"/{name}"] = lambda _, name=name: page_html(name)
@@ -149,7 +173,7 @@ async def app_page(
         site(app_port, pages) as origin,
         browser_context(reachable) as (context, problems),
     ):
-        yield context, origin, Traffic(context)
+        yield App(origin, context, Traffic(context))
         assert problems == []
 
 
@@ -159,7 +183,7 @@ async def choose(page: Page, selector: str, name: str, mime: str, data: bytes) -
 
 
 async def the_one_media(client: Client) -> dict[str, Any]:
-    """The only media row: its status and variant names."""
+    """The only media row: its id, status and variant names."""
     rows = await client.app[DB].fetch("SELECT id, status, variants FROM media")
     assert len(rows) == 1, rows
     return {
@@ -169,31 +193,21 @@ async def the_one_media(client: Client) -> dict[str, Any]:
     }
 
 
-ALL_VARIANTS = sorted(spec.name for spec in VARIANTS)
-
-
 async def test_uppy_xhr_uploads_and_shows_a_refusal_without_retrying(
-    client: Client, nginx: str, app_page: tuple[BrowserContext, str, Traffic]
+    client: Client, nginx: str, app: App
 ) -> None:
     """Uppy's XHR uploader posts the photo (with its `name` and `type` parts) and it is
     stored with its variants; the text file is posted once, and the user reads the 415's
     detail, not "network error"."""
-    context, origin, traffic = app_page
-    token = bearer("alice")["Authorization"].removeprefix("Bearer ")
-    page = await context.new_page()
-    await page.goto(f"{origin}/uppy")
-    await choose(page, "#file", "photo.jpg", "image/jpeg", PHOTO)
-    uploaded = await page.evaluate(UPPY_RUN, ["mediasvcUppy", nginx, token])
+    uploaded = await app.uppy("uppy", nginx, "photo.jpg", "image/jpeg", PHOTO)
     media = await the_one_media(client)
     assert uploaded == {"successful": 1, "failed": 0, "said": f"stored as {media['id']}"}
     assert media["status"] == "ready"
     assert media["variants"] == ALL_VARIANTS
 
-    await page.goto(f"{origin}/uppy")
-    await choose(page, "#file", "notes.txt", "text/plain", NOTES)
-    refused = await page.evaluate(UPPY_RUN, ["mediasvcUppy", nginx, token])
-    assert traffic.sent("POST", f"{nginx}/v1/media") == 2  # one each: nothing retried
-    assert refused == {"successful": 0, "failed": 1, "said": await traffic.detail(415)}
+    refused = await app.uppy("uppy", nginx, "notes.txt", "text/plain", NOTES)
+    assert app.traffic.sent("POST", f"{nginx}/v1/media") == 2  # one each: nothing retried
+    assert refused == {"successful": 0, "failed": 1, "said": await app.traffic.detail(415)}
     await the_one_media(client)
 
 
@@ -203,48 +217,39 @@ async def test_uppy_s3_plugin_uploads_through_a_session(
     nginx: str,
     settings: Settings,
     backend: str,
-    app_page: tuple[BrowserContext, str, Traffic],
+    app: App,
 ) -> None:
     """Uppy's S3 plugin opens a session, sends the bytes where it says (mediasvc's signed
     PUT on local disk, the bucket's POST policy on S3), and the recipe completes it: ready
     with its variants. Refused once each, in the problem's words: a text file when its
     session opens, and text named photo.jpg as its bytes stream into mediasvc's PUT (local
     disk) or when complete reads them (S3)."""
-    context, origin, traffic = app_page
     if backend == "s3":
-        apply_cors_rules(settings, [origin])
-    token = bearer("alice")["Authorization"].removeprefix("Bearer ")
-    page = await context.new_page()
-    await page.goto(f"{origin}/uppy-session")
-    await choose(page, "#file", "photo.jpg", "image/jpeg", PHOTO)
-    uploaded = await page.evaluate(UPPY_RUN, ["mediasvcSessionUppy", nginx, token])
+        apply_cors_rules(settings, [app.origin])
+    uploaded = await app.uppy("uppy-session", nginx, "photo.jpg", "image/jpeg", PHOTO)
     media = await the_one_media(client)
     assert uploaded == {"successful": 1, "failed": 0, "said": f"stored as {media['id']}"}
     assert media["status"] == "ready"
     assert media["variants"] == ALL_VARIANTS
     if backend == "s3":
         bucket = f"{settings.s3_endpoint_url}/{settings.s3_bucket}"
-        assert traffic.sent("POST", bucket) == 1
+        assert app.traffic.sent("POST", bucket) == 1
     else:
-        assert traffic.sent("PUT", f"{nginx}/v1/uploads/{media['id']}/content") == 1
-    assert traffic.sent("POST", f"{nginx}/v1/uploads/{media['id']}/complete") == 1
+        assert app.traffic.sent("PUT", f"{nginx}/v1/uploads/{media['id']}/content") == 1
+    assert app.traffic.sent("POST", f"{nginx}/v1/uploads/{media['id']}/complete") == 1
 
-    await page.goto(f"{origin}/uppy-session")
-    await choose(page, "#file", "notes.txt", "text/plain", NOTES)
-    refused = await page.evaluate(UPPY_RUN, ["mediasvcSessionUppy", nginx, token])
-    assert traffic.sent("POST", f"{nginx}/v1/uploads") == 2
-    assert refused == {"successful": 0, "failed": 1, "said": await traffic.detail(415)}
+    refused = await app.uppy("uppy-session", nginx, "notes.txt", "text/plain", NOTES)
+    assert app.traffic.sent("POST", f"{nginx}/v1/uploads") == 2
+    assert refused == {"successful": 0, "failed": 1, "said": await app.traffic.detail(415)}
 
-    await page.goto(f"{origin}/uppy-session")
-    await choose(page, "#file", "fake.jpg", "image/jpeg", NOTES)
-    faked = await page.evaluate(UPPY_RUN, ["mediasvcSessionUppy", nginx, token])
-    assert traffic.sent("POST", f"{nginx}/v1/uploads") == 3
+    faked = await app.uppy("uppy-session", nginx, "fake.jpg", "image/jpeg", NOTES)
+    assert app.traffic.sent("POST", f"{nginx}/v1/uploads") == 3
     if backend == "s3":
-        assert traffic.sent("POST", bucket) == 2
+        assert app.traffic.sent("POST", bucket) == 2
     else:
-        puts = [r for r in traffic.requests if r.method == "PUT"]
+        puts = [r for r in app.traffic.requests if r.method == "PUT"]
         assert len(puts) == 2  # the photo's, and this one's: not retried
-    assert faked == {"successful": 0, "failed": 1, "said": await traffic.detail(415)}
+    assert faked == {"successful": 0, "failed": 1, "said": await app.traffic.detail(415)}
     await the_one_media(client)
 
 
@@ -272,7 +277,7 @@ async def test_uppy_s3_plugin_uploads_through_a_session(
 async def test_widget_uploads_and_shows_the_refusals_detail(
     client: Client,
     nginx: str,
-    app_page: tuple[BrowserContext, str, Traffic],
+    app: App,
     recipe: str,
     file_input: str,
     stored: str,
@@ -282,22 +287,19 @@ async def test_widget_uploads_and_shows_the_refusals_detail(
     """FilePond (its metadata JSON part beside the file) and Dropzone (its `Cache-Control`
     and `X-Requested-With` headers) upload the photo chosen in their own input: stored with
     its variants; the text file is posted once and its card shows the 415's detail."""
-    context, origin, traffic = app_page
-    token = bearer("alice")["Authorization"].removeprefix("Bearer ")
-    page = await context.new_page()
-    await page.goto(f"{origin}/{recipe}")
-    await page.evaluate(WIDGET_START, [RECIPES[recipe], nginx, token])
+    page = await app.open(recipe)
+    await page.evaluate(WIDGET_START, [RECIPES[recipe], nginx, TOKEN])
     await choose(page, file_input, "photo.jpg", "image/jpeg", PHOTO)
     await page.locator(stored).wait_for(state="attached")
     media = await the_one_media(client)
     assert media["status"] == "ready"
     assert media["variants"] == ALL_VARIANTS
-    posted = next(r for r in traffic.requests if r.method == "POST")
+    posted = next(r for r in app.traffic.requests if r.method == "POST")
     assert own_headers.items() <= (await posted.all_headers()).items()
 
     await choose(page, file_input, "notes.txt", "text/plain", NOTES)
     message = page.locator(refused_message)
     await message.wait_for(state="attached")
-    assert traffic.sent("POST", f"{nginx}/v1/media") == 2
-    assert await message.text_content() == await traffic.detail(415)
+    assert app.traffic.sent("POST", f"{nginx}/v1/media") == 2
+    assert await message.text_content() == await app.traffic.detail(415)
     await the_one_media(client)
