@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # What a production node needs. Development adds PostgreSQL (the cluster `make run` and the
 # tests start), chromium (the browser tests), and Node.js and npm (axe-core for the
-# accessibility test, openapi-typescript and tsc for the generated-client test, sharp for
-# `make bench`'s baselines, each installed by its user into a scratch directory), unless a
-# node or an npm is already on PATH (one bundled with another Node.js build, which Debian's
-# packages would conflict with).
+# accessibility test, openapi-typescript and tsc for the generated-client test, Uppy,
+# FilePond, Dropzone and esbuild for the uploader recipes' test, sharp for `make bench`'s
+# baselines, each installed by its user into a scratch directory), unless a node or an npm
+# is already on PATH (one bundled with another Node.js build, which Debian's packages would
+# conflict with).
 APT_PROD_PACKAGES := nginx libmagic1 python3-venv
 APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium curl jq \
 	$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)

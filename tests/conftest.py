@@ -33,6 +33,7 @@ from mediasvc.stack.localproc import free_port, wait_until_listening
 from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster
 
 TEMPLATE_DB = "mediasvc_template"
+DEPLOY_README = Path(__file__).resolve().parents[1] / "deploy" / "README.md"
 # moto accepts any credentials; botocore only needs some to sign with.
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "mediasvc-test",
@@ -130,6 +131,24 @@ def s3_admin_client(endpoint: str) -> Any:
     """A synchronous botocore client for fixtures and checks (the app uses aiobotocore)."""
     return botocore.session.get_session().create_client(
         "s3", endpoint_url=endpoint, region_name="us-east-1"
+    )
+
+
+def deploy_cors_rules(origins: list[str]) -> dict[str, Any]:
+    """deploy/README.md's CORS document for upload sessions, allowing `origins`."""
+    section = DEPLOY_README.read_text().split("## Bucket rules for upload sessions", 1)[1]
+    document: dict[str, Any] = json.loads(
+        section.split("--cors-configuration '", 1)[1].split("'", 1)[0]
+    )
+    for rule in document["CORSRules"]:
+        rule["AllowedOrigins"] = origins
+    return document
+
+
+def apply_cors_rules(settings: Settings, origins: list[str]) -> None:
+    """What the operator does once per bucket (`aws s3api put-bucket-cors`)."""
+    s3_admin_client(settings.s3_endpoint_url or "").put_bucket_cors(
+        Bucket=settings.s3_bucket, CORSConfiguration=deploy_cors_rules(origins)
     )
 
 

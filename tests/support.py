@@ -1,11 +1,12 @@
-"""Helpers shared by tests: tokens, upload forms, the "nothing left behind" check, and npm
-tools installed into the checkout's cache."""
+"""Helpers shared by tests: tokens, upload forms, the README's programs, the "nothing
+left behind" check, and npm tools installed into the checkout's cache."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +64,17 @@ def npm_tools(name: str, *packages: str) -> Path:
         )
         stamp.write_text(" ".join(packages))
     return prefix / "node_modules"
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_program(language: str, marker: str) -> str:
+    """The one fenced `language` block of the README that contains `marker`."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.M | re.S)
+    found = [block for block in blocks if marker in block]
+    assert len(found) == 1, f"expected one {language} block with {marker!r}, got {len(found)}"
+    return found[0]
 
 
 def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:

@@ -142,7 +142,7 @@ async def test_a_generated_python_client_reads_a_media_and_the_limits(
             del sys.modules[name]
     assert type(media).__name__ == "Media"
     assert (media.id, media.status.value) == (media_id, "ready")
-    assert media.variants.thumbnail.url.endswith("/thumbnail.webp")
+    assert media.variants["thumbnail"].url.endswith("/thumbnail.webp")
     assert media.original.sha256 == hashlib.sha256(photo).hexdigest()
     assert set(limits.kinds.additional_properties) == {"post", "avatar"}
     assert limits.kinds["avatar"].crop.value == "square"
@@ -195,7 +195,7 @@ async def test_generated_pydantic_models_validate_the_app_answers(
     created = models.UploadedMedia.model_validate(await uploaded.json())
     # StrEnum members: equal to their values.
     assert created.status == "ready"
-    assert created.variants.thumbnail.url.endswith("/thumbnail.webp")
+    assert created.variants["thumbnail"].url.endswith("/thumbnail.webp")
 
     read = await client.get(uploaded.headers["Location"], headers=bearer())
     media = models.Media.model_validate(await read.json())

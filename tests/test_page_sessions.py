@@ -33,7 +33,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp.test_utils import TestClient
 from browser import browser_context
-from conftest import S3_CREDENTIALS, moto_server, s3_admin_client
+from conftest import S3_CREDENTIALS, apply_cors_rules, moto_server
 from playwright.async_api import BrowserContext, ConsoleMessage, FilePayload, Page, Request
 from support import SIGNING_SECRET, bearer, parametrize_backends, stored_keys
 
@@ -45,7 +45,6 @@ from mediasvc.stack.localproc import free_port
 from mediasvc.storage.s3 import S3Storage, client_config
 from mediasvc.web.page import content_security_policy
 
-DEPLOY_README = Path(__file__).resolve().parents[1] / "deploy" / "README.md"
 PHOTO = images.make_jpeg(width=1200, height=900)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
 
@@ -74,24 +73,6 @@ def rules_only_s3_endpoint() -> Iterator[str]:
     With `MOTO_DISABLE_GLOBAL_CORS` only the bucket's CORS configuration answers."""
     with moto_server(MOTO_DISABLE_GLOBAL_CORS="1") as url:
         yield url
-
-
-def deploy_cors_rules(origins: list[str]) -> dict[str, Any]:
-    """deploy/README.md's CORS document for upload sessions, allowing `origins`."""
-    section = DEPLOY_README.read_text().split("## Bucket rules for upload sessions", 1)[1]
-    document: dict[str, Any] = json.loads(
-        section.split("--cors-configuration '", 1)[1].split("'", 1)[0]
-    )
-    for rule in document["CORSRules"]:
-        rule["AllowedOrigins"] = origins
-    return document
-
-
-def apply_cors_rules(settings: Settings, origins: list[str]) -> None:
-    """What the operator does once per bucket (`aws s3api put-bucket-cors`)."""
-    s3_admin_client(settings.s3_endpoint_url or "").put_bucket_cors(
-        Bucket=settings.s3_bucket, CORSConfiguration=deploy_cors_rules(origins)
-    )
 
 
 def collect_console_errors(context: BrowserContext) -> list[str]:

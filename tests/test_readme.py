@@ -18,7 +18,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
-from support import bearer, upload_form
+from support import README, bearer, readme_program, upload_form
 
 from mediasvc.cli import main
 from mediasvc.config import Settings, env_name
@@ -27,18 +27,9 @@ from mediasvc.stack.localproc import free_port
 
 Client = TestClient[Any, Any]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 ENV_EXAMPLE = README.parent / "deploy" / "mediasvc.env.example"
 SETTINGS = {env_name(setting.name) for setting in fields(Settings)}
 KEY = bytes(range(32))
-
-
-def readme_program(language: str, marker: str) -> str:
-    """The one fenced `language` block of the README that contains `marker`."""
-    blocks = re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.M | re.S)
-    found = [block for block in blocks if marker in block]
-    assert len(found) == 1, f"expected one {language} block with {marker!r}, got {len(found)}"
-    return found[0]
 
 
 class Program:
