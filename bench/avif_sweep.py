@@ -5,8 +5,8 @@ other test runs (`--quality`, `--effort`, `--small-boost` narrow the grid).
 
 Issue 28 writes each variant as AVIF beside today's WebP, and asks for settings that
 give an equal or better SSIMULACRA2 than the WebP variant on average over a photo set, in
-fewer bytes, for at most 1.5x the WebP-only job time. Over the photo set (`bench.photos` plus the bench's inputs: the 12 MP
-photo, the RGBA cut-out, the CMYK JPEG) this:
+fewer bytes, for at most 1.5x the WebP-only job time. Over the photo set (`bench.photos`
+plus the bench's inputs: the 12 MP photo, the RGBA cut-out, the CMYK JPEG) this:
 
 1. makes each photo's five variants as the pipeline does (`imaging.decode`'s shrink-on-load
    to 1024 px, then each smaller one resized from the next larger);
