@@ -59,6 +59,16 @@ _WEBP_MAX_CHUNKS = 8
 # 1024 px variant takes about 0.2 s and is as small as Pillow's default (speed 6); libvips'
 # default, 4, takes 2.6 s for 1.5% fewer bytes (docs/performance.md).
 AVIF_EFFORT = 2
+# AVIF beside each WebP variant (issue 28; not used yet), chosen by `python -m
+# bench.avif_sweep` over 8 photos (docs/decisions.md, "AVIF encoder settings"): the fewest
+# bytes at a mean SSIMULACRA2 no lower than WebP q80 method 4's, within 1.5x the WebP-only
+# job time. 0.88 of WebP's bytes at +0.06, job time 1.41x. Effort 1 would write 0.82 but
+# takes 2.1x; the small variants need more quality than the large to keep up with WebP.
+AVIF_BESIDE_WEBP_QUALITY = 60
+AVIF_BESIDE_WEBP_SMALL_QUALITY = 70  # variants of at most AVIF_SMALL_SIZE px
+AVIF_SMALL_SIZE = 256
+AVIF_BESIDE_WEBP_EFFORT = 0  # libaom cpu-used 9
+AVIF_BESIDE_WEBP_SUBSAMPLE = "on"  # 4:2:0: 4:4:4 costs 1.2-1.3x the encode time, 1.03x the bytes
 # What `imaging.decode` leaves: 8-bit sRGB, with alpha or without.
 _MODES = {3: "RGB", 4: "RGBA"}
 
