@@ -44,6 +44,10 @@ class ImageRules:
     lossless_graphics: bool = True
     # The variants made, smallest first (`imaging.variants`).
     sizes: Ladder = VARIANTS
+    # Formats each variant is also written in, beside `output_format` (`formats` in the
+    # kinds file: ["webp", "avif"] is WebP output with AVIF alternates). Stills only: an
+    # animation keeps its one animated WebP.
+    alternates: tuple[str, ...] = ()
 
 
 DEFAULT_RULES = ImageRules()
@@ -63,6 +67,15 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class AlternateFile:
+    """A variant written again in another format (`ImageRules.alternates`), same pixels."""
+
+    path: str
+    bytes: int
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
 class VariantFile:
     """One written variant. `height` is per frame for animations."""
 
@@ -74,6 +87,7 @@ class VariantFile:
     height: int
     bytes: int
     mime: str
+    alternates: tuple[AlternateFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
