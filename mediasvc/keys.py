@@ -1,7 +1,9 @@
 """The storage key layout: the one place that knows what a key looks like.
 
     [private/]k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp    a variant (public or private)
+    [private/]k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.avif    its AVIF alternate, if the kind has one
     uploads/k3Jx9QmT2vLr8WcA5nYpZb                         a raw upload-session object
+    sources/k3/k3Jx9QmT2vLr8WcA5nYpZb                      the uploaded file (`keep_source`)
 
 The id's first two characters spread files over directories, the id (>= 128 random bits)
 makes keys unguessable, and a client's filename is never part of a key. nginx serves
@@ -18,11 +20,18 @@ from mediasvc.imaging.formats import OUTPUT_FORMATS
 
 PRIVATE_PREFIX = "private/"
 UPLOADS_PREFIX = "uploads/"
+SOURCES_PREFIX = "sources/"
 
 
 def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
     """The storage key of one variant file of one media."""
     return f"{PRIVATE_PREFIX if private else ''}{media_id[:2]}/{media_id}/{filename}"
+
+
+def source_key(media_id: str) -> str:
+    """Where the uploaded file itself is kept, for a kind with `keep_source` (never served:
+    outside every prefix nginx serves)."""
+    return f"{SOURCES_PREFIX}{media_id[:2]}/{media_id}"
 
 
 def upload_key(media_id: str) -> str:
@@ -37,8 +46,8 @@ def media_prefixes(media_id: str) -> list[str]:
 
 
 def media_keys(media_id: str) -> list[str]:
-    """A media's keys outside its variant prefixes: its raw session object."""
-    return [upload_key(media_id)]
+    """A media's keys outside its variant prefixes: its raw session object, its source."""
+    return [upload_key(media_id), source_key(media_id)]
 
 
 def is_upload(key: str) -> bool:
@@ -58,6 +67,9 @@ def media_id_of(key: str) -> str | None:
         # `uploads/<id>`, or a write to it not yet renamed: `uploads/.<id>.<random>.tmp`.
         rest = key.removeprefix(UPLOADS_PREFIX).removeprefix(".").split(".")[0]
         return rest if is_media_id(rest) else None
+    parts = key.removeprefix(SOURCES_PREFIX).split("/")
+    if key.startswith(SOURCES_PREFIX) and len(parts) == 2 and is_media_id(parts[1]):
+        return parts[1] if parts[0] == parts[1][:2] else None
     parts = key.removeprefix(PRIVATE_PREFIX).split("/")
     if len(parts) == 3 and is_media_id(parts[1]) and parts[0] == parts[1][:2]:
         return parts[1]

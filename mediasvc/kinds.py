@@ -31,6 +31,8 @@ from mediasvc.imaging.job import Crop, ImageRules
 from mediasvc.imaging.variants import MAX_SIZES, SIZE_NAME, Ladder, VariantSpec
 
 DEFAULT_KIND = "post"
+# Types whose every upload may be an animation: AVIF alternates would never be written.
+ANIMATED_TYPES = frozenset({"image/gif"})
 KIND_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -51,6 +53,10 @@ class KindRules:
     image: ImageRules
     # The kind's own upload budget per user (`budgets`), on top of the global one.
     uploads_per_minute: int | None = None
+    # The uploaded file itself is kept (privately, never served) for re-rendering.
+    keep_source: bool = False
+    # The `sizes` attribute a page pairs with the media's `srcset` (`srcset_sizes`).
+    srcset_sizes: str | None = None
 
     def collection_for(self, asked: str | None) -> str | None:
         """The collection an upload of this kind goes to."""
@@ -76,6 +82,9 @@ class KindRules:
             replace=self.replace,
             uploads_per_minute=self.uploads_per_minute,
             sizes={spec.name: spec.size for spec in image.sizes},
+            formats=[image.output_format, *image.alternates],
+            keep_source=self.keep_source,
+            srcset_sizes=self.srcset_sizes,
         )
 
 
@@ -115,6 +124,12 @@ def variant_names(kinds: Mapping[str, KindRules]) -> list[str]:
     return sorted({spec.name for kind in kinds.values() for spec in kind.image.sizes})
 
 
+def srcset_sizes(kinds: Mapping[str, KindRules], kind: str) -> str | None:
+    """The `sizes` attribute the kind pairs with its media's `srcset`, if it says one."""
+    rules = kinds.get(kind)
+    return None if rules is None else rules.srcset_sizes
+
+
 def default_kind(settings: Settings) -> str:
     """The kind of an upload that names none: the kinds file's `default`, else `post`."""
     name: str = settings.kinds_table.get("default", DEFAULT_KIND)
@@ -148,6 +163,8 @@ class _Parser:
             collection_max=get("collection_max", int, self.start.collection_max),
             replace=get("replace", bool, self.start.replace),
             uploads_per_minute=get("uploads_per_minute", int, self.start.uploads_per_minute),
+            keep_source=get("keep_source", bool, self.start.keep_source),
+            srcset_sizes=get("srcset_sizes", str, self.start.srcset_sizes),
             image=replace(
                 image,
                 crop=get("crop", str, image.crop, choices=("none", "square")),
@@ -165,6 +182,7 @@ class _Parser:
                 sizes=self.sizes(table.get("sizes"), image.sizes),
             ),
         )
+        rules = replace(rules, image=replace(rules.image, **self.formats(table, rules)))
         if rules.replace and "collection_max" not in table:
             raise self.fail("replace", "needs collection_max (how many items to keep)")
         for low, high in (("min_width", "max_width"), ("min_height", "max_height")):
@@ -219,6 +237,26 @@ class _Parser:
             (VariantSpec(name, size) for name, size in value.items()), key=lambda spec: spec.size
         )
         return tuple(ladder)
+
+    def formats(self, table: dict[str, Any], rules: KindRules) -> dict[str, Any]:
+        """`formats = ["webp", "avif"]`: the output format, then those written beside it."""
+        value = table.get("formats")
+        if value is None:
+            return {}
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail("formats", "must be a list of format names")
+        unknown = sorted(set(value) - set(OUTPUT_FORMATS))
+        if unknown:
+            raise self.fail("formats", f"unknown format {unknown[0]!r}; known: webp, avif")
+        if value not in (["webp"], ["webp", "avif"]):
+            raise self.fail("formats", 'must be ["webp"] or ["webp", "avif"]')
+        if "output" in table and table["output"] != "webp":
+            raise self.fail("formats", "needs webp output (an output = jpeg kind stays JPEG)")
+        if value[1:] and rules.image.animated and rules.accept <= ANIMATED_TYPES:
+            raise self.fail(
+                "formats", "this kind takes only animations, which stay animated WebP only"
+            )
+        return {"output_format": "webp", "alternates": tuple(value[1:])}
 
     def accept(self, value: object) -> frozenset[str]:
         if value is None:

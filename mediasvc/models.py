@@ -12,6 +12,15 @@ VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
 
 
 @dataclass(frozen=True, slots=True)
+class StoredAlternate:
+    """A variant stored again in another format (AVIF beside WebP), same pixels."""
+
+    key: str
+    bytes: int
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredVariant:
     """One variant as stored: its storage key and what it is."""
 
@@ -22,6 +31,7 @@ class StoredVariant:
     height: int
     bytes: int
     mime: str
+    alternates: tuple[StoredAlternate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

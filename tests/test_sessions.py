@@ -8,12 +8,20 @@ import hashlib
 import time
 from typing import Any
 
-import aiohttp
 import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
-from support import assert_nothing_left, bearer, parametrize_backends, stored_keys, upload_form
+from support import (
+    assert_nothing_left,
+    bearer,
+    parametrize_backends,
+    stored_keys,
+    upload_form,
+)
+from support import (
+    send_direct as send,
+)
 
 from mediasvc.appkeys import DB, KINDS, SESSIONS, STORAGE, UPLOADS
 from mediasvc.config import Settings
@@ -35,24 +43,6 @@ async def open_session(client: Client, data: bytes = PHOTO, **overrides: Any) ->
     if body["size"] is None:  # `size=None`: the client does not say
         del body["size"]
     return await client.post("/v1/uploads", json=body, headers=headers)
-
-
-async def send(client: Client, upload: dict[str, Any], data: bytes) -> int:
-    """Send the bytes as `upload` says, as a client would; the store's status."""
-    url = upload["url"]
-    if url.startswith("/"):
-        response = await client.put(url, data=data, headers=upload.get("headers", {}))
-        return response.status
-    async with aiohttp.ClientSession() as http:
-        if upload["method"] == "POST":
-            form = aiohttp.FormData()
-            for name, value in upload["fields"].items():
-                form.add_field(name, value)
-            form.add_field("file", data, filename="photo.jpg", content_type="image/jpeg")
-            async with http.post(url, data=form) as response:
-                return response.status
-        async with http.put(url, data=data, headers=upload["headers"]) as response:
-            return response.status
 
 
 async def complete(client: Client, media_id: str, **headers: str) -> Any:

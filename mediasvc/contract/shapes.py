@@ -57,14 +57,29 @@ class Shape(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class VariantAlternate(Shape):
+    """The same variant in another format (AVIF beside WebP)."""
+
+    url: str | None = Field(description="As the variant's own `url`; null where that is.")
+    bytes: int
+
+
 class Variant(Shape):
     """One stored variant, where a client fetches it."""
 
-    url: str = Field(description="Plain for public media; signed and short-lived for private.")
+    url: str = Field(
+        description="Plain for public media; signed and short-lived for private. Where the "
+        "variant has an AVIF alternate, this URL serves it to clients whose `Accept` lists "
+        "`image/avif` (`Vary: Accept`)."
+    )
     width: int
     height: int
     bytes: int
     mime: str
+    alternates: dict[str, VariantAlternate] | MISSING = Field(
+        default=MISSING,
+        description="The kind's other formats, by MIME type, each at its own URL too.",
+    )
 
 
 class EventVariant(Variant):
@@ -211,6 +226,14 @@ class MediaFields(Shape, Generic[VariantT]):
     )
     placeholder: Placeholder | None
     created_at: Timestamp
+    srcset: dict[str, str] | MISSING = Field(
+        default=MISSING,
+        description="Ready media with URLs: per MIME type, an `<img srcset>` value "
+        "(`url 256w, ...`, one candidate per width), e.g. for `<picture><source type=...>`.",
+    )
+    sizes: str | MISSING = Field(
+        default=MISSING, description="The kind's `srcset_sizes`: the `sizes` to pair with it."
+    )
     processing: ProcessingReport | MISSING | None = MISSING
     expires_at: Timestamp | MISSING = Field(
         default=MISSING, description="A pending session's expiry."
@@ -406,6 +429,16 @@ class KindLimits(Shape):
     sizes: dict[str, int] = Field(
         description="The variants made, smallest first: each name's longest side in pixels "
         "(square crops: both sides), never larger than the source."
+    )
+    formats: list[str] = Field(
+        description="The formats each variant is written in: `webp`, then `avif` beside it "
+        "(served by `Accept` from the WebP's URL). Animations stay animated WebP only."
+    )
+    keep_source: bool = Field(
+        description="The uploaded file is kept privately (never served) to re-render from."
+    )
+    srcset_sizes: str | None = Field(
+        description="The `sizes` attribute the media's `srcset` goes with, if the kind says."
     )
 
 

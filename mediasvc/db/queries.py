@@ -14,7 +14,15 @@ from typing import Any, cast
 import asyncpg
 
 from mediasvc.db import Connection
-from mediasvc.models import Media, Original, Placeholder, Status, StoredVariant, Visibility
+from mediasvc.models import (
+    Media,
+    Original,
+    Placeholder,
+    Status,
+    StoredAlternate,
+    StoredVariant,
+    Visibility,
+)
 
 # Later than any `created_at`: the cursor of a first page, which every row is before.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
@@ -541,7 +549,7 @@ async def list_recent(
 
 
 def _variant_json(variant: StoredVariant) -> dict[str, Any]:
-    return {
+    document = {
         "key": variant.key,
         "size": variant.size,
         "width": variant.width,
@@ -549,6 +557,16 @@ def _variant_json(variant: StoredVariant) -> dict[str, Any]:
         "bytes": variant.bytes,
         "mime": variant.mime,
     }
+    if variant.alternates:
+        document["alternates"] = [
+            {"key": a.key, "bytes": a.bytes, "mime": a.mime} for a in variant.alternates
+        ]
+    return document
+
+
+def _variant(document: dict[str, Any]) -> StoredVariant:
+    alternates = tuple(StoredAlternate(**a) for a in document.pop("alternates", ()))
+    return StoredVariant(**document, alternates=alternates)
 
 
 def _media(row: asyncpg.Record) -> Media:
@@ -571,7 +589,7 @@ def _media(row: asyncpg.Record) -> Media:
             height=row["original_height"],
             frames=row["original_frames"],
         ),
-        variants={name: StoredVariant(**v) for name, v in row["variants"].items()},
+        variants={name: _variant(v) for name, v in row["variants"].items()},
         placeholder=(
             None
             if thumbhash is None or dominant_color is None

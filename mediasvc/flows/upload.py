@@ -48,9 +48,9 @@ from mediasvc.flows.purge import purge, remove_objects
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
 from mediasvc.imaging.job import Facts
-from mediasvc.keys import variant_key
+from mediasvc.keys import source_key, variant_key
 from mediasvc.metrics import Metrics
-from mediasvc.models import Media, Placeholder, StoredVariant
+from mediasvc.models import Media, Placeholder, StoredAlternate, StoredVariant
 from mediasvc.spool import SpooledUpload
 from mediasvc.storage import Storage, StorageError
 
@@ -159,8 +159,13 @@ class UploadFlow:
                     options.kind.name, upload.path, upload.mime, work_dir
                 )
             with self.metrics.stage("store"):
+                source = upload if options.kind.keep_source else None
                 stored = await self._store(
-                    media_id, facts, private=options.visibility == "private", writes=writes
+                    media_id,
+                    facts,
+                    private=options.visibility == "private",
+                    source=source,
+                    writes=writes,
                 )
             self.metrics.variant_bytes.inc(sum(v.bytes for v in facts.variants))
             with self.metrics.stage("db"):
@@ -347,27 +352,47 @@ class UploadFlow:
             )
 
     async def _store(
-        self, media_id: str, facts: Facts, *, private: bool, writes: _Writes
+        self,
+        media_id: str,
+        facts: Facts,
+        *,
+        private: bool,
+        source: SpooledUpload | None,
+        writes: _Writes,
     ) -> dict[str, StoredVariant]:
+        """Write the variants, their alternates, and (`source`, a kind that keeps it) the
+        uploaded file, now that the worker is done reading it."""
+
+        def key(path: str) -> str:
+            return variant_key(media_id, Path(path).name, private=private)
+
         stored = {
             v.name: StoredVariant(
-                key=variant_key(media_id, Path(v.path).name, private=private),
+                key=key(v.path),
                 size=v.size,
                 width=v.width,
                 height=v.height,
                 bytes=v.bytes,
                 mime=v.mime,
+                alternates=tuple(
+                    StoredAlternate(key(a.path), a.bytes, a.mime) for a in v.alternates
+                ),
             )
             for v in facts.variants
         }
+        files: list[tuple[str, Path, str]] = []
+        for v in facts.variants:
+            files.append((key(v.path), Path(v.path), v.mime))
+            files.extend((key(a.path), Path(a.path), a.mime) for a in v.alternates)
+        if source is not None:
+            files.append((source_key(media_id), source.path, source.mime))
 
         # Every write runs to its end (each is bounded by the storage timeout) rather than
         # being cancelled when another fails: then the undo knows exactly what exists, and
         # no write can land after the undo removed what was there.
-        writes.started = len(facts.variants)
+        writes.started = len(files)
         outcomes = await asyncio.gather(
-            *(self.storage.put(stored[v.name].key, Path(v.path), v.mime) for v in facts.variants),
-            return_exceptions=True,
+            *(self.storage.put(*file) for file in files), return_exceptions=True
         )
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         writes.failed = len(errors)

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from mediasvc import db
-from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
+from mediasvc.appkeys import DB, KINDS, SETTINGS, STORAGE, UPLOADS
 from mediasvc.auth import Principal
 from mediasvc.contract import paths, shapes
 from mediasvc.contract.representation import media_view, uploaded_view, variant_url
@@ -16,6 +16,7 @@ from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
 from mediasvc.form import check_collection_name
 from mediasvc.ingest import spooled_upload
+from mediasvc.kinds import srcset_sizes
 from mediasvc.web import redirects
 from mediasvc.web.access import (
     optional_principal,
@@ -59,7 +60,7 @@ async def create_media(request: web.Request) -> web.Response:
         return redirects.see_other(page, media=uploaded.media.id)
     replaced = list(uploaded.replaced) if options.kind.replace else None
     return answer(
-        uploaded_view(uploaded.media, request.app[SETTINGS], replaced),
+        uploaded_view(uploaded.media, request.app[SETTINGS], replaced, options.kind.srcset_sizes),
         status=201 if uploaded.created else 200,
         headers={"Location": _location(request, uploaded.media.id)},
     )
@@ -74,7 +75,9 @@ async def get_media(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     full = principal is not None and principal.may_act_on(media.owner)
     owner = shows_owner(principal, media, settings)
-    return answer(media_view(media, settings, full=full, owner=owner))
+    kinds = request.app[KINDS]
+    sizes = srcset_sizes(kinds, media.kind)
+    return answer(media_view(media, settings, full=full, owner=owner, sizes=sizes))
 
 
 async def list_media(request: web.Request) -> web.Response:
@@ -107,10 +110,13 @@ async def list_media(request: web.Request) -> web.Response:
                 if len(items) == limit
                 else None
             )
-    settings = request.app[SETTINGS]
+    settings, kinds = request.app[SETTINGS], request.app[KINDS]
     return answer(
         shapes.MediaPage(
-            items=[media_view(item, settings, full=True) for item in items],
+            items=[
+                media_view(item, settings, full=True, sizes=srcset_sizes(kinds, item.kind))
+                for item in items
+            ],
             next_cursor=None if next_cursor is None else encode_cursor(next_cursor),
         )
     )
@@ -136,7 +142,7 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
             limit=limit,
         )
     last = items[-1] if len(items) == limit else None
-    settings = request.app[SETTINGS]
+    settings, kinds = request.app[SETTINGS], request.app[KINDS]
     return answer(
         shapes.MediaPage(
             items=[
@@ -145,6 +151,7 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
                     settings,
                     full=principal.may_act_on(item.owner),
                     owner=shows_owner(principal, item, settings),
+                    sizes=srcset_sizes(kinds, item.kind),
                 )
                 for item in items
             ],

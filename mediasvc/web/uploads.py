@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mediasvc.appkeys import SESSIONS, SETTINGS, UPLOADS
+from mediasvc.appkeys import KINDS, SESSIONS, SETTINGS, UPLOADS
 from mediasvc.contract import codes, paths, shapes
 from mediasvc.contract.representation import media_view, planned_variant_urls, timestamp
 from mediasvc.errors import Forbidden, Gone, NotFound
@@ -12,6 +12,7 @@ from mediasvc.flows.sessions import Completed, SessionRequest, content_path
 from mediasvc.form import UploadForm
 from mediasvc.ids import is_media_id
 from mediasvc.ingest import body_chunks
+from mediasvc.kinds import srcset_sizes
 from mediasvc.signing import check_signed_path
 from mediasvc.web.access import require_principal
 from mediasvc.web.bodies import answer, json_body
@@ -98,11 +99,17 @@ async def complete_session(request: web.Request) -> web.Response:
     if request.can_read_body:
         sent = await json_body(request, shapes.SessionExpectations, _EXPECTED_EXAMPLE, {})
         expected = sent.model_dump(exclude_unset=True)
+    kinds = request.app[KINDS]
     completed = await request.app[SESSIONS].complete(
         principal, media_id, wait=wait, expected=expected
     )
     return answer(
-        media_view(completed.media, request.app[SETTINGS], full=True),
+        media_view(
+            completed.media,
+            request.app[SETTINGS],
+            full=True,
+            sizes=srcset_sizes(kinds, completed.media.kind),
+        ),
         status=_status(completed),
         headers={"Location": _url(request, paths.MEDIA_ITEM, media_id=media_id)},
     )
