@@ -245,5 +245,5 @@ def test_nginx_conf_command_renders_a_site_for_several_nodes(tmp_path: Path) -> 
     assert "server a:1 " in site
     assert "server b:2 " in site
     assert "media-s3.conf" in site
-    assert "rewrite ^ /my-media/$media_key? break;" in (tmp_path / "media-s3.conf").read_text()
+    assert "rewrite ^ /my-media/$variant_key? break;" in (tmp_path / "media-s3.conf").read_text()
     assert (tmp_path / "mediasvc.conf").stat().st_mode & 0o077 == 0
