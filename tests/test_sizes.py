@@ -118,9 +118,12 @@ class TestSrcset:
         # The URLs are paths under the media URL; the test's page is on another origin.
         srcset = media["srcset"]["image/webp"].replace("/media/", f"{nginx}/media/")
         page_html = f'<img id="photo" srcset="{srcset}" sizes="{media["sizes"]}">'
-        async with site(free_port(), {"/": lambda _: page_html}) as origin, browser_context(
-            [origin, nginx], device_scale_factor=2, viewport={"width": 300, "height": 400}
-        ) as (context, problems):
+        async with (
+            site(free_port(), {"/": lambda _: page_html}) as origin,
+            browser_context(
+                [origin, nginx], device_scale_factor=2, viewport={"width": 300, "height": 400}
+            ) as (context, problems),
+        ):
             page = await context.new_page()
             await page.goto(origin + "/")
             await page.wait_for_function("document.getElementById('photo').complete")
