@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from mediasvc import db
+from mediasvc import db, usage
 from mediasvc.appkeys import (
     DB,
     IMAGES,
@@ -25,12 +25,11 @@ from mediasvc.appkeys import (
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
 from mediasvc.events.dispatcher import running_dispatcher
-from mediasvc.flows.processing import Processor
+from mediasvc.flows.processing import Processor, imaging_pool
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.form import UploadForm
-from mediasvc.imaging.pool import ImagingPool
 from mediasvc.kinds import default_kind, kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.spaces import MAX_HEADER_BYTES
@@ -81,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
             _imaging_pool,
             _upload_flow,
             _reaper_timer,
+            _usage_gauges,
             _session_completer,
             _event_dispatcher,
             _provider_keys,
@@ -109,16 +109,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    pool = ImagingPool(
-        workers=settings.workers,
-        queue_max=settings.queue_max,
-        timeout_s=settings.job_timeout_s,
-        memory_limit_mb=settings.worker_memory_mb,
-        allow_unconfined=settings.allow_unconfined_workers,
-        # Beside the spool, on its file system: variants are renamed into a job's out_dir.
-        work_dir=settings.spool_dir.parent,
-    )
+    pool = imaging_pool(app[SETTINGS])
     app[IMAGES] = pool
     app[METRICS].watch(pool, app[DB])
     yield
@@ -127,7 +118,7 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
 
 async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
     settings, kinds = app[SETTINGS], app[KINDS]
-    processor = Processor(app[IMAGES], {name: kind.image for name, kind in kinds.items()})
+    processor = Processor.for_kinds(app[IMAGES], kinds)
     app[UPLOADS] = UploadFlow(
         settings=settings,
         db=app[DB],
@@ -182,10 +173,23 @@ async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:
         )
         reaped = app[METRICS].reaper
         reaped.labels("rows").inc(report.rows_removed)
+        reaped.labels("listed").inc(report.listed_removed)
         reaped.labels("orphans").inc(report.orphans_removed)
         reaped.labels("spool").inc(report.spool_removed)
 
     async with _every(settings.reaper_interval_s, reap_once, "reaper.failed"):
+        yield
+
+
+async def _usage_gauges(app: web.Application) -> AsyncIterator[None]:
+    """The usage gauges: computed by one node per interval, read by every node (`usage`)."""
+    settings, kinds = app[SETTINGS], app[KINDS]
+    keeping = usage.source_kinds(kinds)
+
+    async def refresh() -> None:
+        await usage.refresh(app[DB], app[METRICS], keeping, max_age_s=settings.usage_interval_s)
+
+    async with _every(settings.usage_interval_s, refresh, "usage.refresh_failed"):
         yield
 
 

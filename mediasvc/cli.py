@@ -1,5 +1,9 @@
-"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, dev, nginx-conf,
-problem-codes."""
+"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, rerender, usage, dev,
+nginx-conf, problem-codes.
+
+Commands other than `serve` and `nginx-conf` also work from the checkout beside `make run`:
+what the environment leaves unset (the database URL, the secrets) they take from the dev
+stack of the data dir (`devstack.env_beside_dev`)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -17,10 +22,14 @@ from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env, setting_from_env
 from mediasvc.contract import codes
 from mediasvc.db.migrate import migrate_database
+from mediasvc.db.queries import RerenderSelection
 from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
+from mediasvc.flows.rerender import Options
 from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
+from mediasvc.ops.rerender import rerender as run_rerender
+from mediasvc.ops.usage import show_usage
 from mediasvc.spaces import SPACE_ID_RULE, is_space_id
 from mediasvc.stack import devstack
 from mediasvc.stack.nginxconf import Site, render
@@ -58,6 +67,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("event_id", nargs="?", help="the event (evt_...) to requeue")
     which.add_argument("--all-failed", action="store_true", help="every given-up delivery")
+    again = commands.add_parser(
+        "rerender",
+        help="make ready media's variants again under their kind's current rules (sizes, "
+        "formats, quality), from the kept source",
+    )
+    again.add_argument("--kind", help="only media of this kind")
+    again.add_argument("--owner", help="only media of this owner (token subject)")
+    again.add_argument("--space", help="only media of this space")
+    again.add_argument(
+        "--since", type=_moment, help="only media uploaded at or after DATE (ISO 8601; UTC)"
+    )
+    again.add_argument(
+        "--from-largest",
+        action="store_true",
+        help="media without a kept source: re-derive from the largest variant (never upscaled)",
+    )
+    again.add_argument("--dry-run", action="store_true", help="list what would change")
+    again.add_argument(
+        "--force",
+        action="store_true",
+        help="also media whose sizes and formats match (after a quality change)",
+    )
+    again.add_argument("--limit", type=_positive, help="look at no more than N media")
+    again.add_argument(
+        "--jobs", type=_positive, help="media in flight at once (default: MEDIASVC_WORKERS)"
+    )
+    usage = commands.add_parser(
+        "usage", help="media, stored bytes (variants, sources) and pending sessions"
+    )
+    usage.add_argument("--by", choices=("owner", "space", "kind"), help="one line per group")
+    usage.add_argument("--top", type=_positive, default=20, help="the N largest groups")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
     site = commands.add_parser(
         "nginx-conf", help="render the nginx site for these settings into DIR (production)"
@@ -87,12 +127,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_retry_events(args.event_id))
         if args.command == "events":
             return asyncio.run(_show_events())
+        if args.command == "rerender":
+            selection = RerenderSelection(args.kind, args.owner, args.space, args.since)
+            options = Options(args.from_largest, dry_run=args.dry_run, force=args.force)
+            return asyncio.run(
+                run_rerender(_settings(), selection, options, limit=args.limit, jobs=args.jobs)
+            )
+        if args.command == "usage":
+            return asyncio.run(show_usage(_settings(), by=args.by, top=args.top))
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
     except (ConfigError, devstack.DevError, LandlockRefused) as exc:
         print(f"mediasvc: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130  # what a shell reports for Ctrl-C
 
 
 def _serve() -> int:
@@ -116,13 +166,39 @@ def _nginx_conf(directory: Path, listen: str, upstreams: list[str]) -> int:
     return 0
 
 
+def _settings() -> Settings:
+    """Settings for a command: the environment's, completed beside `make run`."""
+    return Settings.from_env(devstack.env_beside_dev())
+
+
+def _database_url() -> str:
+    """The database URL for a command that needs nothing else (migrate, events)."""
+    return database_url_from_env(devstack.env_beside_dev())
+
+
+def _moment(raw: str) -> datetime:
+    """`--since`: an ISO 8601 date or time; without a zone, UTC."""
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {raw!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _positive(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {raw!r}")
+    return int(raw)
+
+
 async def _gc() -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     configure_logging(settings.log_format)
     async with db.open_pool(settings) as pool, open_storage(settings) as storage:
         report = await reap(pool, storage, settings.spool_dir, grace_s=settings.reaper_grace_s)
     print(
-        f"rows finished: {report.rows_removed}, orphan objects removed: "
+        f"rows finished: {report.rows_removed}, listed objects removed: "
+        f"{report.listed_removed}, orphan objects removed: "
         f"{report.orphans_removed}, spool entries removed: {report.spool_removed}"
     )
     for error in report.errors:
@@ -131,12 +207,12 @@ async def _gc() -> int:
 
 
 async def _show_events() -> int:
-    print("\n".join(await events_admin.show(database_url_from_env())))
+    print("\n".join(await events_admin.show(_database_url())))
     return 0
 
 
 async def _retry_events(event_id: str | None) -> int:
-    requeued = await events_admin.retry(database_url_from_env(), event_id)
+    requeued = await events_admin.retry(_database_url(), event_id)
     for queued_event, url in requeued:
         print(f"requeued {queued_event} to {url}")
     if not requeued:
@@ -147,7 +223,7 @@ async def _retry_events(event_id: str | None) -> int:
 
 def _migrate() -> int:
     configure_logging()
-    applied = asyncio.run(migrate_database(database_url_from_env()))
+    applied = asyncio.run(migrate_database(_database_url()))
     print("applied: " + (", ".join(applied) or "nothing pending"))
     return 0
 

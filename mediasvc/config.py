@@ -362,6 +362,11 @@ class Settings:
     reaper_grace_s: float = field(
         default=900.0, metadata=_env("REAPER_GRACE_S", _non_negative_float)
     )
+    # How often one node (whichever takes the lock first) computes the usage gauges, which
+    # every node then reports (`mediasvc.usage`).
+    usage_interval_s: float = field(
+        default=300.0, metadata=_env("USAGE_INTERVAL_S", _positive_float)
+    )
     # How often each node looks for auto-completing sessions due for a look (each session's
     # own looks back off from 1 s to 30 s: `db.queries.CLAIM_AUTO_COMPLETE`).
     auto_complete_interval_s: float = field(

@@ -2,8 +2,14 @@
 
     [private/]k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.webp    a variant (public or private)
     [private/]k3/k3Jx9QmT2vLr8WcA5nYpZb/thumbnail.avif    its AVIF alternate, if the kind has one
+    [private/]k3/k3Jx9QmT2vLr8WcA5nYpZb/thumb.0f3a9c2e.webp  a re-rendered variant (`rerender`)
     uploads/k3Jx9QmT2vLr8WcA5nYpZb                         a raw upload-session object
     sources/k3/k3Jx9QmT2vLr8WcA5nYpZb                      the uploaded file (`keep_source`)
+
+A re-render writes a new set beside the old one, each file named with the render's tag, so
+no key is ever written twice (nginx and browsers keep variants as immutable) and a reader
+sees the old set or the new one; both live under the media's prefixes, so a purge removes
+every generation.
 
 The id's first two characters spread files over directories, the id (>= 128 random bits)
 makes keys unguessable, and a client's filename is never part of a key. nginx serves
@@ -13,7 +19,10 @@ public keys at their plain URL, `private/` ones only with a valid signature, and
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterable
+from pathlib import PurePosixPath
 
 from mediasvc.ids import ID_LENGTH, is_media_id
 from mediasvc.imaging.formats import OUTPUT_FORMATS
@@ -21,6 +30,24 @@ from mediasvc.imaging.formats import OUTPUT_FORMATS
 PRIVATE_PREFIX = "private/"
 UPLOADS_PREFIX = "uploads/"
 SOURCES_PREFIX = "sources/"
+# A render's tag: 32 random bits in hex, only to keep one media's generations apart (the id
+# already makes the key unguessable).
+RENDER_TAG = r"[0-9a-f]{8}"
+
+
+def new_render_tag() -> str:
+    """A fresh tag for one re-render of one media."""
+    return secrets.token_hex(4)
+
+
+def rendered_name(filename: str, render: str | None) -> str:
+    """A variant file's name in the render `render` (None: the upload's own, untagged)."""
+    if render is None:
+        return filename
+    if not re.fullmatch(RENDER_TAG, render):
+        raise ValueError(f"not a render tag: {render!r}")
+    path = PurePosixPath(filename)
+    return f"{path.stem}.{render}{path.suffix}"
 
 
 def variant_key(media_id: str, filename: str, *, private: bool = False) -> str:
@@ -78,7 +105,11 @@ def media_id_of(key: str) -> str | None:
 
 def variant_key_pattern(names: Iterable[str]) -> str:
     """The regex of a variant key below its prefix: one of `names` (the sizes of every
-    kind's ladder), in any output format; no other file under a media's prefix is served."""
+    kind's ladder), untagged (as uploaded) or with a render's tag, in any output format; no
+    other file under a media's prefix is served."""
     alternatives = "|".join(sorted(names))
     extensions = "|".join(f.extension.lstrip(".") for f in OUTPUT_FORMATS.values())
-    return rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/(?:{alternatives})\.(?:{extensions})"
+    return (
+        rf"[A-Za-z0-9]{{2}}/[A-Za-z0-9]{{{ID_LENGTH}}}/"
+        rf"(?:{alternatives})(?:\.{RENDER_TAG})?\.(?:{extensions})"
+    )

@@ -47,6 +47,21 @@ class ConnectionPool(Protocol):
     def get_idle_size(self) -> int: ...
 
 
+class KindUsage(Protocol):
+    """What the usage gauges read of one kind's usage (`db.queries.Usage`)."""
+
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def media(self) -> int: ...
+    @property
+    def variant_bytes(self) -> int: ...
+    @property
+    def source_bytes(self) -> int: ...
+    @property
+    def pending_sessions(self) -> int: ...
+
+
 class Metrics:
     """Everything the app counts, in one registry."""
 
@@ -86,7 +101,8 @@ class Metrics:
         )
         self.reaper = Counter(
             "mediasvc_reaper_actions",
-            "What the reaper removed: stuck rows, orphan objects, spool entries.",
+            "What the reaper removed: stuck rows, listed objects (superseded by a re-render),"
+            " orphan objects, spool entries.",
             ["action"],
             registry=self.registry,
         )
@@ -110,6 +126,47 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        # Usage of the whole cluster (the same on every node), per kind: one node computes
+        # it every MEDIASVC_USAGE_INTERVAL_S and every node reads it (`mediasvc.usage`).
+        # Per kind only: owners and spaces are too many for labels (`python -m mediasvc
+        # usage --by owner` lists them).
+        self.usage_media = Gauge(
+            "mediasvc_usage_media",
+            "Ready media of the whole cluster, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.usage_bytes = Gauge(
+            "mediasvc_usage_stored_bytes",
+            "Bytes stored for ready media, by kind and what: variants (alternates included),"
+            " sources (kept originals).",
+            ["kind", "stored"],
+            registry=self.registry,
+        )
+        self.usage_pending = Gauge(
+            "mediasvc_usage_pending_sessions",
+            "Upload sessions waiting for their bytes, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.usage_refreshed = Gauge(
+            "mediasvc_usage_refreshed_timestamp_seconds",
+            "When the usage gauges were last computed (Unix time).",
+            registry=self.registry,
+        )
+
+    def report_usage(self, usage: Iterable[KindUsage], refreshed_at: float | None) -> None:
+        """Set the usage gauges to `usage` (one entry per kind), computed at `refreshed_at`
+        (a Unix time; None: never); kinds no longer listed are dropped."""
+        for gauge in (self.usage_media, self.usage_bytes, self.usage_pending):
+            gauge.clear()
+        for kind in usage:
+            self.usage_media.labels(kind.name).set(kind.media)
+            self.usage_bytes.labels(kind.name, "variants").set(kind.variant_bytes)
+            self.usage_bytes.labels(kind.name, "sources").set(kind.source_bytes)
+            self.usage_pending.labels(kind.name).set(kind.pending_sessions)
+        if refreshed_at is not None:
+            self.usage_refreshed.set(refreshed_at)
 
     def watch(self, pool: WorkerPool, db: ConnectionPool) -> None:
         """Report the worker pool and database pool at every scrape."""

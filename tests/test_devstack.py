@@ -162,6 +162,45 @@ async def test_token_command_mints_tokens_the_dev_stack_accepts(dev_env: dict[st
         assert await asyncio.to_thread(stop_dev, process) == 0
 
 
+async def test_commands_beside_the_dev_stack_find_its_database_and_storage(
+    dev_env: dict[str, str],
+) -> None:
+    """With nothing but the data dir set (as `make run` leaves a shell), `usage`, `gc`,
+    `events` and `rerender` reach the stack's database and storage and do their work."""
+    process, token, _ = await asyncio.to_thread(start_dev, dev_env)
+    try:
+        base = f"http://127.0.0.1:{dev_env['MEDIASVC_HTTP_PORT']}"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base}/v1/media",
+                data=upload_form(images.make_jpeg()),
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            assert response.status == 201
+
+        def command(*argv: str) -> str:
+            result = subprocess.run(
+                [sys.executable, "-m", "mediasvc", *argv],
+                env=dev_env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        printed = await asyncio.to_thread(command, "usage", "--by", "owner")
+        assert printed.splitlines()[1].split()[:2] == ["dev", "1"]
+        assert "rows finished: 0" in await asyncio.to_thread(command, "gc")
+        assert "0 pending, 0 given up" in await asyncio.to_thread(command, "events")
+        printed = await asyncio.to_thread(command, "rerender")
+        assert printed.splitlines()[-1] == "summary: 1 up to date"
+    finally:
+        assert await asyncio.to_thread(stop_dev, process) == 0
+
+
 async def test_dev_stack_puts_node_i_on_app_port_plus_i_and_prints_their_metrics(
     dev_env: dict[str, str],
 ) -> None:

@@ -131,7 +131,13 @@ class TestDocument:
         media names `replaced_by`."""
         contract = Contract(document_for(settings))
         webhooks = contract.document["webhooks"]
-        assert set(webhooks) == {"media.ready", "media.deleted", "media.replaced", "upload.failed"}
+        assert set(webhooks) == {
+            "media.ready",
+            "media.deleted",
+            "media.replaced",
+            "media.rerendered",
+            "upload.failed",
+        }
         schemas = contract.document["components"]["schemas"]
         for event_type, item in webhooks.items():
             body = item["post"]["requestBody"]["content"]["application/json"]["schema"]

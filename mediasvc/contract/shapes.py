@@ -545,6 +545,15 @@ class MediaReplaced(Shape):
     data: ReplacedMedia
 
 
+class MediaRerendered(Shape):
+    """`media.rerendered`: `python -m mediasvc rerender` made its variants again under its
+    kind's current rules; `data` has the new variants (new URLs: the old files are removed)."""
+
+    type: Literal["media.rerendered"]
+    timestamp: Timestamp
+    data: EventMedia
+
+
 class UploadFailed(Shape):
     """`upload.failed`: an asynchronous upload-session completion failed (`status: failed`,
     with its `problem`)."""
@@ -554,10 +563,11 @@ class UploadFailed(Shape):
     data: EventMedia
 
 
-Event = MediaReady | MediaDeleted | MediaReplaced | UploadFailed
+Event = MediaReady | MediaDeleted | MediaReplaced | MediaRerendered | UploadFailed
 EVENTS: dict[str, type[Event]] = {
     "media.ready": MediaReady,
     "media.replaced": MediaReplaced,
     "media.deleted": MediaDeleted,
+    "media.rerendered": MediaRerendered,
     "upload.failed": UploadFailed,
 }

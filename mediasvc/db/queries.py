@@ -8,8 +8,9 @@ inside one.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import asyncpg
 
@@ -26,6 +27,8 @@ from mediasvc.models import (
 
 # Later than any `created_at`: the cursor of a first page, which every row is before.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+UsageGroup = Literal["owner", "space", "kind"] | None
 
 # A collection's stored `slot`s only grow and may have gaps (a removal is one DELETE that
 # touches no other row); the dense `position` clients see is counted on read, among the
@@ -290,6 +293,116 @@ RETURNING allowed, extract(epoch FROM tat - now())::float8 AS ahead_s
 PRUNE_BUDGETS = "DELETE FROM user_budgets WHERE tat < now() - interval '1 minute'"
 
 
+# Re-rendering (`flows.rerender`): ready media matching the operator's filters (NULL: any),
+# after `$5` in id order (a keyset, so a page costs the same however far the run got).
+_RERENDER_FILTER = """
+    status = 'ready' AND ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR owner = $2)
+    AND ($3::text IS NULL OR space = $3) AND ($4::timestamptz IS NULL OR created_at >= $4)
+"""
+RERENDER_PAGE = f"""
+SELECT {_COLUMNS} FROM media WHERE {_RERENDER_FILTER} AND id > $5 ORDER BY id LIMIT $6
+"""
+RERENDER_COUNT = f"SELECT count(*) FROM media WHERE {_RERENDER_FILTER}"
+
+# The swap of a re-render: the new variants replace the old ones only while the media is
+# still ready with exactly the variants the render started from (`$2`), so a concurrent
+# delete, replace or second re-render wins and this one is dropped.
+SWAP_VARIANTS = f"""
+UPDATE media
+SET variants = $3, thumbhash = $4, dominant_color = $5, processing = $6, updated_at = now()
+WHERE id = $1 AND status = 'ready' AND variants = $2
+RETURNING {_COLUMNS}
+"""
+
+# Keys to remove at `$3` seconds from now unless taken off the list first (a listed key that
+# is listed again is due afresh).
+LIST_REMOVALS = """
+INSERT INTO object_removals (key, media_id, due_at)
+SELECT key, $1, now() + make_interval(secs => $3) FROM unnest($2::text[]) AS key
+ON CONFLICT (key) DO UPDATE SET due_at = EXCLUDED.due_at, leased_at = NULL
+"""
+# Only keys no reaper is removing: the caller compares the count with what it listed.
+TAKE_OFF_REMOVALS = "DELETE FROM object_removals WHERE key = ANY($1::text[]) AND leased_at IS NULL"
+# Due keys (only among `$3`, if given), claimed by one statement that commits at once (as
+# `CLAIM_STUCK`): leased, so other removers and a late swap leave them alone; a lease older
+# than `$1` s is taken over.
+CLAIM_REMOVALS = """
+UPDATE object_removals SET leased_at = now()
+WHERE key IN (
+    SELECT key FROM object_removals
+    WHERE due_at <= now()
+      AND (leased_at IS NULL OR leased_at < now() - make_interval(secs => $1))
+      AND ($3::text[] IS NULL OR key = ANY($3::text[]))
+    ORDER BY due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING key
+"""
+# Only keys still listed: a key a committed swap took off is live and stays off.
+MAKE_DUE = """
+UPDATE object_removals SET due_at = now() WHERE key = ANY($1::text[]) AND leased_at IS NULL
+"""
+FORGET_REMOVALS = "DELETE FROM object_removals WHERE key = ANY($1::text[])"
+
+# Usage: ready media, the bytes of their stored variants (alternates included) and of their
+# kept sources (`$1`: the kinds that keep them), and upload sessions waiting for bytes.
+_USAGE = """
+SELECT * FROM (
+    SELECT {group} AS name,
+        count(*) FILTER (WHERE status = 'ready') AS media,
+        coalesce(sum(stored.bytes) FILTER (WHERE status = 'ready'), 0)::bigint AS variant_bytes,
+        coalesce(sum(original_bytes) FILTER (
+            WHERE status = 'ready' AND kind = ANY($1::text[])
+        ), 0)::bigint AS source_bytes,
+        count(*) FILTER (WHERE status = 'pending') AS pending_sessions
+    FROM media CROSS JOIN LATERAL (
+        SELECT coalesce(sum((v ->> 'bytes')::bigint + coalesce((
+            SELECT sum((a ->> 'bytes')::bigint) FROM jsonb_array_elements(v -> 'alternates') AS a
+        ), 0)), 0) AS bytes
+        FROM jsonb_each(media.variants) AS each(name, v)
+    ) AS stored
+    WHERE status IN ('ready', 'pending')
+    GROUP BY 1
+) AS usage
+ORDER BY variant_bytes + source_bytes DESC, media DESC, name
+LIMIT $2
+"""
+# What a usage table may be grouped by: fixed column names, never the caller's text.
+USAGE_BY = {
+    group: _USAGE.format(group=column)
+    for group, column in (
+        ("owner", "owner"),
+        ("space", "space"),
+        ("kind", "kind"),
+        (None, "NULL::text"),
+    )
+}
+
+# One usage refresh at a time across all nodes; the others read what it wrote.
+TRY_LOCK_USAGE = "SELECT pg_try_advisory_xact_lock(hashtext('mediasvc.usage'))"
+USAGE_REFRESHED_AT = "SELECT refreshed_at FROM usage_refreshed"
+USAGE_STALE = """
+SELECT coalesce((
+    SELECT refreshed_at <= now() - make_interval(secs => $1) FROM usage_refreshed
+), true)
+"""
+CLEAR_USAGE_SNAPSHOT = "DELETE FROM usage_by_kind"
+WRITE_USAGE_SNAPSHOT = f"""
+WITH computed AS ({USAGE_BY["kind"]})
+INSERT INTO usage_by_kind (kind, media, variant_bytes, source_bytes, pending_sessions)
+SELECT name, media, variant_bytes, source_bytes, pending_sessions FROM computed
+"""
+MARK_USAGE_REFRESHED = """
+INSERT INTO usage_refreshed (single, refreshed_at) VALUES (true, now())
+ON CONFLICT (single) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at
+"""
+READ_USAGE_SNAPSHOT = """
+SELECT kind AS name, media, variant_bytes, source_bytes, pending_sessions
+FROM usage_by_kind ORDER BY kind
+"""
+
+
 async def lock_collection(conn: Connection, owner: str, collection: str) -> None:
     """In a transaction: wait for, then hold, the lock on one owner's collection."""
     await conn.execute(LOCK_COLLECTION, owner, collection)
@@ -546,6 +659,133 @@ async def list_recent(
     created_at, media_id = before if before is not None else (None, "")
     rows = await conn.fetch(LIST_RECENT, owner, created_at, media_id, limit)
     return [_media(r) for r in rows]
+
+
+async def rerender_page(
+    conn: Connection, selection: RerenderSelection, *, after: str, limit: int
+) -> list[Media]:
+    """Up to `limit` ready media matching `selection`, in id order after `after`."""
+    rows = await conn.fetch(RERENDER_PAGE, *selection.values(), after, limit)
+    return [_media(row) for row in rows]
+
+
+async def rerender_count(conn: Connection, selection: RerenderSelection) -> int:
+    """How many ready media match `selection`."""
+    count: int = await conn.fetchval(RERENDER_COUNT, *selection.values())
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class RerenderSelection:
+    """Which ready media a re-render takes; None matches any."""
+
+    kind: str | None = None
+    owner: str | None = None
+    space: str | None = None
+    since: datetime | None = None
+
+    def values(self) -> tuple[str | None, str | None, str | None, datetime | None]:
+        return self.kind, self.owner, self.space, self.since
+
+
+async def swap_variants(
+    conn: Connection,
+    media_id: str,
+    *,
+    was: Mapping[str, StoredVariant],
+    variants: Mapping[str, StoredVariant],
+    placeholder: Placeholder,
+    processing: Mapping[str, object],
+) -> Media | None:
+    """Record a re-render's variants; None if the media is no longer ready with the
+    variants `was` (deleted, replaced, or re-rendered by someone else meanwhile)."""
+    row = await conn.fetchrow(
+        SWAP_VARIANTS,
+        media_id,
+        {name: _variant_json(v) for name, v in was.items()},
+        {name: _variant_json(v) for name, v in variants.items()},
+        placeholder.thumbhash,
+        placeholder.dominant_color,
+        dict(processing),
+    )
+    return None if row is None else _media(row)
+
+
+async def list_removals(
+    conn: Connection, media_id: str, keys: Sequence[str], *, due_in_s: float
+) -> None:
+    """List `keys` of `media_id` for removal in `due_in_s` seconds."""
+    await conn.execute(LIST_REMOVALS, media_id, list(keys), due_in_s)
+
+
+async def take_off_removals(conn: Connection, keys: Sequence[str]) -> int:
+    """Take `keys` off the removal list unless a reaper is removing them; how many."""
+    return int(str(await conn.execute(TAKE_OFF_REMOVALS, list(keys))).split()[-1])
+
+
+async def claim_removals(
+    conn: Connection, *, lease_s: float, limit: int, among: Sequence[str] | None = None
+) -> list[str]:
+    """Lease and return up to `limit` keys due for removal (only `among` these, if given)."""
+    chosen = None if among is None else list(among)
+    return [row["key"] for row in await conn.fetch(CLAIM_REMOVALS, lease_s, limit, chosen)]
+
+
+async def make_due(conn: Connection, keys: Sequence[str]) -> None:
+    """Listed `keys` no reaper is removing yet become due now (unlisted ones stay unlisted)."""
+    await conn.execute(MAKE_DUE, list(keys))
+
+
+async def forget_removals(conn: Connection, keys: Sequence[str]) -> None:
+    """Take removed `keys` off the list."""
+    await conn.execute(FORGET_REMOVALS, list(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one owner, space or kind (`name`; None for the total or no space) holds."""
+
+    name: str | None
+    media: int
+    variant_bytes: int
+    source_bytes: int
+    pending_sessions: int
+
+
+async def usage(
+    conn: Connection, *, by: UsageGroup, source_kinds: Collection[str], limit: int | None
+) -> list[Usage]:
+    """Usage grouped `by` owner, space or kind (None: one total), the largest first."""
+    rows = await conn.fetch(USAGE_BY[by], list(source_kinds), limit)
+    return [Usage(**row) for row in rows]
+
+
+async def try_lock_usage(conn: Connection) -> bool:
+    """In a transaction: take the cluster-wide usage-refresh lock if it is free."""
+    return bool(await conn.fetchval(TRY_LOCK_USAGE))
+
+
+async def usage_refreshed_at(conn: Connection) -> datetime | None:
+    """When the usage snapshot was last written, if ever."""
+    moment: datetime | None = await conn.fetchval(USAGE_REFRESHED_AT)
+    return moment
+
+
+async def usage_stale(conn: Connection, max_age_s: float) -> bool:
+    """Whether the usage snapshot is at least `max_age_s` old, or was never written."""
+    return bool(await conn.fetchval(USAGE_STALE, max_age_s))
+
+
+async def write_usage_snapshot(conn: Connection, source_kinds: Collection[str]) -> None:
+    """In a transaction: compute the usage per kind afresh into the snapshot."""
+    await conn.execute(CLEAR_USAGE_SNAPSHOT)
+    await conn.execute(WRITE_USAGE_SNAPSHOT, list(source_kinds), None)
+    await conn.execute(MARK_USAGE_REFRESHED)
+
+
+async def read_usage_snapshot(conn: Connection) -> list[Usage]:
+    """The usage per kind as last computed."""
+    return [Usage(**row) for row in await conn.fetch(READ_USAGE_SNAPSHOT)]
 
 
 def _variant_json(variant: StoredVariant) -> dict[str, Any]:

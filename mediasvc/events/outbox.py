@@ -40,11 +40,14 @@ from mediasvc.db import events as queries
 from mediasvc.db.events import NewEvent
 from mediasvc.models import Media
 
-EventType = Literal["media.ready", "media.replaced", "media.deleted", "upload.failed"]
+EventType = Literal[
+    "media.ready", "media.replaced", "media.deleted", "media.rerendered", "upload.failed"
+]
 EVENT_TYPES: tuple[EventType, ...] = (
     "media.ready",
     "media.replaced",
     "media.deleted",
+    "media.rerendered",
     "upload.failed",
 )
 

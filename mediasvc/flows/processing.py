@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from mediasvc.config import Settings
 from mediasvc.contract import codes
 from mediasvc.errors import (
     Busy,
@@ -24,6 +25,7 @@ from mediasvc.errors import (
 )
 from mediasvc.imaging.job import BadImage, Facts, ImageRejected, ImageRules, Job, NotAccepted
 from mediasvc.imaging.pool import ImagingPool, JobTimedOut, PoolBusy, PoolError, WorkerCrashed
+from mediasvc.kinds import KindRules
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +59,11 @@ class Processor:
         if not self.pool.has_room:
             raise Busy(BUSY)
 
+    @classmethod
+    def for_kinds(cls, pool: ImagingPool, kinds: Mapping[str, KindRules]) -> Processor:
+        """A processor with every kind's image rules."""
+        return cls(pool, {name: kind.image for name, kind in kinds.items()})
+
     async def run(self, kind: str, source: Path, mime: str, out_dir: Path) -> Facts:
         """Make the variants of `source` into `out_dir`, or raise the problem for the client."""
         job = Job(source=str(source), out_dir=str(out_dir), mime=mime, rules=self.rules[kind])
@@ -73,3 +80,16 @@ class Processor:
             raise InsufficientStorage(
                 "The server has no room to process uploads right now; try again later."
             ) from None
+
+
+def imaging_pool(settings: Settings) -> ImagingPool:
+    """The image worker pool `settings` ask for (the app's, or a command's own)."""
+    return ImagingPool(
+        workers=settings.workers,
+        queue_max=settings.queue_max,
+        timeout_s=settings.job_timeout_s,
+        memory_limit_mb=settings.worker_memory_mb,
+        allow_unconfined=settings.allow_unconfined_workers,
+        # Beside the spool, on its file system: variants are renamed into a job's out_dir.
+        work_dir=settings.spool_dir.parent,
+    )

@@ -7,9 +7,15 @@ Neither step holds a lock while the other runs: storage I/O happens outside any
 transaction, and the DELETE touches no other row (collection positions are counted on
 read, so a removal leaves no gap to close). Delete, upload undo, a replacing upload's
 retirement, a refused session and the reaper all end with this.
+
+Objects that outlive a change of their media's row (the files a re-render replaced, or
+wrote and never swapped in) are listed in `object_removals` instead, in the transaction
+that makes them superfluous or before they are written; `remove_listed` removes those due.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -17,6 +23,10 @@ from mediasvc import db
 from mediasvc.db import queries
 from mediasvc.keys import media_keys, media_prefixes
 from mediasvc.storage import Storage
+
+# How many listed keys one claim takes, and how long a claim keeps other removers off them.
+REMOVAL_BATCH = 500
+REMOVAL_LEASE_S = 300.0
 
 
 async def purge(
@@ -39,3 +49,27 @@ async def remove_objects(storage: Storage, media_id: str) -> None:
     await storage.delete(media_keys(media_id))
     for prefix in media_prefixes(media_id):
         await storage.delete_under(prefix)
+
+
+async def remove_listed(
+    pool: asyncpg.Pool, storage: Storage, among: Sequence[str] | None = None
+) -> int:
+    """Remove the listed objects that are due (only those `among` these keys, if given):
+    each batch is leased, removed from storage, then taken off the list; how many.
+
+    A `StorageError` leaves the batch listed; its lease runs out and it is tried again.
+    """
+    removed = 0
+    while True:
+        # The claim commits at once (a lease, not a held lock), as the reaper's stuck rows.
+        async with db.connection(pool) as conn:
+            keys = await queries.claim_removals(
+                conn, lease_s=REMOVAL_LEASE_S, limit=REMOVAL_BATCH, among=among
+            )
+        if keys:
+            await storage.delete(keys)
+            async with db.connection(pool) as conn:
+                await queries.forget_removals(conn, keys)
+        removed += len(keys)
+        if len(keys) < REMOVAL_BATCH:
+            return removed

@@ -9,6 +9,8 @@ races a live request):
   the same, which finishes the deletion;
 - an upload session `pending` past its expiry, or `failed` (kept for its client) past the
   grace period: the same, its raw object included;
+- objects listed for removal and due (`object_removals`: the files a re-render replaced,
+  or wrote and never swapped in): delete them;
 - objects whose media id has no row (a write that landed after its undo), and session
   raw objects whose session no longer waits for its bytes: delete them;
 - spool files and work directories of this node left by a crash: delete them;
@@ -38,7 +40,7 @@ import structlog
 from mediasvc import db
 from mediasvc.db import queries
 from mediasvc.errors import MediaError
-from mediasvc.flows.purge import purge
+from mediasvc.flows.purge import purge, remove_listed
 from mediasvc.keys import is_upload, media_id_of
 from mediasvc.storage import Storage, StorageError
 
@@ -52,6 +54,7 @@ class ReaperReport:
     """What one pass did."""
 
     rows_removed: int = 0
+    listed_removed: int = 0
     orphans_removed: int = 0
     spool_removed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -64,16 +67,24 @@ async def reap(
     report = ReaperReport()
     try:
         report.rows_removed = await _finish_stuck_rows(pool, storage, grace_s)
+        report.listed_removed = await remove_listed(pool, storage)
         report.orphans_removed = await _remove_orphans(pool, storage, grace_s)
         async with db.connection(pool) as conn:
             await queries.prune_budgets(conn)  # user budgets full again: like no row
     except (StorageError, MediaError) as exc:
         report.errors.append(str(exc))
     report.spool_removed = await asyncio.to_thread(_clean_spool, spool_dir, grace_s)
-    if report.rows_removed or report.orphans_removed or report.spool_removed or report.errors:
+    if (
+        report.rows_removed
+        or report.listed_removed
+        or report.orphans_removed
+        or report.spool_removed
+        or report.errors
+    ):
         log.info(
             "reaper.pass",
             rows_removed=report.rows_removed,
+            listed_removed=report.listed_removed,
             orphans_removed=report.orphans_removed,
             spool_removed=report.spool_removed,
             errors=report.errors,

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import asyncpg
 import structlog
@@ -43,14 +42,14 @@ from mediasvc.errors import (
     problem_of,
 )
 from mediasvc.events import outbox
+from mediasvc.flows import store
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.purge import purge, remove_objects
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
 from mediasvc.imaging.job import Facts
-from mediasvc.keys import source_key, variant_key
 from mediasvc.metrics import Metrics
-from mediasvc.models import Media, Placeholder, StoredAlternate, StoredVariant
+from mediasvc.models import Media, Placeholder, StoredVariant
 from mediasvc.spool import SpooledUpload
 from mediasvc.storage import Storage, StorageError
 
@@ -151,7 +150,7 @@ class UploadFlow:
         """
         structlog.contextvars.bind_contextvars(media_id=media_id)
         work_dir = self.settings.spool_dir / f"{media_id}.out"
-        writes = _Writes()
+        writes = store.Writes()
         try:
             await asyncio.to_thread(work_dir.mkdir)
             with self.metrics.stage("process"):
@@ -159,14 +158,14 @@ class UploadFlow:
                     options.kind.name, upload.path, upload.mime, work_dir
                 )
             with self.metrics.stage("store"):
-                source = upload if options.kind.keep_source else None
-                stored = await self._store(
+                files = store.planned(
                     media_id,
                     facts,
                     private=options.visibility == "private",
-                    source=source,
-                    writes=writes,
+                    source=upload if options.kind.keep_source else None,
                 )
+                await store.put_all(self.storage, files.files, writes)
+                stored = files.variants
             self.metrics.variant_bytes.inc(sum(v.bytes for v in facts.variants))
             with self.metrics.stage("db"):
                 media, retired = await self._mark_ready(owner, media_id, facts, stored, options)
@@ -351,60 +350,7 @@ class UploadFlow:
                 actual=stored_bytes + size,
             )
 
-    async def _store(
-        self,
-        media_id: str,
-        facts: Facts,
-        *,
-        private: bool,
-        source: SpooledUpload | None,
-        writes: _Writes,
-    ) -> dict[str, StoredVariant]:
-        """Write the variants, their alternates, and (`source`, a kind that keeps it) the
-        uploaded file, now that the worker is done reading it."""
-
-        def key(path: str) -> str:
-            return variant_key(media_id, Path(path).name, private=private)
-
-        stored = {
-            v.name: StoredVariant(
-                key=key(v.path),
-                size=v.size,
-                width=v.width,
-                height=v.height,
-                bytes=v.bytes,
-                mime=v.mime,
-                alternates=tuple(
-                    StoredAlternate(key(a.path), a.bytes, a.mime) for a in v.alternates
-                ),
-            )
-            for v in facts.variants
-        }
-        files: list[tuple[str, Path, str]] = []
-        for v in facts.variants:
-            files.append((key(v.path), Path(v.path), v.mime))
-            files.extend((key(a.path), Path(a.path), a.mime) for a in v.alternates)
-        if source is not None:
-            files.append((source_key(media_id), source.path, source.mime))
-
-        # Every write runs to its end (each is bounded by the storage timeout) rather than
-        # being cancelled when another fails: then the undo knows exactly what exists, and
-        # no write can land after the undo removed what was there.
-        writes.started = len(files)
-        outcomes = await asyncio.gather(
-            *(self.storage.put(*file) for file in files), return_exceptions=True
-        )
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        writes.failed = len(errors)
-        writes.finished = len(outcomes) - len(errors)
-        if errors:
-            if not all(isinstance(e, StorageError) for e in errors):
-                raise next(e for e in errors if not isinstance(e, StorageError))
-            log.warning("storage.unavailable", error=str(errors[0]))
-            raise Busy("Storage is unavailable; try again shortly.")
-        return stored
-
-    async def _undo(self, media_id: str, writes: _Writes, failure: MediaError | None) -> None:
+    async def _undo(self, media_id: str, writes: store.Writes, failure: MediaError | None) -> None:
         """Remove whatever this upload may have written, and its row unless `failure` is to
         be kept (the row then becomes `failed` with that problem).
 
@@ -471,20 +417,6 @@ class Declared:
     mime: str
     size: int
     sha256: str | None
-
-
-@dataclass
-class _Writes:
-    """How the variant writes of one upload went, so the undo knows what may exist."""
-
-    started: int = 0
-    finished: int = 0
-    failed: int = 0
-
-    @property
-    def may_have_written(self) -> bool:
-        # A write that neither finished nor failed was cancelled mid-flight: it may exist.
-        return self.finished > 0 or self.started > self.failed
 
 
 def _replay(existing: Media, upload: Declared, options: UploadOptions, *, session: bool) -> Media:
