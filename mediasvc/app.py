@@ -18,6 +18,7 @@ from mediasvc.appkeys import (
     METRICS,
     SESSIONS,
     SETTINGS,
+    SPACE_DELETIONS,
     STORAGE,
     UPLOADS,
     VERIFIER,
@@ -28,6 +29,7 @@ from mediasvc.events.dispatcher import running_dispatcher
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.sessions import SessionFlow
+from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.form import UploadForm
 from mediasvc.imaging.pool import ImagingPool
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
             _imaging_pool,
             _upload_flow,
             _reaper_timer,
+            _space_deleter,
             _session_completer,
             _event_dispatcher,
             _provider_keys,
@@ -186,6 +189,16 @@ async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:
         reaped.labels("spool").inc(report.spool_removed)
 
     async with _every(settings.reaper_interval_s, reap_once, "reaper.failed"):
+        yield
+
+
+async def _space_deleter(app: web.Application) -> AsyncIterator[None]:
+    """Spaces being emptied, on every node: whichever node accepted the request, any node
+    finishes it (`flows.space_deletion`), on the reaper's interval or at once when kicked."""
+    settings = app[SETTINGS]
+    deletions = SpaceDeletions(db=app[DB], storage=app[STORAGE], settings=settings)
+    app[SPACE_DELETIONS] = deletions
+    async with deletions.running(settings.reaper_interval_s):
         yield
 
 

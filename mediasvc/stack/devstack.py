@@ -60,6 +60,35 @@ def dev_secret(data_dir: Path, name: str = JWT_SECRET_FILE, *, create: bool = Tr
     return path.read_text().strip()
 
 
+def beside_dev(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with what a command run from the checkout needs to reach the stack `make run`
+    started, where `env` does not set it: the secrets kept in the data dir and the URL of
+    the dev database (its port from the running cluster's `postmaster.pid`)."""
+    env = dict(env)
+    data_dir = setting_from_env("data_dir", env).resolve()
+    for name, file in (
+        (("jwt_secret", JWT_SECRET_FILE)),
+        ("url_signing_secret", SIGNING_SECRET_FILE),
+    ):
+        if not env.get(env_name(name)) and (data_dir / file).exists():
+            env[env_name(name)] = dev_secret(data_dir, file, create=False)
+    if not env.get(env_name("database_url")):
+        url = _running_dev_database(data_dir)
+        if url is not None:
+            env[env_name("database_url")] = url
+    return env
+
+
+def _running_dev_database(data_dir: Path) -> str | None:
+    cluster = PostgresCluster(data_dir / "postgres")
+    try:
+        # The fourth line of postmaster.pid is the port the server listens on.
+        lines = (cluster.data / "postmaster.pid").read_text().splitlines()
+        return cluster.dsn(int(lines[3]), DATABASE)
+    except (OSError, IndexError, ValueError):
+        return None  # not running, or not ours to read: the setting stays required
+
+
 def run() -> int:
     """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
     # The children's environment: ours, with what `dev` supplies where nothing is set (the
