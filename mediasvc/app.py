@@ -18,6 +18,7 @@ from mediasvc.appkeys import (
     METRICS,
     SESSIONS,
     SETTINGS,
+    SPACE_DELETIONS,
     STORAGE,
     UPLOADS,
     VERIFIER,
@@ -28,6 +29,7 @@ from mediasvc.events.dispatcher import running_dispatcher
 from mediasvc.flows.processing import Processor, imaging_pool
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.sessions import SessionFlow
+from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.form import UploadForm
 from mediasvc.kinds import default_kind, kind_rules
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
             _upload_flow,
             _reaper_timer,
             _usage_gauges,
+            _space_deleter,
             _session_completer,
             _event_dispatcher,
             _provider_keys,
@@ -190,6 +193,16 @@ async def _usage_gauges(app: web.Application) -> AsyncIterator[None]:
         await usage.refresh(app[DB], app[METRICS], keeping, max_age_s=settings.usage_interval_s)
 
     async with _every(settings.usage_interval_s, refresh, "usage.refresh_failed"):
+        yield
+
+
+async def _space_deleter(app: web.Application) -> AsyncIterator[None]:
+    """Spaces being emptied, on every node: whichever node accepted the request, any node
+    finishes it (`flows.space_deletion`), on the reaper's interval or at once when kicked."""
+    settings = app[SETTINGS]
+    deletions = SpaceDeletions(db=app[DB], storage=app[STORAGE], settings=settings)
+    app[SPACE_DELETIONS] = deletions
+    async with deletions.running(settings.reaper_interval_s):
         yield
 
 

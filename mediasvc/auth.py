@@ -6,7 +6,9 @@ public key (the issuer keeps the private key). The subject claim (default `sub`,
 `exp` is required, the admin claim (default `mediasvc_admin`, named by
 `MEDIASVC_JWT_ADMIN_CLAIM`) set to `true` may act on anyone's media (a product's own `role`
 or `admin` claim never does), and the spaces claim (default `spaces`, named by
-`MEDIASVC_JWT_SPACES_CLAIM`) lists the spaces whose media the caller may see. When
+`MEDIASVC_JWT_SPACES_CLAIM`) lists the spaces whose media the caller may see, and the
+manage claim (default `mediasvc_manage`, named by `MEDIASVC_JWT_MANAGE_CLAIM`) the spaces
+the caller may empty (`DELETE /v1/spaces/{space}/media`). When
 `MEDIASVC_JWT_ISSUER` or `MEDIASVC_JWT_AUDIENCE` is set, the token's `iss` or `aud` must be
 present and match it.
 
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
+from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_MANAGE_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.errors import Busy, Unauthorized
 from mediasvc.jwks import ALGORITHMS as PROVIDER_ALGORITHMS
 from mediasvc.jwks import KeyFetchFailed, ProviderKeys
@@ -50,10 +52,17 @@ class Principal:
     admin: bool
     # The spaces the token lists: their media are visible to this caller.
     spaces: frozenset[str] = frozenset()
+    # The spaces the token says its holder manages: they may empty them.
+    manages: frozenset[str] = frozenset()
 
     def may_act_on(self, owner: str) -> bool:
         """Owners act on their own media; admins on anyone's."""
         return self.admin or self.sub == owner
+
+    def may_manage(self, space: str) -> bool:
+        """Admins manage every space; anyone else the spaces their manage claim lists
+        (listing a space in the spaces claim, being a member, is not enough)."""
+        return self.admin or space in self.manages
 
 
 class TokenVerifier:
@@ -69,6 +78,7 @@ class TokenVerifier:
         spaces_claim: str = DEFAULT_CLAIM,
         subject_claim: str = DEFAULT_SUBJECT_CLAIM,
         admin_claim: str = DEFAULT_ADMIN_CLAIM,
+        manage_claim: str = DEFAULT_MANAGE_CLAIM,
         provider: ProviderKeys | None = None,
     ) -> None:
         # The service's own keys, by the one algorithm each is for.
@@ -83,6 +93,7 @@ class TokenVerifier:
         self._issuer, self._audience = issuer, audience
         self._spaces_claim = spaces_claim
         self._subject_claim, self._admin_claim = subject_claim, admin_claim
+        self._manage_claim = manage_claim
         # Without an audience of its own, PyJWT refuses every token that carries `aud`;
         # the service then does not check `aud` at all, as it checks no `iss`. PyJWT's own
         # `sub` check (a string) is off: the subject claim is checked below, numbers too.
@@ -103,6 +114,7 @@ class TokenVerifier:
             spaces_claim=settings.jwt_spaces_claim,
             subject_claim=settings.jwt_subject_claim,
             admin_claim=settings.jwt_admin_claim,
+            manage_claim=settings.jwt_manage_claim,
             provider=None if settings.jwt_jwks_url is None else ProviderKeys(settings.jwt_jwks_url),
         )
 
@@ -169,6 +181,7 @@ class TokenVerifier:
             sub=sub,
             admin=claims.get(self._admin_claim) is True,
             spaces=_spaces(claims.get(self._spaces_claim, []), self._spaces_claim),
+            manages=_spaces(claims.get(self._manage_claim, []), self._manage_claim),
         )
 
 
@@ -207,11 +220,14 @@ def mint_token(
     spaces_claim: str = DEFAULT_CLAIM,
     subject_claim: str = DEFAULT_SUBJECT_CLAIM,
     admin_claim: str = DEFAULT_ADMIN_CLAIM,
+    manages: Sequence[str] = (),
+    manage_claim: str = DEFAULT_MANAGE_CLAIM,
     ttl_s: int = DEFAULT_TOKEN_TTL_S,
     issuer: str | None = None,
     audience: str | None = None,
 ) -> str:
-    """An HS256 token for `sub`, valid for `ttl_s` seconds, listing `spaces` if any, with
+    """An HS256 token for `sub`, valid for `ttl_s` seconds, listing `spaces` (and the spaces
+    it `manages`) if any, with
     `iss` / `aud` when given (a verifier that checks them needs them)."""
     now = int(time.time())
     claims: dict[str, object] = {subject_claim: sub, "iat": now, "exp": now + ttl_s}
@@ -223,4 +239,6 @@ def mint_token(
         claims[admin_claim] = True
     if spaces:
         claims[spaces_claim] = list(spaces)
+    if manages:
+        claims[manage_claim] = list(manages)
     return jwt.encode(claims, secret, algorithm="HS256")

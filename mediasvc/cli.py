@@ -1,5 +1,5 @@
-"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, rerender, usage, dev,
-nginx-conf, problem-codes.
+"""`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, rerender, usage, spaces,
+dev, nginx-conf, problem-codes.
 
 Commands other than `serve` and `nginx-conf` also work from the checkout beside `make run`:
 what the environment leaves unset (the database URL, the secrets) they take from the dev
@@ -26,6 +26,7 @@ from mediasvc.db.queries import RerenderSelection
 from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.rerender import Options
+from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
 from mediasvc.ops.rerender import rerender as run_rerender
@@ -56,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="SPACE",
         help="list SPACE in the token's spaces claim: its media become visible (repeat)",
+    )
+    token.add_argument(
+        "--manage",
+        action="append",
+        default=[],
+        metavar="SPACE",
+        help="list SPACE in the token's manage claim: it may empty the space (repeat)",
     )
     token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL_S, help="seconds valid")
     commands.add_parser("gc", help="run the reaper once: finish crashed uploads and deletes")
@@ -98,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     usage.add_argument("--by", choices=("owner", "space", "kind"), help="one line per group")
     usage.add_argument("--top", type=_positive, default=20, help="the N largest groups")
+    spaces = commands.add_parser("spaces", help="act on a space's media")
+    spaces_commands = spaces.add_subparsers(dest="spaces_command", required=True)
+    empty = spaces_commands.add_parser(
+        "delete", help="remove every media of SPACE, whatever its status (as the API's DELETE)"
+    )
+    empty.add_argument("space")
+    empty.add_argument("--dry-run", action="store_true", help="only count what would go")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
     site = commands.add_parser(
         "nginx-conf", help="render the nginx site for these settings into DIR (production)"
@@ -120,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return _migrate()
         if args.command == "token":
-            return _token(args.sub, admin=args.admin, spaces=args.space, ttl_s=args.ttl)
+            return _token(
+                args.sub, admin=args.admin, spaces=args.space, manages=args.manage, ttl_s=args.ttl
+            )
         if args.command == "gc":
             return asyncio.run(_gc())
         if args.command == "events" and args.events_command == "retry":
@@ -135,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "usage":
             return asyncio.run(show_usage(_settings(), by=args.by, top=args.top))
+        if args.command == "spaces":
+            return asyncio.run(_delete_space(args.space, dry_run=args.dry_run))
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
@@ -196,14 +215,61 @@ async def _gc() -> int:
     configure_logging(settings.log_format)
     async with db.open_pool(settings) as pool, open_storage(settings) as storage:
         report = await reap(pool, storage, settings.spool_dir, grace_s=settings.reaper_grace_s)
+        # Spaces being emptied whose node stopped: finished here as by any node's timer.
+        spaces = await SpaceDeletions(db=pool, storage=storage, settings=settings).run_all()
     print(
         f"rows finished: {report.rows_removed}, listed objects removed: "
         f"{report.listed_removed}, orphan objects removed: "
-        f"{report.orphans_removed}, spool entries removed: {report.spool_removed}"
+        f"{report.orphans_removed}, spool entries removed: {report.spool_removed}, "
+        f"space media removed: {sum(done.removed for done in spaces)}"
     )
-    for error in report.errors:
+    errors = report.errors + [error for done in spaces for error in done.errors]
+    for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    return 1 if report.errors else 0
+    return 1 if errors else 0
+
+
+async def _delete_space(space: str, *, dry_run: bool) -> int:
+    """`spaces delete`: what `DELETE /v1/spaces/{space}/media` does, run here to its end
+    (uploads still processing are left to the app's nodes, which remove them when they end)."""
+    if not is_space_id(space):
+        raise ConfigError(f"space {space!r}: {SPACE_ID_RULE}")
+    settings = _settings()
+    configure_logging(settings.log_format)
+    async with db.open_pool(settings) as pool, open_storage(settings) as storage:
+        deletions = SpaceDeletions(db=pool, storage=storage, settings=settings)
+        if dry_run:
+            print(f"space {space}: {await deletions.count(space)} media would be removed")
+            return 0
+        count = await deletions.start(space, "cli")
+        progress = _Progress(space, count)
+        # Passes until one removes nothing: what is left is processing or another's purge.
+        while True:
+            done = await deletions.run(space, progress)
+            progress.before += done.removed
+            if done.finished or not done.removed or done.errors:
+                break
+    if progress.shown:
+        print(file=sys.stderr)
+    for error in done.errors:
+        print(f"error: {error}", file=sys.stderr)
+    left = "" if done.finished else "; the rest (processing, or being removed) is left to the app"
+    print(f"space {space}: {progress.before} of {count} media removed{left}")
+    return 1 if done.errors else 0
+
+
+class _Progress:
+    """A line on a terminal counting the media removed over every pass (none elsewhere)."""
+
+    def __init__(self, space: str, count: int) -> None:
+        self.space, self.count, self.before = space, count, 0
+        self.shown = sys.stderr.isatty()
+
+    def __call__(self, removed_this_pass: int) -> None:
+        if self.shown:
+            removed = self.before + removed_this_pass
+            line = f"\rspace {self.space}: {removed}/{self.count} removed"
+            print(line, end="", file=sys.stderr, flush=True)
 
 
 async def _show_events() -> int:
@@ -228,16 +294,19 @@ def _migrate() -> int:
     return 0
 
 
-def _token(sub: str, *, admin: bool, spaces: list[str], ttl_s: int) -> int:
-    bad = next((space for space in spaces if not is_space_id(space)), None)
-    if bad is not None:
-        raise ConfigError(f"--space {bad!r}: {SPACE_ID_RULE}")
+def _token(sub: str, *, admin: bool, spaces: list[str], manages: list[str], ttl_s: int) -> int:
+    for option, listed in (("--space", spaces), ("--manage", manages)):
+        bad = next((space for space in listed if not is_space_id(space)), None)
+        if bad is not None:
+            raise ConfigError(f"{option} {bad!r}: {SPACE_ID_RULE}")
     token = mint_token(
         _token_secret(),
         sub,
         admin=admin,
         spaces=spaces,
         spaces_claim=setting_from_env("jwt_spaces_claim"),
+        manages=manages,
+        manage_claim=setting_from_env("jwt_manage_claim"),
         subject_claim=setting_from_env("jwt_subject_claim"),
         admin_claim=setting_from_env("jwt_admin_claim"),
         ttl_s=ttl_s,

@@ -17,7 +17,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
 
-from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_SUBJECT_CLAIM
+from mediasvc.claims import DEFAULT_ADMIN_CLAIM, DEFAULT_MANAGE_CLAIM, DEFAULT_SUBJECT_CLAIM
 from mediasvc.imaging.job import DEFAULT_RULES, ImageRules
 from mediasvc.imaging.variants import DEFAULT_MAX_VARIANT_SIZE
 from mediasvc.origins import parse_origin
@@ -261,6 +261,8 @@ class Settings:
     # The claim that, when `true`, makes the holder an admin: namespaced, so that a
     # product's own `role` or `admin` claim never grants it.
     jwt_admin_claim: str = field(default=DEFAULT_ADMIN_CLAIM, metadata=_env("JWT_ADMIN_CLAIM"))
+    # The claim listing the spaces the holder manages (may empty): see `mediasvc.claims`.
+    jwt_manage_claim: str = field(default=DEFAULT_MANAGE_CLAIM, metadata=_env("JWT_MANAGE_CLAIM"))
     data_dir: Path = field(default=Path("var"), metadata=_env("DATA_DIR", Path))
     # Unset, these two sit under `data_dir`, wherever it is (`__post_init__`).
     media_dir: Path = field(default=_UNDER_DATA_DIR, metadata=_env("MEDIA_DIR", Path))

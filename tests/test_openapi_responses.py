@@ -260,6 +260,23 @@ async def test_put_collection_order(contract: Contract, client: Client) -> None:
     assert_all_answered(contract, op, client)
 
 
+async def test_delete_space_media(contract: Contract, client: Client, made: MakeClient) -> None:
+    """DELETE /v1/spaces/{space}/media: 202 for a manager, 403 for a member, 400 for a
+    malformed space, 429 over the deletes budget."""
+    op = ("DELETE", "/v1/spaces/{space}/media")
+    path = "/v1/spaces/team-1/media"
+    manager = {"Authorization": f"Bearer {mint_token(JWT_SECRET, 'mod', manages=['team-1'])}"}
+    await contract.check(op, await client.delete(path), 401)
+    await contract.check(op, await client.delete(path, headers=space_token("bob", "team-1")), 403)
+    await contract.check(op, await client.delete("/v1/spaces/a%20b/media", headers=manager), 400)
+    await contract.check(op, await client.delete(path, headers=manager), 202)
+    tight, refused = await over_budget(
+        made, lambda on: on.delete(path, headers=manager), user_deletes_per_min=1
+    )
+    await contract.check(op, refused, 429)
+    assert_all_answered(contract, op, client, tight)
+
+
 async def test_create_upload_session(contract: Contract, client: Client, made: MakeClient) -> None:
     """POST /v1/uploads: 201, 200 for a replayed key, and each refusal at open."""
     op = ("POST", "/v1/uploads")
@@ -456,6 +473,7 @@ def test_every_operation_has_its_test(contract: Contract) -> None:
         ("DELETE", "/v1/media/{media_id}"),
         ("GET", "/v1/media/{media_id}/{variant}"),
         ("PUT", "/v1/collections/{collection}/order"),
+        ("DELETE", "/v1/spaces/{space}/media"),
         ("POST", "/v1/uploads"),
         ("PUT", "/v1/uploads/{media_id}/content"),
         ("POST", "/v1/uploads/{media_id}/complete"),

@@ -30,6 +30,7 @@ MEDIA = Path("media", "/v1/media")
 MEDIA_ITEM = Path("media_item", "/v1/media/{media_id}")
 VARIANT = Path("variant", "/v1/media/{media_id}/{variant}")
 COLLECTION_ORDER = Path("collection_order", "/v1/collections/{collection}/order")
+SPACE_MEDIA = Path("space_media", "/v1/spaces/{space}/media")
 UPLOADS = Path("uploads", "/v1/uploads")
 UPLOAD_CONTENT = Path("upload_content", "/v1/uploads/{media_id}/content")
 UPLOAD_COMPLETE = Path("upload_complete", "/v1/uploads/{media_id}/complete")
@@ -46,6 +47,7 @@ PATHS: tuple[Path, ...] = (
     MEDIA_ITEM,
     VARIANT,
     COLLECTION_ORDER,
+    SPACE_MEDIA,
     UPLOADS,
     UPLOAD_CONTENT,
     UPLOAD_COMPLETE,

@@ -294,6 +294,20 @@ class CollectionOrderResult(Shape):
     ids: list[MediaId]
 
 
+class SpaceDeletion(Shape):
+    """A space being emptied: how many media the deletion covers (every status), which
+    are removed in the background."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"space": "chat-42", "media": 3}]})
+
+    space: Space
+    media: int = Field(
+        ge=0,
+        description="Media of the space not already being deleted, whatever their status "
+        "(uploads still processing are removed once they end).",
+    )
+
+
 class UploadSessionRequest(Shape):
     """What an upload session is for: the file declared, where its media goes. The form
     fields are checked as the upload form's are (`form.UploadForm.check_field`)."""
@@ -530,7 +544,8 @@ class MediaReady(Shape):
 
 
 class MediaDeleted(Shape):
-    """`media.deleted`: `DELETE /v1/media/{id}` marked it for removal (`status: deleting`)."""
+    """`media.deleted`: `DELETE /v1/media/{id}`, or emptying its space, marked it for
+    removal (`status: deleting`)."""
 
     type: Literal["media.deleted"]
     timestamp: Timestamp

@@ -233,6 +233,47 @@ WHERE id IN (
 RETURNING id
 """
 
+# Emptying a space: its job row (`space_deletions`), whose cutoff a second request moves
+# later, so that what was uploaded in between goes too.
+START_SPACE_DELETION = """
+INSERT INTO space_deletions AS d (space, cutoff, requested_by) VALUES ($1, now(), $2)
+ON CONFLICT (space) DO UPDATE SET cutoff = greatest(d.cutoff, excluded.cutoff)
+RETURNING cutoff
+"""
+
+# What emptying the space now would remove: everything of it not already being deleted.
+COUNT_SPACE = """
+SELECT count(*) FROM media
+WHERE space = $1 AND status <> 'deleting' AND created_at <= coalesce($2, now())
+"""
+
+# One batch of a space being emptied, claimed by one statement as the reaper claims (a
+# lease committed with the events, never waiting: SKIP LOCKED). Only while the job row
+# exists, up to its cutoff. `processing` rows are left until they end (ready or failed).
+CLAIM_SPACE_BATCH = f"""
+WITH claimed AS (
+    SELECT id AS claimed_id, status AS previous FROM media
+    WHERE space = $1 AND status IN ('ready', 'pending', 'failed')
+      AND created_at <= (SELECT cutoff FROM space_deletions WHERE space = $1)
+    ORDER BY id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE media SET status = 'deleting', updated_at = now()
+FROM claimed WHERE media.id = claimed.claimed_id
+RETURNING {_COLUMNS}, claimed.previous
+"""
+
+# The job ends, in one statement, once nothing of the space up to its cutoff is left.
+FINISH_SPACE_DELETION = """
+DELETE FROM space_deletions AS d
+WHERE d.space = $1 AND NOT EXISTS (
+    SELECT 1 FROM media WHERE media.space = d.space AND media.created_at <= d.cutoff
+)
+"""
+
+SPACE_DELETIONS = "SELECT space FROM space_deletions ORDER BY created_at, space"
+
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
 PENDING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[]) AND status = 'pending'"
 
@@ -610,6 +651,36 @@ async def claim_stuck(conn: Connection, grace_s: float, limit: int) -> list[str]
 async def claim_auto_complete(conn: Connection, limit: int) -> list[str]:
     """Up to `limit` auto-completing sessions due for a look, their next look pushed back."""
     return [r["id"] for r in await conn.fetch(CLAIM_AUTO_COMPLETE, limit)]
+
+
+async def start_space_deletion(conn: Connection, space: str, requested_by: str) -> datetime:
+    """Record (or move later) the job emptying `space`; its cutoff."""
+    cutoff: datetime = await conn.fetchval(START_SPACE_DELETION, space, requested_by)
+    return cutoff
+
+
+async def count_space(conn: Connection, space: str, cutoff: datetime | None = None) -> int:
+    """How many media of `space`, created up to `cutoff` (None: now), are not being deleted."""
+    count: int = await conn.fetchval(COUNT_SPACE, space, cutoff)
+    return count
+
+
+async def claim_space_batch(conn: Connection, space: str, limit: int) -> list[tuple[Media, str]]:
+    """Lease (as `deleting`) up to `limit` media of a space being emptied, each with the
+    status it had; none once its job is gone."""
+    return [
+        (_media(row), row["previous"]) for row in await conn.fetch(CLAIM_SPACE_BATCH, space, limit)
+    ]
+
+
+async def finish_space_deletion(conn: Connection, space: str) -> bool:
+    """End the job emptying `space` if nothing it covers is left; whether it ended."""
+    return str(await conn.execute(FINISH_SPACE_DELETION, space)) == "DELETE 1"
+
+
+async def space_deletions(conn: Connection) -> list[str]:
+    """The spaces being emptied, oldest request first."""
+    return [row["space"] for row in await conn.fetch(SPACE_DELETIONS)]
 
 
 async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:

@@ -104,6 +104,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     shapes.UploadedMedia,
     shapes.MediaPage,
     shapes.CollectionOrderResult,
+    shapes.SpaceDeletion,
     shapes.UploadSession,
     shapes.Limits,
     shapes.Health,
@@ -433,6 +434,23 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 },
             ),
         },
+        paths.SPACE_MEDIA.template: {
+            "delete": _op(
+                "deleteSpaceMedia",
+                "Empty a space: every media of it, whatever its status, removed in the background",
+                "spaces",
+                {202: _json("SpaceDeletion", "Accepted; any node finishes it.")},
+                problems=(400, 401, 403, 429),
+                security=caller,
+                parameters=[_path_param("space", _SPACE, "The space.")],
+                description="Admins, or a token whose manage claim (`MEDIASVC_JWT_MANAGE_CLAIM`, "
+                "default `mediasvc_manage`) lists the space; listing it in the spaces claim is "
+                "not enough. Media the space holds now go: ready ones (each with a "
+                "`media.deleted` event), upload sessions, failed uploads, and uploads still "
+                "processing once they end. Later uploads into the space are kept. Asking "
+                "again while it runs also covers what was uploaded in between.",
+            ),
+        },
         paths.UPLOADS.template: {
             "post": _op(
                 "createUploadSession",
@@ -731,6 +749,7 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
         "tags": [
             {"name": "media", "description": "Upload, read, list, delete."},
             {"name": "collections", "description": "An owner's ordered collections."},
+            {"name": "spaces", "description": "Media shared with a group, emptied at once."},
             {"name": "uploads", "description": "Upload sessions: bytes straight to storage."},
             {"name": "limits", "description": "What a client may send."},
             {"name": "operators", "description": "Health and metrics, on each node's port."},

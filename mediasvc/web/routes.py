@@ -5,7 +5,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mediasvc.contract import paths
-from mediasvc.web import collections, health, limits, media, openapi, page, uploads
+from mediasvc.web import collections, health, limits, media, openapi, page, spaces, uploads
 
 
 def setup_routes(app: web.Application) -> None:
@@ -24,6 +24,7 @@ def setup_routes(app: web.Application) -> None:
     add("DELETE", paths.MEDIA_ITEM, media.delete_media)
     add("GET", paths.VARIANT, media.variant_redirect)
     add("PUT", paths.COLLECTION_ORDER, collections.put_order)
+    add("DELETE", paths.SPACE_MEDIA, spaces.delete_space_media)
     add("POST", paths.UPLOADS, uploads.create_session)
     add("PUT", paths.UPLOAD_CONTENT, uploads.put_content)
     add("POST", paths.UPLOAD_COMPLETE, uploads.complete_session)
