@@ -60,6 +60,28 @@ def dev_secret(data_dir: Path, name: str = JWT_SECRET_FILE, *, create: bool = Tr
     return path.read_text().strip()
 
 
+def command_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a command (`storage`, `backup`, ...) reads its settings from: `env`
+    (default: ours), with what `make run` supplies filled in where nothing is set: the
+    secrets kept in the data dir and the database of the cluster running there. Without
+    `make run`, nothing is added and `Settings.from_env` names what is missing."""
+    result = dict(os.environ if env is None else env)
+    # Made absolute as `dev` makes it, so that the media paths are the ones nginx serves.
+    data_dir = setting_from_env("data_dir", result).resolve()
+    for name, file in (
+        ("jwt_secret", JWT_SECRET_FILE),
+        ("url_signing_secret", SIGNING_SECRET_FILE),
+    ):
+        if not result.get(env_name(name)) and (data_dir / file).exists():
+            result[env_name(name)] = dev_secret(data_dir, file, create=False)
+    cluster = PostgresCluster(data_dir / "postgres")
+    port = cluster.running_port()
+    if not result.get(env_name("database_url")) and port is not None:
+        result[env_name("database_url")] = cluster.dsn(port, DATABASE)
+    result[env_name("data_dir")] = str(data_dir)
+    return result
+
+
 def run() -> int:
     """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
     # The children's environment: ours, with what `dev` supplies where nothing is set (the

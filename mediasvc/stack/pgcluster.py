@@ -106,6 +106,15 @@ class PostgresCluster:
         result = self._run(_binary("pg_ctl"), "-D", str(self.data), "status", check=False)
         return result.returncode == 0
 
+    def running_port(self) -> int | None:
+        """The port of the server started on this directory, from its `postmaster.pid`
+        (line 4), or None when none was started (for commands run beside `make run`)."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        return int(lines[3]) if len(lines) > 3 and lines[3].isdigit() else None
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are ended, nothing is lost)."""
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
@@ -126,6 +135,16 @@ class PostgresCluster:
             hint = f" (see {self.log_file})" if self.log_file.exists() else ""
             raise ClusterError(f"{Path(argv[0]).name} failed: {' / '.join(tail)}{hint}")
         return result
+
+
+def client_binary(name: str, server_version_num: int) -> str:
+    """A client program (pg_dump, pg_restore) of the server's major version, from Debian's
+    versioned directory: pg_dump refuses a newer server, and /usr/bin's wrapper picks its
+    version from local clusters, not from the server it is pointed at. Without that
+    version, the newest installed (which reads and writes older servers' formats)."""
+    major = server_version_num // 10000
+    exact = Path(f"/usr/lib/postgresql/{major}/bin/{name}")
+    return str(exact) if exact.exists() else _binary(name)
 
 
 def _binary(name: str) -> str:
