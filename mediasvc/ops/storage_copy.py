@@ -32,8 +32,11 @@ COPY_TO_PREFIX = "MEDIASVC_COPY_TO_"
 # Media read per query; objects copied at once.
 BATCH = 200
 DEFAULT_JOBS = 8
-# What the target's backend is made of: the settings `target_name` and the steps print.
-_STORAGE_SETTINGS = ("storage", "media_dir", "s3_bucket", "s3_prefix", "s3_endpoint_url")
+# The settings that say where each backend's objects are: what the switch changes.
+_WHERE = {
+    "s3": ("storage", "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region"),
+    "local": ("storage", "media_dir"),
+}
 
 
 def target_env(env: Mapping[str, str], to: StorageKind) -> dict[str, str]:
@@ -69,7 +72,7 @@ def switch_steps(target: Settings) -> list[str]:
     """What the operator does once the copy is complete: the settings to change."""
     changed = {
         env_name(name): str(getattr(target, name))
-        for name in _STORAGE_SETTINGS
+        for name in _WHERE[target.storage]
         if getattr(target, name) not in (None, "")
     }
     settings = " ".join(f"{name}={value}" for name, value in changed.items())
