@@ -134,7 +134,8 @@ async def backup(
     if not dry_run:
         # What an interrupted run left: it is started over.
         await asyncio.to_thread(shutil.rmtree, partial, ignore_errors=True)
-        await asyncio.to_thread(partial.mkdir, parents=True)
+        # The dump holds owners' ids (often email addresses): for its operator only.
+        await asyncio.to_thread(partial.mkdir, mode=0o700, parents=True)
     entries: list[ManifestEntry] = []
 
     async def take(expected: Expected) -> None:

@@ -203,9 +203,10 @@ async def copy_storage(
         # A re-render since the last run: the media's old keys are no longer its objects.
         await copier.remove(sorted(copied.keys() - {obj.key for obj in objects}))
         if dry_run:
-            # Sizes as recorded; an absent optional source is counted as if present.
-            report.copied += len(wanted)
-            report.copied_bytes += sum(obj.bytes for obj in wanted)
+            # Sizes as recorded; sources of kinds that do not keep them are not looked for.
+            required = [obj for obj in wanted if obj.required]
+            report.copied += len(required)
+            report.copied_bytes += sum(obj.bytes for obj in required)
         else:
             await each(wanted, jobs, copier.copy)
         progress.advance(len(batch))
