@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -35,11 +36,12 @@ from mediasvc.config import Settings
 from mediasvc.ids import new_media_id
 from mediasvc.keys import media_id_of, source_key, variant_key
 from mediasvc.kinds import kind_rules
+from mediasvc.ops.backup import backup
 from mediasvc.ops.storage_copy import copy_storage, target_name
 from mediasvc.ops.verify import Missing, verify_storage
 from mediasvc.stack import devstack
 from mediasvc.stack.localproc import free_port
-from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster
+from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster, client_binary
 from mediasvc.storage import DirectUpload, Storage, StoredObject
 from mediasvc.storage.open import open_storage
 
@@ -280,21 +282,14 @@ class TestStorageCopy:
             assert left == {ids[1]}
 
 
-class StallingStorage:
-    """A backend that stores `allowed` objects, then blocks the next put until cancelled,
-    as a copy interrupted mid-write (Ctrl-C) would be."""
+class WrappedStorage:
+    """A backend that hands every call to `inner`; subclasses change one call."""
 
-    def __init__(self, inner: Storage, *, allowed: int) -> None:
+    def __init__(self, inner: Storage) -> None:
         self.inner = inner
-        self.allowed = allowed
-        self.stalled = asyncio.Event()
         self.put_needs_size = inner.put_needs_size
 
     async def put(self, key: str, source: Path, content_type: str) -> None:
-        if self.allowed == 0:
-            self.stalled.set()
-            await asyncio.Event().wait()
-        self.allowed -= 1
         await self.inner.put(key, source, content_type)
 
     def read(self, key: str) -> AsyncIterator[bytes]:
@@ -314,6 +309,44 @@ class StallingStorage:
 
     async def direct_upload(self, key: str, **options: Any) -> DirectUpload | None:
         return await self.inner.direct_upload(key, **options)
+
+
+class StallingStorage(WrappedStorage):
+    """Stores `allowed` objects, then blocks the next put until cancelled, as a copy
+    interrupted mid-write (Ctrl-C) would be."""
+
+    def __init__(self, inner: Storage, *, allowed: int) -> None:
+        super().__init__(inner)
+        self.allowed = allowed
+        self.stalled = asyncio.Event()
+
+    async def put(self, key: str, source: Path, content_type: str) -> None:
+        if self.allowed == 0:
+            self.stalled.set()
+            await asyncio.Event().wait()
+        self.allowed -= 1
+        await self.inner.put(key, source, content_type)
+
+
+class UploadingOnFirstRead(WrappedStorage):
+    """Before the first object is read, has the app finish one more upload (as a user
+    might while a backup runs)."""
+
+    def __init__(self, inner: Storage, client: Client) -> None:
+        super().__init__(inner)
+        self.client = client
+        self.uploaded: list[str] = []
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:  # type: ignore[override]
+        if not self.uploaded:
+            self.uploaded.append("")  # taken: only the first read uploads
+            response = await self.client.post(
+                "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
+            )
+            assert response.status == 201
+            self.uploaded[0] = (await response.json())["id"]
+        async for chunk in self.inner.read(key):
+            yield chunk
 
 
 class TestVerify:
@@ -368,11 +401,11 @@ class TestBackup:
         public_tmp: Path,
         aiohttp_client: Any,
     ) -> None:
-        """A dry run writes nothing; the backup holds the dump, a manifest of every object
-        and, from local disk, the media tree (a bucket keeps its objects); restored into a
-        new cluster's empty database and a new data dir, it passes `storage verify` and
-        nginx serves the same bytes; a second restore into the now full database is
-        refused."""
+        """A dry run writes nothing; an interrupted run's leftovers are replaced; the backup
+        holds the dump, a manifest of every object and, from local disk, the media tree (a
+        bucket keeps its objects); restored into a new cluster's empty database and a new
+        data dir, it passes `storage verify` and nginx serves the same bytes; a second
+        restore into the now full database is refused."""
         ids = await upload_both(client)
         objects = await object_count(client)
         before = await served(client, nginx, http, ids)
@@ -382,8 +415,13 @@ class TestBackup:
         dry = await mediasvc(env, "backup", "--dry-run", str(directory))
         assert dry.returncode == 0, dry.stderr
         assert not directory.exists()
+        # What an interrupted backup leaves: started over.
+        partial = directory.with_name(directory.name + ".partial")
+        partial.mkdir()
+        (partial / "database.dump").write_bytes(b"half")
         done = await mediasvc(env, "backup", str(directory))
         assert done.returncode == 0, done.stderr
+        assert not partial.exists()
         assert f"backed up the database, 2 media and {objects} objects" in done.stdout
         assert len((directory / "manifest.jsonl").read_text().splitlines()) == objects
         assert (directory / "media").is_dir() == (backend == "local")
@@ -411,6 +449,37 @@ class TestBackup:
             finally:
                 shutil.rmtree(data_dir, ignore_errors=True)
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+class TestBackupSnapshot:
+    async def test_an_upload_during_the_backup_is_in_neither_the_dump_nor_the_manifest(
+        self, client: Client, settings: Settings, tmp_path: Path
+    ) -> None:
+        """The dump and the manifest are of the snapshot taken first: a media made ready
+        while the backup reads objects is in neither; the ones before it are in both."""
+        ids = await upload_both(client)
+        storage = UploadingOnFirstRead(client.app[STORAGE], client)
+        directory = tmp_path / "backup"
+        report = await backup(
+            settings, directory, storage=storage, kinds=kind_rules(settings), jobs=1
+        )
+        late = storage.uploaded[0]
+        assert (report.media, report.problems) == (2, [])
+        lines = (directory / "manifest.jsonl").read_text().splitlines()
+        manifest = [json.loads(line) for line in lines]
+        assert {media_id_of(entry["key"]) for entry in manifest} == set(ids)
+        version = int(await client.app[DB].fetchval("SHOW server_version_num"))
+        pg_restore = client_binary("pg_restore", version)
+        dump = str(directory / "database.dump")
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [pg_restore, "--data-only", "--table=media", "-f", "-", dump],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert all(media_id in listed.stdout for media_id in ids)
+        assert late not in listed.stdout
 
 
 @contextlib.asynccontextmanager

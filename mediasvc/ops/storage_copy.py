@@ -8,6 +8,8 @@ is its `MEDIASVC_STORAGE`. Each object checked on the target is recorded in the
 `storage_copies` table (per target), so a run that is interrupted, or run again later,
 copies only what is new since: media uploaded meanwhile, and a re-render's new keys. Copies
 the source no longer has (a media deleted or re-rendered since) are removed from the target.
+A recorded copy is not looked at again: keys are written once (a re-render writes new ones),
+so its bytes cannot have changed in the source.
 """
 
 from __future__ import annotations
