@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     copy = storage_commands.add_parser(
         "copy", help="copy every object to the backend MEDIASVC_COPY_TO_* describe"
     )
-    copy.add_argument("--to", choices=["s3", "local"], required=True)
+    copy.add_argument("--to", choices=ops.BACKENDS, required=True)
     verify = storage_commands.add_parser("verify", help="rows against objects and back")
     backup = commands.add_parser("backup", help="database, manifest (and local media) to DIR")
     restore = commands.add_parser("restore", help="DIR into an empty database and storage")

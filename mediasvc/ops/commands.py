@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from mediasvc import db
 from mediasvc.config import Settings, StorageKind
@@ -23,6 +23,8 @@ from mediasvc.storage import StorageError
 from mediasvc.storage.open import open_storage
 
 INTERRUPTED = 130
+# `storage copy --to`'s choices.
+BACKENDS: tuple[str, ...] = get_args(StorageKind)
 
 
 def storage_copy_command(to: StorageKind, *, dry_run: bool, jobs: int) -> int:
