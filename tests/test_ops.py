@@ -36,7 +36,8 @@ from mediasvc.config import Settings
 from mediasvc.ids import new_media_id
 from mediasvc.keys import media_id_of, source_key, variant_key
 from mediasvc.kinds import kind_rules
-from mediasvc.ops.backup import backup
+from mediasvc.ops import OpsError
+from mediasvc.ops.backup import backup, restore
 from mediasvc.ops.storage_copy import copy_storage, target_name
 from mediasvc.ops.verify import Missing, verify_storage
 from mediasvc.stack import devstack
@@ -412,9 +413,10 @@ class TestBackup:
         env = command_env(settings, kinds_file)
         directory = public_tmp / f"backup-{secrets.token_hex(4)}"
 
-        dry = await mediasvc(env, "backup", "--dry-run", str(directory))
-        assert dry.returncode == 0, dry.stderr
-        assert not directory.exists()
+        kinds = kind_rules(settings)
+        storage = client.app[STORAGE]
+        dry = await backup(settings, directory, storage=storage, kinds=kinds, dry_run=True)
+        assert (dry.objects, directory.exists()) == (objects, False)
         # What an interrupted backup leaves: started over.
         partial = directory.with_name(directory.name + ".partial")
         partial.mkdir()
@@ -438,14 +440,14 @@ class TestBackup:
             )
             try:
                 env = command_env(restored, kinds_file)
-                restore = await mediasvc(env, "restore", str(directory))
-                assert restore.returncode == 0, restore.stdout + restore.stderr
-                assert f"verify: ok: 2 media, {objects} objects checked" in restore.stdout
+                run = await mediasvc(env, "restore", str(directory))
+                assert run.returncode == 0, run.stdout + run.stderr
+                assert f"verify: ok: 2 media, {objects} objects checked" in run.stdout
                 async with switched(restored, aiohttp_client) as (node, base_url):
                     assert await served(node, base_url, http, ids) == before
-                again = await mediasvc(env, "restore", str(directory))
-                assert again.returncode == 1
-                assert "the database is not empty" in again.stderr
+                async with open_storage(restored) as fresh:
+                    with pytest.raises(OpsError, match="the database is not empty"):
+                        await restore(restored, directory, storage=fresh, kinds=kinds)
             finally:
                 shutil.rmtree(data_dir, ignore_errors=True)
                 shutil.rmtree(directory, ignore_errors=True)
