@@ -1,5 +1,5 @@
 """`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, rerender, usage, spaces,
-dev, nginx-conf, problem-codes.
+storage copy|verify, backup, restore, dev, nginx-conf, problem-codes.
 
 Commands other than `serve` and `nginx-conf` also work from the checkout beside `make run`:
 what the environment leaves unset (the database URL, the secrets) they take from the dev
@@ -29,6 +29,7 @@ from mediasvc.flows.rerender import Options
 from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
+from mediasvc.ops import commands as ops
 from mediasvc.ops.rerender import rerender as run_rerender
 from mediasvc.ops.usage import show_usage
 from mediasvc.spaces import SPACE_ID_RULE, is_space_id
@@ -125,6 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "problem-codes", help="print the README's table of problem codes (from the registry)"
     )
+    storage = commands.add_parser("storage", help="copy media to the other backend; verify")
+    storage_commands = storage.add_subparsers(dest="storage_command", required=True)
+    copy = storage_commands.add_parser(
+        "copy", help="copy every object to the backend MEDIASVC_COPY_TO_* describe"
+    )
+    copy.add_argument("--to", choices=ops.BACKENDS, required=True)
+    verify = storage_commands.add_parser("verify", help="rows against objects and back")
+    backup = commands.add_parser("backup", help="database, manifest (and local media) to DIR")
+    restore = commands.add_parser("restore", help="DIR into an empty database and storage")
+    for command in (copy, verify, backup, restore):
+        # verify changes nothing anyway: accepted so that scripts may pass it to every one.
+        command.add_argument("--dry-run", action="store_true", help="say what, change nothing")
+    for command in (copy, backup, restore):
+        command.add_argument("--jobs", type=int, default=8, help="objects handled at once")
+    for command in (backup, restore):
+        command.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
     if args.command == "problem-codes":
         print(codes.readme_table(), end="")
@@ -154,6 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(show_usage(_settings(), by=args.by, top=args.top))
         if args.command == "spaces":
             return asyncio.run(_delete_space(args.space, dry_run=args.dry_run))
+        if args.command == "storage" and args.storage_command == "copy":
+            return ops.storage_copy_command(args.to, dry_run=args.dry_run, jobs=args.jobs)
+        if args.command == "storage":
+            return ops.storage_verify_command()
+        if args.command in ("backup", "restore"):
+            run = ops.backup_command if args.command == "backup" else ops.restore_command
+            return run(args.directory, dry_run=args.dry_run, jobs=args.jobs)
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()

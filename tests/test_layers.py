@@ -158,3 +158,9 @@ def test_metrics_is_a_leaf_others_report_into() -> None:
 def test_events_know_nothing_of_the_web_layer() -> None:
     """`events/` imports nothing of `web`: an event's body is not an HTTP response's."""
     assert breaches("mediasvc.events", ("mediasvc.web",)) == []
+
+
+def test_operator_commands_take_no_http() -> None:
+    """`ops/` (storage copy, verify, backup, restore) runs from the shell over the database
+    and the storage: nothing of aiohttp, `web` or the HTTP intake."""
+    assert breaches("mediasvc.ops", ("aiohttp", "mediasvc.web", "mediasvc.ingest")) == []

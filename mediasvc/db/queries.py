@@ -875,7 +875,8 @@ def _variant_json(variant: StoredVariant) -> dict[str, Any]:
     return document
 
 
-def _variant(document: dict[str, Any]) -> StoredVariant:
+def stored_variant(document: dict[str, Any]) -> StoredVariant:
+    """A variant as the `variants` column records it."""
     alternates = tuple(StoredAlternate(**a) for a in document.pop("alternates", ()))
     return StoredVariant(**document, alternates=alternates)
 
@@ -900,7 +901,7 @@ def _media(row: asyncpg.Record) -> Media:
             height=row["original_height"],
             frames=row["original_frames"],
         ),
-        variants={name: _variant(v) for name, v in row["variants"].items()},
+        variants={name: stored_variant(v) for name, v in row["variants"].items()},
         placeholder=(
             None
             if thumbhash is None or dominant_color is None

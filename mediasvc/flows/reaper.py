@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +43,7 @@ from mediasvc.db import queries
 from mediasvc.errors import MediaError
 from mediasvc.flows.purge import purge, remove_listed
 from mediasvc.keys import is_upload, media_id_of
-from mediasvc.storage import Storage, StorageError
+from mediasvc.storage import Storage, StorageError, StoredObject
 
 log = structlog.get_logger(__name__)
 # How many stuck rows one transaction claims.
@@ -113,29 +114,42 @@ async def _remove_orphans(pool: asyncpg.Pool, storage: Storage, grace_s: float) 
         if not await queries.try_lock_orphan_scan(conn):
             return 0  # another node is scanning right now
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
-        temp_files: list[str] = []
-        by_media: dict[str, list[str]] = {}
-        raw: dict[str, str] = {}
-        async for obj in storage.scan():
-            media_id = media_id_of(obj.key)
-            if media_id is None or obj.modified >= cutoff:
-                continue  # not ours (a shared bucket), or possibly still being written
-            if obj.key.rsplit("/", 1)[-1].startswith("."):
-                temp_files.append(obj.key)  # a write that never got renamed
-            elif is_upload(obj.key):
-                raw[media_id] = obj.key
-            else:
-                by_media.setdefault(media_id, []).append(obj.key)
-        known = await queries.existing_ids(conn, list(by_media))
-        # A session's raw bytes are needed only while it waits for `complete`.
-        waiting = await queries.pending_ids(conn, list(raw))
-        orphans = temp_files + [
-            key for media_id, keys in by_media.items() if media_id not in known for key in keys
-        ]
-        orphans += [key for media_id, key in raw.items() if media_id not in waiting]
+        # Newer objects may still be being written by a live request.
+        settled = [obj async for obj in storage.scan() if obj.modified < cutoff]
+        orphans = await orphans_among(conn, settled)
         if orphans:
             await storage.delete(orphans)
     return len(orphans)
+
+
+async def orphans_among(conn: db.Connection, objects: Iterable[StoredObject]) -> list[str]:
+    """The orphan rule (the reaper's, and `storage verify`'s): the keys of `objects` that
+    belong to no media any more. Keys that are not ours (a shared bucket) never are.
+
+    Read the rows after listing the objects: a media made after the listing then has
+    a row, and its objects are not taken for orphans.
+    """
+    temp_files: list[str] = []
+    by_media: dict[str, list[str]] = {}
+    raw: dict[str, str] = {}
+    for obj in objects:
+        media_id = media_id_of(obj.key)
+        if media_id is None:
+            continue
+        if obj.key.rsplit("/", 1)[-1].startswith("."):
+            temp_files.append(obj.key)  # a write that never got renamed
+        elif is_upload(obj.key):
+            raw[media_id] = obj.key
+        else:
+            by_media.setdefault(media_id, []).append(obj.key)
+    known = await queries.existing_ids(conn, list(by_media))
+    # A session's raw bytes are needed only while it waits for `complete`.
+    waiting = await queries.pending_ids(conn, list(raw))
+    orphans = temp_files + [
+        key for media_id, keys in by_media.items() if media_id not in known for key in keys
+    ]
+    orphans += [key for media_id, key in raw.items() if media_id not in waiting]
+    return orphans
 
 
 def _clean_spool(spool_dir: Path, grace_s: float) -> int:

@@ -138,6 +138,16 @@ class PostgresCluster:
         return result
 
 
+def client_binary(name: str, server_version_num: int) -> str:
+    """A client program (pg_dump, pg_restore) of the server's major version, from Debian's
+    versioned directory: pg_dump refuses a newer server, and /usr/bin's wrapper picks its
+    version from local clusters, not from the server it is pointed at. Without that
+    version, the newest installed (which reads and writes older servers' formats)."""
+    major = server_version_num // 10000
+    exact = Path(f"/usr/lib/postgresql/{major}/bin/{name}")
+    return str(exact) if exact.exists() else _binary(name)
+
+
 def _binary(name: str) -> str:
     found = shutil.which(name)
     if found:

@@ -38,10 +38,11 @@ class DirectUpload:
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """One object found by a scan: its key and when it was last written (UTC)."""
+    """One object found by a scan: its key, when it was last written (UTC), its size."""
 
     key: str
     modified: datetime
+    bytes: int
 
 
 class Storage(Protocol):
@@ -71,7 +72,7 @@ class Storage(Protocol):
         ...
 
     def scan(self) -> AsyncIterator[StoredObject]:
-        """Every stored object (for the reaper's orphan check)."""
+        """Every stored object (for the reaper's orphan check, `storage verify`)."""
         ...
 
     def read(self, key: str) -> AsyncIterator[bytes]:

@@ -83,8 +83,8 @@ class LocalStorage:
 
     async def scan(self) -> AsyncIterator[StoredObject]:
         files = await asyncio.to_thread(_files_under, self.root)
-        for key, modified in files:
-            yield StoredObject(key, modified)
+        for key, modified, size in files:
+            yield StoredObject(key, modified, size)
 
     async def check(self) -> None:
         try:
@@ -140,7 +140,7 @@ def _files_in(directory: Path) -> list[Path]:
         return []
 
 
-def _files_under(root: Path) -> list[tuple[str, datetime]]:
+def _files_under(root: Path) -> list[tuple[str, datetime, int]]:
     # os.walk skips directories that vanish mid-walk (a delete, another reaper) instead of
     # failing, and a file gone before its stat is simply not there any more.
     found = []
@@ -148,10 +148,11 @@ def _files_under(root: Path) -> list[tuple[str, datetime]]:
         for name in names:
             path = Path(directory) / name
             try:
-                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                stat = path.stat()
             except FileNotFoundError:
                 continue
-            found.append((str(path.relative_to(root)), modified))
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            found.append((str(path.relative_to(root)), modified, stat.st_size))
     return found
 
 

@@ -140,7 +140,8 @@ class S3Storage:
         try:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + below):
                 for item in page.get("Contents", []):
-                    yield StoredObject(item["Key"].removeprefix(self.prefix), item["LastModified"])
+                    key = item["Key"].removeprefix(self.prefix)
+                    yield StoredObject(key, item["LastModified"], item["Size"])
         except _UNAVAILABLE as exc:
             raise StorageError(f"cannot list the bucket: {exc}") from exc
 
