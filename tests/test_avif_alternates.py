@@ -161,7 +161,7 @@ def test_variants_up_to_the_small_size_get_the_higher_quality(side: int, quality
     AVIF_SMALL_SIZE px, the other above, at the chosen effort and chroma."""
     image = pyvips.Image.new_from_buffer(camera_jpeg(FOLIAGE, side), "")
 
-    _, data = _avif_beside_webp(image)
+    data = _avif_beside_webp(image)
 
     expected = encode_avif(
         image, quality=quality, effort=AVIF_BESIDE_WEBP_EFFORT, subsample=AVIF_BESIDE_WEBP_SUBSAMPLE

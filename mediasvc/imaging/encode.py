@@ -76,7 +76,7 @@ AVIF_BESIDE_WEBP_SUBSAMPLE = "on"  # 4:2:0: 4:4:4 costs 1.2-1.3x the encode time
 _MODES = {3: "RGB", 4: "RGBA"}
 
 
-# A variant's encodes in flight: its WebP (or other output) trials, its AVIF alternate.
+# One variant's encodes in the output format, in flight: one per `Encoding` tried.
 _Trials = list[Future[tuple[Encoding, bytes]]]
 
 
@@ -130,7 +130,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
     avif = OUTPUT_FORMATS["avif"]
     # An animation keeps its one animated file: an AVIF alternate would hold one frame.
     with_avif = avif.name in job.rules.alternates and page_height(full) == full.height
-    made: list[tuple[VariantSpec, Any, _Trials, _Trials]] = []
+    made: list[tuple[VariantSpec, Any, _Trials, list[Future[bytes]]]] = []
     ladder = job.rules.sizes
     top = largest_of(ladder)
     try:
@@ -157,7 +157,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
             path.write_bytes(data)
             beside = []
             for alternate in alternates:
-                _, avif_data = alternate.result()
+                avif_data = alternate.result()
                 avif_path = Path(job.out_dir) / avif.filename(spec.name)
                 avif_path.write_bytes(avif_data)
                 beside.append(AlternateFile(str(avif_path), len(avif_data), avif.mime))
@@ -269,20 +269,19 @@ def _encoded(
     return encoding, data
 
 
-def _avif_beside_webp(image: Any) -> tuple[Encoding, bytes]:
+def _avif_beside_webp(image: Any) -> bytes:
     """`image` (a still) as the AVIF written beside its WebP variant."""
     # By the pixels the variant has, not its ladder size: a small source's every variant is
     # small, and it is at small sizes that AVIF needs the higher quality to keep up.
     small = max(image.width, image.height) <= AVIF_SMALL_SIZE
     quality = AVIF_BESIDE_WEBP_SMALL_QUALITY if small else AVIF_BESIDE_WEBP_QUALITY
-    data = encode_avif(
+    return encode_avif(
         image, quality=quality, effort=AVIF_BESIDE_WEBP_EFFORT, subsample=AVIF_BESIDE_WEBP_SUBSAMPLE
     )
-    return "lossy", data
 
 
 def encode_avif(image: Any, *, quality: int, effort: int, subsample: str = "auto") -> bytes:
-    """The first frame of 8-bit sRGB `image` (pyvips) as an AV1 AVIF file with no metadata.
+    """8-bit sRGB `image` (pyvips, one frame) as an AV1 AVIF file with no metadata.
 
     `effort` and `subsample` are libvips' (`effort` e is libaom's cpu-used 9 - e;
     `subsample` "on" is 4:2:0, "off" 4:4:4, "auto" 4:2:0 below quality 90).
