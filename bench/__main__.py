@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import quality, report, rounds, sharp_baselines
+from bench import avif, quality, report, rounds, sharp_baselines
 from bench.graphics import write_graphics
 from bench.inputs import write_inputs
 from mediasvc.imaging import encode
@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         compared = quality.compare(inputs[rounds.MAIN_INPUT].path, single.outputs)
         _say("content-aware encoding: graphics and photos")
         encoded = rounds.encoding(graphics, inputs)
+        _say("AVIF beside WebP, and the 2560 px ladder: the photo set")
+        beside = avif.measure(
+            inputs, scratch, rounds=1 if args.quick else avif.ROUNDS, quick=args.quick
+        )
         _say("memory: fresh workers")
         memory = rounds.memory(inputs)
         through = None
@@ -65,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             through = rounds.throughput(
                 inputs[rounds.MAIN_INPUT], workers, service_rounds, sizes, scratch
             )
-    summary = report.summarise(single, through, memory, compared, encoded)
+    summary = report.summarise(single, through, memory, compared, encoded) | beside.summary()
     print(report.table(inputs, single, through, memory, compared, encoded, summary))
+    print("\n" + avif.table(beside))
     document = {
         "summary": summary,
         "targets": [asdict(t) | {"met": t.met} for t in report.targets(summary)],
@@ -84,6 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sharp_version": sharp_baselines.SHARP_VERSION,
             "sharp_skipped": single.sharp_skipped,
             "graphic_min_flat_share": encode.GRAPHIC_MIN_FLAT_SHARE,
+            "avif_beside_webp": {
+                "quality": encode.AVIF_BESIDE_WEBP_QUALITY,
+                "small_quality": encode.AVIF_BESIDE_WEBP_SMALL_QUALITY,
+                "small_size": encode.AVIF_SMALL_SIZE,
+                "effort": encode.AVIF_BESIDE_WEBP_EFFORT,
+                "subsample": encode.AVIF_BESIDE_WEBP_SUBSAMPLE,
+            },
+            "avif_rounds": 1 if args.quick else avif.ROUNDS,
+            "ladder_2560": {spec.name: spec.size for spec in avif.LADDER_2560},
         },
         "inputs": {
             i.name: {"width": i.width, "height": i.height, "bytes": i.bytes, "note": i.note}
@@ -91,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "quality": compared,
         "encoding": {name: asdict(e) for name, e in encoded.items()},
+        "avif": {
+            photo: {
+                "webp_bytes": beside.webp_bytes[photo],
+                "avif_bytes": beside.avif_bytes[photo],
+                "ssimulacra2": beside.scores[photo],
+            }
+            for photo in beside.photos
+        },
         "peak_rss_mb": memory,
     }
     path = report.save(args.results_dir, document)

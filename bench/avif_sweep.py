@@ -44,12 +44,12 @@ from pathlib import Path
 import pyvips
 
 from bench import pipeline as bare
-from bench.inputs import write_inputs
+from bench.inputs import Input, write_inputs
 from bench.isolated import Isolated, new_executor
 from bench.photos import PHOTOS, camera_jpeg
 from bench.timing import Sample, timed
 from mediasvc.imaging.decode import decode
-from mediasvc.imaging.encode import WEBP_EFFORT, encode_still
+from mediasvc.imaging.encode import WEBP_EFFORT, encode_avif, encode_still
 from mediasvc.imaging.job import DEFAULT_RULES
 from mediasvc.imaging.variants import LARGEST, VARIANTS, VariantSpec
 from mediasvc.imaging.worker import VIPS_CONCURRENCY, init_worker
@@ -100,14 +100,9 @@ class Setting:
         return self.quality + (self.small_boost if spec.size <= SMALL_SIZE else 0)
 
     def encode(self, spec: VariantSpec, image: pyvips.Image) -> bytes:
-        data: bytes = image.heifsave_buffer(
-            Q=self.quality_for(spec),
-            keep="none",
-            compression="av1",
-            effort=self.effort,
-            subsample_mode=self.chroma,
+        return encode_avif(
+            image, quality=self.quality_for(spec), effort=self.effort, subsample=self.chroma
         )
-        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,14 +303,16 @@ def time_avif(source: Source, settings: Sequence[Setting]) -> dict[Setting, floa
 # --- in the bench process ---------------------------------------------------------------
 
 
-def photo_set(directory: Path) -> list[Source]:
-    """The drawn photos and the bench's inputs, written into `directory`."""
+def photo_set(directory: Path, inputs: dict[str, Input] | None = None) -> list[Source]:
+    """The drawn photos, written into `directory`, and the bench's inputs (written there
+    too unless `inputs` already holds them)."""
     sources = []
     for photo in PHOTOS:
         path = directory / f"{photo.name}.jpg"
         path.write_bytes(camera_jpeg(photo))
         sources.append(Source(photo.name, str(path), "image/jpeg", photo.note))
-    inputs = write_inputs(directory, with_48mp=False)
+    if inputs is None:
+        inputs = write_inputs(directory, with_48mp=False)
     sources += [
         Source(i.name, str(i.path), i.mime, i.note) for n, i in inputs.items() if n in BENCH_INPUTS
     ]

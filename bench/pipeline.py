@@ -20,6 +20,7 @@ from bench.timing import Sample, timed
 from mediasvc.config import Settings
 from mediasvc.imaging import pipeline as imaging
 from mediasvc.imaging.job import Job
+from mediasvc.imaging.variants import Ladder
 from mediasvc.imaging.worker import init_worker
 from mediasvc.kinds import DEFAULT_KIND, kind_rules
 
@@ -37,6 +38,7 @@ class JobResult:
     bytes_by_variant: dict[str, int]
     encoding: str
     lossless_variants: list[str]
+    alternate_bytes: int = 0  # every variant's alternates (`ImageRules.alternates`)
 
 
 def make_job(
@@ -47,13 +49,18 @@ def make_job(
     *,
     lossless: bool = True,
     threads: int = 1,
+    alternates: tuple[str, ...] = (),
+    sizes: Ladder | None = None,
 ) -> Job:
     """The job the service would submit for this upload, with the default settings.
 
     `lossless=False` turns content-aware encoding off: what lossy alone would write.
     `threads` is what the service's pool lends a job that starts with workers idle.
+    `alternates` and `sizes` are a kind's extra formats and own ladder (default: the kind's).
     """
-    rules = replace(KIND_RULES[kind].image, lossless_graphics=lossless)
+    rules = replace(KIND_RULES[kind].image, lossless_graphics=lossless, alternates=alternates)
+    if sizes is not None:
+        rules = replace(rules, sizes=sizes)
     return Job(source=source, out_dir=out_dir, mime=mime, rules=rules, threads=threads)
 
 
@@ -63,12 +70,21 @@ def peak_rss_mb() -> float:
 
 
 def once(
-    source: str, mime: str, out_dir: str | None = None, lossless: bool = True, threads: int = 1
+    source: str,
+    mime: str,
+    out_dir: str | None = None,
+    lossless: bool = True,
+    threads: int = 1,
+    *,
+    alternates: tuple[str, ...] = (),
+    sizes: Ladder | None = None,
 ) -> JobResult:
     """Run the pipeline on `source` once, into `out_dir` (kept) or a scratch directory."""
     scratch = out_dir is None
     target = tempfile.mkdtemp(prefix="bench-pipeline-") if out_dir is None else out_dir
-    job = make_job(source, mime, target, lossless=lossless, threads=threads)
+    job = make_job(
+        source, mime, target, lossless=lossless, threads=threads, alternates=alternates, sizes=sizes
+    )
     try:
         facts, sample = timed(lambda: imaging.process(job))
     finally:
@@ -83,6 +99,7 @@ def once(
         {v.name: v.bytes for v in facts.variants},
         str(facts.processing["encoding"]),
         lossless_variants,
+        sum(a.bytes for v in facts.variants for a in v.alternates),
     )
 
 

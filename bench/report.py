@@ -163,6 +163,10 @@ def targets(summary: dict[str, Any]) -> list[Target]:
         ("photo_bytes_ratio", ">=", 0.98),
         ("worker_peak_rss_mb", "<=", 120),
         ("peak_rss_mb_photo_48mp", "<=", 120),
+        # Issue 28: AVIF beside WebP, fewer bytes at no lower a score, for little job time.
+        ("avif_bytes_over_webp", "<=", 0.85),
+        ("avif_ssimulacra2_minus_webp", ">=", 0.0),
+        ("avif_job_time_over_webp_only", "<=", 1.5),
     ]
     # Equal quality: the pipeline's bytes within 10% of each baseline's.
     for name in ("pillow_tuned", "sharp_naive", "sharp_tuned"):

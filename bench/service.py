@@ -130,6 +130,9 @@ class Stack:
             MEDIASVC_RATE_API_PER_S="100000",
             # ... and one token: the per-owner cap on uploads in flight is not under test.
             MEDIASVC_OWNER_MAX_INFLIGHT="1000",
+            # ... nor the per-user upload budget (`budgets`: 60 a minute by default), which
+            # answered most of a full run's uploads 429 (0 turns it off).
+            MEDIASVC_USER_UPLOADS_PER_MIN="0",
         )
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mediasvc", "dev"],

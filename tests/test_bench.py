@@ -34,6 +34,11 @@ SUMMARY_KEYS = {
     "single_upload_over_pipeline_ms",
     "graphics_bytes_ratio",
     "photo_bytes_ratio",
+    # Issue 28: AVIF beside WebP, and a 2560 px ladder, on the photo set.
+    "avif_bytes_over_webp",
+    "avif_ssimulacra2_minus_webp",
+    "avif_job_time_over_webp_only",
+    "job_time_2560_ladder_over_default",
 }
 
 
@@ -55,5 +60,5 @@ def test_quick_bench_ends_with_the_summary_line_and_keeps_its_results(tmp_path: 
     [saved] = tmp_path.glob("*.json")
     document = json.loads(saved.read_text())
     assert document["summary"] == summary
-    assert document.keys() >= {"machine", "versions", "settings", "targets", "encoding"}
+    assert document.keys() >= {"machine", "versions", "settings", "targets", "encoding", "avif"}
     assert document["versions"]["sharp"]["sharp"] == document["settings"]["sharp_version"]

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import images
 import pytest
+import pyvips
 from gates import Gate, hold, wait_until
 from imaging_support import make_job
 
@@ -209,6 +210,21 @@ def assert_same_files(expected: Facts, actual: Facts) -> None:
         assert Path(a.path).read_bytes() == Path(e.path).read_bytes(), a.name
 
 
+def assert_alternates_beside(facts: Facts, out_dir: Path) -> None:
+    """Each variant has one AVIF alternate in `out_dir`, of its size and listed bytes.
+
+    Not compared with a direct call's bytes: libaom's output depends on the libvips thread
+    count, which is one in a worker.
+    """
+    for variant in facts.variants:
+        [alternate] = variant.alternates
+        path = Path(alternate.path)
+        assert path == out_dir / f"{variant.name}.avif"
+        image = pyvips.Image.new_from_file(str(path))
+        assert (image.width, image.height) == (variant.width, variant.height)
+        assert alternate.bytes == path.stat().st_size
+
+
 class TestImagingJobs:
     """Real imaging jobs in a real pool: what the workers return, refuse and admit."""
 
@@ -240,6 +256,17 @@ class TestImagingJobs:
         )
         assert_same_files(direct, pooled)
         assert {Path(v.path).parent for v in pooled.variants} == {Path(pooled_job.out_dir)}
+
+    async def test_alternates_written_in_a_worker_reach_the_jobs_out_dir(
+        self, tmp_path: Path, pool: ImagingPool
+    ) -> None:
+        """AVIF alternates made in a hardened worker are handed over beside their variants,
+        each the file its facts describe."""
+        job = make_job(tmp_path, images.make_jpeg(), "image/jpeg", alternates=("avif",))
+
+        pooled = await pool.process(job)
+
+        assert_alternates_beside(pooled, Path(job.out_dir))
 
     async def test_pool_passes_image_rejected_back_with_its_code(
         self, tmp_path: Path, pool: ImagingPool

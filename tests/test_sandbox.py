@@ -19,6 +19,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import images
@@ -29,7 +30,7 @@ from gates import Gate
 
 from mediasvc.imaging import confine, launch, worker
 from mediasvc.imaging import pool as pool_module
-from mediasvc.imaging.job import Facts, Job, VariantFile
+from mediasvc.imaging.job import AlternateFile, Facts, Job, VariantFile
 from mediasvc.imaging.pool import ImagingPool
 
 ROOT = Path(__file__).parent.parent
@@ -465,6 +466,32 @@ def test_pool_does_not_take_what_a_worker_names_outside_its_files(tmp_path: Path
     moved = pool_module._hand_over(_facts(staged / "small.webp"), staged, out_dir)
     assert [v.path for v in moved.variants] == [str(out_dir / "small.webp")]
     assert (out_dir / "small.webp").read_bytes() == b"pixels"
+
+
+def test_pool_checks_and_moves_a_variants_alternates_like_the_variant(tmp_path: Path) -> None:
+    """An AVIF alternate is moved beside its variant, and one naming a link is refused."""
+    staged, out_dir, secret = tmp_path / "staged", tmp_path / "out", tmp_path / "secret"
+    staged.mkdir()
+    out_dir.mkdir()
+    secret.write_bytes(b"the app's secret")
+    (staged / "small.webp").write_bytes(b"webp")
+    (staged / "small.avif").write_bytes(b"avif")
+    alternate = AlternateFile(str(staged / "small.avif"), 4, "image/avif")
+    facts = _facts(staged / "small.webp")
+    facts = replace(facts, variants=(replace(facts.variants[0], alternates=(alternate,)),))
+
+    moved = pool_module._hand_over(facts, staged, out_dir)
+
+    assert [a.path for a in moved.variants[0].alternates] == [str(out_dir / "small.avif")]
+    assert (out_dir / "small.avif").read_bytes() == b"avif"
+    (staged / "large.webp").write_bytes(b"webp")
+    (staged / "large.avif").symlink_to(secret)
+    lying = replace(alternate, path=str(staged / "large.avif"))
+    facts = _facts(staged / "large.webp")
+    facts = replace(facts, variants=(replace(facts.variants[0], alternates=(lying,)),))
+    with pytest.raises(pool_module._Untrusted):
+        pool_module._hand_over(facts, staged, out_dir)
+    assert not (out_dir / "large.avif").exists()
 
 
 # --------------------------------------------------------------------------

@@ -11,6 +11,9 @@ XMP, IPTC, ICC, comments or text chunks).
 - **Lossless trials**: a graphic (a mostly flat still stored losslessly) is encoded
   lossless as well as lossy, and the smaller file is kept (`write_variants`).
 - **JPEG and AVIF** keep the first frame only; JPEG flattens alpha on white.
+- **AVIF beside WebP** (`ImageRules.alternates`): each variant of a still is also written
+  as AVIF, from the pixels its WebP got, at settings chosen for that (`AVIF_BESIDE_WEBP_*`).
+  An animation keeps its animated WebP only: AVIF here holds one frame.
 
 docs/performance.md has the measurements behind each setting.
 """
@@ -31,7 +34,7 @@ from PIL import Image, WebPImagePlugin  # noqa: F401 - registers the WebP writer
 
 from mediasvc.imaging.formats import OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.frames import first_frame, page_height
-from mediasvc.imaging.job import Job, VariantFile
+from mediasvc.imaging.job import AlternateFile, Job, VariantFile
 from mediasvc.imaging.report import Encoding
 from mediasvc.imaging.variants import VariantSpec, largest_of
 
@@ -59,18 +62,22 @@ _WEBP_MAX_CHUNKS = 8
 # 1024 px variant takes about 0.2 s and is as small as Pillow's default (speed 6); libvips'
 # default, 4, takes 2.6 s for 1.5% fewer bytes (docs/performance.md).
 AVIF_EFFORT = 2
-# AVIF beside each WebP variant (issue 28; not used yet), chosen by `python -m
+# AVIF beside each WebP variant (`ImageRules.alternates`), chosen by `python -m
 # bench.avif_sweep` over 8 photos (docs/decisions.md, "AVIF encoder settings"): the fewest
 # bytes at a mean SSIMULACRA2 no lower than WebP q80 method 4's, within 1.5x the WebP-only
 # job time. 0.88 of WebP's bytes at +0.06, job time 1.41x. Effort 1 would write 0.82 but
 # takes 2.1x; the small variants need more quality than the large to keep up with WebP.
 AVIF_BESIDE_WEBP_QUALITY = 60
-AVIF_BESIDE_WEBP_SMALL_QUALITY = 70  # variants of at most AVIF_SMALL_SIZE px
+AVIF_BESIDE_WEBP_SMALL_QUALITY = 70  # variants whose longest side is at most AVIF_SMALL_SIZE px
 AVIF_SMALL_SIZE = 256
 AVIF_BESIDE_WEBP_EFFORT = 0  # libaom cpu-used 9
 AVIF_BESIDE_WEBP_SUBSAMPLE = "on"  # 4:2:0: 4:4:4 costs 1.2-1.3x the encode time, 1.03x the bytes
 # What `imaging.decode` leaves: 8-bit sRGB, with alpha or without.
 _MODES = {3: "RGB", 4: "RGBA"}
+
+
+# One variant's encodes in the output format, in flight: one per `Encoding` tried.
+_Trials = list[Future[tuple[Encoding, bytes]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +112,14 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
     resized graphic often comes out smaller lossy, and one that lost lossless at 1024 px loses
     it at every smaller size. Photos, animations and JPEG/AVIF output are encoded once.
 
+    With "avif" in `job.rules.alternates`, each variant of a still is also encoded as AVIF
+    (`_avif_beside_webp`) from the same pixels, written beside it and listed in its
+    `alternates`; an animation gets none. The output format's files do not change.
+
     With `job.threads` > 1 (the pool had cores idle when the job started) the encodes run
     side by side in as many threads: each libwebp encode is single-threaded and libvips
     releases the GIL while it runs, so the largest variant's encode, most of the work,
-    overlaps the resizes and encodes of the four smaller ones.
+    overlaps the resizes and encodes of the smaller ones (and the AVIF encodes, when asked).
     """
     output = OUTPUT_FORMATS[job.rules.output_format]
     full = _for_output(largest, output)
@@ -116,7 +127,10 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
     submit = encoder.submit if encoder is not None else _done
     wanted = output.name == "webp" and job.rules.lossless_graphics
     choices: tuple[Encoding, ...] = ("lossless", "lossy") if wanted else ("lossy",)
-    made: list[tuple[VariantSpec, Any, list[Future[tuple[Encoding, bytes]]]]] = []
+    avif = OUTPUT_FORMATS["avif"]
+    # An animation keeps its one animated file: an AVIF alternate would hold one frame.
+    with_avif = avif.name in job.rules.alternates and page_height(full) == full.height
+    made: list[tuple[VariantSpec, Any, _Trials, list[Future[bytes]]]] = []
     ladder = job.rules.sizes
     top = largest_of(ladder)
     try:
@@ -134,12 +148,19 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
             trials = [submit(_encoded, image, output, quality, choice) for choice in choices]
             if spec is top and len(trials) > 1 and _smallest(trials)[0] == "lossy":
                 choices = ("lossy",)  # lossless lost where it stands the best chance
-            made.append((spec, image, trials))
+            alternates = [submit(_avif_beside_webp, image)] if with_avif else []
+            made.append((spec, image, trials, alternates))
         written, encodings = {}, {}
-        for spec, variant, trials in made:
+        for spec, variant, trials, alternates in made:
             encodings[spec.name], data = _smallest(trials)
             path = Path(job.out_dir) / output.filename(spec.name)
             path.write_bytes(data)
+            beside = []
+            for alternate in alternates:
+                avif_data = alternate.result()
+                avif_path = Path(job.out_dir) / avif.filename(spec.name)
+                avif_path.write_bytes(avif_data)
+                beside.append(AlternateFile(str(avif_path), len(avif_data), avif.mime))
             written[spec.name] = VariantFile(
                 name=spec.name,
                 size=spec.size,
@@ -148,6 +169,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
                 height=page_height(variant),
                 bytes=len(data),
                 mime=output.mime,
+                alternates=tuple(beside),
             )
     finally:
         if encoder is not None:
@@ -171,7 +193,7 @@ def _done(fn: Callable[..., T], *args: Any) -> Future[T]:
     return future
 
 
-def _smallest(trials: list[Future[tuple[Encoding, bytes]]]) -> tuple[Encoding, bytes]:
+def _smallest(trials: _Trials) -> tuple[Encoding, bytes]:
     """The smallest of the encodes; on a tie the first (lossless, when it was tried)."""
     return min((trial.result() for trial in trials), key=lambda found: len(found[1]))
 
@@ -243,8 +265,31 @@ def _encoded(
     elif output.name == "jpeg":
         data = image.jpegsave_buffer(Q=quality, keep="none", optimize_coding=True, interlace=True)
     else:
-        data = image.heifsave_buffer(Q=quality, keep="none", compression="av1", effort=AVIF_EFFORT)
+        data = encode_avif(image, quality=quality, effort=AVIF_EFFORT)
     return encoding, data
+
+
+def _avif_beside_webp(image: Any) -> bytes:
+    """`image` (a still) as the AVIF written beside its WebP variant."""
+    # By the pixels the variant has, not its ladder size: a small source's every variant is
+    # small, and it is at small sizes that AVIF needs the higher quality to keep up.
+    small = max(image.width, image.height) <= AVIF_SMALL_SIZE
+    quality = AVIF_BESIDE_WEBP_SMALL_QUALITY if small else AVIF_BESIDE_WEBP_QUALITY
+    return encode_avif(
+        image, quality=quality, effort=AVIF_BESIDE_WEBP_EFFORT, subsample=AVIF_BESIDE_WEBP_SUBSAMPLE
+    )
+
+
+def encode_avif(image: Any, *, quality: int, effort: int, subsample: str = "auto") -> bytes:
+    """8-bit sRGB `image` (pyvips, one frame) as an AV1 AVIF file with no metadata.
+
+    `effort` and `subsample` are libvips' (`effort` e is libaom's cpu-used 9 - e;
+    `subsample` "on" is 4:2:0, "off" 4:4:4, "auto" 4:2:0 below quality 90).
+    """
+    data: bytes = image.heifsave_buffer(
+        Q=quality, keep="none", compression="av1", effort=effort, subsample_mode=subsample
+    )
+    return data
 
 
 def encode_still(image: Any, *, quality: int, effort: int, lossless: bool = False) -> bytes:

@@ -344,40 +344,54 @@ class _Untrusted(Exception):
 
 
 def _hand_over(facts: Facts, staged: Path, out_dir: Path) -> Facts:
-    """The variant files a worker wrote in `staged`, moved to `out_dir`, and the facts
-    saying so; `_Untrusted` unless each is a regular file of one link directly in `staged`.
+    """The variant files a worker wrote in `staged` (their alternates too), moved to
+    `out_dir`, and the facts saying so; `_Untrusted` unless each is a regular file of one
+    link directly in `staged`.
 
     The app reads, stores and serves these files: a worker must not get it to take a link
     to a file of the app's (the checks hold where Landlock, which already refuses links to
     workers, is missing).
     """
-    moved = []
-    for variant in facts.variants:
-        source = Path(variant.path)
-        if source.parent != staged or source.name in ("", ".", ".."):
-            raise _Untrusted(variant.path)
-        try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            raise _Untrusted(variant.path) from None
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
-            os.close(fd)
-            raise _Untrusted(variant.path)
-        with os.fdopen(fd, "rb") as opened:
-            target = out_dir / source.name
-            try:
-                os.replace(source, target)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                with open(target, "xb") as copy:  # another file system: copy what was checked
-                    shutil.copyfileobj(opened, copy)
-            else:
-                moved_to = os.lstat(target)
-                if (moved_to.st_dev, moved_to.st_ino) != (found.st_dev, found.st_ino):
-                    with contextlib.suppress(OSError):
-                        os.unlink(target)
-                    raise _Untrusted(variant.path)  # swapped between the check and the move
-        moved.append(replace(variant, path=str(target)))
+    moved = [
+        replace(
+            variant,
+            path=_move(variant.path, staged, out_dir),
+            alternates=tuple(
+                replace(alternate, path=_move(alternate.path, staged, out_dir))
+                for alternate in variant.alternates
+            ),
+        )
+        for variant in facts.variants
+    ]
     return replace(facts, variants=tuple(moved))
+
+
+def _move(path: str, staged: Path, out_dir: Path) -> str:
+    """One file of `_hand_over`, checked and moved; its new path."""
+    source = Path(path)
+    if source.parent != staged or source.name in ("", ".", ".."):
+        raise _Untrusted(path)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise _Untrusted(path) from None
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+        os.close(fd)
+        raise _Untrusted(path)
+    with os.fdopen(fd, "rb") as opened:
+        target = out_dir / source.name
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            with open(target, "xb") as copy:  # another file system: copy what was checked
+                shutil.copyfileobj(opened, copy)
+        else:
+            moved_to = os.lstat(target)
+            if (moved_to.st_dev, moved_to.st_ino) != (found.st_dev, found.st_ino):
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                raise _Untrusted(path)  # swapped between the check and the move
+    return str(target)
