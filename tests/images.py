@@ -269,8 +269,26 @@ def make_jpeg(
     segment, ``icc`` an APP2 sRGB ICC profile (pixels unchanged), ``iptc`` an
     APP13 IPTC caption with :data:`IPTC_MARKER`.
     """
-    stored = _with_markers(_to_stored(reference_pattern(width, height), orientation), xmp=xmp)
+    stored = _to_stored(reference_pattern(width, height), orientation)
     stored.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    return with_metadata(
+        stored, gps=gps, xmp=xmp, comment=comment, icc=icc, iptc=iptc, quality=quality
+    )
+
+
+def with_metadata(
+    image: pyvips.Image,
+    *,
+    gps: bool = False,
+    xmp: bool = False,
+    comment: str | None = None,
+    icc: bool = False,
+    iptc: bool = False,
+    quality: int = 90,
+) -> bytes:
+    """`image` as a JPEG carrying the metadata `make_jpeg` describes (EXIF with
+    :data:`EXIF_MARKER` always)."""
+    stored = _with_markers(image, xmp=xmp)
     if gps:
         for name, value in GPS_FIELDS.items():
             stored.set_type(pyvips.GValue.gstr_type, name, value)

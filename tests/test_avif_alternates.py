@@ -13,7 +13,7 @@ import pyvips
 from imaging_support import make_job, run
 
 from bench.photos import PHOTOS, camera_jpeg
-from mediasvc.imaging import pipeline
+from mediasvc.imaging import encode, pipeline
 from mediasvc.imaging.encode import (
     AVIF_BESIDE_WEBP_EFFORT,
     AVIF_BESIDE_WEBP_QUALITY,
@@ -23,7 +23,7 @@ from mediasvc.imaging.encode import (
     _avif_beside_webp,
     encode_avif,
 )
-from mediasvc.imaging.job import Facts
+from mediasvc.imaging.job import Facts, VariantFile
 from mediasvc.imaging.variants import VariantSpec
 
 AVIF = ("avif",)
@@ -41,12 +41,21 @@ def files_in(facts: Facts) -> set[str]:
     return {path.name for path in Path(facts.variants[0].path).parent.iterdir()}
 
 
+def with_alternates(facts: Facts) -> list[VariantFile]:
+    """The variants that kept an AVIF: those where it came out smaller than the WebP."""
+    return [v for v in facts.variants if v.alternates]
+
+
 def test_each_variant_of_a_photo_has_one_avif_alternate_at_its_size(tmp_path: Path) -> None:
-    """Every variant of a photo gets one AV1 AVIF, `<name>.avif` beside its WebP, of the
-    WebP's width and height; together they are smaller than the WebPs."""
+    """Every variant of a photo from 256 px up gets one AV1 AVIF, `<name>.avif` beside its
+    WebP, of the WebP's width and height; together they are smaller than the WebPs. (The
+    smallest may not: under AVIF's fixed overhead its WebP is smaller, and is all there is.)"""
     facts = run(tmp_path, camera_jpeg(FOLIAGE, PHOTO_SIZE), "image/jpeg", alternates=AVIF)
 
-    for variant in facts.variants:
+    assert {v.name for v in facts.variants if v.size >= 256} <= {
+        v.name for v in with_alternates(facts)
+    }
+    for variant in with_alternates(facts):
         [alternate] = variant.alternates
         path = Path(alternate.path)
         assert (path.parent, path.name) == (Path(variant.path).parent, f"{variant.name}.avif")
@@ -54,19 +63,24 @@ def test_each_variant_of_a_photo_has_one_avif_alternate_at_its_size(tmp_path: Pa
         image = pyvips.Image.new_from_file(alternate.path)
         assert (image.get("vips-loader"), image.get("heif-compression")) == ("heifload", "av1")
         assert (image.width, image.height) == (variant.width, variant.height), variant.name
+        assert alternate.bytes < variant.bytes
     avif_total = sum(a.bytes for v in facts.variants for a in v.alternates)
-    assert avif_total < sum(v.bytes for v in facts.variants)
+    assert avif_total < sum(v.bytes for v in with_alternates(facts))
 
 
 def test_alternates_carry_no_metadata(tmp_path: Path) -> None:
     """An AVIF alternate holds no Exif item, no XMP, no ICC profile and none of the source's
     marker text, like the AVIF output of `output = "avif"` kinds."""
-    data = images.make_jpeg(gps=True, xmp=True, comment=images.COMMENT_MARKER, icc=True, iptc=True)
+    photo = pyvips.Image.new_from_buffer(camera_jpeg(FOLIAGE, PHOTO_SIZE), "")
+    data = images.with_metadata(
+        photo, gps=True, xmp=True, comment=images.COMMENT_MARKER, icc=True, iptc=True
+    )
     markers = (images.EXIF_MARKER, images.XMP_MARKER, images.COMMENT_MARKER, images.IPTC_MARKER)
 
     facts = run(tmp_path, data, "image/jpeg", alternates=AVIF)
 
-    for variant in facts.variants:
+    assert with_alternates(facts)
+    for variant in with_alternates(facts):
         [alternate] = variant.alternates
         written = Path(alternate.path).read_bytes()
         assert b"Exif" not in written, variant.name
@@ -117,6 +131,16 @@ def test_alternates_are_the_same_files_in_threads(tmp_path: Path) -> None:
     assert avif_files(lent) == avif_files(one)
 
 
+def test_no_avif_is_kept_where_it_would_be_larger_than_the_webp(tmp_path: Path) -> None:
+    """A flat graphic stored lossless loses to AVIF's lossy encode (several times the
+    bytes, and worse): no AVIF is kept, so nginx answers every client with the WebP."""
+    facts = run(tmp_path, images.make_graphic(), "image/png", alternates=AVIF)
+
+    assert facts.processing["encoding"] == "lossless"
+    assert all(v.alternates == () for v in facts.variants)
+    assert not any(name.endswith(".avif") for name in files_in(facts))
+
+
 def test_an_animation_keeps_its_animated_webp_only(tmp_path: Path) -> None:
     """An animated GIF asked for AVIF gets none: each variant is its animated WebP alone."""
     facts = run(tmp_path, images.make_animated_gif(), "image/gif", alternates=AVIF)
@@ -126,8 +150,13 @@ def test_an_animation_keeps_its_animated_webp_only(tmp_path: Path) -> None:
     assert not any(name.endswith(".avif") for name in files_in(facts))
 
 
-def test_an_animation_kept_as_its_first_frame_gets_alternates(tmp_path: Path) -> None:
-    """A kind that keeps animations as their first frame makes stills, and stills get AVIF."""
+def test_an_animation_kept_as_its_first_frame_gets_alternates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind that keeps animations as their first frame makes stills, and stills are
+    encoded as AVIF too (a stand-in encoder: the drawn GIF's flat frames would keep their
+    smaller lossless WebP, and show nothing)."""
+    monkeypatch.setattr(encode, "_avif_beside_webp", lambda image: b"A")
     facts = run(tmp_path, images.make_animated_gif(), "image/gif", animated=False, alternates=AVIF)
 
     assert all(len(v.alternates) == 1 for v in facts.variants)
@@ -135,14 +164,14 @@ def test_an_animation_kept_as_its_first_frame_gets_alternates(tmp_path: Path) ->
 
 def test_a_kinds_own_ladder_gets_an_alternate_per_size(tmp_path: Path) -> None:
     """With a ladder of its own, each of its sizes gets its AVIF, named for it, never upscaled."""
-    ladder = (VariantSpec("a", 100), VariantSpec("b", 300))
-    data = images.make_jpeg(width=640, height=480)
+    ladder = (VariantSpec("a", 300), VariantSpec("b", 600))
+    data = camera_jpeg(FOLIAGE, 800)
 
     facts = run(tmp_path, data, "image/jpeg", sizes=ladder, alternates=AVIF)
 
     assert [v.name for v in facts.variants] == ["a", "b"]
     assert files_in(facts) == {"a.webp", "b.webp", "a.avif", "b.avif"}
-    for variant, size in zip(facts.variants, (100, 300), strict=True):
+    for variant, size in zip(facts.variants, (300, 600), strict=True):
         [alternate] = variant.alternates
         image = pyvips.Image.new_from_file(alternate.path)
         assert max(image.width, image.height) == size

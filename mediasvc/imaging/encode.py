@@ -12,8 +12,9 @@ XMP, IPTC, ICC, comments or text chunks).
   lossless as well as lossy, and the smaller file is kept (`write_variants`).
 - **JPEG and AVIF** keep the first frame only; JPEG flattens alpha on white.
 - **AVIF beside WebP** (`ImageRules.alternates`): each variant of a still is also written
-  as AVIF, from the pixels its WebP got, at settings chosen for that (`AVIF_BESIDE_WEBP_*`).
-  An animation keeps its animated WebP only: AVIF here holds one frame.
+  as AVIF, from the pixels its WebP got, at settings chosen for that (`AVIF_BESIDE_WEBP_*`),
+  and kept only where it is smaller than the WebP (graphics stored lossless and tiny files
+  are not). An animation keeps its animated WebP only: AVIF here holds one frame.
 
 docs/performance.md has the measurements behind each setting.
 """
@@ -158,6 +159,10 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
             beside = []
             for alternate in alternates:
                 avif_data = alternate.result()
+                if len(avif_data) >= len(data):
+                    # A graphic kept lossless, or a tiny file under AVIF's fixed overhead:
+                    # nginx answers the WebP when no AVIF is stored, so none is.
+                    continue
                 avif_path = Path(job.out_dir) / avif.filename(spec.name)
                 avif_path.write_bytes(avif_data)
                 beside.append(AlternateFile(str(avif_path), len(avif_data), avif.mime))
