@@ -5,6 +5,7 @@ from aiohttp import web
 
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.flows.moderation import ModerationFlow
 from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.upload import UploadFlow
 from mediasvc.imaging.pool import ImagingPool
@@ -22,3 +23,4 @@ IMAGES = web.AppKey("mediasvc.images", ImagingPool)
 METRICS = web.AppKey("mediasvc.metrics", Metrics)
 UPLOADS = web.AppKey("mediasvc.uploads", UploadFlow)
 SESSIONS = web.AppKey("mediasvc.sessions", SessionFlow)
+MODERATION = web.AppKey("mediasvc.moderation", ModerationFlow)

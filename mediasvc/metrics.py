@@ -111,6 +111,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.moderation_seconds = Histogram(
+            "mediasvc_moderation_hook_duration_seconds",
+            "Time the moderation hook took to answer, by outcome: allow, deny, review, or "
+            "timeout, error, invalid (those three follow the kind's moderation_fail).",
+            ["outcome"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
     def watch(self, pool: WorkerPool, db: ConnectionPool) -> None:
         """Report the worker pool and database pool at every scrape."""
         self.registry.register(_ResourceCollector(pool, db))
