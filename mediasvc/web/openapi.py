@@ -427,7 +427,8 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                     200: _json("Media", "Allowed: ready, seen by everyone who may see it."),
                     204: {"description": "Denied: deleted."},
                 },
-                problems=(400, 401, 403, 404, 409, 429),
+                # Admins only, who have no per-user budgets: no 429.
+                problems=(400, 401, 403, 404, 409),
                 security=caller,
                 parameters=[_MEDIA_ID_PARAM],
                 request_body={
@@ -444,7 +445,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 "The review queue (admins): quarantined media, oldest first",
                 "moderation",
                 {200: _json("MediaPage", "One page.")},
-                problems=(400, 401, 403, 429),
+                problems=(400, 401, 403),
                 security=caller,
                 parameters=[
                     _query("status", _enum(["quarantined"]), "The queue; default quarantined."),
