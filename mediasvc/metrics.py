@@ -73,7 +73,7 @@ class Metrics:
         )
         self.upload_seconds = Histogram(
             "mediasvc_upload_stage_duration_seconds",
-            "Time spent per upload stage: receive, sniff, process, store, db, total.",
+            "Time spent per upload stage: receive, sniff, process, moderate, store, db, total.",
             ["stage"],
             buckets=_BUCKETS,
             registry=self.registry,
