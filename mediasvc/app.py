@@ -16,6 +16,7 @@ from mediasvc.appkeys import (
     IMAGES,
     KINDS,
     METRICS,
+    MODERATION,
     SESSIONS,
     SETTINGS,
     SPACE_DELETIONS,
@@ -26,6 +27,7 @@ from mediasvc.appkeys import (
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
 from mediasvc.events.dispatcher import running_dispatcher
+from mediasvc.flows.moderation import ModerationFlow
 from mediasvc.flows.processing import Processor, imaging_pool
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.sessions import SessionFlow
@@ -34,6 +36,7 @@ from mediasvc.flows.upload import UploadFlow
 from mediasvc.form import UploadForm
 from mediasvc.kinds import default_kind, kind_rules
 from mediasvc.metrics import Metrics
+from mediasvc.moderation import running_moderator
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage.open import open_storage
 from mediasvc.web.budgets import add_headers as budget_headers
@@ -122,30 +125,35 @@ async def _imaging_pool(app: web.Application) -> AsyncIterator[None]:
 async def _upload_flow(app: web.Application) -> AsyncIterator[None]:
     settings, kinds = app[SETTINGS], app[KINDS]
     processor = Processor.for_kinds(app[IMAGES], kinds)
-    app[UPLOADS] = UploadFlow(
-        settings=settings,
-        db=app[DB],
-        storage=app[STORAGE],
-        processor=processor,
-        form=UploadForm(
-            kinds,
-            default_kind=default_kind(settings),
-            redirect_origins=frozenset(settings.cors_origins),
-        ),
-        metrics=app[METRICS],
-    )
-    app[SESSIONS] = SessionFlow(
-        db=app[DB],
-        storage=app[STORAGE],
-        processor=processor,
-        kinds=kinds,
-        uploads=app[UPLOADS],
-        spool_dir=settings.spool_dir,
-        url_signing_secret=settings.url_signing_secret,
-        ttl_s=settings.upload_session_ttl_s,
-    )
-    yield
-    await app[SESSIONS].close()
+    # The moderation hook's HTTP client lives as long as the flows that ask it.
+    async with running_moderator(settings, app[METRICS]) as moderator:
+        app[UPLOADS] = UploadFlow(
+            settings=settings,
+            db=app[DB],
+            storage=app[STORAGE],
+            processor=processor,
+            form=UploadForm(
+                kinds,
+                default_kind=default_kind(settings),
+                redirect_origins=frozenset(settings.cors_origins),
+            ),
+            metrics=app[METRICS],
+            moderator=moderator,
+        )
+        app[SESSIONS] = SessionFlow(
+            db=app[DB],
+            storage=app[STORAGE],
+            processor=processor,
+            kinds=kinds,
+            uploads=app[UPLOADS],
+            spool_dir=settings.spool_dir,
+            url_signing_secret=settings.url_signing_secret,
+            ttl_s=settings.upload_session_ttl_s,
+        )
+        app[MODERATION] = ModerationFlow(settings, app[DB], app[STORAGE], kinds)
+        yield
+        # Background completions may still be asking the hook.
+        await app[SESSIONS].close()
 
 
 async def _provider_keys(app: web.Application) -> AsyncIterator[None]:

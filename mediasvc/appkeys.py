@@ -5,6 +5,7 @@ from aiohttp import web
 
 from mediasvc.auth import TokenVerifier
 from mediasvc.config import Settings
+from mediasvc.flows.moderation import ModerationFlow
 from mediasvc.flows.sessions import SessionFlow
 from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.flows.upload import UploadFlow
@@ -24,3 +25,4 @@ METRICS = web.AppKey("mediasvc.metrics", Metrics)
 UPLOADS = web.AppKey("mediasvc.uploads", UploadFlow)
 SESSIONS = web.AppKey("mediasvc.sessions", SessionFlow)
 SPACE_DELETIONS = web.AppKey("mediasvc.space_deletions", SpaceDeletions)
+MODERATION = web.AppKey("mediasvc.moderation", ModerationFlow)

@@ -391,6 +391,16 @@ class Settings:
     webhook_backoff_s: float = field(
         default=5.0, metadata=_env("WEBHOOK_BACKOFF_S", _positive_float)
     )
+    # The moderation hook (`mediasvc.moderation`) of kinds with `moderation = "hook"`: where
+    # each processed upload is sent before it is shown, the key that signs the request
+    # (required with a URL), and how long its answer may take.
+    moderation_url: str | None = field(default=None, metadata=_env("MODERATION_URL", _http_url))
+    moderation_secret: bytes | None = field(
+        default=None, repr=False, metadata=_env("MODERATION_SECRET", _webhook_secret)
+    )
+    moderation_timeout_s: float = field(
+        default=10.0, metadata=_env("MODERATION_TIMEOUT_S", _positive_float)
+    )
     log_format: LogFormat = field(default="auto", metadata=_env("LOG_FORMAT", _choice(LogFormat)))
     # The `[kinds]` table of MEDIASVC_KINDS_FILE; `kinds.kind_rules` turns it into rules
     # (`create_app` does, once: a bad table stops startup there).
@@ -431,6 +441,8 @@ class Settings:
             raise _missing("S3_BUCKET")
         if "webhook_urls" in values and "webhook_secret" not in values:
             raise ConfigError("MEDIASVC_WEBHOOK_SECRET is required with MEDIASVC_WEBHOOK_URL")
+        if "moderation_url" in values and "moderation_secret" not in values:
+            raise ConfigError("MEDIASVC_MODERATION_SECRET is required with MEDIASVC_MODERATION_URL")
         return cls(**values)
 
     def __post_init__(self) -> None:

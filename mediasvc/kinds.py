@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mediasvc.config import ConfigError, Settings
-from mediasvc.contract.shapes import KindLimits
+from mediasvc.contract.shapes import KindLimits, Moderation, ModerationFail
 from mediasvc.imaging.formats import LOADERS, OUTPUT_FORMATS
 from mediasvc.imaging.job import Crop, ImageRules
 from mediasvc.imaging.variants import MAX_SIZES, SIZE_NAME, Ladder, VariantSpec
@@ -57,6 +57,9 @@ class KindRules:
     keep_source: bool = False
     # The `sizes` attribute a page pairs with the media's `srcset` (`srcset_sizes`).
     srcset_sizes: str | None = None
+    # Uploads wait for the moderation hook, or for an admin, before anyone else sees them.
+    moderation: Moderation | None = None
+    moderation_fail: ModerationFail = "closed"
 
     def collection_for(self, asked: str | None) -> str | None:
         """The collection an upload of this kind goes to."""
@@ -85,6 +88,8 @@ class KindRules:
             formats=[image.output_format, *image.alternates],
             keep_source=self.keep_source,
             srcset_sizes=self.srcset_sizes,
+            moderation=self.moderation,
+            moderation_fail=self.moderation_fail,
         )
 
 
@@ -110,6 +115,12 @@ def kind_rules(settings: Settings) -> dict[str, KindRules]:
     for name, table in document.get("kinds", {}).items():
         start = kinds.get(name, replace(base, name=name))
         kinds[name] = _Parser(name, start, base, settings.max_variant_size).parse(table)
+    hooked = sorted(name for name, kind in kinds.items() if kind.moderation == "hook")
+    if hooked and settings.moderation_url is None:
+        raise ConfigError(
+            f'MEDIASVC_KINDS_FILE: kinds.{hooked[0]}.moderation: "hook" needs '
+            "MEDIASVC_MODERATION_URL (and MEDIASVC_MODERATION_SECRET)"
+        )
     default = default_kind(settings)
     if default not in kinds:
         known = ", ".join(sorted(kinds)) or "none"
@@ -165,6 +176,10 @@ class _Parser:
             uploads_per_minute=get("uploads_per_minute", int, self.start.uploads_per_minute),
             keep_source=get("keep_source", bool, self.start.keep_source),
             srcset_sizes=get("srcset_sizes", str, self.start.srcset_sizes),
+            moderation=get("moderation", str, self.start.moderation, choices=("hook", "review")),
+            moderation_fail=get(
+                "moderation_fail", str, self.start.moderation_fail, choices=("closed", "open")
+            ),
             image=replace(
                 image,
                 crop=get("crop", str, image.crop, choices=("none", "square")),
@@ -183,6 +198,8 @@ class _Parser:
             ),
         )
         rules = replace(rules, image=replace(rules.image, **self.formats(table, rules)))
+        if "moderation_fail" in table and rules.moderation != "hook":
+            raise self.fail("moderation_fail", 'applies only with moderation = "hook"')
         if rules.replace and "collection_max" not in table:
             raise self.fail("replace", "needs collection_max (how many items to keep)")
         for low, high in (("min_width", "max_width"), ("min_height", "max_height")):

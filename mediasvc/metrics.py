@@ -88,7 +88,7 @@ class Metrics:
         )
         self.upload_seconds = Histogram(
             "mediasvc_upload_stage_duration_seconds",
-            "Time spent per upload stage: receive, sniff, process, store, db, total.",
+            "Time spent per upload stage: receive, sniff, process, moderate, store, db, total.",
             ["stage"],
             buckets=_BUCKETS,
             registry=self.registry,
@@ -167,6 +167,15 @@ class Metrics:
             self.usage_pending.labels(kind.name).set(kind.pending_sessions)
         if refreshed_at is not None:
             self.usage_refreshed.set(refreshed_at)
+
+        self.moderation_seconds = Histogram(
+            "mediasvc_moderation_hook_duration_seconds",
+            "Time the moderation hook took to answer, by outcome: allow, deny, review, or "
+            "timeout, error, invalid (those three follow the kind's moderation_fail).",
+            ["outcome"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
 
     def watch(self, pool: WorkerPool, db: ConnectionPool) -> None:
         """Report the worker pool and database pool at every scrape."""

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-Status = Literal["pending", "processing", "ready", "failed", "deleting"]
+# `quarantined`: processed, held for moderation (its owner and admins see it, nobody else).
+Status = Literal["pending", "processing", "ready", "quarantined", "failed", "deleting"]
 Visibility = Literal["public", "private"]
 VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
 

@@ -43,8 +43,13 @@ APP = "https://app.example.com"
 COOKIE = "access_token"
 PHOTO = images.make_jpeg(width=320, height=240)
 HTML = b"<html><script>alert(1)</script></html>" + b" " * 200
-# `single` holds one item per collection; `tiny` takes files of at most 1000 bytes.
-KINDS = {"single": {"collection_max": 1}, "tiny": {"max_bytes": 1000}}
+# `single` holds one item per collection; `tiny` takes files of at most 1000 bytes; `queue`
+# holds every upload for an admin's decision.
+KINDS = {
+    "single": {"collection_max": 1},
+    "tiny": {"max_bytes": 1000},
+    "queue": {"moderation": "review"},
+}
 BASE = {
     "workers": 1,
     "cors_origins": (APP,),
@@ -464,6 +469,40 @@ async def test_page_assets(contract: Contract, client: Client) -> None:
     assert_all_answered(contract, op, client)
 
 
+async def test_moderate_media(contract: Contract, client: Client) -> None:
+    """POST /v1/media/{id}/moderation: 200 allowed, 204 denied, 409 once decided, and the
+    refusals of a bad body, no token, a non-admin and an unknown id."""
+    op = ("POST", "/v1/media/{media_id}/moderation")
+    admin = {"Authorization": f"Bearer {mint_token(JWT_SECRET, 'root', admin=True)}"}
+    first, second = await uploaded(client, kind="queue"), await uploaded(client, kind="queue")
+
+    async def decide(media_id: str, body: Any, headers: dict[str, str] | None) -> Any:
+        return await client.post(f"/v1/media/{media_id}/moderation", json=body, headers=headers)
+
+    allow, deny = {"decision": "allow"}, {"decision": "deny"}
+    await contract.check(op, await decide(first["id"], {"decision": "maybe"}, admin), 400)
+    await contract.check(op, await decide(first["id"], allow, None), 401)
+    await contract.check(op, await decide(first["id"], allow, bearer()), 403)
+    await contract.check(op, await decide("k3Jx9QmT2vLr8WcA5nYpZb", allow, admin), 404)
+    await contract.check(op, await decide(first["id"], allow, admin), 200)
+    await contract.check(op, await decide(first["id"], deny, admin), 409)
+    await contract.check(op, await decide(second["id"], deny, admin), 204)
+    assert_all_answered(contract, op, client)
+
+
+async def test_list_moderation(contract: Contract, client: Client) -> None:
+    """GET /v1/moderation: the queue for admins; a bad status, no token, a non-admin."""
+    op = ("GET", "/v1/moderation")
+    admin = {"Authorization": f"Bearer {mint_token(JWT_SECRET, 'root', admin=True)}"}
+    await uploaded(client, kind="queue")
+    page = await contract.check(op, await client.get("/v1/moderation", headers=admin), 200)
+    assert len(page["items"]) == 1
+    await contract.check(op, await client.get("/v1/moderation?status=ready", headers=admin), 400)
+    await contract.check(op, await client.get("/v1/moderation"), 401)
+    await contract.check(op, await client.get("/v1/moderation", headers=bearer()), 403)
+    assert_all_answered(contract, op, client)
+
+
 def test_every_operation_has_its_test(contract: Contract) -> None:
     """A new operation in the document needs its exercise in this module."""
     exercised = {
@@ -472,6 +511,8 @@ def test_every_operation_has_its_test(contract: Contract) -> None:
         ("GET", "/v1/media/{media_id}"),
         ("DELETE", "/v1/media/{media_id}"),
         ("GET", "/v1/media/{media_id}/{variant}"),
+        ("POST", "/v1/media/{media_id}/moderation"),
+        ("GET", "/v1/moderation"),
         ("PUT", "/v1/collections/{collection}/order"),
         ("DELETE", "/v1/spaces/{space}/media"),
         ("POST", "/v1/uploads"),

@@ -229,6 +229,13 @@ CHECKSUM_MISMATCH = Code(
     _422,
     "A session's bytes do not match its declared `sha256` (`expected`, `actual`).",
 )
+CONTENT_REJECTED = Code(
+    "content_rejected",
+    422,
+    _422,
+    "The kind's moderation hook denied the image; nothing of it was kept (`reason`, when "
+    "the moderator gave one).",
+)
 TOO_MANY_REQUESTS = Code(
     "too_many_requests",
     429,
@@ -303,6 +310,7 @@ CODES: dict[str, Code] = {
         UNPROCESSABLE,
         IDEMPOTENCY_KEY_REUSED,
         CHECKSUM_MISMATCH,
+        CONTENT_REJECTED,
         TOO_MANY_REQUESTS,
         INTERNAL,
         PROCESSING_FAILED,

@@ -29,6 +29,9 @@ class Path:
 MEDIA = Path("media", "/v1/media")
 MEDIA_ITEM = Path("media_item", "/v1/media/{media_id}")
 VARIANT = Path("variant", "/v1/media/{media_id}/{variant}")
+# POST only: a GET of the same shape is a variant (no size is named `moderation`).
+MEDIA_MODERATION = Path("media_moderation", "/v1/media/{media_id}/moderation")
+MODERATION = Path("moderation", "/v1/moderation")
 COLLECTION_ORDER = Path("collection_order", "/v1/collections/{collection}/order")
 SPACE_MEDIA = Path("space_media", "/v1/spaces/{space}/media")
 UPLOADS = Path("uploads", "/v1/uploads")
@@ -46,6 +49,8 @@ PATHS: tuple[Path, ...] = (
     MEDIA,
     MEDIA_ITEM,
     VARIANT,
+    MEDIA_MODERATION,
+    MODERATION,
     COLLECTION_ORDER,
     SPACE_MEDIA,
     UPLOADS,

@@ -114,7 +114,9 @@ def _document(
         ),
         "created_at": timestamp(media.created_at),
     }
-    if ladder and (signed_urls or not media.is_private):
+    # Not where a URL is withheld: a private media's (or a quarantined one's, under
+    # `private/` whatever its visibility) in a webhook.
+    if ladder and all(url_of(v.key) is not None for _, v in ladder):
         document["srcset"] = _srcsets([v for _, v in ladder], url_of)
     if sizes is not None:
         document["sizes"] = sizes

@@ -157,6 +157,9 @@ class Problem(BaseModel):
         default=MISSING,
         description="The per-user budget used up: uploads, deletes, reads or uploads.<kind>.",
     )
+    reason: str | MISSING = Field(
+        default=MISSING, description="`content_rejected`: the moderator's reason, if it gave one."
+    )
     min_width: int | MISSING = MISSING
     min_height: int | MISSING = MISSING
     max_width: int | MISSING = MISSING
@@ -453,6 +456,79 @@ class KindLimits(Shape):
     )
     srcset_sizes: str | None = Field(
         description="The `sizes` attribute the media's `srcset` goes with, if the kind says."
+    )
+    moderation: Moderation | None = Field(
+        description="`hook`: each upload is sent to the moderation hook before it is shown; "
+        "`review`: each upload is `quarantined` until an admin allows it; null: none."
+    )
+    moderation_fail: ModerationFail = Field(
+        description="What a hook that times out, fails or answers nonsense means: `closed` "
+        "quarantines the upload, `open` allows it."
+    )
+
+
+Moderation = Literal["hook", "review"]
+ModerationFail = Literal["closed", "open"]
+
+
+class ModerationDecision(Shape):
+    """An admin's decision on a quarantined media."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"decision": "allow"}]}
+    )
+
+    decision: Literal["allow", "deny"] = Field(
+        description="`allow`: it becomes `ready` (`media.ready` follows); `deny`: it is "
+        "deleted (`media.deleted` follows)."
+    )
+
+
+class ModerationRequest(Shape):
+    """What the moderation hook receives for each processed upload of a kind with
+    `moderation = "hook"`, before the upload is shown to anyone."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_ID,
+                    "owner": "alice",
+                    "space": None,
+                    "kind": "avatar",
+                    "sha256": _MEDIA_EXAMPLE["original"]["sha256"],
+                    "pdq": None,
+                    "url": f"/private/k3/{EXAMPLE_ID}/full.webp?md5=...&expires=...",
+                }
+            ]
+        }
+    )
+
+    id: MediaId
+    owner: str
+    space: Space | None
+    kind: str
+    sha256: Sha256
+    pdq: str | None = Field(description="The perceptual hash (PDQ, hex), when computed.")
+    url: str = Field(
+        description="A short-lived signed URL of one variant (the largest up to 1024 px; the "
+        "original is never sent). Relative when `MEDIASVC_PRIVATE_MEDIA_URL` is: resolve it "
+        "against the service's address."
+    )
+
+
+class ModerationAnswer(BaseModel):
+    """The hook's answer: a 2xx with this JSON, within `MEDIASVC_MODERATION_TIMEOUT_S`.
+    Anything else follows the kind's `moderation_fail`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    decision: Literal["allow", "deny", "review"] = Field(
+        description="`allow`: ready; `deny`: removed, the uploader gets `content_rejected`; "
+        "`review`: `quarantined` until an admin decides."
+    )
+    reason: str | None = Field(
+        default=None, max_length=1000, description="Told the uploader with a `deny`."
     )
 
 

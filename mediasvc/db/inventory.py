@@ -12,13 +12,16 @@ from mediasvc.db import Connection
 from mediasvc.db.queries import stored_variant
 from mediasvc.models import StoredVariant
 
-COUNT_READY = "SELECT count(*) FROM media WHERE status = 'ready'"
+# Media whose every object is stored: ready ones, and those held for review (quarantined).
+_HELD = "status IN ('ready', 'quarantined')"
+
+COUNT_READY = f"SELECT count(*) FROM media WHERE {_HELD}"
 
 # Keyset pages by id: stable while rows come and go, no OFFSET rescans.
-READY_MEDIA = """
+READY_MEDIA = f"""
 SELECT id, kind, original_mime, original_bytes, variants, updated_at
 FROM media
-WHERE status = 'ready' AND id > $1
+WHERE {_HELD} AND id > $1
 ORDER BY id
 LIMIT $2
 """
@@ -38,10 +41,10 @@ SET media_id = EXCLUDED.media_id, bytes = EXCLUDED.bytes, sha256 = EXCLUDED.sha2
 FORGET_COPIES = "DELETE FROM storage_copies WHERE target = $1 AND key = ANY($2::text[])"
 
 # Copies whose media is no longer ready (deleted, or being deleted) since they were made.
-COPIES_OF_GONE_MEDIA = """
+COPIES_OF_GONE_MEDIA = f"""
 SELECT c.key FROM storage_copies AS c
 WHERE c.target = $1
-  AND NOT EXISTS (SELECT 1 FROM media AS m WHERE m.id = c.media_id AND m.status = 'ready')
+  AND NOT EXISTS (SELECT 1 FROM media AS m WHERE m.id = c.media_id AND m.{_HELD})
 """
 
 

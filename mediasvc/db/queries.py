@@ -121,19 +121,28 @@ SELECT_BY_IDEMPOTENCY_KEY = f"""
 SELECT {_COLUMNS} FROM media WHERE owner = $1 AND idempotency_key = $2
 """
 
+# `ready`, or `quarantined` for a moderated kind's upload held for review.
 MARK_READY = f"""
 UPDATE media
-SET status = 'ready', original_width = $2, original_height = $3, original_frames = $4,
+SET status = $9, original_width = $2, original_height = $3, original_frames = $4,
     variants = $5, thumbhash = $6, dominant_color = $7, processing = $8, updated_at = now()
 WHERE id = $1 AND status = 'processing'
 RETURNING {_COLUMNS}
 """
 
-# Ready media, and upload sessions not being processed (waiting, or failed): a client may
-# cancel a session, freeing its collection slot and quota at once.
+# A quarantined media an admin allows: `ready`, with its variants where they now are (a
+# public media's were copied out of `private/`).
+RELEASE_QUARANTINE = f"""
+UPDATE media SET status = 'ready', variants = $2, updated_at = now()
+WHERE id = $1 AND status = 'quarantined'
+RETURNING {_COLUMNS}
+"""
+
+# Ready and quarantined media, and upload sessions not being processed (waiting, or
+# failed): a client may cancel a session, freeing its collection slot and quota at once.
 MARK_DELETING = f"""
 UPDATE media SET status = 'deleting', updated_at = now()
-WHERE id = $1 AND status IN ('ready', 'pending', 'failed')
+WHERE id = $1 AND status IN ('ready', 'quarantined', 'pending', 'failed')
 RETURNING {_COLUMNS}
 """
 
@@ -253,7 +262,7 @@ WHERE space = $1 AND status <> 'deleting' AND created_at <= coalesce($2, now())
 CLAIM_SPACE_BATCH = f"""
 WITH claimed AS (
     SELECT id AS claimed_id, status AS previous FROM media
-    WHERE space = $1 AND status IN ('ready', 'pending', 'failed')
+    WHERE space = $1 AND status IN ('ready', 'quarantined', 'pending', 'failed')
       AND created_at <= (SELECT cutoff FROM space_deletions WHERE space = $1)
     ORDER BY id
     LIMIT $2
@@ -273,6 +282,15 @@ WHERE d.space = $1 AND NOT EXISTS (
 """
 
 SPACE_DELETIONS = "SELECT space FROM space_deletions ORDER BY created_at, space"
+
+# The review queue, oldest first, strictly after the cursor ($1, $2)
+# (media_quarantined_idx).
+LIST_QUARANTINED = f"""
+SELECT {_COLUMNS} FROM media
+WHERE status = 'quarantined' AND (created_at, id) > ($1, $2)
+ORDER BY created_at, id
+LIMIT $3
+"""
 
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
 PENDING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[]) AND status = 'pending'"
@@ -554,8 +572,10 @@ async def mark_ready(
     variants: Mapping[str, StoredVariant],
     placeholder: Placeholder,
     processing: Mapping[str, object],
+    status: Status = "ready",
 ) -> Media | None:
-    """Record the stored variants; None if the row is gone or no longer `processing`."""
+    """Record the stored variants, the row becoming `status` (`ready`, or `quarantined`);
+    None if the row is gone or no longer `processing`."""
     row = await conn.fetchrow(
         MARK_READY,
         media_id,
@@ -566,8 +586,28 @@ async def mark_ready(
         placeholder.thumbhash,
         placeholder.dominant_color,
         dict(processing),
+        status,
     )
     return None if row is None else _media(row)
+
+
+async def release_quarantine(
+    conn: Connection, media_id: str, variants: Mapping[str, StoredVariant]
+) -> Media | None:
+    """A quarantined media becomes `ready` with `variants`; None if it is not quarantined."""
+    row = await conn.fetchrow(
+        RELEASE_QUARANTINE, media_id, {name: _variant_json(v) for name, v in variants.items()}
+    )
+    return None if row is None else _media(row)
+
+
+async def list_quarantined(
+    conn: Connection, *, after: tuple[datetime, str] | None, limit: int
+) -> list[Media]:
+    """A page of the quarantined media, oldest first, strictly after (`created_at`, `id`)."""
+    created_at, media_id = after if after is not None else (datetime.min.replace(tzinfo=UTC), "")
+    rows = await conn.fetch(LIST_QUARANTINED, created_at, media_id, limit)
+    return [_media(r) for r in rows]
 
 
 async def retire_oldest(
@@ -579,8 +619,8 @@ async def retire_oldest(
 
 
 async def mark_deleting(conn: Connection, media_id: str) -> Media | None:
-    """Flag a ready media (or an upload session not in processing) for removal; None if
-    it is processing or already being deleted."""
+    """Flag a ready or quarantined media (or an upload session not in processing) for
+    removal; None if it is processing or already being deleted."""
     row = await conn.fetchrow(MARK_DELETING, media_id)
     return None if row is None else _media(row)
 

@@ -22,14 +22,22 @@ from mediasvc.storage import Storage, StorageError
 
 
 async def delete_media(
-    pool: asyncpg.Pool, storage: Storage, media: Media, settings: Settings
+    pool: asyncpg.Pool,
+    storage: Storage,
+    media: Media,
+    settings: Settings,
+    *,
+    announce: bool | None = None,
 ) -> None:
-    """Delete a ready media and all its variants, or cancel an upload session."""
+    """Delete a ready or quarantined media and all its variants, or cancel an upload
+    session. `media.deleted` is recorded if `announce` (default: if it was ready)."""
+    if announce is None:
+        # Receivers heard of ready media only: a cancelled session is no news to them.
+        announce = media.status == "ready"
 
     async def mark(conn: db.Connection) -> Media | None:
         marked = await queries.mark_deleting(conn, media.id)
-        # Receivers heard of ready media only: a cancelled session is no news to them.
-        if marked is not None and media.status == "ready":
+        if marked is not None and announce:
             await outbox.record_media(conn, settings, "media.deleted", marked)
         return marked
 

@@ -267,7 +267,7 @@ class SessionFlow:
 
     def _settled(self, media: Media) -> Completed:
         """A complete of a session that is no longer pending: answer what became of it."""
-        if media.status in ("ready", "failed"):  # a failed one shows its problem
+        if media.status in ("ready", "quarantined", "failed"):  # a failed one shows its problem
             return Completed(media, created=False, done=True)
         if media.status == "processing":
             return Completed(media, created=False, done=False)

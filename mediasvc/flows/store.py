@@ -96,17 +96,18 @@ def planned(
 
 async def put_all(storage: Storage, files: list[StoredFile], writes: Writes) -> None:
     """Write every file; `Busy` if the storage refused any (what was written stays, for
-    the caller's undo)."""
+    the caller's undo). `writes` counts over every call with it: a media may be written in
+    two steps (the variant a moderation hook is shown, then the rest)."""
     # Every write runs to its end (each is bounded by the storage timeout) rather than
     # being cancelled when another fails: then the undo knows exactly what exists, and
     # no write can land after the undo removed what was there.
-    writes.started = len(files)
+    writes.started += len(files)
     outcomes = await asyncio.gather(
         *(storage.put(f.key, f.path, f.mime) for f in files), return_exceptions=True
     )
     errors = [o for o in outcomes if isinstance(o, BaseException)]
-    writes.failed = len(errors)
-    writes.finished = len(outcomes) - len(errors)
+    writes.failed += len(errors)
+    writes.finished += len(outcomes) - len(errors)
     if errors:
         if not all(isinstance(e, StorageError) for e in errors):
             raise next(e for e in errors if not isinstance(e, StorageError))

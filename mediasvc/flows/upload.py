@@ -3,8 +3,16 @@
     admitted (the pool's admission, the owner's in-flight slot; the caller spools the body
       meanwhile: `ingest`, `spool`)
     → reserve (idempotency key, quotas, collection cap, insert `processing`, one transaction)
-    → finish: pool makes variants → storage.put each → mark `ready` (a replacing kind
-      retires the oldest item in the same transaction; `media.ready` is recorded there)
+    → finish: pool makes variants → (a moderated kind) the hook's verdict, or review →
+      storage.put each → mark `ready` (a replacing kind retires the oldest item in the same
+      transaction; `media.ready` is recorded there), or `quarantined`
+
+Moderation (`moderation = "hook"`): one variant is stored under `private/` and its signed
+URL sent to the hook (`mediasvc.moderation`) before any other file is written; `deny` is
+`content_rejected` and undone like any failure, `review` (or a failed hook with
+`moderation_fail = "closed"`) stores every variant under `private/`, whatever the media's
+visibility, and the row becomes `quarantined` without an event. So no file of a media that
+is not allowed is ever at a plain URL (docs/decisions.md, "Moderation").
 
 Any failure on the way undoes what was written (stored objects, then the row) before the
 error reaches the client, unless it came after the media became ready (a COMMIT whose
@@ -23,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import asyncpg
 import structlog
@@ -30,11 +39,14 @@ import structlog
 from mediasvc import db
 from mediasvc.config import Settings
 from mediasvc.contract import codes
+from mediasvc.contract.representation import variant_url
+from mediasvc.contract.shapes import ModerationRequest
 from mediasvc.db import queries
 from mediasvc.errors import (
     Busy,
     CollectionFull,
     Conflict,
+    ContentRejected,
     MediaError,
     QuotaExceeded,
     TooManyRequests,
@@ -45,11 +57,14 @@ from mediasvc.events import outbox
 from mediasvc.flows import store
 from mediasvc.flows.processing import Processor
 from mediasvc.flows.purge import purge, remove_objects
+from mediasvc.flows.ready import become_ready, remove_retired
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
-from mediasvc.imaging.job import Facts
+from mediasvc.imaging.job import Facts, VariantFile
+from mediasvc.keys import variant_key
 from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant
+from mediasvc.moderation import Decision, Moderator
 from mediasvc.spool import SpooledUpload
 from mediasvc.storage import Storage, StorageError
 
@@ -57,6 +72,9 @@ log = structlog.get_logger(__name__)
 
 # How long an Idempotency-Key names its upload; after that the key may be used afresh.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+# The moderation hook gets the largest variant up to this size (else the smallest): enough
+# detail for a classifier or a person, without sending a 4096 px file.
+MODERATION_VARIANT_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,9 @@ class UploadFlow:
     processor: Processor
     form: UploadForm
     metrics: Metrics
+    # Asks the moderation hook (kinds with `moderation = "hook"`; `kinds.kind_rules` makes
+    # sure it is configured when such a kind exists).
+    moderator: Moderator | None = None
 
     # Uploads in flight on this node, per owner: the event loop is the only writer.
     inflight: Counter[str] = field(default_factory=Counter)
@@ -157,27 +178,85 @@ class UploadFlow:
                 facts = await self.processor.run(
                     options.kind.name, upload.path, upload.mime, work_dir
                 )
+            decision = await self._moderate(media_id, owner, upload, options, facts, writes)
+            quarantined = decision == "review"
             with self.metrics.stage("store"):
                 files = store.planned(
                     media_id,
                     facts,
-                    private=options.visibility == "private",
+                    # Held files stay behind signatures until allowed, whatever the visibility.
+                    private=quarantined or options.visibility == "private",
                     source=upload if options.kind.keep_source else None,
                 )
                 await store.put_all(self.storage, files.files, writes)
                 stored = files.variants
             self.metrics.variant_bytes.inc(sum(v.bytes for v in facts.variants))
             with self.metrics.stage("db"):
-                media, retired = await self._mark_ready(owner, media_id, facts, stored, options)
+                media, retired = await self._mark_ready(
+                    owner, media_id, facts, stored, options, quarantined=quarantined
+                )
         except BaseException as exc:
             failure = exc if keep_failure and isinstance(exc, MediaError) else None
             await asyncio.shield(self._undo(media_id, writes, failure))
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
-        await asyncio.shield(self._remove_retired(retired))
+        await asyncio.shield(remove_retired(self.db, self.storage, retired))
         self.metrics.uploads.labels("created", "").inc()
         return Uploaded(media, created=True, replaced=tuple(old.id for old in retired))
+
+    async def _moderate(
+        self,
+        media_id: str,
+        owner: str,
+        upload: SpooledUpload,
+        options: UploadOptions,
+        facts: Facts,
+        writes: store.Writes,
+    ) -> Decision:
+        """What the kind's moderation decides: `allow` without any; `review` for a review
+        kind; else the hook's verdict on one variant (stored for it under `private/`), or the
+        kind's `moderation_fail`. `deny` raises `ContentRejected`."""
+        kind = options.kind
+        if kind.moderation is None:
+            return "allow"
+        if kind.moderation == "review":
+            return "review"
+        assert self.moderator is not None, "kind_rules requires a URL for hook kinds"
+        variant = _moderation_variant(facts)
+        path = Path(variant.path)
+        key = variant_key(media_id, path.name, private=True)
+        # A copy: storage may move the file it is given, and the variant is stored again
+        # once the verdict is known.
+        copy = path.with_name(f"moderation-{path.name}")
+        await asyncio.to_thread(shutil.copyfile, path, copy)
+        with self.metrics.stage("store"):
+            await store.put_all(self.storage, [store.StoredFile(key, copy, variant.mime)], writes)
+        assert upload.sha256 is not None, "a spooled upload is hashed"
+        asked = ModerationRequest(
+            id=media_id,
+            owner=owner,
+            space=options.space,
+            kind=kind.name,
+            sha256=upload.sha256,
+            pdq=None,
+            url=variant_url(key, self.settings),
+        )
+        with self.metrics.stage("moderate"):
+            verdict = await self.moderator.ask(asked)
+        decision = verdict.applied(kind.moderation_fail)
+        if decision == "deny":
+            detail = "The image was refused by moderation."
+            if verdict.reason is None:
+                raise ContentRejected(detail)
+            raise ContentRejected(detail, reason=verdict.reason)
+        if decision == "allow" and options.visibility == "public":
+            # Its place is the public prefix now; the copy for the hook is not needed.
+            try:
+                await self.storage.delete([key])
+            except StorageError as exc:
+                log.warning("moderation.copy_left", error=str(exc))  # purged with the media
+        return decision
 
     async def _mark_ready(
         self,
@@ -186,65 +265,36 @@ class UploadFlow:
         facts: Facts,
         stored: dict[str, StoredVariant],
         options: UploadOptions,
+        *,
+        quarantined: bool,
     ) -> tuple[Media, list[Media]]:
-        """Mark the media `ready`; for a replacing kind, retire what it pushes out, at once.
-
-        One transaction: a reader sees the old item or the new one, never both or neither;
-        the `media.ready` and `media.replaced` events are written in it too.
-        """
-        collection = options.collection if options.kind.replace else None
-
-        async def mark(conn: db.Connection) -> tuple[Media, list[Media]]:
-            if collection is not None:
-                # The collection before any of its rows (docs/decisions.md, lock order).
-                await queries.lock_collection(conn, owner, collection)
-            media = await queries.mark_ready(
-                conn,
-                media_id,
-                width=facts.width,
-                height=facts.height,
-                frames=facts.frames,
-                variants=stored,
-                placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
-                processing=facts.processing,
-            )
+        """Mark the media `ready` (`flows.ready`), or `quarantined`: nobody else hears of
+        it, and it replaces nothing, until it is allowed."""
+        mark = partial(
+            queries.mark_ready,
+            media_id=media_id,
+            width=facts.width,
+            height=facts.height,
+            frames=facts.frames,
+            variants=stored,
+            placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
+            processing=facts.processing,
+        )
+        if quarantined:
+            async with db.connection(self.db) as conn:
+                media = await mark(conn, status="quarantined")
             if media is None:
                 raise Conflict("The media was removed while it was being processed.")
-            retired = []
-            if collection is not None:
-                retired = await queries.retire_oldest(
-                    conn,
-                    owner,
-                    collection,
-                    kept=media_id,
-                    keep_others=options.kind.collection_max - 1,
-                )
-            # With the change, so the events exist if and only if it commits.
-            replaced = {"replaced_by": media_id}
-            await outbox.record(
-                conn,
-                self.settings,
-                [
-                    outbox.media_event("media.ready", media, self.settings),
-                    *(
-                        outbox.media_event("media.replaced", old, self.settings, replaced)
-                        for old in retired
-                    ),
-                ],
-            )
-            return media, retired
-
-        media, retired = await db.transaction(self.db, mark)
-        return media, retired
-
-    async def _remove_retired(self, retired: list[Media]) -> None:
-        """Purge the media a replacing upload retired; the reaper finishes what fails here
-        (the upload itself is `ready` and answered as such)."""
-        for old in retired:
-            try:
-                await purge(self.db, self.storage, old.id)
-            except (StorageError, MediaError) as exc:
-                log.warning("upload.replaced_left_to_reaper", media=old.id, error=str(exc))
+            return media, []
+        kind = options.kind
+        return await become_ready(
+            self.db,
+            self.settings,
+            mark,
+            owner=owner,
+            collection=options.collection if kind.replace else None,
+            keep_others=kind.collection_max - 1,
+        )
 
     async def reserve(
         self,
@@ -369,8 +419,8 @@ class UploadFlow:
                     taken = await queries.mark_abandoned(conn, media_id)
             else:
                 taken = await self.record_failure(media_id, failure)
-            if not taken and await self._is_ready(media_id):
-                log.warning("upload.undo_skipped", reason="the media is ready after all")
+            if not taken and await self._is_settled(media_id):
+                log.warning("upload.undo_skipped", reason="the media is settled after all")
                 return
             if failure is None:
                 await purge(self.db, self.storage, media_id, stored=written)
@@ -395,10 +445,22 @@ class UploadFlow:
 
         return await db.transaction(self.db, fail)
 
-    async def _is_ready(self, media_id: str) -> bool:
+    async def _is_settled(self, media_id: str) -> bool:
         async with db.connection(self.db) as conn:
             media = await queries.get_media(conn, media_id)
-        return media is not None and media.status == "ready"
+        return media is not None and media.status in SETTLED
+
+
+# Where an upload ends when it succeeds: shown, or held for moderation.
+SETTLED = ("ready", "quarantined")
+
+
+def _moderation_variant(facts: Facts) -> VariantFile:
+    """The variant the hook sees: the largest up to `MODERATION_VARIANT_MAX`, else the
+    smallest (a kind whose every size is larger)."""
+    ladder = sorted(facts.variants, key=lambda v: max(v.width, v.height))
+    fitting = [v for v in ladder if max(v.width, v.height) <= MODERATION_VARIANT_MAX]
+    return fitting[-1] if fitting else ladder[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +501,7 @@ def _replay(existing: Media, upload: Declared, options: UploadOptions, *, sessio
             "This Idempotency-Key was used for a form upload, not an upload session.",
             code=codes.IDEMPOTENCY_KEY_REUSED,
         )
-    if existing.status != "ready" and not (session and existing.status == "pending"):
+    if existing.status not in SETTLED and not (session and existing.status == "pending"):
         raise Conflict(
             "An upload with this Idempotency-Key is still in progress; retry shortly.",
             code=codes.IDEMPOTENCY_IN_PROGRESS,

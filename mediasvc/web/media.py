@@ -16,6 +16,7 @@ from mediasvc.errors import BadRequest, Forbidden, NotFound
 from mediasvc.flows.delete import delete_media as delete_stored_media
 from mediasvc.form import check_collection_name
 from mediasvc.ingest import spooled_upload
+from mediasvc.keys import is_private
 from mediasvc.kinds import srcset_sizes
 from mediasvc.web import redirects
 from mediasvc.web.access import (
@@ -184,7 +185,9 @@ async def variant_redirect(request: web.Request) -> web.Response:
     if variant is None:
         raise NotFound(f"No variant {request.match_info['variant']!r}.")
     url = variant_url(variant.key, request.app[SETTINGS])
-    headers = {"Location": url, "Cache-Control": "private, no-store" if media.is_private else ""}
+    # By the key: a quarantined public media's files are private until it is allowed.
+    signed = is_private(variant.key)
+    headers = {"Location": url, "Cache-Control": "private, no-store" if signed else ""}
     return web.Response(status=302, headers={k: v for k, v in headers.items() if v})
 
 

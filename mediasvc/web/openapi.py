@@ -45,6 +45,8 @@ from mediasvc.web.page import ASSETS
 from mediasvc.web.paging import DEFAULT_PAGE, MAX_PAGE
 
 PATH = paths.OPENAPI.template
+# The key of the moderation hook among the document's `webhooks`, beside the event types.
+MODERATION_HOOK = "moderation"
 # What the app may answer any operation with besides what the operation lists: its
 # `default` response (nginx adds its own 429 and 400 header_too_large in front). 415:
 # any request with a `Content-Encoding` (`unsupported_content_encoding`).
@@ -111,8 +113,11 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     shapes.Readiness,
     shapes.Problem,
     *shapes.EVENTS.values(),
+    shapes.ModerationRequest,
 )
 _REQUESTS: tuple[type[BaseModel], ...] = (
+    shapes.ModerationDecision,
+    shapes.ModerationAnswer,
     shapes.CollectionOrder,
     shapes.UploadSessionRequest,
     shapes.SessionExpectations,
@@ -309,6 +314,14 @@ _MEDIA_LINKS = {
 _MEDIA_ID_PARAM = _path_param("media_id", _ref("MediaId"), "The media's id.")
 _SESSION_ID_PARAM = _path_param("media_id", _ref("MediaId"), "The session's (media's) id.")
 _OWNER_PARAM = _query("owner", {"type": "string"}, "Admins: act on this owner's media.")
+_PAGE_PARAMS = [
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+        "Page size.",
+    ),
+    _query("cursor", {"type": "string"}, "`next_cursor` of the previous page."),
+]
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -367,17 +380,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 parameters=[
                     _query("collection", _COLLECTION, "Only this collection, in its order."),
                     _query("space", _SPACE, "A space's ready media, for tokens listing it."),
-                    _query(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": MAX_PAGE,
-                            "default": DEFAULT_PAGE,
-                        },
-                        "Page size.",
-                    ),
-                    _query("cursor", {"type": "string"}, "`next_cursor` of the previous page."),
+                    *_PAGE_PARAMS,
                     _OWNER_PARAM,
                 ],
             ),
@@ -413,6 +416,41 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 parameters=[
                     _MEDIA_ID_PARAM,
                     _path_param("variant", _enum(variant_names), "Which size."),
+                ],
+            ),
+        },
+        paths.MEDIA_MODERATION.template: {
+            "post": _op(
+                "moderateMedia",
+                "Decide on a quarantined media (admins): allow or deny",
+                "moderation",
+                {
+                    200: _json("Media", "Allowed: ready, seen by everyone who may see it."),
+                    204: {"description": "Denied: deleted."},
+                },
+                # Admins only, who have no per-user budgets: no 429.
+                problems=(400, 401, 403, 404, 409),
+                security=caller,
+                parameters=[_MEDIA_ID_PARAM],
+                request_body={
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("ModerationDecision")}},
+                },
+                description="`media.ready` or `media.deleted` follows. A media that is not "
+                "`quarantined` is `409`.",
+            ),
+        },
+        paths.MODERATION.template: {
+            "get": _op(
+                "listModeration",
+                "The review queue (admins): quarantined media, oldest first",
+                "moderation",
+                {200: _json("MediaPage", "One page.")},
+                problems=(400, 401, 403),
+                security=caller,
+                parameters=[
+                    _query("status", _enum(["quarantined"]), "The queue; default quarantined."),
+                    *_PAGE_PARAMS,
                 ],
             ),
         },
@@ -695,6 +733,31 @@ def _webhooks() -> dict[str, Any]:
             }
         }
         for event_type, model in shapes.EVENTS.items()
+    } | {
+        MODERATION_HOOK: {
+            "post": {
+                "operationId": "onModeration",
+                "summary": "The moderation hook: may this upload be shown? (kinds with "
+                '`moderation = "hook"`, to `MEDIASVC_MODERATION_URL`)',
+                "description": "Signed as the events are, with `MEDIASVC_MODERATION_SECRET` "
+                "(`webhook-id` starts `mod_`). Sent once, before the upload is shown; no "
+                "retry: a timeout, another status or another body follows the kind's "
+                "`moderation_fail`.",
+                "tags": ["moderation"],
+                "security": [],
+                "parameters": signed,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("ModerationRequest")}},
+                },
+                "responses": {
+                    "2XX": _json(
+                        "ModerationAnswer",
+                        "The decision, within `MEDIASVC_MODERATION_TIMEOUT_S`.",
+                    ),
+                },
+            }
+        }
     }
 
 
@@ -755,6 +818,7 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
             {"name": "operators", "description": "Health and metrics, on each node's port."},
             {"name": "page", "description": "The upload page for browsers."},
             {"name": "meta", "description": "This document."},
+            {"name": "moderation", "description": "Quarantined media and admins' decisions."},
             {
                 "name": "events",
                 "description": "Webhooks: what mediasvc POSTs to `MEDIASVC_WEBHOOK_URL`.",

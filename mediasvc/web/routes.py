@@ -5,7 +5,17 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mediasvc.contract import paths
-from mediasvc.web import collections, health, limits, media, openapi, page, spaces, uploads
+from mediasvc.web import (
+    collections,
+    health,
+    limits,
+    media,
+    moderation,
+    openapi,
+    page,
+    spaces,
+    uploads,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -23,6 +33,8 @@ def setup_routes(app: web.Application) -> None:
     add("GET", paths.MEDIA_ITEM, media.get_media)
     add("DELETE", paths.MEDIA_ITEM, media.delete_media)
     add("GET", paths.VARIANT, media.variant_redirect)
+    add("POST", paths.MEDIA_MODERATION, moderation.decide)
+    add("GET", paths.MODERATION, moderation.list_quarantined)
     add("PUT", paths.COLLECTION_ORDER, collections.put_order)
     add("DELETE", paths.SPACE_MEDIA, spaces.delete_space_media)
     add("POST", paths.UPLOADS, uploads.create_session)
