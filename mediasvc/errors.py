@@ -14,6 +14,7 @@
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
     ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused, checksum_mismatch)
+    │   └── ContentBlocked (422 content_blocked: the image is on the blocklist)
     ├── RetryLater (with Retry-After)
     │   ├── TooManyRequests (429 too_many_requests)
     │   └── Busy (503 busy: queue full, database or storage unreachable)
@@ -130,6 +131,10 @@ class InvalidImage(MediaError, code=codes.INVALID_IMAGE):
 
 
 class Unprocessable(MediaError, code=codes.UNPROCESSABLE):
+    pass
+
+
+class ContentBlocked(Unprocessable, code=codes.CONTENT_BLOCKED):
     pass
 
 

@@ -229,6 +229,13 @@ CHECKSUM_MISMATCH = Code(
     _422,
     "A session's bytes do not match its declared `sha256` (`expected`, `actual`).",
 )
+CONTENT_BLOCKED = Code(
+    "content_blocked",
+    422,
+    _422,
+    "The image is on the blocklist (the same file, or the same picture by its PDQ hash); "
+    "nothing was stored. Which entry matched is not said.",
+)
 TOO_MANY_REQUESTS = Code(
     "too_many_requests",
     429,
@@ -303,6 +310,7 @@ CODES: dict[str, Code] = {
         UNPROCESSABLE,
         IDEMPOTENCY_KEY_REUSED,
         CHECKSUM_MISMATCH,
+        CONTENT_BLOCKED,
         TOO_MANY_REQUESTS,
         INTERNAL,
         PROCESSING_FAILED,

@@ -29,10 +29,13 @@ class Path:
 MEDIA = Path("media", "/v1/media")
 MEDIA_ITEM = Path("media_item", "/v1/media/{media_id}")
 VARIANT = Path("variant", "/v1/media/{media_id}/{variant}")
+TAKEDOWN = Path("takedown", "/v1/media/{media_id}/takedown")
 COLLECTION_ORDER = Path("collection_order", "/v1/collections/{collection}/order")
 UPLOADS = Path("uploads", "/v1/uploads")
 UPLOAD_CONTENT = Path("upload_content", "/v1/uploads/{media_id}/content")
 UPLOAD_COMPLETE = Path("upload_complete", "/v1/uploads/{media_id}/complete")
+BLOCKLIST = Path("blocklist", "/v1/blocklist")
+BLOCKLIST_ENTRY = Path("blocklist_entry", "/v1/blocklist/{entry_id}")
 LIMITS = Path("limits", "/v1/limits")
 OPENAPI = Path("openapi", "/v1/openapi.json")
 HEALTHZ = Path("healthz", "/healthz")
@@ -45,10 +48,13 @@ PATHS: tuple[Path, ...] = (
     MEDIA,
     MEDIA_ITEM,
     VARIANT,
+    TAKEDOWN,
     COLLECTION_ORDER,
     UPLOADS,
     UPLOAD_CONTENT,
     UPLOAD_COMPLETE,
+    BLOCKLIST,
+    BLOCKLIST_ENTRY,
     LIMITS,
     OPENAPI,
     HEALTHZ,

@@ -14,6 +14,7 @@ from typing import Any, cast
 import asyncpg
 
 from mediasvc.db import Connection
+from mediasvc.imaging.job import PDQ_MIN_QUALITY, Pdq
 from mediasvc.models import (
     Media,
     Original,
@@ -23,6 +24,9 @@ from mediasvc.models import (
     StoredVariant,
     Visibility,
 )
+
+# A PDQ hash's bits (`imaging.pdq`; the `bit(256)` columns of media and the blocklist).
+PDQ_BITS = 256
 
 # Later than any `created_at`: the cursor of a first page, which every row is before.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
@@ -40,7 +44,7 @@ _COLUMNS = """
     position AS slot, visibility, space, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
     sha256, variants, thumbhash, dominant_color, processing, created_at, expires_at, problem,
-    auto_complete
+    auto_complete, pdq, pdq_quality
 """
 
 # Serialises what reads a collection to change it: inserts (the cap and the next slot),
@@ -121,7 +125,8 @@ SELECT {_COLUMNS} FROM media WHERE owner = $1 AND idempotency_key = $2
 MARK_READY = f"""
 UPDATE media
 SET status = 'ready', original_width = $2, original_height = $3, original_frames = $4,
-    variants = $5, thumbhash = $6, dominant_color = $7, processing = $8, updated_at = now()
+    variants = $5, thumbhash = $6, dominant_color = $7, processing = $8,
+    pdq = $9, pdq_quality = $10, updated_at = now()
 WHERE id = $1 AND status = 'processing'
 RETURNING {_COLUMNS}
 """
@@ -228,6 +233,19 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id
+"""
+
+# Ready media of the same file (`$1`) or, with `$2` not NULL, a picture within `$3` bits of
+# that PDQ hash (only distinctive ones: quality at least `$4`), whoever owns them and in
+# whatever space: what a takedown removes. Oldest first, a page at a time (`$5`).
+SELECT_COPIES = f"""
+SELECT {_COLUMNS} FROM media
+WHERE status = 'ready' AND (
+    sha256 = $1
+    OR ($2::bit(256) IS NOT NULL AND pdq_quality >= $4 AND bit_count(pdq # $2) <= $3)
+)
+ORDER BY created_at, id
+LIMIT $5
 """
 
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
@@ -400,6 +418,7 @@ async def mark_ready(
     variants: Mapping[str, StoredVariant],
     placeholder: Placeholder,
     processing: Mapping[str, object],
+    pdq: Pdq,
 ) -> Media | None:
     """Record the stored variants; None if the row is gone or no longer `processing`."""
     row = await conn.fetchrow(
@@ -412,6 +431,8 @@ async def mark_ready(
         placeholder.thumbhash,
         placeholder.dominant_color,
         dict(processing),
+        pdq_bits(pdq.hash),
+        pdq.quality,
     )
     return None if row is None else _media(row)
 
@@ -499,6 +520,16 @@ async def claim_auto_complete(conn: Connection, limit: int) -> list[str]:
     return [r["id"] for r in await conn.fetch(CLAIM_AUTO_COMPLETE, limit)]
 
 
+async def find_copies(
+    conn: Connection, sha256: str, pdq: Pdq | None, *, distance: int, limit: int
+) -> list[Media]:
+    """Up to `limit` ready media, any owner's, of the file `sha256`, or with `pdq` of a
+    picture whose usable PDQ hash is within `distance` bits of it."""
+    bits = None if pdq is None else pdq_bits(pdq.hash)
+    rows = await conn.fetch(SELECT_COPIES, sha256, bits, distance, PDQ_MIN_QUALITY, limit)
+    return [_media(row) for row in rows]
+
+
 async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     """Which of `ids` have a row."""
     return {r["id"] for r in await conn.fetch(EXISTING_IDS, list(ids))}
@@ -546,6 +577,16 @@ async def list_recent(
     created_at, media_id = before if before is not None else (None, "")
     rows = await conn.fetch(LIST_RECENT, owner, created_at, media_id, limit)
     return [_media(r) for r in rows]
+
+
+def pdq_bits(hex_digits: str) -> asyncpg.BitString:
+    """A PDQ hash (64 hex digits) as PostgreSQL's `bit(256)`."""
+    return asyncpg.BitString.from_int(int(hex_digits, 16), PDQ_BITS)
+
+
+def pdq_hex(bits: asyncpg.BitString) -> str:
+    """A `bit(256)` column as the PDQ hash's 64 hex digits."""
+    return f"{bits.to_int():0{PDQ_BITS // 4}x}"
 
 
 def _variant_json(variant: StoredVariant) -> dict[str, Any]:
@@ -600,6 +641,11 @@ def _media(row: asyncpg.Record) -> Media:
         expires_at=row["expires_at"],
         problem=row["problem"],
         auto_complete=row["auto_complete"],
+        pdq=(
+            None
+            if row["pdq"] is None
+            else Pdq(hash=pdq_hex(row["pdq"]), quality=row["pdq_quality"])
+        ),
     )
 
 

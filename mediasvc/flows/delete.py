@@ -9,6 +9,8 @@ no longer listed or served, and the reaper purges it.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import asyncpg
 
 from mediasvc import db
@@ -20,17 +22,27 @@ from mediasvc.flows.purge import purge
 from mediasvc.models import Media
 from mediasvc.storage import Storage, StorageError
 
+# Why a media was deleted, when its owner did not ask (`media.deleted`'s `reason`).
+DeleteReason = Literal["takedown"]
+
 
 async def delete_media(
-    pool: asyncpg.Pool, storage: Storage, media: Media, settings: Settings
+    pool: asyncpg.Pool,
+    storage: Storage,
+    media: Media,
+    settings: Settings,
+    *,
+    reason: DeleteReason | None = None,
 ) -> None:
-    """Delete a ready media and all its variants, or cancel an upload session."""
+    """Delete a ready media and all its variants, or cancel an upload session. `reason`
+    goes into the `media.deleted` event when it was not the owner's own choice."""
+    extra = None if reason is None else {"reason": reason}
 
     async def mark(conn: db.Connection) -> Media | None:
         marked = await queries.mark_deleting(conn, media.id)
         # Receivers heard of ready media only: a cancelled session is no news to them.
         if marked is not None and media.status == "ready":
-            await outbox.record_media(conn, settings, "media.deleted", marked)
+            await outbox.record_media(conn, settings, "media.deleted", marked, extra=extra)
         return marked
 
     if await db.transaction(pool, mark) is None:

@@ -3,8 +3,9 @@
     admitted (the pool's admission, the owner's in-flight slot; the caller spools the body
       meanwhile: `ingest`, `spool`)
     → reserve (idempotency key, quotas, collection cap, insert `processing`, one transaction)
-    → finish: pool makes variants → storage.put each → mark `ready` (a replacing kind
-      retires the oldest item in the same transaction; `media.ready` is recorded there)
+    → finish: pool makes variants (and the PDQ hash) → refused if on the blocklist →
+      storage.put each → mark `ready` (a replacing kind retires the oldest item in the
+      same transaction; `media.ready` is recorded there)
 
 Any failure on the way undoes what was written (stored objects, then the row) before the
 error reaches the client, unless it came after the media became ready (a COMMIT whose
@@ -31,11 +32,12 @@ import structlog
 from mediasvc import db
 from mediasvc.config import Settings
 from mediasvc.contract import codes
-from mediasvc.db import queries
+from mediasvc.db import blocklist, queries
 from mediasvc.errors import (
     Busy,
     CollectionFull,
     Conflict,
+    ContentBlocked,
     MediaError,
     QuotaExceeded,
     TooManyRequests,
@@ -47,7 +49,7 @@ from mediasvc.flows.processing import Processor
 from mediasvc.flows.purge import purge, remove_objects
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
-from mediasvc.imaging.job import Facts
+from mediasvc.imaging.job import Facts, Pdq
 from mediasvc.keys import source_key, variant_key
 from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredAlternate, StoredVariant
@@ -158,6 +160,9 @@ class UploadFlow:
                 facts = await self.processor.run(
                     options.kind.name, upload.path, upload.mime, work_dir
                 )
+            with self.metrics.stage("db"):
+                # Before anything is stored: a blocked image is never written or shown.
+                await self._check_blocklist(upload.sha256, facts.pdq)
             with self.metrics.stage("store"):
                 source = upload if options.kind.keep_source else None
                 stored = await self._store(
@@ -179,6 +184,20 @@ class UploadFlow:
         await asyncio.shield(self._remove_retired(retired))
         self.metrics.uploads.labels("created", "").inc()
         return Uploaded(media, created=True, replaced=tuple(old.id for old in retired))
+
+    async def _check_blocklist(self, sha256: str, pdq: Pdq) -> None:
+        """Refuse an image on the blocklist: its file, or (a distinctive picture) its PDQ
+        hash near an entry's. The refusal does not say which entry matched."""
+        async with db.connection(self.db) as conn:
+            blocked = await blocklist.is_blocked(
+                conn,
+                sha256,
+                pdq.hash if pdq.usable else None,
+                self.settings.blocklist_pdq_distance,
+            )
+        if blocked:
+            log.info("upload.blocked")
+            raise ContentBlocked("This image may not be uploaded here.")
 
     async def _mark_ready(
         self,
@@ -208,6 +227,7 @@ class UploadFlow:
                 variants=stored,
                 placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
                 processing=facts.processing,
+                pdq=facts.pdq,
             )
             if media is None:
                 raise Conflict("The media was removed while it was being processed.")

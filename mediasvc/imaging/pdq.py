@@ -5,8 +5,9 @@ blocklist finds copies that are not byte-identical (`db.blocklist`).
 Computed by the `pdqhash` binding of Meta's reference C++ on the first frame of the
 largest variant as decoded (upright, sRGB, 8-bit, the kind's crop applied), flattened on
 white, at most `HASH_SIZE` px. PDQ reduces any input to 64x64 by box filters, so a larger
-input only costs time: 1024 px took 70-90 ms, 512 px 12 ms with the resize, within 6 bits
-of the 1024 px hash (docs/decisions.md, "Blocklist and PDQ").
+input only costs time: at 1024 px the hash took 26 ms, at 512 px 5 ms with the resize,
+within 6 bits of the 1024 px hash (`python -m bench.blocklist`; docs/decisions.md,
+"Blocklist and PDQ").
 
 Imported by every worker before it is confined: numpy is loaded then, and its OpenBLAS
 starts no thread there (`mediasvc.imaging` sets `OPENBLAS_NUM_THREADS=1`; a thread started

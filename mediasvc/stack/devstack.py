@@ -60,6 +60,38 @@ def dev_secret(data_dir: Path, name: str = JWT_SECRET_FILE, *, create: bool = Tr
     return path.read_text().strip()
 
 
+def _add_dev_secrets(env: dict[str, str], data_dir: Path, *, create: bool) -> None:
+    """Set the secrets `env` leaves unset to those kept in the data dir (made now if
+    `create`; else only those a `make run` made)."""
+    for name, file in (
+        ("jwt_secret", JWT_SECRET_FILE),
+        ("url_signing_secret", SIGNING_SECRET_FILE),
+    ):
+        # Empty is unset, as `Settings.from_env` reads it.
+        if not env.get(env_name(name)) and (create or (data_dir / file).exists()):
+            env[env_name(name)] = dev_secret(data_dir, file, create=create)
+
+
+def env_beside_dev(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a command run beside `make run` (`gc`, `events`, `rerender`,
+    `usage`, ...): the given one (default: ours), and where it leaves the database URL or a
+    secret unset, what the running dev stack of its data dir uses (its PostgreSQL's address,
+    the secrets kept in the data dir). Without a dev stack it is the environment as it is,
+    so production commands read only their own settings."""
+    result = dict(os.environ if env is None else env)
+    data_dir = setting_from_env("data_dir", result).resolve()
+    if not (data_dir / JWT_SECRET_FILE).exists():
+        return result  # no `make run` ever ran with this data dir
+    result[env_name("data_dir")] = str(data_dir)
+    _add_dev_secrets(result, data_dir, create=False)
+    if not result.get(env_name("database_url")):
+        cluster = PostgresCluster(data_dir / "postgres")
+        port = cluster.running_port()
+        if port is not None:
+            result[env_name("database_url")] = cluster.dsn(port, DATABASE)
+    return result
+
+
 def run() -> int:
     """Start everything, wait for Ctrl-C/SIGTERM or a child's death, stop everything."""
     # The children's environment: ours, with what `dev` supplies where nothing is set (the
@@ -67,13 +99,7 @@ def run() -> int:
     env = dict(os.environ)
     data_dir = setting_from_env("data_dir", env).resolve()
     env[env_name("data_dir")] = str(data_dir)
-    for name, file in (
-        ("jwt_secret", JWT_SECRET_FILE),
-        ("url_signing_secret", SIGNING_SECRET_FILE),
-    ):
-        # Empty is unset, as `Settings.from_env` reads it.
-        if not env.get(env_name(name)):
-            env[env_name(name)] = dev_secret(data_dir, file)
+    _add_dev_secrets(env, data_dir, create=True)
     # The upload page at / offers this token, so a browser needs no copy and paste.
     dev_token = mint_token(
         setting_from_env("jwt_secret", env),

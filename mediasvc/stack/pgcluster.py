@@ -106,6 +106,16 @@ class PostgresCluster:
         result = self._run(_binary("pg_ctl"), "-D", str(self.data), "status", check=False)
         return result.returncode == 0
 
+    def running_port(self) -> int | None:
+        """The port of the server running on this directory (as its `postmaster.pid` says),
+        or None when none is; for commands run beside `make run`."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        # Line 4 of the pid file is the port (PostgreSQL's `LOCK_FILE_LINE_PORT`).
+        return int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are ended, nothing is lost)."""
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)

@@ -5,7 +5,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mediasvc.contract import paths
-from mediasvc.web import collections, health, limits, media, openapi, page, uploads
+from mediasvc.web import blocklist, collections, health, limits, media, openapi, page, uploads
 
 
 def setup_routes(app: web.Application) -> None:
@@ -23,10 +23,14 @@ def setup_routes(app: web.Application) -> None:
     add("GET", paths.MEDIA_ITEM, media.get_media)
     add("DELETE", paths.MEDIA_ITEM, media.delete_media)
     add("GET", paths.VARIANT, media.variant_redirect)
+    add("POST", paths.TAKEDOWN, blocklist.takedown)
     add("PUT", paths.COLLECTION_ORDER, collections.put_order)
     add("POST", paths.UPLOADS, uploads.create_session)
     add("PUT", paths.UPLOAD_CONTENT, uploads.put_content)
     add("POST", paths.UPLOAD_COMPLETE, uploads.complete_session)
+    add("POST", paths.BLOCKLIST, blocklist.add_entry)
+    add("GET", paths.BLOCKLIST, blocklist.list_entries)
+    add("DELETE", paths.BLOCKLIST_ENTRY, blocklist.remove_entry)
     add("GET", paths.LIMITS, limits.get_limits)
     add("GET", paths.OPENAPI, openapi.get_document)
     add("GET", paths.HEALTHZ, health.healthz)
