@@ -1,5 +1,5 @@
 """`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, rerender, usage, spaces,
-storage copy|verify, backup, restore, dev, nginx-conf, problem-codes.
+storage copy|verify, backup, restore, blocklist, dev, nginx-conf, problem-codes.
 
 Commands other than `serve` and `nginx-conf` also work from the checkout beside `make run`:
 what the environment leaves unset (the database URL, the secrets) they take from the dev
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 
 from mediasvc import db
@@ -21,6 +24,7 @@ from mediasvc.app import create_app
 from mediasvc.auth import DEFAULT_TOKEN_TTL_S, mint_token
 from mediasvc.config import ConfigError, Settings, database_url_from_env, setting_from_env
 from mediasvc.contract import codes
+from mediasvc.db import blocklist
 from mediasvc.db.migrate import migrate_database
 from mediasvc.db.queries import RerenderSelection
 from mediasvc.events import admin as events_admin
@@ -114,6 +118,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     empty.add_argument("space")
     empty.add_argument("--dry-run", action="store_true", help="only count what would go")
+    blocked = commands.add_parser(
+        "blocklist", help="images refused on upload: add, list, remove (as POST /v1/blocklist)"
+    )
+    blocked_commands = blocked.add_subparsers(dest="blocklist_command", required=True)
+    add = blocked_commands.add_parser("add", help="block a file or a picture")
+    what = add.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sha256", type=_hex_hash, help="a file's sha256 (64 hex digits)")
+    what.add_argument("--pdq", type=_hex_hash, help="a picture's PDQ hash (64 hex digits)")
+    what.add_argument("--file", type=Path, help="the file to block (its sha256 is taken)")
+    add.add_argument("--reason", required=True, help="why (kept with the entry, for admins)")
+    blocked_commands.add_parser("list", help="every entry, oldest first")
+    remove = blocked_commands.add_parser("remove", help="unblock: remove the entry ID")
+    remove.add_argument("entry_id", type=int, metavar="ID")
     commands.add_parser("dev", help="PostgreSQL + app + nginx in the foreground (make run)")
     site = commands.add_parser(
         "nginx-conf", help="render the nginx site for these settings into DIR (production)"
@@ -178,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("backup", "restore"):
             run = ops.backup_command if args.command == "backup" else ops.restore_command
             return run(args.directory, dry_run=args.dry_run, jobs=args.jobs)
+        if args.command == "blocklist":
+            return asyncio.run(_blocklist(args))
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
         return devstack.run()
@@ -309,6 +328,74 @@ async def _retry_events(event_id: str | None) -> int:
         print("nothing to requeue: no given-up delivery" + (f" of {event_id}" if event_id else ""))
         return 1
     return 0
+
+
+def _hex_hash(raw: str) -> str:
+    """A sha256 or PDQ hash on the command line: 64 hex digits (either case)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", raw):
+        raise argparse.ArgumentTypeError(f"not 64 hex digits: {raw!r}")
+    return raw.lower()
+
+
+async def _blocklist(args: argparse.Namespace) -> int:
+    """`blocklist add|list|remove`, on the database directly (entries say `cli`)."""
+    conn = await asyncpg.connect(_database_url())
+    try:
+        if args.blocklist_command == "add":
+            sha256 = args.sha256
+            if args.file is not None:
+                sha256 = await asyncio.to_thread(_file_sha256, args.file)
+            entry, created = await blocklist.add(
+                conn, sha256=sha256, pdq=args.pdq, reason=args.reason, created_by="cli"
+            )
+            print(("added" if created else "already blocked") + ":")
+            print("\n".join(_entries_table([entry])))
+            return 0
+        if args.blocklist_command == "remove":
+            if await blocklist.remove(conn, args.entry_id):
+                print(f"removed {args.entry_id}")
+                return 0
+            print(f"no blocklist entry {args.entry_id}", file=sys.stderr)
+            return 1
+        found, after = [], 0
+        while page := await blocklist.entries(conn, after=after, limit=1000):
+            found += page
+            after = page[-1].id
+        print("\n".join([*_entries_table(found), f"{len(found)} entries"]))
+        return 0
+    finally:
+        await conn.close()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _entries_table(entries: Sequence[blocklist.Entry]) -> list[str]:
+    """Aligned columns, one line per entry; the reason last, unpadded."""
+    if not entries:
+        return []
+    rows = [("ID", "KIND", "HASH", "ADDED", "BY", "REASON")]
+    rows += [
+        (
+            str(e.id),
+            "sha256" if e.sha256 is not None else "pdq",
+            e.sha256 or e.pdq or "",
+            e.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            e.created_by,
+            e.reason,
+        )
+        for e in entries
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    ]
 
 
 def _migrate() -> int:

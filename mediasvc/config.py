@@ -185,6 +185,7 @@ _positive_float = _checked(float, lambda v: v > 0, "must be a positive number")
 _non_negative_float = _checked(float, lambda v: v >= 0, "must be zero or more")
 _port = _checked(int, lambda v: 0 < v < 65536, "must be a TCP port (1-65535)")
 _quality = _checked(int, lambda v: 1 <= v <= 100, "must be between 1 and 100")
+_pdq_distance = _checked(int, lambda v: 0 <= v <= 255, "must be between 0 and 255")
 
 
 def _env(
@@ -307,6 +308,11 @@ class Settings:
     )
     user_reads_per_min: int = field(
         default=1200, metadata=_env("USER_READS_PER_MIN", _non_negative)
+    )
+    # An upload whose PDQ hash is within this many of 256 bits of a blocklist entry's is
+    # refused (`db.blocklist`); 31 is Meta's threshold for "the same picture".
+    blocklist_pdq_distance: int = field(
+        default=31, metadata=_env("BLOCKLIST_PDQ_DISTANCE", _pdq_distance)
     )
     # nginx's guards per address (and per token for uploads) against floods, generous: a
     # product's backend calls for all its users from one address. What one user may do is

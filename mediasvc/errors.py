@@ -15,6 +15,7 @@
     ├── InvalidImage (422 invalid_image; `code` may be more precise, e.g. too_many_pixels)
     ├── Unprocessable (422 unprocessable, e.g. idempotency_key_reused, checksum_mismatch)
     │   └── ContentRejected (422 content_rejected: the moderation hook said deny)
+    │   └── ContentBlocked (422 content_blocked: the image is on the blocklist)
     ├── RetryLater (with Retry-After)
     │   ├── TooManyRequests (429 too_many_requests)
     │   └── Busy (503 busy: queue full, database or storage unreachable)
@@ -135,6 +136,10 @@ class Unprocessable(MediaError, code=codes.UNPROCESSABLE):
 
 
 class ContentRejected(Unprocessable, code=codes.CONTENT_REJECTED):
+    pass
+
+
+class ContentBlocked(Unprocessable, code=codes.CONTENT_BLOCKED):
     pass
 
 

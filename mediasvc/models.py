@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from mediasvc.imaging.job import Pdq
+
 # `quarantined`: processed, held for moderation (its owner and admins see it, nobody else).
 Status = Literal["pending", "processing", "ready", "quarantined", "failed", "deleting"]
 Visibility = Literal["public", "private"]
@@ -82,6 +84,8 @@ class Media:
     problem: dict[str, object] | None = None
     # A session that completes by itself once its bytes are stored (`"complete": "auto"`).
     auto_complete: bool = False
+    # The decoded pixels' PDQ perceptual hash (64 hex digits), once processed.
+    pdq: Pdq | None = None
 
     @property
     def is_private(self) -> bool:

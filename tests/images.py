@@ -561,6 +561,30 @@ def make_photo_png(*, width: int = 640, height: int = 480, alpha: bool = False) 
     return data
 
 
+def scene(*, seed: int = 1, width: int = 800, height: int = 600) -> pyvips.Image:
+    """Soft coloured blobs (Perlin noise per band), different for every `seed`: a picture
+    with enough structure for a PDQ hash of high quality, unlike the reference pattern's
+    four flat quadrants (PDQ quality ~35, too flat to match on)."""
+    bands = [
+        pyvips.Image.perlin(width, height, cell_size=max(width // 6, 8), seed=seed * 3 + band)
+        for band in range(3)
+    ]
+    image = bands[0].bandjoin(bands[1:])
+    return ((image + 1) * 127.5).cast("uchar").copy(interpretation="srgb")
+
+
+def make_scene_jpeg(
+    *, seed: int = 1, width: int = 800, height: int = 600, quality: int = 90, scale: float = 1.0
+) -> bytes:
+    """`scene(seed=...)` as a JPEG of `quality`, resized by `scale` (a near-copy: the same
+    picture re-encoded or resized has a PDQ hash a few bits away)."""
+    image = scene(seed=seed, width=width, height=height)
+    if scale != 1.0:
+        image = image.resize(scale)
+    data: bytes = image.jpegsave_buffer(Q=quality)
+    return data
+
+
 # --------------------------------------------------------------------------
 # HEIC/HEIF (pillow-heif's encoder, x265: the optional extra `mediasvc[heic]`)
 # --------------------------------------------------------------------------

@@ -218,8 +218,8 @@ class TestRead:
     async def test_public_media_json_hides_owner_hash_and_report_from_others(
         self, client: Client, reader: str
     ) -> None:
-        """Others read a public media without its owner, the original's sha256 or the
-        processing report."""
+        """Others read a public media without its owner, the original's sha256, the PDQ
+        hash or the processing report."""
         data = images.make_jpeg(gps=True)
         created = await (
             await client.post("/v1/media", data=upload_form(data), headers=bearer())
@@ -234,7 +234,8 @@ class TestRead:
         assert "sha256" not in seen["original"]
         assert hashlib.sha256(data).hexdigest() not in await response.text()
         assert "alice" not in await response.text()
-        expected = {k: v for k, v in created.items() if k not in ("processing", "owner")}
+        assert "pdq" not in seen
+        expected = {k: v for k, v in created.items() if k not in ("processing", "owner", "pdq")}
         expected["original"] = {k: v for k, v in created["original"].items() if k != "sha256"}
         assert seen == expected
 

@@ -201,9 +201,10 @@ def test_units_rate_low_exposure_in_systemd_analyze_security(unit: Path, tmp_pat
 
 
 def test_install_prod_pulls_no_test_extras_chromium_or_postgresql() -> None:
-    """`make install-prod` installs nginx, libmagic1 and the project alone; `install` still more."""
+    """`make install-prod` installs nginx, libmagic1, the compiler pdqhash builds with and the
+    project alone; `install` still more."""
     prod = make_dry_run("install-prod")
-    assert re.search(r"for p in nginx libmagic1 python3-venv;", prod)
+    assert re.search(r"for p in nginx libmagic1 python3-venv g\+\+ python3-dev;", prod)
     assert re.search(r"pip install -q -e '?\.(\[heic\])?'?$", prod, re.MULTILINE)
     for unwanted in ("[test]", "chromium", "postgresql", "playwright"):
         assert unwanted not in prod

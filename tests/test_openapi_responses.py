@@ -500,6 +500,63 @@ async def test_list_moderation(contract: Contract, client: Client) -> None:
     await contract.check(op, await client.get("/v1/moderation?status=ready", headers=admin), 400)
     await contract.check(op, await client.get("/v1/moderation"), 401)
     await contract.check(op, await client.get("/v1/moderation", headers=bearer()), 403)
+
+
+ADMIN = bearer("root", admin=True)
+
+
+async def test_add_blocklist_entry(contract: Contract, client: Client) -> None:
+    """POST /v1/blocklist: 201 new, 200 blocked already, 400 bad body, 401, 403 non-admin."""
+    op = ("POST", "/v1/blocklist")
+    entry = {"sha256": "a" * 64, "reason": "report"}
+    await contract.check(op, await client.post("/v1/blocklist", json=entry, headers=ADMIN), 201)
+    await contract.check(op, await client.post("/v1/blocklist", json=entry, headers=ADMIN), 200)
+    both = {**entry, "pdq": "b" * 64}
+    await contract.check(op, await client.post("/v1/blocklist", json=both, headers=ADMIN), 400)
+    await contract.check(op, await client.post("/v1/blocklist", json=entry), 401)
+    refused = await client.post("/v1/blocklist", json=entry, headers=bearer())
+    await contract.check(op, refused, 403)
+    assert_all_answered(contract, op, client)
+
+
+async def test_list_blocklist(contract: Contract, client: Client) -> None:
+    """GET /v1/blocklist: 200 a page, 400 a bad cursor, 401, 403 non-admin."""
+    op = ("GET", "/v1/blocklist")
+    await contract.check(op, await client.get("/v1/blocklist", headers=ADMIN), 200)
+    bad = await client.get("/v1/blocklist?cursor=%%%", headers=ADMIN)
+    await contract.check(op, bad, 400)
+    await contract.check(op, await client.get("/v1/blocklist"), 401)
+    await contract.check(op, await client.get("/v1/blocklist", headers=bearer()), 403)
+    assert_all_answered(contract, op, client)
+
+
+async def test_remove_blocklist_entry(contract: Contract, client: Client) -> None:
+    """DELETE /v1/blocklist/{id}: 204, then 404; 401, 403 non-admin."""
+    op = ("DELETE", "/v1/blocklist/{entry_id}")
+    added = await client.post("/v1/blocklist", json={"pdq": "c" * 64, "reason": "x"}, headers=ADMIN)
+    path = f"/v1/blocklist/{(await added.json())['id']}"
+    await contract.check(op, await client.delete(path), 401)
+    await contract.check(op, await client.delete(path, headers=bearer()), 403)
+    await contract.check(op, await client.delete(path, headers=ADMIN), 204)
+    await contract.check(op, await client.delete(path, headers=ADMIN), 404)
+    assert_all_answered(contract, op, client)
+
+
+async def test_take_down_media(contract: Contract, client: Client) -> None:
+    """POST /v1/media/{id}/takedown: 200 with what was blocked and removed; 400 bad body,
+    401, 403 non-admin, 404 unknown, 409 not ready."""
+    op = ("POST", "/v1/media/{media_id}/takedown")
+    media = await uploaded(client)
+    path = f"/v1/media/{media['id']}/takedown"
+    body = {"reason": "report"}
+    await contract.check(op, await client.post(path, json={"similar": 1}, headers=ADMIN), 400)
+    await contract.check(op, await client.post(path, json=body), 401)
+    await contract.check(op, await client.post(path, json=body, headers=bearer()), 403)
+    session = await opened(client)
+    pending = f"/v1/media/{session['id']}/takedown"
+    await contract.check(op, await client.post(pending, json=body, headers=ADMIN), 409)
+    await contract.check(op, await client.post(path, json=body, headers=ADMIN), 200)
+    await contract.check(op, await client.post(path, json=body, headers=ADMIN), 404)
     assert_all_answered(contract, op, client)
 
 
@@ -513,11 +570,15 @@ def test_every_operation_has_its_test(contract: Contract) -> None:
         ("GET", "/v1/media/{media_id}/{variant}"),
         ("POST", "/v1/media/{media_id}/moderation"),
         ("GET", "/v1/moderation"),
+        ("POST", "/v1/media/{media_id}/takedown"),
         ("PUT", "/v1/collections/{collection}/order"),
         ("DELETE", "/v1/spaces/{space}/media"),
         ("POST", "/v1/uploads"),
         ("PUT", "/v1/uploads/{media_id}/content"),
         ("POST", "/v1/uploads/{media_id}/complete"),
+        ("POST", "/v1/blocklist"),
+        ("GET", "/v1/blocklist"),
+        ("DELETE", "/v1/blocklist/{entry_id}"),
         ("GET", "/v1/limits"),
         ("GET", "/v1/openapi.json"),
         ("GET", "/healthz"),

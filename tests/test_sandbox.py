@@ -28,9 +28,9 @@ import sandbox_probe
 import unit_filter
 from gates import Gate
 
-from mediasvc.imaging import confine, launch, worker
+from mediasvc.imaging import confine, launch, pipeline, worker
 from mediasvc.imaging import pool as pool_module
-from mediasvc.imaging.job import AlternateFile, Facts, Job, VariantFile
+from mediasvc.imaging.job import AlternateFile, Facts, Job, Pdq, VariantFile
 from mediasvc.imaging.pool import ImagingPool
 
 ROOT = Path(__file__).parent.parent
@@ -335,6 +335,43 @@ async def test_sandboxed_worker_still_processes_every_accepted_format(
         assert all(variant.bytes > 0 for variant in facts.variants), mime
 
 
+async def test_sandboxed_worker_computes_the_same_pdq_hash(
+    pool: ImagingPool, tmp_path: Path
+) -> None:
+    """PDQ (pdqhash and numpy, loaded before confinement with no thread started) runs in a
+    confined worker and hashes as the same pipeline does outside it."""
+    source = tmp_path / "scene.jpg"
+    source.write_bytes(images.make_scene_jpeg())
+    outside, inside = tmp_path / "outside", tmp_path / "inside"
+    outside.mkdir()
+    inside.mkdir()
+
+    facts = await pool.process(Job(source=str(source), out_dir=str(inside), mime="image/jpeg"))
+
+    expected = pipeline.process(Job(source=str(source), out_dir=str(outside), mime="image/jpeg"))
+    assert facts.pdq == expected.pdq
+    assert facts.pdq.usable
+
+
+def test_imaging_loads_numpy_with_no_blas_thread() -> None:
+    """Importing the imaging package first (as workers and whoever starts them do), numpy
+    starts no OpenBLAS thread, even where the environment asked for more: a worker must
+    have one thread when it confines itself."""
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, mediasvc.imaging, numpy; print(len(os.listdir('/proc/self/task')))",
+        ],
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "8"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert started.stdout.strip() == "1"
+
+
 # --------------------------------------------------------------------------
 # No process, namespace or file outside its own directory
 # --------------------------------------------------------------------------
@@ -435,7 +472,9 @@ def _variant(path: Path) -> VariantFile:
 
 def _facts(*paths: Path) -> Facts:
     variants = tuple(_variant(path) for path in paths)
-    return Facts(1, 1, 1, variants, thumbhash="", dominant_color="", processing={})
+    return Facts(
+        1, 1, 1, variants, thumbhash="", dominant_color="", processing={}, pdq=Pdq("0" * 64, 0)
+    )
 
 
 @pytest.mark.parametrize("lie", ["outside", "symlink", "hardlink", "directory", "dot-dot"])

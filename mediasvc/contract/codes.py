@@ -236,6 +236,13 @@ CONTENT_REJECTED = Code(
     "The kind's moderation hook denied the image; nothing of it was kept (`reason`, when "
     "the moderator gave one).",
 )
+CONTENT_BLOCKED = Code(
+    "content_blocked",
+    422,
+    _422,
+    "The image is on the blocklist (the same file, or the same picture by its PDQ hash); "
+    "nothing was stored. Which entry matched is not said.",
+)
 TOO_MANY_REQUESTS = Code(
     "too_many_requests",
     429,
@@ -311,6 +318,7 @@ CODES: dict[str, Code] = {
         IDEMPOTENCY_KEY_REUSED,
         CHECKSUM_MISMATCH,
         CONTENT_REJECTED,
+        CONTENT_BLOCKED,
         TOO_MANY_REQUESTS,
         INTERNAL,
         PROCESSING_FAILED,

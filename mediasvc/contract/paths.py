@@ -32,11 +32,14 @@ VARIANT = Path("variant", "/v1/media/{media_id}/{variant}")
 # POST only: a GET of the same shape is a variant (no size is named `moderation`).
 MEDIA_MODERATION = Path("media_moderation", "/v1/media/{media_id}/moderation")
 MODERATION = Path("moderation", "/v1/moderation")
+TAKEDOWN = Path("takedown", "/v1/media/{media_id}/takedown")
 COLLECTION_ORDER = Path("collection_order", "/v1/collections/{collection}/order")
 SPACE_MEDIA = Path("space_media", "/v1/spaces/{space}/media")
 UPLOADS = Path("uploads", "/v1/uploads")
 UPLOAD_CONTENT = Path("upload_content", "/v1/uploads/{media_id}/content")
 UPLOAD_COMPLETE = Path("upload_complete", "/v1/uploads/{media_id}/complete")
+BLOCKLIST = Path("blocklist", "/v1/blocklist")
+BLOCKLIST_ENTRY = Path("blocklist_entry", "/v1/blocklist/{entry_id}")
 LIMITS = Path("limits", "/v1/limits")
 OPENAPI = Path("openapi", "/v1/openapi.json")
 HEALTHZ = Path("healthz", "/healthz")
@@ -51,11 +54,14 @@ PATHS: tuple[Path, ...] = (
     VARIANT,
     MEDIA_MODERATION,
     MODERATION,
+    TAKEDOWN,
     COLLECTION_ORDER,
     SPACE_MEDIA,
     UPLOADS,
     UPLOAD_CONTENT,
     UPLOAD_COMPLETE,
+    BLOCKLIST,
+    BLOCKLIST_ENTRY,
     LIMITS,
     OPENAPI,
     HEALTHZ,

@@ -123,6 +123,8 @@ def _document(
     if full:
         original["sha256"] = media.original.sha256
         document["processing"] = media.processing
+        pdq = media.pdq
+        document["pdq"] = None if pdq is None else {"hash": pdq.hash, "quality": pdq.quality}
     if media.expires_at is not None and media.status == "pending":
         document["expires_at"] = timestamp(media.expires_at)
     if media.problem is not None:
@@ -157,9 +159,10 @@ def media_view(
     """The Media JSON of the API. Private variants carry signed URLs valid for a while.
 
     `full` (owner and admins) adds what is nobody else's business: the original's sha256
-    (it identifies the exact file) and the processing report (it says, for example, that
-    a GPS position was removed). `owner` (default: as `full`; `web.access.shows_owner`
-    decides for other readers) adds who uploaded it.
+    (it identifies the exact file), the picture's PDQ hash (it finds near-copies) and the
+    processing report (it says, for example, that a GPS position was removed). `owner`
+    (default: as `full`; `web.access.shows_owner` decides for other readers) adds who
+    uploaded it.
     """
     sees_owner = full if owner is None else owner
     document = _document(

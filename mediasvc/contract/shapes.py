@@ -49,6 +49,14 @@ Timestamp = Annotated[
     str, Field(description="UTC, ISO 8601, `Z`.", json_schema_extra={"format": "date-time"})
 ]
 Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+PdqHash = Annotated[
+    str,
+    Field(
+        pattern="^[0-9a-f]{64}$",
+        description="A PDQ perceptual hash: 256 bits as 64 hex digits, bit 255 first "
+        "(as Meta's PDQ tools print it).",
+    ),
+]
 
 
 class Shape(BaseModel):
@@ -111,6 +119,19 @@ class Placeholder(Shape):
 
     thumbhash: str = Field(description="ThumbHash, base64.")
     dominant_color: str = Field(pattern="^#[0-9a-f]{6}$")
+
+
+class Pdq(Shape):
+    """The picture's PDQ hash (Meta's perceptual hash): near-copies (re-encoded, resized)
+    differ from it in few of its 256 bits. The blocklist matches on it."""
+
+    hash: PdqHash
+    quality: int = Field(
+        ge=0,
+        le=100,
+        description="How distinctive the picture is; below 50 (flat pictures) the hash is "
+        "not matched on.",
+    )
 
 
 class ProcessingReport(Shape):
@@ -238,6 +259,11 @@ class MediaFields(Shape, Generic[VariantT]):
         default=MISSING, description="The kind's `srcset_sizes`: the `sizes` to pair with it."
     )
     processing: ProcessingReport | MISSING | None = MISSING
+    pdq: Pdq | MISSING | None = Field(
+        default=MISSING,
+        description="Owner and admins only; null until processed (and for media uploaded "
+        "before hashes were kept).",
+    )
     expires_at: Timestamp | MISSING = Field(
         default=MISSING, description="A pending session's expiry."
     )
@@ -247,8 +273,8 @@ class MediaFields(Shape, Generic[VariantT]):
 
 
 class Media(MediaFields[Variant]):
-    """One upload and its variants (smallest first). `original.sha256` and `processing`
-    are for the owner and admins only; `owner` for them and a space's members, and for
+    """One upload and its variants (smallest first). `original.sha256`, `processing` and
+    `pdq` are for the owner and admins only; `owner` for them and a space's members, and for
     anyone only where `MEDIASVC_PUBLIC_OWNER` is set."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [_MEDIA_EXAMPLE]})
@@ -574,6 +600,72 @@ class Limits(Shape):
     user_per_minute: UserBudgets
 
 
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class BlocklistRequest(Shape):
+    """What to block: a file by its sha256, or a picture by its PDQ hash (one of the two),
+    and why."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"sha256": _MEDIA_EXAMPLE["original"]["sha256"], "reason": "report 1234"},
+            ]
+        },
+    )
+
+    sha256: Sha256 | None = None
+    pdq: PdqHash | None = None
+    reason: Reason = Field(description="Kept with the entry, for admins; never shown to uploaders.")
+
+
+class BlocklistEntry(Shape):
+    """An entry of the blocklist: uploads of this file, or of pictures within the
+    configured PDQ distance of this hash, are refused (`422 content_blocked`)."""
+
+    id: int = Field(description="Name it to remove the entry.")
+    sha256: Sha256 | None
+    pdq: PdqHash | None
+    reason: str
+    created_by: str = Field(description="The admin's token subject, or `cli`.")
+    created_at: Timestamp
+
+
+class BlocklistPage(Shape):
+    """One page of the blocklist, oldest entry first."""
+
+    items: list[BlocklistEntry]
+    next_cursor: str | None = Field(description="Send back as `cursor` for the next page.")
+
+
+class TakedownRequest(Shape):
+    """Why the media is taken down, and whether near-copies (PDQ) go too."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"reason": "report 1234", "similar": True}]},
+    )
+
+    reason: Reason = Field(description="Kept with the blocklist entries it makes.")
+    similar: bool = Field(
+        default=False,
+        description="Also remove every media whose PDQ hash is within the configured "
+        "distance (else only copies of the same file).",
+    )
+
+
+class Takedown(Shape):
+    """What a takedown did: the entries that now block the media's file and picture, and
+    every media removed (the one named first), across owners and spaces."""
+
+    blocked: list[BlocklistEntry]
+    removed: list[MediaId]
+
+
 CheckResult = Literal["ok", "unavailable"]
 
 
@@ -619,13 +711,23 @@ class MediaReady(Shape):
     data: EventMedia
 
 
+class DeletedMedia(EventMedia):
+    """A deleted media, and why when it was not its owner's (or an admin's) DELETE."""
+
+    reason: Literal["takedown"] | MISSING = Field(
+        default=MISSING,
+        description="`takedown`: an admin's takedown removed it (the same file or picture "
+        "as a media taken down). Absent for `DELETE /v1/media/{id}`.",
+    )
+
+
 class MediaDeleted(Shape):
-    """`media.deleted`: `DELETE /v1/media/{id}`, or emptying its space, marked it for
-    removal (`status: deleting`)."""
+    """`media.deleted`: `DELETE /v1/media/{id}`, emptying its space, or a takedown marked it
+    for removal (`status: deleting`)."""
 
     type: Literal["media.deleted"]
     timestamp: Timestamp
-    data: EventMedia
+    data: DeletedMedia
 
 
 class MediaReplaced(Shape):

@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 import asyncpg
 
 from mediasvc.db import Connection
+from mediasvc.imaging.job import PDQ_MIN_QUALITY, Pdq
 from mediasvc.models import (
     Media,
     Original,
@@ -24,6 +25,9 @@ from mediasvc.models import (
     StoredVariant,
     Visibility,
 )
+
+# A PDQ hash's bits (`imaging.pdq`; the `bit(256)` columns of media and the blocklist).
+PDQ_BITS = 256
 
 # Later than any `created_at`: the cursor of a first page, which every row is before.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
@@ -43,7 +47,7 @@ _COLUMNS = """
     position AS slot, visibility, space, status,
     original_mime, original_bytes, original_width, original_height, original_frames,
     sha256, variants, thumbhash, dominant_color, processing, created_at, expires_at, problem,
-    auto_complete
+    auto_complete, pdq, pdq_quality
 """
 
 # Serialises what reads a collection to change it: inserts (the cap and the next slot),
@@ -125,7 +129,8 @@ SELECT {_COLUMNS} FROM media WHERE owner = $1 AND idempotency_key = $2
 MARK_READY = f"""
 UPDATE media
 SET status = $9, original_width = $2, original_height = $3, original_frames = $4,
-    variants = $5, thumbhash = $6, dominant_color = $7, processing = $8, updated_at = now()
+    variants = $5, thumbhash = $6, dominant_color = $7, processing = $8,
+    pdq = $10, pdq_quality = $11, updated_at = now()
 WHERE id = $1 AND status = 'processing'
 RETURNING {_COLUMNS}
 """
@@ -290,6 +295,20 @@ SELECT {_COLUMNS} FROM media
 WHERE status = 'quarantined' AND (created_at, id) > ($1, $2)
 ORDER BY created_at, id
 LIMIT $3
+"""
+
+# Ready (or quarantined) media of the same file (`$1`) or, with `$2` not NULL, a picture
+# within `$3` bits of that PDQ hash (only distinctive ones: quality at least `$4`), whoever
+# owns them and in whatever space: what a takedown removes. Oldest first, a page at a time
+# (`$5`).
+SELECT_COPIES = f"""
+SELECT {_COLUMNS} FROM media
+WHERE status IN ('ready', 'quarantined') AND (
+    sha256 = $1
+    OR ($2::bit(256) IS NOT NULL AND pdq_quality >= $4 AND bit_count(pdq # $2) <= $3)
+)
+ORDER BY created_at, id
+LIMIT $5
 """
 
 EXISTING_IDS = "SELECT id FROM media WHERE id = ANY($1::text[])"
@@ -573,6 +592,7 @@ async def mark_ready(
     placeholder: Placeholder,
     processing: Mapping[str, object],
     status: Status = "ready",
+    pdq: Pdq,
 ) -> Media | None:
     """Record the stored variants, the row becoming `status` (`ready`, or `quarantined`);
     None if the row is gone or no longer `processing`."""
@@ -587,6 +607,8 @@ async def mark_ready(
         placeholder.dominant_color,
         dict(processing),
         status,
+        pdq_bits(pdq.hash),
+        pdq.quality,
     )
     return None if row is None else _media(row)
 
@@ -721,6 +743,16 @@ async def finish_space_deletion(conn: Connection, space: str) -> bool:
 async def space_deletions(conn: Connection) -> list[str]:
     """The spaces being emptied, oldest request first."""
     return [row["space"] for row in await conn.fetch(SPACE_DELETIONS)]
+
+
+async def find_copies(
+    conn: Connection, sha256: str, pdq: Pdq | None, *, distance: int, limit: int
+) -> list[Media]:
+    """Up to `limit` ready media, any owner's, of the file `sha256`, or with `pdq` of a
+    picture whose usable PDQ hash is within `distance` bits of it."""
+    bits = None if pdq is None else pdq_bits(pdq.hash)
+    rows = await conn.fetch(SELECT_COPIES, sha256, bits, distance, PDQ_MIN_QUALITY, limit)
+    return [_media(row) for row in rows]
 
 
 async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
@@ -899,6 +931,16 @@ async def read_usage_snapshot(conn: Connection) -> list[Usage]:
     return [Usage(**row) for row in await conn.fetch(READ_USAGE_SNAPSHOT)]
 
 
+def pdq_bits(hex_digits: str) -> asyncpg.BitString:
+    """A PDQ hash (64 hex digits) as PostgreSQL's `bit(256)`."""
+    return asyncpg.BitString.from_int(int(hex_digits, 16), PDQ_BITS)
+
+
+def pdq_hex(bits: asyncpg.BitString) -> str:
+    """A `bit(256)` column as the PDQ hash's 64 hex digits."""
+    return f"{bits.to_int():0{PDQ_BITS // 4}x}"
+
+
 def _variant_json(variant: StoredVariant) -> dict[str, Any]:
     document = {
         "key": variant.key,
@@ -952,6 +994,11 @@ def _media(row: asyncpg.Record) -> Media:
         expires_at=row["expires_at"],
         problem=row["problem"],
         auto_complete=row["auto_complete"],
+        pdq=(
+            None
+            if row["pdq"] is None
+            else Pdq(hash=pdq_hex(row["pdq"]), quality=row["pdq_quality"])
+        ),
     )
 
 

@@ -3,9 +3,10 @@
     admitted (the pool's admission, the owner's in-flight slot; the caller spools the body
       meanwhile: `ingest`, `spool`)
     → reserve (idempotency key, quotas, collection cap, insert `processing`, one transaction)
-    → finish: pool makes variants → (a moderated kind) the hook's verdict, or review →
-      storage.put each → mark `ready` (a replacing kind retires the oldest item in the same
-      transaction; `media.ready` is recorded there), or `quarantined`
+    → finish: pool makes variants (and the PDQ hash) → refused if on the blocklist →
+      (a moderated kind) the hook's verdict, or review → storage.put each → mark `ready` (a
+      replacing kind retires the oldest item in the same transaction; `media.ready` is
+      recorded there), or `quarantined`
 
 Moderation (`moderation = "hook"`): one variant is stored under `private/` and its signed
 URL sent to the hook (`mediasvc.moderation`) before any other file is written; `deny` is
@@ -41,11 +42,12 @@ from mediasvc.config import Settings
 from mediasvc.contract import codes
 from mediasvc.contract.representation import variant_url
 from mediasvc.contract.shapes import ModerationRequest
-from mediasvc.db import queries
+from mediasvc.db import blocklist, queries
 from mediasvc.errors import (
     Busy,
     CollectionFull,
     Conflict,
+    ContentBlocked,
     ContentRejected,
     MediaError,
     QuotaExceeded,
@@ -60,7 +62,7 @@ from mediasvc.flows.purge import purge, remove_objects
 from mediasvc.flows.ready import become_ready, remove_retired
 from mediasvc.form import UploadForm, UploadOptions
 from mediasvc.ids import new_media_id
-from mediasvc.imaging.job import Facts, VariantFile
+from mediasvc.imaging.job import Facts, Pdq, VariantFile
 from mediasvc.keys import variant_key
 from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant
@@ -178,6 +180,9 @@ class UploadFlow:
                 facts = await self.processor.run(
                     options.kind.name, upload.path, upload.mime, work_dir
                 )
+            with self.metrics.stage("db"):
+                # Before anything is stored: a blocked image is never written or shown.
+                await self._check_blocklist(upload.sha256, facts.pdq)
             decision = await self._moderate(media_id, owner, upload, options, facts, writes)
             quarantined = decision == "review"
             with self.metrics.stage("store"):
@@ -239,7 +244,7 @@ class UploadFlow:
             space=options.space,
             kind=kind.name,
             sha256=upload.sha256,
-            pdq=None,
+            pdq=facts.pdq.hash if facts.pdq.usable else None,
             url=variant_url(key, self.settings),
         )
         with self.metrics.stage("moderate"):
@@ -257,6 +262,20 @@ class UploadFlow:
             except StorageError as exc:
                 log.warning("moderation.copy_left", error=str(exc))  # purged with the media
         return decision
+
+    async def _check_blocklist(self, sha256: str, pdq: Pdq) -> None:
+        """Refuse an image on the blocklist: its file, or (a distinctive picture) its PDQ
+        hash near an entry's. The refusal does not say which entry matched."""
+        async with db.connection(self.db) as conn:
+            blocked = await blocklist.is_blocked(
+                conn,
+                sha256,
+                pdq.hash if pdq.usable else None,
+                self.settings.blocklist_pdq_distance,
+            )
+        if blocked:
+            log.info("upload.blocked")
+            raise ContentBlocked("This image may not be uploaded here.")
 
     async def _mark_ready(
         self,
@@ -279,6 +298,7 @@ class UploadFlow:
             variants=stored,
             placeholder=Placeholder(facts.thumbhash, facts.dominant_color),
             processing=facts.processing,
+            pdq=facts.pdq,
         )
         if quarantined:
             async with db.connection(self.db) as conn:

@@ -90,12 +90,33 @@ class VariantFile:
     alternates: tuple[AlternateFile, ...] = ()
 
 
+# PDQ's own measure of how much there is to hash (0-100). Meta's guidance: below 50 the
+# picture is too flat to tell apart from others (a plain colour, a few blocks), so such a
+# hash neither blocks an upload nor is added to the blocklist by a takedown.
+PDQ_MIN_QUALITY = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Pdq:
+    """A PDQ perceptual hash: 64 hex digits (bit 255 first, as Meta's tools print it) and
+    PDQ's quality, 0-100 (`imaging.pdq`)."""
+
+    hash: str
+    quality: int
+
+    @property
+    def usable(self) -> bool:
+        """Whether the hash is distinctive enough to match on."""
+        return self.quality >= PDQ_MIN_QUALITY
+
+
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the pipeline learned and made. Width and height are as displayed (after EXIF).
 
     `frames` counts the source's frames. `thumbhash` (base64) and `dominant_color`
     (`#rrggbb`) describe the first frame as served; `processing` is `report.processing_report`.
+    `pdq` is the decoded pixels' perceptual hash (`imaging.pdq`).
     """
 
     width: int
@@ -105,6 +126,7 @@ class Facts:
     thumbhash: str
     dominant_color: str
     processing: dict[str, object]
+    pdq: Pdq
 
 
 class ImageRejected(Exception):

@@ -9,8 +9,9 @@ files cost little:
    shrink-on-load straight to the largest variant, upright, in 8-bit sRGB.
 2. `imaging.encode`: each smaller variant is derived from the next larger one in memory,
    and every one is written in the kind's output format with no metadata.
-3. The placeholder (`imaging.placeholder`) comes from the smallest variant, and the
-   processing report (`imaging.report`) from the header already read.
+3. The placeholder (`imaging.placeholder`) comes from the smallest variant, the PDQ hash
+   (`imaging.pdq`) from the decoded pixels, and the processing report (`imaging.report`)
+   from the header already read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mediasvc.imaging.decode import decode
 from mediasvc.imaging.encode import write_variants
 from mediasvc.imaging.frames import first_frame
 from mediasvc.imaging.job import BadImage, Facts, Job
+from mediasvc.imaging.pdq import pdq_of
 from mediasvc.imaging.placeholder import dominant_color, rgba_pixels, thumbhash
 
 # Less free space than this where variants are written means a failed save was the disk's fault.
@@ -36,6 +38,7 @@ def process(job: Job) -> Facts:
         decoded = decode(job)
         encoded = write_variants(decoded.image, job, decoded.loader)
         small_width, small_height, rgba = rgba_pixels(first_frame(encoded.smallest))
+        pdq = pdq_of(decoded.image)
     except pyvips.Error as exc:
         if _disk_full(job.out_dir):
             # libvips reports a failed write like any other error; free space tells them apart.
@@ -53,6 +56,7 @@ def process(job: Job) -> Facts:
             encoding=encoded.encoding,
             lossless_variants=encoded.lossless_variants,
         ),
+        pdq=pdq,
     )
 
 

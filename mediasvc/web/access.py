@@ -43,6 +43,14 @@ def require_principal(request: web.Request) -> Principal:
     return principal
 
 
+def require_admin(request: web.Request) -> Principal:
+    """The caller, who must be an admin: `Unauthorized` without a token, else `Forbidden`."""
+    principal = require_principal(request)
+    if not principal.admin:
+        raise Forbidden("Only admins may do this.")
+    return principal
+
+
 async def visible_media(request: web.Request, principal: Principal | None) -> Media:
     """The media named by the route's `{media_id}` if `principal` (None: anonymous) may
     see it, or the 404 an unknown id gets.

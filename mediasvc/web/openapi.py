@@ -112,6 +112,9 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     shapes.Health,
     shapes.Readiness,
     shapes.Problem,
+    shapes.BlocklistEntry,
+    shapes.BlocklistPage,
+    shapes.Takedown,
     *shapes.EVENTS.values(),
     shapes.ModerationRequest,
 )
@@ -121,6 +124,8 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     shapes.CollectionOrder,
     shapes.UploadSessionRequest,
     shapes.SessionExpectations,
+    shapes.BlocklistRequest,
+    shapes.TakedownRequest,
 )
 
 
@@ -451,6 +456,78 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 parameters=[
                     _query("status", _enum(["quarantined"]), "The queue; default quarantined."),
                     *_PAGE_PARAMS,
+                ],
+            ),
+        },
+        paths.TAKEDOWN.template: {
+            "post": _op(
+                "takeDownMedia",
+                "Take a media down (admins): block its file and picture, delete it and its "
+                "copies across owners and spaces",
+                "blocklist",
+                {200: _json("Takedown", "Blocked and removed.")},
+                problems=(400, 401, 403, 404, 409),
+                security=caller,
+                parameters=[_MEDIA_ID_PARAM],
+                request_body={
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("TakedownRequest")}},
+                },
+                description="The media's sha256 and (unless its picture is too flat, PDQ "
+                "quality under 50) its PDQ hash join the blocklist with `reason`; then it and "
+                "every ready media of the same file (with `similar`, of a picture within "
+                "`MEDIASVC_BLOCKLIST_PDQ_DISTANCE`) are deleted, each with a `media.deleted` "
+                'event carrying `"reason": "takedown"`. Only a ready media (else 409).',
+            ),
+        },
+        paths.BLOCKLIST.template: {
+            "post": _op(
+                "addBlocklistEntry",
+                "Block a file (sha256) or a picture (PDQ hash) from being uploaded (admins)",
+                "blocklist",
+                {
+                    201: {**_json("BlocklistEntry", "Blocked."), "headers": _LOCATION},
+                    200: {
+                        **_json("BlocklistEntry", "Blocked already: the existing entry."),
+                        "headers": _LOCATION,
+                    },
+                },
+                problems=(400, 401, 403),
+                security=caller,
+                request_body={
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("BlocklistRequest")}},
+                },
+                description="Uploads of this file, or of a picture whose PDQ hash is within "
+                "`MEDIASVC_BLOCKLIST_PDQ_DISTANCE` (default 31 of 256 bits) of this one, are "
+                "then refused with `422 content_blocked`, on every upload path.",
+            ),
+            "get": _op(
+                "listBlocklist",
+                "The blocklist, oldest entry first (admins)",
+                "blocklist",
+                {200: _json("BlocklistPage", "One page.")},
+                problems=(400, 401, 403),
+                security=caller,
+                parameters=[
+                    *_PAGE_PARAMS,
+                ],
+            ),
+        },
+        paths.BLOCKLIST_ENTRY.template: {
+            "delete": _op(
+                "removeBlocklistEntry",
+                "Unblock: remove an entry (admins)",
+                "blocklist",
+                {204: {"description": "Removed."}},
+                problems=(401, 403, 404),
+                security=caller,
+                parameters=[
+                    _path_param(
+                        "entry_id",
+                        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                        "The entry's id.",
+                    )
                 ],
             ),
         },
@@ -814,6 +891,10 @@ def build_document(settings: Settings, kinds: Mapping[str, KindRules]) -> dict[s
             {"name": "collections", "description": "An owner's ordered collections."},
             {"name": "spaces", "description": "Media shared with a group, emptied at once."},
             {"name": "uploads", "description": "Upload sessions: bytes straight to storage."},
+            {
+                "name": "blocklist",
+                "description": "Admins: images refused on upload, and takedowns.",
+            },
             {"name": "limits", "description": "What a client may send."},
             {"name": "operators", "description": "Health and metrics, on each node's port."},
             {"name": "page", "description": "The upload page for browsers."},

@@ -6,6 +6,7 @@ from aiohttp.typedefs import Handler
 
 from mediasvc.contract import paths
 from mediasvc.web import (
+    blocklist,
     collections,
     health,
     limits,
@@ -35,11 +36,15 @@ def setup_routes(app: web.Application) -> None:
     add("GET", paths.VARIANT, media.variant_redirect)
     add("POST", paths.MEDIA_MODERATION, moderation.decide)
     add("GET", paths.MODERATION, moderation.list_quarantined)
+    add("POST", paths.TAKEDOWN, blocklist.takedown)
     add("PUT", paths.COLLECTION_ORDER, collections.put_order)
     add("DELETE", paths.SPACE_MEDIA, spaces.delete_space_media)
     add("POST", paths.UPLOADS, uploads.create_session)
     add("PUT", paths.UPLOAD_CONTENT, uploads.put_content)
     add("POST", paths.UPLOAD_COMPLETE, uploads.complete_session)
+    add("POST", paths.BLOCKLIST, blocklist.add_entry)
+    add("GET", paths.BLOCKLIST, blocklist.list_entries)
+    add("DELETE", paths.BLOCKLIST_ENTRY, blocklist.remove_entry)
     add("GET", paths.LIMITS, limits.get_limits)
     add("GET", paths.OPENAPI, openapi.get_document)
     add("GET", paths.HEALTHZ, health.healthz)
