@@ -138,7 +138,7 @@ def measure(
                     )
                     if name == "with_avif":
                         result.webp_bytes[source.name] = sum(job.bytes_by_variant.values())
-                        result.avif_bytes[source.name] = job.alternate_bytes
+                        result.avif_bytes[source.name] = job.avif_served_bytes
     finally:
         worker.close()
     scorers = new_executor(SCORERS, init_scorer)
@@ -151,14 +151,17 @@ def measure(
 
 
 def score(source: Source, out_dir: str) -> dict[str, dict[str, float]]:
-    """SSIMULACRA2 of the scored variants the pipeline wrote in `out_dir`, per format,
-    against the pixels it encoded them from."""
+    """SSIMULACRA2 of the scored variants the pipeline wrote in `out_dir`, as served to a
+    browser without AVIF and to one with it, against the pixels they were encoded from."""
     found: dict[str, dict[str, float]] = {}
     for spec, image in variants(source):
         if spec.name not in SCORED:
             continue
-        for file_format in ("webp", "avif"):
-            path = Path(out_dir) / OUTPUT_FORMATS[file_format].filename(spec.name)
+        webp = Path(out_dir) / OUTPUT_FORMATS["webp"].filename(spec.name)
+        avif = Path(out_dir) / OUTPUT_FORMATS["avif"].filename(spec.name)
+        # An AVIF browser gets the WebP where no AVIF was kept (it would have been larger).
+        served = {"webp": webp, "avif": avif if avif.exists() else webp}
+        for file_format, path in served.items():
             found.setdefault(file_format, {})[spec.name] = ssimulacra2(image, path.read_bytes())
     return found
 

@@ -38,7 +38,9 @@ class JobResult:
     bytes_by_variant: dict[str, int]
     encoding: str
     lossless_variants: list[str]
-    alternate_bytes: int = 0  # every variant's alternates (`ImageRules.alternates`)
+    # What a browser that accepts AVIF is served, every variant: its AVIF alternate where one
+    # was kept (smaller than the WebP), else the WebP.
+    avif_served_bytes: int = 0
 
 
 def make_job(
@@ -99,7 +101,7 @@ def once(
         {v.name: v.bytes for v in facts.variants},
         str(facts.processing["encoding"]),
         lossless_variants,
-        sum(a.bytes for v in facts.variants for a in v.alternates),
+        sum(v.alternates[0].bytes if v.alternates else v.bytes for v in facts.variants),
     )
 
 
