@@ -21,7 +21,7 @@ import images
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from gates import DEADLINE_S, wait_until
+from gates import DEADLINE_S, wait_listening
 from standardwebhooks import Webhook
 from support import (
     JWT_SECRET,
@@ -391,17 +391,8 @@ class TestDocumentedReceiver:
         port = free_port()
         env = {"MEDIASVC_MODERATION_SECRET": SECRET, "PORT": str(port), "PATH": "/usr/bin:/bin"}
         process = await asyncio.create_subprocess_exec(sys.executable, str(source), env=env)
-
-        async def listening() -> bool:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                return False
-            writer.close()
-            return True
-
         try:
-            await wait_until(listening, "the documented receiver listens")
+            await wait_listening(port, "the documented receiver listens")
             yield port
         finally:
             process.kill()
