@@ -30,11 +30,11 @@ from support import (
     parametrize_backends,
     readme_program,
     send_direct,
+    serving,
     stored_keys,
     upload_form,
-    webhook_receiver,
 )
-from test_events import FAST, Receiver, receiving
+from webhooks import FAST, Receiver, receiving
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SESSIONS, STORAGE
@@ -90,9 +90,7 @@ class Moderator:
 
 @pytest.fixture
 async def moderator() -> AsyncIterator[Moderator]:
-    hook = Moderator()
-    async with webhook_receiver(hook.handle) as url:
-        hook.url = url
+    async with serving(Moderator()) as hook:
         yield hook
 
 
