@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
@@ -39,6 +37,7 @@ from mediasvc.metrics import Metrics
 from mediasvc.moderation import running_moderator
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage.open import open_storage
+from mediasvc.timers import every, in_background
 from mediasvc.web.budgets import add_headers as budget_headers
 from mediasvc.web.cors import cors
 from mediasvc.web.middlewares import (
@@ -162,11 +161,8 @@ async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
     if provider is None:
         yield
         return
-    task = asyncio.create_task(provider.keep_fresh())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(provider.keep_fresh()):
+        yield
 
 
 async def _event_dispatcher(app: web.Application) -> AsyncIterator[None]:
@@ -188,7 +184,7 @@ async def _reaper_timer(app: web.Application) -> AsyncIterator[None]:
         reaped.labels("orphans").inc(report.orphans_removed)
         reaped.labels("spool").inc(report.spool_removed)
 
-    async with _every(settings.reaper_interval_s, reap_once, "reaper.failed"):
+    async with every(settings.reaper_interval_s, reap_once, "reaper.failed"):
         yield
 
 
@@ -200,7 +196,7 @@ async def _usage_gauges(app: web.Application) -> AsyncIterator[None]:
     async def refresh() -> None:
         await usage.refresh(app[DB], app[METRICS], keeping, max_age_s=settings.usage_interval_s)
 
-    async with _every(settings.usage_interval_s, refresh, "usage.refresh_failed"):
+    async with every(settings.usage_interval_s, refresh, "usage.refresh_failed"):
         yield
 
 
@@ -221,34 +217,5 @@ async def _session_completer(app: web.Application) -> AsyncIterator[None]:
         await app[SESSIONS].complete_due()
 
     interval_s = app[SETTINGS].auto_complete_interval_s
-    async with _every(interval_s, complete_due, "session.completer_failed"):
+    async with every(interval_s, complete_due, "session.completer_failed"):
         yield
-
-
-@contextlib.asynccontextmanager
-async def _every(
-    interval_s: float, work: Callable[[], Awaitable[None]], failure: str
-) -> AsyncIterator[None]:
-    """Runs `work` about every `interval_s` while the block runs; a failing round is logged
-    as `failure` and the next one runs anyway."""
-
-    # Its own generator: the process-wide one belongs to whoever else runs here (a test's
-    # Hypothesis checks that nothing draws from it behind its back).
-    jitter = random.Random()  # noqa: S311 - jitter, not a secret
-
-    async def loop() -> None:
-        while True:
-            # Jitter, so nodes started together do not all work at once.
-            await asyncio.sleep(interval_s * jitter.uniform(0.5, 1.5))
-            try:
-                await work()
-            except Exception:
-                log.exception(failure)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

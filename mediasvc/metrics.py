@@ -155,6 +155,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.moderation_seconds = Histogram(
+            "mediasvc_moderation_hook_duration_seconds",
+            "Time the moderation hook took to answer, by outcome: allow, deny, review, or "
+            "timeout, error, invalid (those three follow the kind's moderation_fail).",
+            ["outcome"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+
     def report_usage(self, usage: Iterable[KindUsage], refreshed_at: float | None) -> None:
         """Set the usage gauges to `usage` (one entry per kind), computed at `refreshed_at`
         (a Unix time; None: never); kinds no longer listed are dropped."""
@@ -167,15 +176,6 @@ class Metrics:
             self.usage_pending.labels(kind.name).set(kind.pending_sessions)
         if refreshed_at is not None:
             self.usage_refreshed.set(refreshed_at)
-
-        self.moderation_seconds = Histogram(
-            "mediasvc_moderation_hook_duration_seconds",
-            "Time the moderation hook took to answer, by outcome: allow, deny, review, or "
-            "timeout, error, invalid (those three follow the kind's moderation_fail).",
-            ["outcome"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
 
     def watch(self, pool: WorkerPool, db: ConnectionPool) -> None:
         """Report the worker pool and database pool at every scrape."""

@@ -107,3 +107,18 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout_s} s waiting until {what}")
         await asyncio.sleep(poll_s)  # the deadline above bounds this wait, not a guess
+
+
+async def wait_listening(port: int, what: str) -> None:
+    """Wait until something accepts connections on loopback `port` (a child process that
+    has just started); fail the test at the deadline."""
+
+    async def listening() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await wait_until(listening, what)

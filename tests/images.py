@@ -249,31 +249,17 @@ def _profile_option(icc: bool) -> dict[str, Any]:
 
 
 def make_jpeg(
-    *,
-    width: int = 640,
-    height: int = 480,
-    orientation: int = 1,
-    gps: bool = False,
-    xmp: bool = False,
-    comment: str | None = None,
-    icc: bool = False,
-    iptc: bool = False,
-    quality: int = 90,
+    *, width: int = 640, height: int = 480, orientation: int = 1, **metadata: Any
 ) -> bytes:
-    """Make a JPEG that displays as ``reference_pattern(width, height)``.
+    """Make a JPEG that displays as ``reference_pattern(width, height)``, carrying
+    `with_metadata`'s ``metadata`` (gps, xmp, comment, icc, iptc, quality).
 
     The stored pixels are pre-transformed so that honouring the EXIF
-    ``orientation`` tag shows the reference upright. EXIF always carries
-    :data:`EXIF_MARKER` (ImageDescription and Artist); ``gps`` adds a GPS IFD,
-    ``xmp`` an APP1 XMP packet with :data:`XMP_MARKER`, ``comment`` a COM
-    segment, ``icc`` an APP2 sRGB ICC profile (pixels unchanged), ``iptc`` an
-    APP13 IPTC caption with :data:`IPTC_MARKER`.
+    ``orientation`` tag shows the reference upright.
     """
     stored = _to_stored(reference_pattern(width, height), orientation)
     stored.set_type(pyvips.GValue.gint_type, "orientation", orientation)
-    return with_metadata(
-        stored, gps=gps, xmp=xmp, comment=comment, icc=icc, iptc=iptc, quality=quality
-    )
+    return with_metadata(stored, **metadata)
 
 
 def with_metadata(
@@ -286,8 +272,10 @@ def with_metadata(
     iptc: bool = False,
     quality: int = 90,
 ) -> bytes:
-    """`image` as a JPEG carrying the metadata `make_jpeg` describes (EXIF with
-    :data:`EXIF_MARKER` always)."""
+    """`image` as a JPEG. EXIF always carries :data:`EXIF_MARKER` (ImageDescription and
+    Artist); ``gps`` adds a GPS IFD, ``xmp`` an APP1 XMP packet with :data:`XMP_MARKER`,
+    ``comment`` a COM segment, ``icc`` an APP2 sRGB ICC profile (pixels unchanged),
+    ``iptc`` an APP13 IPTC caption with :data:`IPTC_MARKER`."""
     stored = _with_markers(image, xmp=xmp)
     if gps:
         for name, value in GPS_FIELDS.items():

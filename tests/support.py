@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import images
@@ -251,6 +251,25 @@ async def webhook_receiver(
         yield f"http://{host}:{port}/hook"
     finally:
         await runner.cleanup()
+
+
+class Hook(Protocol):
+    """A receiver `serving` puts on the network: its handler, and the URL it is given."""
+
+    url: str
+
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
+HookT = TypeVar("HookT", bound=Hook)
+
+
+@asynccontextmanager
+async def serving(hook: HookT) -> AsyncIterator[HookT]:
+    """`hook` served by `webhook_receiver`, its `url` set, while the block runs."""
+    async with webhook_receiver(hook.handle) as url:
+        hook.url = url
+        yield hook
 
 
 async def oversize_head_answer(

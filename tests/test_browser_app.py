@@ -124,12 +124,11 @@ async def sites(nginx: str, origins: Origins) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def browser(
-    sites: None, nginx: str, origins: Origins
-) -> AsyncIterator[tuple[BrowserContext, list[str]]]:
-    """Chromium that may reach the two sites and mediasvc's nginx, nothing else."""
+async def browser(sites: None, nginx: str, origins: Origins) -> AsyncIterator[BrowserContext]:
+    """Chromium that may reach the two sites and mediasvc's nginx, nothing else; no page
+    may report a problem."""
     async with browser_context([origins.app, origins.third, nginx]) as (context, problems):
-        yield context, problems
+        yield context
         assert problems == []
 
 
@@ -138,6 +137,14 @@ async def choose(page: Page, tmp_path: Path, name: str, data: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(data)
     await page.locator("#file").set_input_files(path)
+
+
+async def sign_in_by_cookie(context: BrowserContext, sub: str, **where: str) -> None:
+    """Give the browser `sub`'s session cookie (HttpOnly, SameSite=Lax), set for `where`
+    (a `url`, or a `domain` and `path`)."""
+    token = bearer(sub)["Authorization"].removeprefix("Bearer ")
+    cookie = {"name": COOKIE, "value": token, **where, "httpOnly": True, "sameSite": "Lax"}
+    await context.add_cookies([cookie])
 
 
 async def media_count(client: Client) -> int:
@@ -150,15 +157,14 @@ async def test_bearer_upload_from_another_origin(
     client: Client,
     nginx: str,
     origins: Origins,
-    browser: tuple[BrowserContext, list[str]],
+    browser: BrowserContext,
     tmp_path: Path,
 ) -> None:
     """The README example, run on the app's origin with a bearer token, uploads with
     progress and reads Location, then reads a refusal's problem; from a third origin the
     preflight is refused and nothing is sent."""
-    context, _ = browser
     token = bearer("alice")["Authorization"].removeprefix("Bearer ")
-    page = await context.new_page()
+    page = await browser.new_page()
     await page.goto(f"{origins.app}/")
     await choose(page, tmp_path, "photo.jpg", images.make_noisy_jpeg(width=1200, height=900))
     uploaded = await page.evaluate(UPLOAD, [nginx, token])
@@ -175,7 +181,7 @@ async def test_bearer_upload_from_another_origin(
     assert refused["problem"]["code"] == "unsupported_media_type"
     assert refused["message"] == refused["problem"]["detail"]
 
-    elsewhere = await context.new_page()
+    elsewhere = await browser.new_page()
     await elsewhere.goto(f"{origins.third}/")
     await choose(elsewhere, tmp_path, "photo.jpg", images.make_tiny())
     blocked = await elsewhere.evaluate(UPLOAD, [nginx, token])
@@ -188,27 +194,14 @@ async def test_cookie_session_upload_and_csrf_from_a_third_origin(
     client: Client,
     nginx: str,
     origins: Origins,
-    browser: tuple[BrowserContext, list[str]],
+    browser: BrowserContext,
     tmp_path: Path,
 ) -> None:
     """With the session in an HttpOnly cookie the app's script uploads without seeing the
     token; on a third origin (same site, so the browser sends the cookie) the same script is
     refused at its preflight, and a POST that needs none gets the CSRF 403: nothing stored."""
-    context, _ = browser
-    token = bearer("carol")["Authorization"].removeprefix("Bearer ")
-    await context.add_cookies(
-        [
-            {
-                "name": COOKIE,
-                "value": token,
-                "domain": "127.0.0.1",
-                "path": "/",
-                "httpOnly": True,
-                "sameSite": "Lax",
-            }
-        ]
-    )
-    page = await context.new_page()
+    await sign_in_by_cookie(browser, "carol", domain="127.0.0.1", path="/")
+    page = await browser.new_page()
     await page.goto(f"{origins.app}/")
     assert await page.evaluate("document.cookie") == ""
     await choose(page, tmp_path, "photo.jpg", images.make_jpeg())
@@ -218,7 +211,7 @@ async def test_cookie_session_upload_and_csrf_from_a_third_origin(
     owner = await client.app[DB].fetchval("SELECT owner FROM media WHERE id = $1", uploaded["id"])
     assert owner == "carol"
 
-    elsewhere = await context.new_page()
+    elsewhere = await browser.new_page()
     await elsewhere.goto(f"{origins.third}/")
     await choose(elsewhere, tmp_path, "photo.jpg", images.make_jpeg())
     # The example's upload listener makes even a cookie upload ask first (a preflight,
@@ -238,18 +231,14 @@ async def test_plain_forms_come_back_with_303(
     client: Client,
     nginx: str,
     origins: Origins,
-    browser: tuple[BrowserContext, list[str]],
+    browser: BrowserContext,
     tmp_path: Path,
 ) -> None:
     """A form without script on the app's page, with the cookie session, lands back on the
     app with `media=<id>`, or with `error=<code>` when refused; the same form on a third
     origin gets the CSRF 403 problem."""
-    context, _ = browser
-    token = bearer("dave")["Authorization"].removeprefix("Bearer ")
-    await context.add_cookies(
-        [{"name": COOKIE, "value": token, "url": nginx, "httpOnly": True, "sameSite": "Lax"}]
-    )
-    page = await context.new_page()
+    await sign_in_by_cookie(browser, "dave", url=nginx)
+    page = await browser.new_page()
 
     await page.goto(f"{origins.app}/form")
     await choose(page, tmp_path, "photo.jpg", images.make_jpeg())

@@ -29,8 +29,8 @@ import os
 import random
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from gates import wait_until
 from standardwebhooks import Webhook, WebhookVerificationError
-from support import bearer, upload_form, webhook_receiver
+from support import bearer, serving, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
@@ -115,13 +115,9 @@ class Receiver:
         return found
 
 
-@asynccontextmanager
-async def receiving(rng: random.Random) -> AsyncIterator[Receiver]:
+def receiving(rng: random.Random) -> AbstractAsyncContextManager[Receiver]:
     """A receiver on a free loopback port."""
-    receiver = Receiver(rng)
-    async with webhook_receiver(receiver.handle) as url:
-        receiver.url = url
-        yield receiver
+    return serving(Receiver(rng))
 
 
 # --- the run --------------------------------------------------------------------------------

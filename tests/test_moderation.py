@@ -21,7 +21,7 @@ import images
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from gates import DEADLINE_S, wait_until
+from gates import DEADLINE_S, wait_listening
 from standardwebhooks import Webhook
 from support import (
     JWT_SECRET,
@@ -30,11 +30,11 @@ from support import (
     parametrize_backends,
     readme_program,
     send_direct,
+    serving,
     stored_keys,
     upload_form,
-    webhook_receiver,
 )
-from test_events import FAST, Receiver, receiving
+from webhooks import FAST, Receiver, receiving
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SESSIONS, STORAGE
@@ -90,9 +90,7 @@ class Moderator:
 
 @pytest.fixture
 async def moderator() -> AsyncIterator[Moderator]:
-    hook = Moderator()
-    async with webhook_receiver(hook.handle) as url:
-        hook.url = url
+    async with serving(Moderator()) as hook:
         yield hook
 
 
@@ -391,17 +389,8 @@ class TestDocumentedReceiver:
         port = free_port()
         env = {"MEDIASVC_MODERATION_SECRET": SECRET, "PORT": str(port), "PATH": "/usr/bin:/bin"}
         process = await asyncio.create_subprocess_exec(sys.executable, str(source), env=env)
-
-        async def listening() -> bool:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                return False
-            writer.close()
-            return True
-
         try:
-            await wait_until(listening, "the documented receiver listens")
+            await wait_listening(port, "the documented receiver listens")
             yield port
         finally:
             process.kill()

@@ -415,35 +415,43 @@ class TestBucketTls:
         server = await aiohttp_server(bucket.app(), ssl=context)
         return bucket, f"https://127.0.0.1:{server.port}", cert
 
+    @pytest.fixture
+    def fetch(
+        self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+    ) -> Callable[..., Awaitable[tuple[int, bytes]]]:
+        """GETs a public variant through nginx whose bucket is at `endpoint`, with
+        `site_changes`; its status and body."""
+
+        async def fetch(endpoint: str, **site_changes: Any) -> tuple[int, bytes]:
+            async with (
+                fake_bucket_nginx(make_settings, endpoint, **site_changes) as url,
+                http.get(f"{url}/media/ab/{'a' * 22}/full.webp") as response,
+            ):
+                return response.status, await response.read()
+
+        return fetch
+
     async def test_untrusted_bucket_certificate_is_refused(
         self,
         tls_bucket: tuple[FakeBucket, str, Path],
-        make_settings: Callable[..., Settings],
-        http: aiohttp.ClientSession,
+        fetch: Callable[..., Awaitable[tuple[int, bytes]]],
     ) -> None:
         """Against the system CAs a self-signed bucket fails the handshake: 503, no request."""
         bucket, endpoint, _ = tls_bucket
-        async with (
-            fake_bucket_nginx(make_settings, endpoint) as url,
-            http.get(f"{url}/media/ab/{'a' * 22}/full.webp") as response,
-        ):
-            assert response.status == 503
+        status, _ = await fetch(endpoint)
+        assert status == 503
         assert bucket.requests == []
 
     async def test_bucket_certificate_from_the_trusted_set_is_accepted(
         self,
         tls_bucket: tuple[FakeBucket, str, Path],
-        make_settings: Callable[..., Settings],
-        http: aiohttp.ClientSession,
+        fetch: Callable[..., Awaitable[tuple[int, bytes]]],
     ) -> None:
         """With the bucket's CA trusted the same URL is served (so the 503 above was the check)."""
         bucket, endpoint, cert = tls_bucket
-        async with (
-            fake_bucket_nginx(make_settings, endpoint, s3_trusted_ca=cert) as url,
-            http.get(f"{url}/media/ab/{'a' * 22}/full.webp") as response,
-        ):
-            assert response.status == 200
-            assert await response.read() == WEBP
+        status, body = await fetch(endpoint, s3_trusted_ca=cert)
+        assert status == 200
+        assert body == WEBP
         assert len(bucket.requests) == 1
 
 

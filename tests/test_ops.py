@@ -42,7 +42,7 @@ from mediasvc.ops.storage_copy import copy_storage, target_name
 from mediasvc.ops.verify import Missing, verify_storage
 from mediasvc.stack.localproc import free_port
 from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster, client_binary
-from mediasvc.storage import DirectUpload, Storage, StoredObject
+from mediasvc.storage import DirectUpload, DirectUploadTerms, Storage, StoredObject
 from mediasvc.storage.open import open_storage
 
 Client = TestClient[Any, Any]
@@ -285,8 +285,8 @@ class WrappedStorage:
     async def check(self) -> None:
         await self.inner.check()
 
-    async def direct_upload(self, key: str, **options: Any) -> DirectUpload | None:
-        return await self.inner.direct_upload(key, **options)
+    async def direct_upload(self, key: str, terms: DirectUploadTerms) -> DirectUpload | None:
+        return await self.inner.direct_upload(key, terms)
 
 
 class StallingStorage(WrappedStorage):

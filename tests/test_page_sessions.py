@@ -42,6 +42,7 @@ from mediasvc.config import AddressingStyle, Settings
 from mediasvc.imaging.variants import VARIANTS
 from mediasvc.keys import UPLOADS_PREFIX
 from mediasvc.stack.localproc import free_port
+from mediasvc.storage import DirectUploadTerms
 from mediasvc.storage.s3 import S3Storage, client_config
 from mediasvc.web.page import content_security_policy
 
@@ -335,11 +336,13 @@ async def test_connect_src_admits_every_origin_the_store_presigns_for(
             for method in ("post", "put"):
                 upload = await storage.direct_upload(
                     "uploads/x",
-                    content_type="image/jpeg",
-                    size=1,
-                    max_bytes=1,
-                    method=method,
-                    ttl_s=60,
+                    DirectUploadTerms(
+                        content_type="image/jpeg",
+                        size=1,
+                        max_bytes=1,
+                        method=method,
+                        ttl_s=60,
+                    ),
                 )
                 assert upload is not None
                 parts = urlsplit(upload.url)

@@ -17,7 +17,7 @@ from typing import Any
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from gates import DEADLINE_S, wait_until
+from gates import DEADLINE_S, wait_listening
 from support import README, bearer, readme_program, upload_form
 
 from mediasvc.cli import main
@@ -89,16 +89,7 @@ async def test_the_webhook_receiver_handles_ready_and_deleted(
     """The README's receiver verifies each event and prints what it does with it: attach a
     new media with its thumbnail's URL, then forget it once deleted."""
     program, port = receiver
-
-    async def listening() -> bool:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return False
-        writer.close()
-        return True
-
-    await wait_until(listening, "the README's receiver listens")
+    await wait_listening(port, "the README's receiver listens")
     response = await client.post(
         "/v1/media", data=upload_form(images.make_tiny(), filename="t.png"), headers=bearer()
     )

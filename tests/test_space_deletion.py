@@ -19,9 +19,9 @@ from support import (
     JWT_SECRET,
     parametrize_backends,
     send_direct,
+    serving,
     stored_keys,
     upload_form,
-    webhook_receiver,
 )
 
 from mediasvc import cli
@@ -69,9 +69,7 @@ class Events:
 @pytest.fixture
 async def events() -> AsyncIterator[Events]:
     """Where the app sends its webhooks."""
-    receiver = Events()
-    async with webhook_receiver(receiver.handle) as url:
-        receiver.url = url
+    async with serving(Events()) as receiver:
         yield receiver
 
 

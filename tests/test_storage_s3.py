@@ -24,7 +24,7 @@ from support import bearer, stored_keys, upload_form
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.stack.localproc import free_port
-from mediasvc.storage import StorageError
+from mediasvc.storage import DirectUploadTerms, StorageError
 from mediasvc.storage.s3 import PRIVATE_CACHE_CONTROL, PUBLIC_CACHE_CONTROL, S3Storage, open_client
 
 Client = TestClient[Any, Any]
@@ -182,11 +182,13 @@ class TestPresignedUploadsAreSigV4:
         async with open_client(settings) as client:
             direct = await S3Storage(client, settings.s3_bucket).direct_upload(
                 "uploads/abc/raw",
-                content_type="image/jpeg",
-                size=1234,
-                max_bytes=1234,
-                method="put",
-                ttl_s=60,
+                DirectUploadTerms(
+                    content_type="image/jpeg",
+                    size=1234,
+                    max_bytes=1234,
+                    method="put",
+                    ttl_s=60,
+                ),
             )
         assert direct is not None
         assert direct.method == "PUT"
@@ -224,11 +226,13 @@ class TestPresignedUploadsAreSigV4:
         async with open_client(settings) as client:
             direct = await S3Storage(client, settings.s3_bucket).direct_upload(
                 "uploads/abc/raw",
-                content_type="image/png",
-                size=None,
-                max_bytes=999,
-                method="post",
-                ttl_s=60,
+                DirectUploadTerms(
+                    content_type="image/png",
+                    size=None,
+                    max_bytes=999,
+                    method="post",
+                    ttl_s=60,
+                ),
             )
         assert direct is not None
         assert direct.method == "POST"

@@ -34,6 +34,7 @@ from mediasvc.db import events as queries
 from mediasvc.db.events import Claim
 from mediasvc.events.signing import Signer
 from mediasvc.metrics import Metrics
+from mediasvc.timers import in_background
 
 log = structlog.get_logger(__name__)
 
@@ -304,10 +305,5 @@ async def running_dispatcher(
     timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as http:
         dispatcher = Dispatcher(settings, pool, http, metrics)
-        task = asyncio.create_task(dispatcher.run())
-        try:
+        async with in_background(dispatcher.run()):
             yield dispatcher
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

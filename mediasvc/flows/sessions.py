@@ -53,7 +53,13 @@ from mediasvc.kinds import KindRules
 from mediasvc.models import Media
 from mediasvc.signing import sign_path
 from mediasvc.spool import SpooledUpload, spooled_stream
-from mediasvc.storage import DirectUpload, ObjectMissing, Storage, StorageError
+from mediasvc.storage import (
+    DirectUpload,
+    DirectUploadTerms,
+    ObjectMissing,
+    Storage,
+    StorageError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -154,11 +160,13 @@ class SessionFlow:
         try:
             direct = await self.storage.direct_upload(
                 upload_key(media.id),
-                content_type=media.original.mime,
-                size=media.original.bytes if exact else None,
-                max_bytes=media.original.bytes,
-                method=method,
-                ttl_s=ttl_s,
+                DirectUploadTerms(
+                    content_type=media.original.mime,
+                    size=media.original.bytes if exact else None,
+                    max_bytes=media.original.bytes,
+                    method=method,
+                    ttl_s=ttl_s,
+                ),
             )
         except StorageError as exc:
             raise Busy("Storage is unavailable; try again shortly.") from exc

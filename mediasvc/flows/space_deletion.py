@@ -37,6 +37,7 @@ from mediasvc.errors import MediaError
 from mediasvc.events import outbox
 from mediasvc.flows.purge import purge
 from mediasvc.storage import Storage, StorageError
+from mediasvc.timers import in_background
 
 log = structlog.get_logger(__name__)
 
@@ -140,13 +141,8 @@ class SpaceDeletions:
     async def running(self, interval_s: float) -> AsyncIterator[None]:
         """Passes over every job while the block runs: at once when kicked, about every
         `interval_s` otherwise, and more often while a job waits for uploads to end."""
-        task = asyncio.create_task(self._loop(interval_s))
-        try:
+        async with in_background(self._loop(interval_s)):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _loop(self, interval_s: float) -> None:
         delay = interval_s

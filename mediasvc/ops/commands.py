@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from mediasvc import db
 from mediasvc.config import Settings, StorageKind
@@ -25,6 +25,8 @@ from mediasvc.storage.open import open_storage
 INTERRUPTED = 130
 # `storage copy --to`'s choices.
 BACKENDS: tuple[str, ...] = get_args(StorageKind)
+
+R = TypeVar("R")
 
 
 def storage_copy_command(to: StorageKind, *, dry_run: bool, jobs: int) -> int:
@@ -73,31 +75,41 @@ def storage_verify_command() -> int:
 
 def backup_command(directory: Path, *, dry_run: bool, jobs: int) -> int:
     """`backup DIR`."""
-    settings = _settings(devstack.env_beside_dev())
 
-    async def work() -> int:
-        async with open_storage(settings) as storage:
-            report = await backup.backup(
-                settings,
-                directory,
-                storage=storage,
-                kinds=kind_rules(settings),
-                dry_run=dry_run,
-                jobs=jobs,
-            )
+    def show(report: backup.BackupReport) -> int:
         print(*report.problems, report.summary(), sep="\n")
         return 1 if report.problems else 0
 
-    return _run(work)
+    return _backup_job(backup.backup, directory, dry_run=dry_run, jobs=jobs, show=show)
 
 
 def restore_command(directory: Path, *, dry_run: bool, jobs: int) -> int:
     """`restore DIR`: restore, then print `storage verify`'s report."""
+
+    def show(report: backup.RestoreReport) -> int:
+        if report.verify is not None:
+            print(*report.verify.lines(), sep="\n")
+        print(report.summary())
+        return 0 if report.verify is None or report.verify.ok else 1
+
+    return _backup_job(backup.restore, directory, dry_run=dry_run, jobs=jobs, show=show)
+
+
+def _backup_job(
+    operation: Callable[..., Awaitable[R]],
+    directory: Path,
+    *,
+    dry_run: bool,
+    jobs: int,
+    show: Callable[[R], int],
+) -> int:
+    """Run `backup.backup` or `backup.restore` (one signature) against the storage the
+    settings name; `show` prints the report and returns the exit status."""
     settings = _settings(devstack.env_beside_dev())
 
     async def work() -> int:
         async with open_storage(settings) as storage:
-            report = await backup.restore(
+            report = await operation(
                 settings,
                 directory,
                 storage=storage,
@@ -105,10 +117,7 @@ def restore_command(directory: Path, *, dry_run: bool, jobs: int) -> int:
                 dry_run=dry_run,
                 jobs=jobs,
             )
-        if report.verify is not None:
-            print(*report.verify.lines(), sep="\n")
-        print(report.summary())
-        return 0 if report.verify is None or report.verify.ok else 1
+        return show(report)
 
     return _run(work)
 

@@ -37,6 +37,18 @@ class DirectUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectUploadTerms:
+    """What a direct upload may send: its type, exactly `size` bytes if known, else at most
+    `max_bytes`, by `method` ("post" or "put"), within `ttl_s` seconds."""
+
+    content_type: str
+    size: int | None
+    max_bytes: int
+    method: str
+    ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredObject:
     """One object found by a scan: its key, when it was last written (UTC), its size."""
 
@@ -79,17 +91,7 @@ class Storage(Protocol):
         """The object's bytes in chunks; `ObjectMissing` if there is none."""
         ...
 
-    async def direct_upload(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        size: int | None,
-        max_bytes: int,
-        method: str,
-        ttl_s: int,
-    ) -> DirectUpload | None:
-        """A presigned way for a client to store `key` itself, of exactly `size` bytes if
-        known, else of at most `max_bytes`, where the store can enforce it; None when the
-        bytes must come through the app."""
+    async def direct_upload(self, key: str, terms: DirectUploadTerms) -> DirectUpload | None:
+        """A presigned way for a client to store `key` itself, on `terms`, where the store
+        can enforce them; None when the bytes must come through the app."""
         ...

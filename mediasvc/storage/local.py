@@ -12,7 +12,13 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mediasvc.storage import DirectUpload, ObjectMissing, StorageError, StoredObject
+from mediasvc.storage import (
+    DirectUpload,
+    DirectUploadTerms,
+    ObjectMissing,
+    StorageError,
+    StoredObject,
+)
 
 # Reads go through a thread per chunk: large chunks keep the hops few.
 _READ_CHUNK = 1024 * 1024
@@ -68,16 +74,7 @@ class LocalStorage:
     # The app receives a session's PUT itself, and caps it as it streams.
     put_needs_size = False
 
-    async def direct_upload(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        size: int | None,
-        max_bytes: int,
-        method: str,
-        ttl_s: int,
-    ) -> DirectUpload | None:
+    async def direct_upload(self, key: str, terms: DirectUploadTerms) -> DirectUpload | None:
         # Files on this disk: the app receives the bytes itself, through a signed URL.
         return None
 

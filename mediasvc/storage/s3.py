@@ -19,7 +19,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mediasvc.config import Settings
 from mediasvc.keys import is_private
-from mediasvc.storage import DirectUpload, ObjectMissing, StorageError, StoredObject
+from mediasvc.storage import (
+    DirectUpload,
+    DirectUploadTerms,
+    ObjectMissing,
+    StorageError,
+    StoredObject,
+)
 
 PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 PRIVATE_CACHE_CONTROL = "private, no-store"
@@ -93,19 +99,10 @@ class S3Storage:
         except _UNAVAILABLE as exc:
             raise StorageError(f"cannot read {key}: {exc}") from exc
 
-    async def direct_upload(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        size: int | None,
-        max_bytes: int,
-        method: str,
-        ttl_s: int,
-    ) -> DirectUpload | None:
+    async def direct_upload(self, key: str, terms: DirectUploadTerms) -> DirectUpload | None:
         try:
-            if method == "put":
-                assert size is not None, "the session flow asks a PUT's size first"
+            if terms.method == "put":
+                assert terms.size is not None, "the session flow asks a PUT's size first"
                 # SigV4 signs the type and the exact length into the URL, so the store
                 # itself refuses a PUT of another size. Clients send that length anyway
                 # (browsers must: they refuse to set it), so it is not in `headers`.
@@ -114,19 +111,22 @@ class S3Storage:
                     Params={
                         "Bucket": self.bucket,
                         "Key": self.prefix + key,
-                        "ContentType": content_type,
-                        "ContentLength": size,
+                        "ContentType": terms.content_type,
+                        "ContentLength": terms.size,
                     },
-                    ExpiresIn=ttl_s,
+                    ExpiresIn=terms.ttl_s,
                 )
-                return DirectUpload("PUT", url, headers={"Content-Type": content_type})
+                return DirectUpload("PUT", url, headers={"Content-Type": terms.content_type})
             # The POST policy makes the store itself refuse another type or a bigger body.
             post = await self._client.generate_presigned_post(
                 Bucket=self.bucket,
                 Key=self.prefix + key,
-                Fields={"Content-Type": content_type},
-                Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
-                ExpiresIn=ttl_s,
+                Fields={"Content-Type": terms.content_type},
+                Conditions=[
+                    {"Content-Type": terms.content_type},
+                    ["content-length-range", 1, terms.max_bytes],
+                ],
+                ExpiresIn=terms.ttl_s,
             )
         except _UNAVAILABLE as exc:
             raise StorageError(f"cannot presign {key}: {exc}") from exc

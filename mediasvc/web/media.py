@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from mediasvc import db
@@ -18,6 +16,7 @@ from mediasvc.form import check_collection_name
 from mediasvc.ingest import spooled_upload
 from mediasvc.keys import is_private
 from mediasvc.kinds import srcset_sizes
+from mediasvc.models import Media
 from mediasvc.web import redirects
 from mediasvc.web.access import (
     optional_principal,
@@ -34,6 +33,7 @@ from mediasvc.web.paging import (
     decode_cursor,
     encode_cursor,
     limit_param,
+    recent_cursor,
     recent_position,
 )
 
@@ -99,18 +99,19 @@ async def list_media(request: web.Request) -> web.Response:
             items = await queries.list_collection(
                 conn, owner, collection, after_position=collection_position(cursor), limit=limit
             )
-            next_cursor: dict[str, Any] | None = (
-                {"p": items[-1].slot} if len(items) == limit else None
-            )
+            next_cursor = encode_cursor({"p": items[-1].slot}) if len(items) == limit else None
         else:
             items = await queries.list_recent(
                 conn, owner, before=recent_position(cursor), limit=limit
             )
-            next_cursor = (
-                {"t": items[-1].created_at.isoformat(), "i": items[-1].id}
-                if len(items) == limit
-                else None
-            )
+            next_cursor = recent_cursor(items, limit)
+    return full_media_page(request, items, next_cursor)
+
+
+def full_media_page(
+    request: web.Request, items: list[Media], next_cursor: str | None
+) -> web.Response:
+    """A page of media shown in full (to their owner, or an admin)."""
     settings, kinds = request.app[SETTINGS], request.app[KINDS]
     return answer(
         shapes.MediaPage(
@@ -118,7 +119,7 @@ async def list_media(request: web.Request) -> web.Response:
                 media_view(item, settings, full=True, sizes=srcset_sizes(kinds, item.kind))
                 for item in items
             ],
-            next_cursor=None if next_cursor is None else encode_cursor(next_cursor),
+            next_cursor=next_cursor,
         )
     )
 
@@ -142,7 +143,6 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
             before=before,
             limit=limit,
         )
-    last = items[-1] if len(items) == limit else None
     settings, kinds = request.app[SETTINGS], request.app[KINDS]
     return answer(
         shapes.MediaPage(
@@ -156,11 +156,7 @@ async def _list_space(request: web.Request, principal: Principal) -> web.Respons
                 )
                 for item in items
             ],
-            next_cursor=(
-                None
-                if last is None
-                else encode_cursor({"t": last.created_at.isoformat(), "i": last.id})
-            ),
+            next_cursor=recent_cursor(items, limit),
         )
     )
 

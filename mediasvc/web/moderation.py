@@ -14,7 +14,8 @@ from mediasvc.errors import BadRequest, Forbidden
 from mediasvc.kinds import srcset_sizes
 from mediasvc.web.access import require_principal, visible_media
 from mediasvc.web.bodies import answer, json_body
-from mediasvc.web.paging import decode_cursor, encode_cursor, limit_param, recent_position
+from mediasvc.web.media import full_media_page
+from mediasvc.web.paging import decode_cursor, limit_param, recent_cursor, recent_position
 
 _EXAMPLE = '{"decision": "allow"}'
 _MESSAGES = {"decision": "decision must be allow or deny."}
@@ -54,18 +55,4 @@ async def list_quarantined(request: web.Request) -> web.Response:
     after = recent_position(decode_cursor(request.query.get("cursor")))
     async with db.connection(request.app[DB]) as conn:
         items = await queries.list_quarantined(conn, after=after, limit=limit)
-    last = items[-1] if len(items) == limit else None
-    settings, kinds = request.app[SETTINGS], request.app[KINDS]
-    return answer(
-        shapes.MediaPage(
-            items=[
-                media_view(item, settings, full=True, sizes=srcset_sizes(kinds, item.kind))
-                for item in items
-            ],
-            next_cursor=(
-                None
-                if last is None
-                else encode_cursor({"t": last.created_at.isoformat(), "i": last.id})
-            ),
-        )
-    )
+    return full_media_page(request, items, recent_cursor(items, limit))

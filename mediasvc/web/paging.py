@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mediasvc.errors import BadRequest
 from mediasvc.ids import is_media_id
+from mediasvc.models import Media
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -71,3 +72,12 @@ def recent_position(cursor: dict[str, Any]) -> tuple[datetime, str] | None:
     if created_at.tzinfo is None or not isinstance(media_id, str) or not is_media_id(media_id):
         raise BadRequest("The cursor is not valid.", field="cursor")
     return created_at, media_id
+
+
+def recent_cursor(items: list[Media], limit: int) -> str | None:
+    """The cursor of the newest-first page after `items` (`recent_position` reads it); None
+    when `items` is not a full page, so the last."""
+    if len(items) < limit:
+        return None
+    last = items[-1]
+    return encode_cursor({"t": last.created_at.isoformat(), "i": last.id})
