@@ -53,7 +53,7 @@ class Program:
 async def receiver(tmp_path: Path) -> AsyncIterator[tuple[Program, int]]:
     """The README's webhook receiver, listening on a free port with the test's secret."""
     source = tmp_path / "receiver.py"
-    source.write_text(readme_program("python", "standardwebhooks"))
+    source.write_text(readme_program("python", "async def media_events("))
     port = free_port()
     env = {
         "MEDIASVC_WEBHOOK_SECRET": "whsec_" + base64.b64encode(KEY).decode(),
