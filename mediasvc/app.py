@@ -35,6 +35,7 @@ from mediasvc.form import UploadForm
 from mediasvc.kinds import default_kind, kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.moderation import running_moderator
+from mediasvc.nginxcache import running_purger
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.storage.open import open_storage
 from mediasvc.timers import every, in_background
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
             _space_deleter,
             _session_completer,
             _event_dispatcher,
+            _cache_purger,
             _provider_keys,
         ]
     )
@@ -168,6 +170,13 @@ async def _provider_keys(app: web.Application) -> AsyncIterator[None]:
 async def _event_dispatcher(app: web.Application) -> AsyncIterator[None]:
     """Webhook deliveries from the outbox, on every node (nothing without a webhook URL)."""
     async with running_dispatcher(app[SETTINGS], app[DB], app[METRICS]):
+        yield
+
+
+async def _cache_purger(app: web.Application) -> AsyncIterator[None]:
+    """Removed public variants purged from this host's nginx cache (`nginxcache`), on every
+    node with MEDIASVC_NGINX_CACHE_DIR."""
+    async with running_purger(app[SETTINGS], app[DB]):
         yield
 
 

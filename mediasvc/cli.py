@@ -1,9 +1,10 @@
 """`python -m mediasvc COMMAND`: serve, migrate, token, gc, events, rerender, usage, spaces,
-storage copy|verify, backup, restore, blocklist, dev, nginx-conf, problem-codes.
+storage copy|verify, backup, restore, blocklist, dev, nginx-conf, cache-purger,
+problem-codes.
 
-Commands other than `serve` and `nginx-conf` also work from the checkout beside `make run`:
-what the environment leaves unset (the database URL, the secrets) they take from the dev
-stack of the data dir (`devstack.env_beside_dev`)."""
+Commands other than `serve`, `nginx-conf` and `cache-purger` also work from the checkout
+beside `make run`: what the environment leaves unset (the database URL, the secrets) they
+take from the dev stack of the data dir (`devstack.env_beside_dev`)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from mediasvc.flows.rerender import Options
 from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
+from mediasvc.nginxcache import running_purger
 from mediasvc.ops import commands as ops
 from mediasvc.ops.rerender import rerender as run_rerender
 from mediasvc.ops.usage import show_usage
@@ -141,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--upstream", action="append", required=True, help="an app node, host:port (repeat)"
     )
     commands.add_parser(
+        "cache-purger",
+        help="keep removed variants out of this host's nginx cache (MEDIASVC_NGINX_CACHE_DIR),"
+        " on an nginx host without a node",
+    )
+    commands.add_parser(
         "problem-codes", help="print the README's table of problem codes (from the registry)"
     )
     storage = commands.add_parser("storage", help="copy media to the other backend; verify")
@@ -199,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_blocklist(args))
         if args.command == "nginx-conf":
             return _nginx_conf(args.directory, args.listen, args.upstream)
+        if args.command == "cache-purger":
+            return asyncio.run(_cache_purger())
         return devstack.run()
     except (ConfigError, devstack.DevError, LandlockRefused) as exc:
         print(f"mediasvc: {exc}", file=sys.stderr)
@@ -225,6 +234,16 @@ def _nginx_conf(directory: Path, listen: str, upstreams: list[str]) -> int:
     settings = Settings.from_env()
     render(Site.for_settings(settings, listen=listen, upstreams=upstreams), directory)
     print(f"wrote {directory}/mediasvc.conf (include it inside http {{ }}) and its snippets")
+    return 0
+
+
+async def _cache_purger() -> int:
+    settings = Settings.from_env()
+    configure_logging(settings.log_format)
+    if settings.storage != "s3" or settings.nginx_cache_dir is None:
+        raise ConfigError("cache-purger needs MEDIASVC_STORAGE=s3 and MEDIASVC_NGINX_CACHE_DIR")
+    async with db.open_pool(settings) as pool, running_purger(settings, pool):
+        await asyncio.Event().wait()  # until SIGTERM or Ctrl-C
     return 0
 
 

@@ -298,6 +298,10 @@ class Settings:
     )
     nginx_cache_size_mb: int = field(default=1024, metadata=_env("NGINX_CACHE_SIZE_MB", _positive))
     nginx_cache_ttl_s: int = field(default=60, metadata=_env("NGINX_CACHE_TTL_S", _positive))
+    # nginx's cache of bucket variants on this host, which this node purges of removed
+    # variants (`mediasvc.nginxcache`); unset, the node purges none (another does, or
+    # `cache-purger`).
+    nginx_cache_dir: Path | None = field(default=None, metadata=_env("NGINX_CACHE_DIR", Path))
     # Each verified user's requests per minute, across every node (`mediasvc.budgets`);
     # 0 turns one off. Admins have none.
     user_uploads_per_min: int = field(

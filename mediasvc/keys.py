@@ -87,6 +87,13 @@ def is_private(key: str) -> bool:
     return key.startswith(PRIVATE_PREFIX)
 
 
+def is_public_variant(key: str) -> bool:
+    """Whether the key is a variant nginx serves at its plain URL (and may cache)."""
+    return media_id_of(key) is not None and not key.startswith(
+        (PRIVATE_PREFIX, UPLOADS_PREFIX, SOURCES_PREFIX)
+    )
+
+
 def media_id_of(key: str) -> str | None:
     """The media id of a variant or session key, or None for keys that are not ours (a
     shared bucket)."""

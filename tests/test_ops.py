@@ -279,8 +279,8 @@ class WrappedStorage:
     async def delete(self, keys: Iterable[str]) -> None:
         await self.inner.delete(keys)
 
-    async def delete_under(self, prefix: str) -> None:
-        await self.inner.delete_under(prefix)
+    async def delete_under(self, prefix: str) -> list[str]:
+        return await self.inner.delete_under(prefix)
 
     async def check(self) -> None:
         await self.inner.check()

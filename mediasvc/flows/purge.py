@@ -1,12 +1,15 @@
 """Purge: the last step of every removal, in the one order that never leaves a row
 pointing at missing files.
 
-    remove every object the media may have → delete its row (one statement)
+    remove every object the media may have → ask nginx caches to drop the public ones
+    (`nginxcache`) → delete its row (one statement)
 
-Neither step holds a lock while the other runs: storage I/O happens outside any
-transaction, and the DELETE touches no other row (collection positions are counted on
-read, so a removal leaves no gap to close). Delete, upload undo, a replacing upload's
-retirement, a refused session and the reaper all end with this.
+Caches are asked only once the objects are gone: asked earlier, a request in between would
+fetch the object again and cache it anew; they are asked in the row's DELETE transaction.
+Storage I/O happens outside any transaction, and the DELETE touches no other row
+(collection positions are counted on read, so a removal leaves no gap to close). Delete,
+upload undo, a replacing upload's retirement, a refused session and the reaper all end
+with this.
 
 Objects that outlive a change of their media's row (the files a re-render replaced, or
 wrote and never swapped in) are listed in `object_removals` instead, in the transaction
@@ -16,12 +19,13 @@ that makes them superfluous or before they are written; `remove_listed` removes 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import asyncpg
 
 from mediasvc import db
-from mediasvc.db import queries
-from mediasvc.keys import media_keys, media_prefixes
+from mediasvc.db import cache_purges, queries
+from mediasvc.keys import is_public_variant, media_keys, media_prefixes
 from mediasvc.storage import Storage
 
 # How many listed keys one claim takes, and how long a claim keeps other removers off them.
@@ -37,18 +41,24 @@ async def purge(
 
     A `StorageError` leaves the row as it was, so the media can be purged again later.
     """
-    if stored:
-        await remove_objects(storage, media_id)
-    async with db.connection(pool) as conn:
+    removed = await remove_objects(storage, media_id) if stored else []
+
+    async def forget(conn: db.Connection) -> bool:
+        await cache_purges.record(conn, [key for key in removed if is_public_variant(key)])
         return await queries.remove_row(conn, media_id)
 
+    return await db.transaction(pool, forget)
 
-async def remove_objects(storage: Storage, media_id: str) -> None:
+
+async def remove_objects(storage: Storage, media_id: str) -> list[str]:
     """Remove every object of `media_id`: all under its variant prefixes (whatever its kind's
-    ladder and formats were when they were written), and its other keys."""
+    ladder and formats were when they were written), and its other keys; the keys found
+    under the prefixes."""
     await storage.delete(media_keys(media_id))
+    removed = []
     for prefix in media_prefixes(media_id):
-        await storage.delete_under(prefix)
+        removed += await storage.delete_under(prefix)
+    return removed
 
 
 async def remove_listed(
@@ -68,8 +78,13 @@ async def remove_listed(
             )
         if keys:
             await storage.delete(keys)
-            async with db.connection(pool) as conn:
-                await queries.forget_removals(conn, keys)
+            await db.transaction(pool, partial(_forget_listed, keys=keys))
         removed += len(keys)
         if len(keys) < REMOVAL_BATCH:
             return removed
+
+
+async def _forget_listed(conn: db.Connection, *, keys: list[str]) -> None:
+    """Take removed keys off the list, and ask caches to drop the public ones."""
+    await cache_purges.record(conn, [key for key in keys if is_public_variant(key)])
+    await queries.forget_removals(conn, keys)

@@ -109,6 +109,10 @@ def run() -> int:
         audience=setting_from_env("jwt_audience", env),
     )
     env.setdefault(env_name("dev_token"), dev_token)
+    # nginx runs beside the nodes: they purge its cache of deleted variants (every node
+    # does; a file one removed is simply not there for the others).
+    if not env.get(env_name("nginx_cache_dir")):
+        env[env_name("nginx_cache_dir")] = str(data_dir / "nginx" / "cache")
     stop = _StopFlag()
     try:
         with ExitStack() as stack:

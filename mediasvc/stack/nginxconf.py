@@ -26,6 +26,7 @@ from mediasvc.contract.codes import Code
 from mediasvc.imaging.variants import VARIANTS
 from mediasvc.keys import variant_key_pattern
 from mediasvc.kinds import kind_rules
+from mediasvc.nginxcache import LEVELS
 from mediasvc.origins import EXPOSE_HEADERS
 from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.stack.localproc import stop, wait_until_listening
@@ -79,6 +80,9 @@ class Site:
     trusted_proxies: Sequence[str] = ()
     # The names variant files may have (every kind's ladder): nothing else is served.
     variant_names: Sequence[str] = tuple(spec.name for spec in VARIANTS)
+    # Where nginx keeps bucket variants (MEDIASVC_NGINX_CACHE_DIR, which the nodes purge);
+    # None: `cache` in the runtime directory.
+    cache_dir: Path | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -115,6 +119,7 @@ class Site:
             variant_names=sorted(
                 {s.name for k in kind_rules(settings).values() for s in k.image.sizes}
             ),
+            cache_dir=settings.nginx_cache_dir,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
@@ -138,6 +143,8 @@ class Site:
             "MEDIASVC_S3_PATH": self.s3_path,
             "MEDIASVC_S3_TLS": self._s3_tls(),
             "MEDIASVC_S3_RESOLVER": self._s3_resolver(),
+            "MEDIASVC_NGINX_CACHE_DIR": str((self.cache_dir or runtime_dir / "cache").resolve()),
+            "MEDIASVC_NGINX_CACHE_LEVELS": ":".join(str(width) for width in LEVELS),
             "MEDIASVC_NGINX_CACHE_SIZE": f"{self.cache_size_mb}m",
             "MEDIASVC_NGINX_CACHE_TTL": f"{self.cache_ttl_s}s",
             "MEDIASVC_RATE_UPLOADS": f"{self.rate_uploads_per_min}r/m",

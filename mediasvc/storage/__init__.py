@@ -75,8 +75,9 @@ class Storage(Protocol):
         """Remove the objects; keys that do not exist are not an error."""
         ...
 
-    async def delete_under(self, prefix: str) -> None:
-        """Remove every object whose key starts with `prefix` (ending in `/`)."""
+    async def delete_under(self, prefix: str) -> list[str]:
+        """Remove every object whose key starts with `prefix` (ending in `/`); their keys
+        (what caches in front must drop, `mediasvc.nginxcache`)."""
         ...
 
     async def check(self) -> None:

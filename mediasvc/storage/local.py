@@ -51,12 +51,14 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot delete: {exc.strerror}") from exc
 
-    async def delete_under(self, prefix: str) -> None:
+    async def delete_under(self, prefix: str) -> list[str]:
         directory = self.path_of(prefix)
+        files = _files_in(directory)
         try:
-            await asyncio.to_thread(_remove_all, _files_in(directory))
+            await asyncio.to_thread(_remove_all, files)
         except OSError as exc:
             raise StorageError(f"cannot delete: {exc.strerror}") from exc
+        return [prefix + path.name for path in files]
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         try:

@@ -75,10 +75,11 @@ class S3Storage:
         except _UNAVAILABLE as exc:
             raise StorageError(f"cannot delete: {exc}") from exc
 
-    async def delete_under(self, prefix: str) -> None:
+    async def delete_under(self, prefix: str) -> list[str]:
         keys = [obj.key async for obj in self._scan(prefix)]
         if keys:
             await self.delete(keys)
+        return keys
 
     async def check(self) -> None:
         try:
