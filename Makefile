@@ -15,6 +15,10 @@ APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium curl jq \
 	$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 STAMP := $(VENV)/.installed
 PROD_STAMP := $(VENV)/.installed-prod
+# Where `install-prod` builds the wheel, and what it is built from: the package's files
+# (code, migrations, nginx templates, the page), so a changed file makes a new wheel.
+DIST := dist
+PACKAGE_FILES := $(shell find mediasvc -type f ! -path '*/__pycache__/*')
 
 .PHONY: install install-prod apt-packages apt-prod-packages run test lint bench loadtest clean
 
@@ -46,16 +50,25 @@ $(STAMP): pyproject.toml | apt-packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,heic]'
+	rm -f $(PROD_STAMP)
 	touch $(STAMP)
 
 # The runtime dependencies only, with the HEIC/HEIF decoder (the `heic` extra; the README's
-# upload form section says how to leave it out). Editable, because the app reads its
-# migrations and nginx templates from the checkout (sql/, nginx/), which a plain
-# `pip install .` would not carry.
-$(PROD_STAMP): pyproject.toml | apt-prod-packages
+# upload form section says how to leave it out), and the app as a wheel built from this
+# checkout, not editable: its migrations, nginx templates and page files are package data, so
+# nothing is read from the checkout at run time. pip builds the wheel with the project's
+# backend, as `python -m build` does, so the venv needs no build tool. The version does not
+# change from build to build: the dependencies come with the first install, the new wheel
+# with the forced one. `install` and `install-prod` share the venv: each drops the other's
+# stamp, so switching back reinstalls.
+$(PROD_STAMP): pyproject.toml $(PACKAGE_FILES) | apt-prod-packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[heic]'
+	rm -rf $(DIST)
+	$(PY) -m pip wheel -q --no-deps --wheel-dir $(DIST) .
+	$(PY) -m pip install -q "$$(echo $(DIST)/mediasvc-*.whl)[heic]"
+	$(PY) -m pip install -q --force-reinstall --no-deps $(DIST)/mediasvc-*.whl
+	rm -f $(STAMP)
 	touch $(PROD_STAMP)
 
 run: install
@@ -78,4 +91,4 @@ loadtest: install
 	$(PY) -m bench.loadtest --seconds 60
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DIST) var .mypy_cache .ruff_cache .pytest_cache

@@ -16,7 +16,9 @@ DEPLOY = ROOT / "deploy"
 SERVICE = DEPLOY / "mediasvc@.service"
 MIGRATE = DEPLOY / "mediasvc-migrate.service"
 ENV_EXAMPLE = DEPLOY / "mediasvc.env.example"
-INSTALLED_PYTHON = "/opt/mediasvc/.venv/bin/python"
+# The console script of the installed wheel: `python -m` would put the working directory, a
+# checkout with its own `mediasvc/`, ahead of the installed package.
+INSTALLED_COMMAND = "/opt/mediasvc/.venv/bin/mediasvc"
 
 # What both units must say, whatever else they add.
 HARDENING = {
@@ -100,6 +102,17 @@ def test_unit_carries_the_hardening_directives(unit: Path) -> None:
         assert [v for k, v in entries if k == key] == [value], key
 
 
+@pytest.mark.parametrize(
+    ("unit", "command"), [(SERVICE, "serve"), (MIGRATE, "migrate")], ids=["service", "migrate"]
+)
+def test_unit_runs_the_installed_command_not_the_checkout(unit: Path, command: str) -> None:
+    """ExecStart is the wheel's console script, which imports the installed package whatever
+    the working directory holds (`python -m mediasvc` in /opt/mediasvc would import the
+    checkout's)."""
+    (exec_start,) = [value for key, value in service_entries(unit) if key == "ExecStart"]
+    assert exec_start == f"{INSTALLED_COMMAND} {command}"
+
+
 def test_migrate_unit_is_sandboxed_exactly_like_the_service() -> None:
     """Apart from what each unit does, the two units' [Service] lines are the same."""
     service = [entry for entry in service_entries(SERVICE) if entry[0] not in UNIT_SPECIFIC]
@@ -164,12 +177,13 @@ def test_runbook_keeps_etc_mediasvc_root_owned_and_the_env_file_private() -> Non
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """`systemd-analyze verify` accepts both units without a warning about them."""
-    # The only change: the interpreter, so verify can check ExecStart names an executable.
+    # The only change: the command, so verify can check ExecStart names an executable.
     names = {MIGRATE: "mediasvc-migrate.service", SERVICE: "mediasvc@8081.service"}
+    command = str(Path(sys.executable).with_name("mediasvc"))
     for unit, name in names.items():
         text = unit.read_text()
-        assert INSTALLED_PYTHON in text
-        (tmp_path / name).write_text(text.replace(INSTALLED_PYTHON, sys.executable))
+        assert INSTALLED_COMMAND in text
+        (tmp_path / name).write_text(text.replace(INSTALLED_COMMAND, command))
     result = subprocess.run(
         ["systemd-analyze", "verify", *(str(tmp_path / name) for name in names.values())],
         capture_output=True,
@@ -202,10 +216,12 @@ def test_units_rate_low_exposure_in_systemd_analyze_security(unit: Path, tmp_pat
 
 def test_install_prod_pulls_no_test_extras_chromium_or_postgresql() -> None:
     """`make install-prod` installs nginx, libmagic1, the compiler pdqhash builds with and the
-    project alone; `install` still more."""
+    project alone, as a wheel rather than editable; `install` still more."""
     prod = make_dry_run("install-prod")
     assert re.search(r"for p in nginx libmagic1 python3-venv g\+\+ python3-dev;", prod)
-    assert re.search(r"pip install -q -e '?\.(\[heic\])?'?$", prod, re.MULTILINE)
+    assert re.search(r"pip wheel -q --no-deps --wheel-dir dist \.$", prod, re.MULTILINE)
+    assert re.search(r"pip install -q \"\$\(echo dist/mediasvc-\*\.whl\)\[heic\]\"$", prod, re.M)
+    assert " -e " not in prod
     for unwanted in ("[test]", "chromium", "postgresql", "playwright"):
         assert unwanted not in prod
     dev = make_dry_run("install")

@@ -164,3 +164,16 @@ def test_operator_commands_take_no_http() -> None:
     """`ops/` (storage copy, verify, backup, restore) runs from the shell over the database
     and the storage: nothing of aiohttp, `web` or the HTTP intake."""
     assert breaches("mediasvc.ops", ("aiohttp", "mediasvc.web", "mediasvc.ingest")) == []
+
+
+def test_no_module_finds_files_through_its_own_path() -> None:
+    """No module reads `__file__`: the package's data (migrations, nginx templates, the page)
+    is found with `importlib.resources`, so an installed wheel finds it as a checkout does,
+    and nothing reaches out of the package into a checkout."""
+    reading = sorted(
+        name
+        for name, path in modules().items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Name) and node.id == "__file__"
+    )
+    assert reading == []

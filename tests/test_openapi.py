@@ -33,7 +33,7 @@ from mediasvc.web.openapi import MODERATION_HOOK, PATH, build_document
 
 Client = TestClient[Any, Any]
 PACKAGE = Path(mediasvc.__file__).parent
-NGINX = PACKAGE.parent / "nginx"
+NGINX = PACKAGE / "nginx"
 # Pinned, so a release with new rules cannot fail an unchanged document.
 REDOCLY = "@redocly/cli@2.77.0"
 

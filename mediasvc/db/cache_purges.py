@@ -1,4 +1,4 @@
-"""The SQL of cache purges (table `cache_purges`, sql/0015_cache_purges.sql), as named
+"""The SQL of cache purges (table `cache_purges`, mediasvc/sql/0015_cache_purges.sql), as named
 constants behind small typed functions that take a connection, like `db.queries`."""
 
 from __future__ import annotations

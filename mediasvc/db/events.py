@@ -1,4 +1,4 @@
-"""The outbox's SQL (tables `events` and `event_deliveries`, sql/0005_events.sql), as named
+"""The outbox's SQL (tables `events` and `event_deliveries`, mediasvc/sql/0005_events.sql), as named
 constants behind small typed functions that take a connection, like `db.queries`.
 
 A delivery's life (one row per event and URL; the deadline is WEBHOOK_RETRY_S after it

@@ -1,18 +1,20 @@
-"""Apply the numbered `sql/NNNN_*.sql` files, once each, under an advisory lock.
+"""Apply the numbered `mediasvc/sql/NNNN_*.sql` files, once each, under an advisory lock.
 
 Several nodes may start at once: the lock makes one of them migrate while the others wait,
-and they then find nothing left to do.
+and they then find nothing left to do. The files are package data, read through
+`importlib.resources`, so an installed wheel migrates as a checkout does.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = files("mediasvc") / "sql"
 # An arbitrary constant: the lock only has to be the same number on every node.
 _LOCK_ID = 0x6D656469617376
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -35,21 +37,23 @@ class Migration:
     sql: str
 
 
-def load_migrations(directory: Path = SQL_DIR) -> list[Migration]:
+def load_migrations(directory: Traversable = SQL_DIR) -> list[Migration]:
     """Every migration file in version order; a misnamed or duplicate file is an error."""
     migrations = []
-    for path in sorted(directory.glob("*.sql")):
+    for path in sorted(directory.iterdir(), key=lambda entry: entry.name):
+        if not path.name.endswith(".sql"):
+            continue
         match = _NAME.match(path.name)
         if match is None:
             raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
-        migrations.append(Migration(int(match[1]), path.name, path.read_text()))
+        migrations.append(Migration(int(match[1]), path.name, path.read_text("utf-8")))
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
         raise ValueError(f"duplicate migration numbers in {directory}")
     return migrations
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = SQL_DIR) -> list[str]:
+async def migrate(conn: asyncpg.Connection, directory: Traversable = SQL_DIR) -> list[str]:
     """Apply what is pending, each file in its own transaction; returns the names applied."""
     applied_now = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)

@@ -1,7 +1,8 @@
-"""The nginx in front: render the project's templates from `nginx/` and run nginx on them.
+"""The nginx in front: render the templates in `mediasvc/nginx/` and run nginx on them.
 
 Templates use `${MEDIASVC_*}` placeholders (the envsubst convention), which never clash with
-nginx's own `$variables`; rendering fails if a placeholder is left unfilled.
+nginx's own `$variables`; rendering fails if a placeholder is left unfilled. They are package
+data, read through `importlib.resources`, so an installed wheel renders the same site.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import ssl
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,7 +35,7 @@ from mediasvc.spaces import MAX_HEADER_BYTES
 from mediasvc.stack.localproc import stop, wait_until_listening
 from mediasvc.storage.bucket import bucket_addresses
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx"
+TEMPLATE_DIR = files("mediasvc") / "nginx"
 _PLACEHOLDER = re.compile(r"\$\{(MEDIASVC_[A-Z0-9_]+)\}")
 
 
@@ -334,16 +337,17 @@ def render_template(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
-def render(site: Site, runtime_dir: Path, template_dir: Path = TEMPLATE_DIR) -> Path:
+def render(site: Site, runtime_dir: Path, template_dir: Traversable = TEMPLATE_DIR) -> Path:
     """Write nginx.conf and mediasvc.conf into `runtime_dir`; returns the nginx.conf path."""
     (runtime_dir / "tmp").mkdir(parents=True, exist_ok=True)
     values = site.values(runtime_dir)
-    for template in sorted(template_dir.glob("*.conf.template")):
+    templates = [t for t in template_dir.iterdir() if t.name.endswith(".conf.template")]
+    for template in sorted(templates, key=lambda t: t.name):
         target = runtime_dir / template.name.removesuffix(".template")
         # The site config holds the URL signing secret: readable by its owner only.
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(render_template(template.read_text(), values))
+            out.write(render_template(template.read_text("utf-8"), values))
     return runtime_dir / "nginx.conf"
 
 

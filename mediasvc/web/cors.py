@@ -4,7 +4,7 @@ Exact origins only, with credentials (an `Authorization` header, the session coo
 the allowed origin is echoed back, never `*`. Every answer carries the headers, problems
 included, so a script can read why it was refused; other origins get none, and the
 browser keeps the answer from them. nginx adds the same headers to the refusals it
-answers itself (413, 429, 503: `nginx/cors-headers.conf.template`).
+answers itself (413, 429, 503: `mediasvc/nginx/cors-headers.conf.template`).
 
 A small middleware rather than aiohttp-cors: see docs/decisions.md. The policy's methods and
 headers are in `mediasvc.origins`, which nginx's rendering reads too.

@@ -1,7 +1,8 @@
 """`GET /`: the upload page for browsers, and the few files it loads from `/static/`.
 
-The page is plain HTML, CSS and JavaScript modules kept in `static/` beside this module:
-no build step, no framework, nothing from another origin. It talks to the API like any
+The page is plain HTML, CSS and JavaScript modules kept in `static/` beside this module
+(package data, found through `importlib.resources`): no build step, no framework, nothing
+from another origin. It talks to the API like any
 client would (bearer token, problem+json), so it needs no endpoint of its own.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +21,18 @@ from mediasvc.config import Settings
 from mediasvc.errors import NotFound
 from mediasvc.storage.bucket import bucket_addresses
 
-STATIC_DIR = Path(__file__).with_name("static")
+
+def _static_dir() -> Path:
+    """The page's files as a directory on disk: `web.FileResponse` sends from a path (ETag,
+    304, sendfile). pip installs a wheel as plain files, so the package's data is one; only a
+    zipped import would not be, and then the app stops at import rather than on a request."""
+    directory = files("mediasvc.web") / "static"
+    if not isinstance(directory, Path):
+        raise RuntimeError(f"mediasvc must be installed as files, not imported from {directory}")
+    return directory
+
+
+STATIC_DIR = _static_dir()
 # The only files served under /static/: a fixed list, so no request path reaches the disk.
 ASSETS = {
     "app.css": "text/css; charset=utf-8",
