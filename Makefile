@@ -9,9 +9,11 @@ PY := $(VENV)/bin/python
 # baselines, each installed by its user into a scratch directory), unless a node or an npm
 # is already on PATH (one bundled with another Node.js build, which Debian's packages would
 # conflict with).
+# pgbouncer: the tests run a representative set through it in transaction-pooling mode
+# (tests/pooler.py); a production node needs none.
 # g++ and python3-dev build pdqhash (the PDQ perceptual hash), which PyPI has as source only.
 APT_PROD_PACKAGES := nginx libmagic1 python3-venv g++ python3-dev
-APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium curl jq \
+APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql pgbouncer chromium curl jq \
 	$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 STAMP := $(VENV)/.installed
 PROD_STAMP := $(VENV)/.installed-prod
