@@ -5,8 +5,9 @@ Debian's `pgbouncer` (1.18: no `max_prepared_statements`) runs in the foreground
 server user (it refuses to run as root, like PostgreSQL), from a directory of its own. It
 serves every database of the cluster under the same name (`* =`), with the cluster's
 superuser and password, and lends each client a server connection for one transaction
-only, from a pool smaller than the app's: what a session-level state (a named prepared
-statement, a session lock, a LISTEN) would leak to another client is then actually shared.
+only, in turn (`server_round_robin`): a session-level state (a named prepared statement, a
+session lock, a LISTEN) left by one transaction is then met by another client's, and a
+client's next transaction does not find it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
 from mediasvc.stack.pgcluster import SUPERUSER, PostgresCluster, as_server_user
 
-# Server connections per database: fewer than one app's pool (10), so clients share them.
-POOL_SIZE = 4
+# Server connections per database: one node's pool (10), so that the race tests' queued
+# transactions (each waits for a lock on a server connection of its own) all get one;
+# two nodes, or a node and the test's own connections, share them.
+POOL_SIZE = 10
 
 _CONFIG = """\
 [databases]
@@ -37,6 +40,9 @@ auth_type = scram-sha-256
 auth_file = {root}/userlist.txt
 pool_mode = transaction
 default_pool_size = {pool_size}
+; Lend the server connection idle longest, not the one just used: a client's next
+; transaction then lands on another server even when few clients are busy.
+server_round_robin = 1
 max_client_conn = 1000
 logfile = {root}/pgbouncer.log
 """

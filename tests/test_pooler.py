@@ -15,8 +15,9 @@ from pooler import POOL_SIZE, PgBouncer
 from mediasvc import db
 from mediasvc.config import Settings
 
-# More clients than the pooler has server connections, each running queries in turn.
-CLIENTS = 3 * POOL_SIZE
+# More clients than the pooler has server connections, and no more than two app pools
+# (of 10) hold, each running queries in turn.
+CLIENTS = POOL_SIZE + 6
 ROUNDS = 20
 
 

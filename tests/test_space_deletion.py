@@ -20,6 +20,7 @@ from support import (
     parametrize_backends,
     send_direct,
     stored_keys,
+    through_pgbouncer,
     upload_form,
     webhook_receiver,
 )
@@ -165,6 +166,7 @@ class HeldProcessing:
         monkeypatch.setattr(Processor, "run", held_run)
 
 
+@through_pgbouncer
 @parametrize_backends
 async def test_every_status_goes_and_receivers_hear_of_the_ready_ones(
     client: Client, events: Events, monkeypatch: pytest.MonkeyPatch
