@@ -206,8 +206,8 @@ def test_install_prod_pulls_no_test_extras_chromium_or_postgresql() -> None:
     prod = make_dry_run("install-prod")
     assert re.search(r"for p in nginx libmagic1 python3-venv g\+\+ python3-dev;", prod)
     assert re.search(r"pip install -q -e '?\.(\[heic\])?'?$", prod, re.MULTILINE)
-    for unwanted in ("[test]", "chromium", "postgresql", "playwright"):
+    for unwanted in ("[test]", "chromium", "postgresql", "pgbouncer", "playwright"):
         assert unwanted not in prod
     dev = make_dry_run("install")
     assert "'.[test,heic]'" in dev
-    assert "postgresql chromium" in dev
+    assert "postgresql pgbouncer chromium" in dev
