@@ -3,15 +3,15 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 # What a production node needs. Development adds PostgreSQL (the cluster `make run` and the
-# tests start), chromium (the browser tests), and Node.js and npm (axe-core for the
-# accessibility test, openapi-typescript and tsc for the generated-client test, Uppy,
-# FilePond, Dropzone and esbuild for the uploader recipes' test, sharp for `make bench`'s
-# baselines, each installed by its user into a scratch directory), unless a node or an npm
-# is already on PATH (one bundled with another Node.js build, which Debian's packages would
-# conflict with).
+# tests start), PgBouncer (which the tests start in front of it: tests/pooler.py), chromium
+# (the browser tests), and Node.js and npm (axe-core for the accessibility test,
+# openapi-typescript and tsc for the generated-client test, Uppy, FilePond, Dropzone and
+# esbuild for the uploader recipes' test, sharp for `make bench`'s baselines, each installed
+# by its user into a scratch directory), unless a node or an npm is already on PATH (one
+# bundled with another Node.js build, which Debian's packages would conflict with).
 # g++ and python3-dev build pdqhash (the PDQ perceptual hash), which PyPI has as source only.
 APT_PROD_PACKAGES := nginx libmagic1 python3-venv g++ python3-dev
-APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql chromium curl jq \
+APT_PACKAGES := $(APT_PROD_PACKAGES) postgresql pgbouncer chromium curl jq \
 	$(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 STAMP := $(VENV)/.installed
 PROD_STAMP := $(VENV)/.installed-prod

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from aiohttp import web
 
 from mediasvc import db
@@ -358,7 +357,7 @@ def _hex_hash(raw: str) -> str:
 
 async def _blocklist(args: argparse.Namespace) -> int:
     """`blocklist add|list|remove`, on the database directly (entries say `cli`)."""
-    conn = await asyncpg.connect(_database_url())
+    conn = await db.connect(_database_url())
     try:
         if args.blocklist_command == "add":
             sha256 = args.sha256

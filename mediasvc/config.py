@@ -27,6 +27,10 @@ OutputFormat = Literal["webp", "jpeg", "avif"]
 StorageKind = Literal["local", "s3"]
 AddressingStyle = Literal["path", "virtual", "auto"]
 LogFormat = Literal["auto", "json", "console"]
+# What sits between the nodes and PostgreSQL: nothing (or a pooler in session mode), or a
+# pooler in transaction mode (PgBouncer's `pool_mode = transaction`), which lends a server
+# connection per transaction only (`db.open_pool`).
+DatabasePooler = Literal["none", "transaction"]
 
 MiB = 1024 * 1024
 Number = TypeVar("Number", int, float)
@@ -233,6 +237,12 @@ class Settings:
     url_signing_secret: str = field(
         repr=False, metadata=_env("URL_SIGNING_SECRET", _signing_secret, required=True)
     )
+    database_pooler: DatabasePooler = field(
+        default="none", metadata=_env("DATABASE_POOLER", _choice(DatabasePooler))
+    )
+    # A connection straight to PostgreSQL for LISTEN, which a transaction pooler cannot
+    # carry (`listen_url`).
+    database_listen_url: str | None = field(default=None, metadata=_env("DATABASE_LISTEN_URL"))
     # At least one of the three keys is required: the secret (HS256), a public key file (RS256)
     # or an identity provider's key set (RS256/ES256 by `kid`).
     jwt_secret: str | None = field(
@@ -476,6 +486,15 @@ class Settings:
                 continue
             env[f"MEDIASVC_{setting.metadata['env']}"] = _written(value)
         return env
+
+    @property
+    def listen_url(self) -> str | None:
+        """Where to LISTEN for wake-ups: `database_listen_url`, else `database_url` unless a
+        transaction pooler is in between (a LISTEN would stay on a server connection that
+        other clients borrow); None: nowhere, poll instead."""
+        if self.database_listen_url is not None:
+            return self.database_listen_url
+        return self.database_url if self.database_pooler == "none" else None
 
     @property
     def image_rules(self) -> ImageRules:

@@ -120,15 +120,15 @@ class CachePurger:
         pool: asyncpg.Pool,
         cache_dir: Path,
         *,
-        listen_url: str | None = None,
         poll_s: float = POLL_S,
         repeat_after_s: float = REPEAT_AFTER_S,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.cache_dir = cache_dir
-        # A direct connection to PostgreSQL: LISTEN does not pass a transaction pooler.
-        self.listen_url = listen_url or settings.database_url
+        # A direct connection to PostgreSQL (LISTEN does not pass a transaction pooler);
+        # None: behind a pooler without one, the poll alone brings purges.
+        self.listen_url = settings.listen_url
         self.poll_s = poll_s
         self.repeat_after_s = repeat_after_s
         self.window_s = float(settings.nginx_cache_ttl_s)
@@ -145,7 +145,7 @@ class CachePurger:
 
     async def run(self) -> None:
         """Look, apply, sleep until a NOTIFY, a repeat or the poll; until cancelled."""
-        listener = asyncio.create_task(self._listen())
+        listener = None if self.listen_url is None else asyncio.create_task(self._listen())
         try:
             while True:
                 self._wake.clear()
@@ -165,9 +165,10 @@ class CachePurger:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     async def apply_recorded(self) -> int:
         """Apply the purges recorded since the last look (the last TTL at first); how many
@@ -215,6 +216,7 @@ class CachePurger:
         skip the reset that would UNLISTEN); polling covers while it is down."""
         while True:
             try:
+                assert self.listen_url is not None, "listens only with a URL to listen on"
                 conn = await asyncpg.connect(self.listen_url, timeout=self.settings.db_timeout_s)
             except DB_ERRORS as exc:
                 log.warning("cache.listen_failed", error=str(exc))

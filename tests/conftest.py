@@ -1,6 +1,7 @@
 """Real parts for the suite: one PostgreSQL cluster per session, one database per test
 (cloned from a migrated template), the app on a real socket, and nginx rendered from the
-project's own templates in front of it."""
+project's own templates in front of it; for the tests marked `through_pgbouncer`, once more
+with the app behind PgBouncer in transaction mode."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import botocore.session
 import pytest
 from aiohttp.test_utils import TestClient
 from answers import record_answers
+from pooler import PgBouncer, running_pgbouncer
 from support import JWT_SECRET, SIGNING_SECRET, running_nginx
 
 from mediasvc.app import create_app
@@ -73,6 +75,46 @@ def postgres(public_tmp: Path) -> Iterator[PgServer]:
         yield server
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres: PgServer, public_tmp: Path) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction-pooling mode in front of the session's cluster."""
+    with running_pgbouncer(public_tmp / "pgbouncer", postgres.cluster, postgres.port) as pooler:
+        yield pooler
+
+
+@pytest.fixture
+def database_route(request: pytest.FixtureRequest) -> str:
+    """How the app reaches PostgreSQL: `direct`, or through `pgbouncer`; tests run both ways
+    with `support.through_pgbouncer`."""
+    return str(getattr(request, "param", "direct"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test run on both backends goes through PgBouncer on local disk only: the backend
+    does not change what the app asks of the database, and the S3 run would double the
+    added time. (An S3-only test, the session completer's, still goes through it.)"""
+
+    def twin(item: pytest.Item, backend: str) -> tuple[str, ...]:
+        params = {**_params(item), "backend": backend}
+        return (str(item.parent and item.parent.nodeid), item.name.split("[")[0], repr(params))
+
+    pooled = [item for item in items if _params(item).get("database_route") == "pgbouncer"]
+    on_local = {twin(item, "local") for item in pooled if _params(item).get("backend") == "local"}
+    dropped = [
+        item
+        for item in pooled
+        if _params(item).get("backend") == "s3" and twin(item, "local") in on_local
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+def _params(item: pytest.Item) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    return dict(callspec.params) if callspec is not None else {}
 
 
 async def _create_template(server: PgServer) -> None:
@@ -200,9 +242,19 @@ def data_dir(public_tmp: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def make_settings(
-    database_url: str, data_dir: Path, backend: str, request: pytest.FixtureRequest
+    database_url: str,
+    data_dir: Path,
+    backend: str,
+    database_route: str,
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Settings]:
-    """Settings for this test; keyword arguments override single fields."""
+    """Settings for this test; keyword arguments override single fields. Through PgBouncer,
+    the app's URL is the pooler's (`database_url` stays direct, for the test's own checks),
+    and no LISTEN URL is set: dispatchers poll."""
+    database: dict[str, Any] = {"database_url": database_url}
+    if database_route == "pgbouncer":
+        pooler: PgBouncer = request.getfixturevalue("pgbouncer")
+        database = {"database_url": pooler.url(database_url), "database_pooler": "transaction"}
     storage: dict[str, Any] = {}
     if backend == "s3":
         storage = {
@@ -212,7 +264,7 @@ def make_settings(
             "storage_timeout_s": 3.0,
         }
     base = Settings(
-        database_url=database_url,
+        **database,
         url_signing_secret=SIGNING_SECRET,
         jwt_secret=JWT_SECRET,
         data_dir=data_dir,

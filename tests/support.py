@@ -123,6 +123,12 @@ async def upload_tiny(client: TestClient[Any, Any], sub: str = "alice", **fields
 # Run a test module on both storage backends: `pytestmark = parametrize_backends`.
 parametrize_backends = pytest.mark.parametrize("backend", ["local", "s3"], indirect=True)
 
+# Run a test once more with the app behind PgBouncer in transaction mode (tests/pooler.py),
+# on local disk: `@through_pgbouncer`.
+through_pgbouncer = pytest.mark.parametrize(
+    "database_route", ["direct", "pgbouncer"], indirect=True
+)
+
 
 async def stored_keys(client: TestClient[Any, Any]) -> list[str]:
     """Every key in the app's storage, whichever backend it is."""

@@ -15,6 +15,7 @@ from support import (
     bearer,
     parametrize_backends,
     stored_bytes,
+    through_pgbouncer,
     upload_form,
 )
 
@@ -35,6 +36,7 @@ async def stored_file(client: Client, url: str) -> bytes:
 
 
 class TestUpload:
+    @through_pgbouncer
     async def test_upload_answers_201_with_location_and_five_ready_variants(
         self, client: Client, settings: Settings
     ) -> None:

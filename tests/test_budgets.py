@@ -11,7 +11,7 @@ import images
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form, upload_tiny
+from support import bearer, through_pgbouncer, upload_form, upload_tiny
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
@@ -116,6 +116,7 @@ class TestUploads:
 
 
 class TestNodes:
+    @through_pgbouncer
     async def test_one_user_is_limited_once_across_two_nodes(
         self, settings: Settings, aiohttp_client: Any
     ) -> None:

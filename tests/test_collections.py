@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, collection_positions, upload_tiny
+from support import bearer, collection_positions, through_pgbouncer, upload_tiny
 
 from mediasvc.config import Settings
 
@@ -57,6 +57,7 @@ class TestCap:
         assert problem["code"] == "collection_full"
         assert problem["limit"] == 5
 
+    @through_pgbouncer
     async def test_twenty_concurrent_uploads_into_a_collection_of_five_make_exactly_five(
         self, client: Client
     ) -> None:

@@ -10,7 +10,14 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import wait_until
-from support import bearer, collection_positions, parametrize_backends, stored_keys, upload_form
+from support import (
+    bearer,
+    collection_positions,
+    parametrize_backends,
+    stored_keys,
+    through_pgbouncer,
+    upload_form,
+)
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
@@ -35,6 +42,7 @@ async def create(client: Client, sub: str = "alice", **fields: str) -> dict[str,
     return body
 
 
+@through_pgbouncer
 async def test_delete_removes_files_row_and_nginx_serves_404(
     client: Client, nginx: str, http: aiohttp.ClientSession
 ) -> None:

@@ -222,8 +222,8 @@ def test_install_prod_pulls_no_test_extras_chromium_or_postgresql() -> None:
     assert re.search(r"pip wheel -q --no-deps --wheel-dir dist \.$", prod, re.MULTILINE)
     assert re.search(r"pip install -q \"\$\(echo dist/mediasvc-\*\.whl\)\[heic\]\"$", prod, re.M)
     assert " -e " not in prod
-    for unwanted in ("[test]", "chromium", "postgresql", "playwright"):
+    for unwanted in ("[test]", "chromium", "postgresql", "pgbouncer", "playwright"):
         assert unwanted not in prod
     dev = make_dry_run("install")
     assert "'.[test,heic]'" in dev
-    assert "postgresql chromium" in dev
+    assert "postgresql pgbouncer chromium" in dev

@@ -28,10 +28,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from contract import Contract
 from gates import wait_until
+from pooler import PgBouncer
 from support import (
     JWT_SECRET,
     SIGNING_SECRET,
     bearer,
+    through_pgbouncer,
     upload_form,
     upload_tiny,
 )
@@ -43,7 +45,14 @@ from mediasvc.appkeys import DB
 from mediasvc.config import ConfigError, Settings
 from mediasvc.db import events as events_queries
 from mediasvc.events import outbox
-from mediasvc.events.dispatcher import MAX_DELAY_S, Dispatcher, retry_delay, running_dispatcher
+from mediasvc.events.dispatcher import (
+    MAX_DELAY_S,
+    POLL_S,
+    POLL_UNHEARD_S,
+    Dispatcher,
+    retry_delay,
+    running_dispatcher,
+)
 from mediasvc.events.signing import Signer
 from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
@@ -99,7 +108,7 @@ async def upload(client: Client, **fields: str) -> dict[str, Any]:
 async def record(settings: Settings, *events: tuple[str, str]) -> list[str]:
     """Record `(type, media_id)` events straight into the outbox, one transaction; their ids."""
     made = [outbox.event(type, media_id, {"media_id": media_id}) for type, media_id in events]
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await db.connect(settings.database_url)
     try:
         async with conn.transaction():
             await outbox.record(conn, settings, made)
@@ -109,7 +118,7 @@ async def record(settings: Settings, *events: tuple[str, str]) -> list[str]:
 
 
 async def delivery_rows(settings: Settings) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await db.connect(settings.database_url)
     try:
         return await conn.fetch(
             "SELECT event_id, url, state, attempts, claimed_by, last_status, last_error"
@@ -217,6 +226,7 @@ class TestSigning:
 
 
 class TestPayload:
+    @through_pgbouncer
     async def test_ready_is_signed_the_standard_webhooks_way(
         self, client: Client, receiver: Receiver
     ) -> None:
@@ -285,7 +295,7 @@ class TestPayload:
         dispatcher keeps running: an event recorded afterwards is delivered."""
         media = await upload(client)
         await receiver.accepted_of(media["id"])
-        conn = await asyncpg.connect(settings.database_url)
+        conn = await db.connect(settings.database_url)
         try:
             ended = await conn.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -296,6 +306,52 @@ class TestPayload:
         assert ended >= 2  # the dispatcher's LISTEN connection and a pooled one at least
         (event_id,) = await record(settings, ("media.ready", "after-the-restart"))
         await receiver.wait_for(lambda: event_id in receiver.accepted, "the later event")
+
+    @pytest.mark.parametrize("listen", [True, False], ids=["listen-url", "no-listen-url"])
+    async def test_behind_a_transaction_pooler_it_listens_directly_or_polls(
+        self,
+        make_settings: Any,
+        receiver: Receiver,
+        pgbouncer: PgBouncer,
+        database_url: str,
+        listen: bool,
+    ) -> None:
+        """Behind PgBouncer in transaction mode a dispatcher LISTENs only on
+        MEDIASVC_DATABASE_LISTEN_URL (straight to PostgreSQL); without it, nothing LISTENs
+        and it polls every second. Either way an event recorded while it runs goes out."""
+        settings = make_settings(
+            database_url=pgbouncer.url(database_url),
+            database_pooler="transaction",
+            database_listen_url=database_url if listen else None,
+            webhook_urls=(receiver.url,),
+            **FAST,
+        )
+        direct = await db.connect(database_url)
+        try:
+            async with (
+                db.open_pool(settings) as pool,
+                running_dispatcher(settings, pool, Metrics()) as dispatcher,
+            ):
+                assert dispatcher is not None
+                assert dispatcher.poll_s == (POLL_S if listen else POLL_UNHEARD_S)
+
+                async def listening() -> int:
+                    count: int = await direct.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                    )
+                    return count
+
+                async def listening_once() -> bool:
+                    return await listening() == 1
+
+                if listen:
+                    await wait_until(listening_once, "the dispatcher LISTENs")
+                (event_id,) = await record(settings, ("media.ready", "behind-the-pooler"))
+                await receiver.wait_for(lambda: event_id in receiver.accepted, "the event")
+                assert await listening() == (1 if listen else 0)
+        finally:
+            await direct.close()
 
     @pytest.mark.parametrize("error", [asyncpg.InternalClientError, RuntimeError])
     async def test_a_failing_round_does_not_stop_the_dispatcher(
@@ -322,6 +378,7 @@ class TestPayload:
         await receiver.wait_for(lambda: event_id in receiver.accepted, "the event")
         assert failed.is_set()
 
+    @through_pgbouncer
     async def test_delete_follows_ready(self, client: Client, receiver: Receiver) -> None:
         """`media.deleted` (Media JSON, status deleting) is sent only once `media.ready` was
         accepted: while the ready one keeps failing after the delete, nothing else goes."""
@@ -572,7 +629,7 @@ class TestNodes:
             event_ids = await record(settings, *(("media.ready", f"media-{i}") for i in range(5)))
             await receiver.wait_for(lambda: len(receiver.arrivals) >= 1, "a first request")
             held = receiver.arrivals[0]
-            conn = await asyncpg.connect(settings.database_url)
+            conn = await db.connect(settings.database_url)
             try:
                 holder = await conn.fetchval(
                     "SELECT claimed_by FROM event_deliveries WHERE event_id = $1", held.event_id

@@ -7,19 +7,25 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from support import through_pgbouncer
 
+from mediasvc.config import Settings
 from mediasvc.db.migrate import load_migrations, migrate_database
 
 
-async def test_migrations_apply_once_even_when_nodes_start_together(database_url: str) -> None:
-    """Five concurrent migrators on a fresh database: each file is applied exactly once."""
+@through_pgbouncer
+async def test_migrations_apply_once_even_when_nodes_start_together(
+    database_url: str, settings: Settings
+) -> None:
+    """Five concurrent migrators on a fresh database, directly or through a transaction
+    pooler: each file is applied exactly once."""
     conn = await asyncpg.connect(database_url)
     try:
         # Everything the migrations made, whatever tables they add over time.
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
-    results = await asyncio.gather(*(migrate_database(database_url) for _ in range(5)))
+    results = await asyncio.gather(*(migrate_database(settings.database_url) for _ in range(5)))
     applied = [name for result in results for name in result]
     assert sorted(applied) == sorted(m.name for m in load_migrations())
     conn = await asyncpg.connect(database_url)

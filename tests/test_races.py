@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S
 from locks import HeldLocks, until_waiting
-from support import bearer, collection_positions, stored_keys, upload_form
+from support import bearer, collection_positions, stored_keys, through_pgbouncer, upload_form
 
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
@@ -185,6 +185,7 @@ class TestQueuedOnTheLockThenRight:
         assert len(keys) == 5
         assert all(rows[0]["id"] in key for key in keys)
 
+    @through_pgbouncer
     async def test_uploads_queued_on_a_full_collection_make_exactly_the_cap(
         self, client: Client, settings: Settings
     ) -> None:

@@ -25,6 +25,7 @@ from support import (
     multipart_body,
     parametrize_backends,
     stored_keys,
+    through_pgbouncer,
     upload_form,
 )
 
@@ -58,6 +59,7 @@ async def gc(client: Client, settings: Settings, grace_s: float = 0) -> Any:
     return await reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=grace_s)
 
 
+@through_pgbouncer
 async def test_crash_leftovers_are_finished_or_undone(
     client: Client, settings: Settings, tmp_path: Path
 ) -> None:
@@ -111,6 +113,7 @@ async def test_grace_period_protects_work_in_progress(
     assert await client.app[DB].fetchval("SELECT count(*) FROM media") == 1
 
 
+@through_pgbouncer
 async def test_concurrent_reapers_do_the_work_once(
     client: Client, settings: Settings, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from support import (
     bearer,
     parametrize_backends,
     stored_keys,
+    through_pgbouncer,
     upload_form,
 )
 from support import (
@@ -65,6 +66,7 @@ async def row_status(client: Client, media_id: str) -> str | None:
 
 @parametrize_backends
 class TestFlow:
+    @through_pgbouncer
     @pytest.mark.parametrize("method", ["post", "put"])
     async def test_open_send_complete_gives_the_same_media_as_a_form_upload(
         self, client: Client, method: str, backend: str
@@ -185,6 +187,7 @@ class TestRefusals:
         await send(client, session["upload"], PHOTO)
         assert (await complete(client, session["id"])).status == 201
 
+    @through_pgbouncer
     async def test_after_expiry_complete_is_410_and_the_reaper_removes_everything(
         self, client: Client, settings: Settings
     ) -> None:
@@ -621,6 +624,7 @@ class TestAutoCompleteTimer:
         result: Settings = make_settings(auto_complete_interval_s=0.05)
         return result
 
+    @through_pgbouncer
     @pytest.mark.parametrize("backend", ["s3"], indirect=True)
     async def test_every_node_completes_due_sessions_by_itself(self, client: Client) -> None:
         """The app's own completer finds the object a client POSTed to the bucket."""

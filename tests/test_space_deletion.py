@@ -21,6 +21,7 @@ from support import (
     send_direct,
     serving,
     stored_keys,
+    through_pgbouncer,
     upload_form,
 )
 
@@ -163,6 +164,7 @@ class HeldProcessing:
         monkeypatch.setattr(Processor, "run", held_run)
 
 
+@through_pgbouncer
 @parametrize_backends
 async def test_every_status_goes_and_receivers_hear_of_the_ready_ones(
     client: Client, events: Events, monkeypatch: pytest.MonkeyPatch

@@ -11,7 +11,7 @@ from typing import Any
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import JWT_SECRET, bearer, upload_form
+from support import JWT_SECRET, bearer, through_pgbouncer, upload_form
 
 from mediasvc import db, usage
 from mediasvc.appkeys import DB, KINDS, METRICS
@@ -126,6 +126,7 @@ async def test_the_command_prints_a_table_and_the_total(
     assert (await lines(settings, None))[0].startswith("total: 4 media")
 
 
+@through_pgbouncer
 async def test_the_gauges_are_computed_by_one_node_and_shown_by_all(
     client: Client, settings: Settings, uploaded: list[dict[str, Any]]
 ) -> None:

@@ -1,4 +1,16 @@
-"""PostgreSQL access: the asyncpg pool. Queries live in `db.queries`, migrations in `db.migrate`."""
+"""PostgreSQL access: the asyncpg pool. Queries live in `db.queries`, migrations in `db.migrate`.
+
+Everything here also works through a pooler in transaction mode (PgBouncer's
+`pool_mode = transaction`, `MEDIASVC_DATABASE_POOLER=transaction`), which lends a server
+connection for one transaction, or one statement outside a transaction, and then to any
+other client. So nothing may outlive a transaction on the server side:
+
+- no named prepared statement: asyncpg's statement cache is off behind such a pooler, and
+  asyncpg then uses the unnamed statement, sending its Parse again with each Bind and
+  Execute (asyncpg does so on purpose for PgBouncer), so whichever server runs it has it;
+- only transaction-scoped advisory locks (`pg_advisory_xact_lock`), the migrations' too;
+- no SET, no LISTEN (`Settings.listen_url`), no cursor outside a transaction.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +43,16 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+# asyncpg's own default: named statements, prepared once per connection and reused.
+STATEMENT_CACHE_SIZE = 100
+
+
+def statement_cache_size(settings: Settings) -> int:
+    """asyncpg's `statement_cache_size`: none behind a transaction pooler, where a named
+    statement would be prepared on one server connection and used on another."""
+    return 0 if settings.database_pooler == "transaction" else STATEMENT_CACHE_SIZE
+
+
 @asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A connection pool with bounded connect and command times, so a hung server means 503."""
@@ -40,6 +62,7 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         max_size=10,
         timeout=settings.db_timeout_s,
         command_timeout=settings.db_timeout_s,
+        statement_cache_size=statement_cache_size(settings),
         init=_init_connection,
         reset=_keep_session,
     )
@@ -47,6 +70,13 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    """One connection for a command (`migrate`, `events`, `blocklist`): without asyncpg's
+    statement cache, so it works through a transaction pooler whatever the settings say; a
+    command's few statements gain nothing from the cache."""
+    return await asyncpg.connect(database_url, statement_cache_size=0)
 
 
 # What a value the request carried can raise: an integer out of range for its column

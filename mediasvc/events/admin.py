@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import asyncpg
-
+from mediasvc import db
 from mediasvc.db import events as queries
 from mediasvc.db.events import Undelivered
 
@@ -24,7 +23,7 @@ LIST_LIMIT = 1000
 
 async def show(database_url: str, *, limit: int = LIST_LIMIT) -> list[str]:
     """The lines `events` prints: a table of undelivered deliveries and a summary."""
-    conn = await asyncpg.connect(database_url)
+    conn = await db.connect(database_url)
     try:
         rows = await queries.list_undelivered(conn, limit=limit)
         backlog = await queries.backlog(conn)
@@ -39,7 +38,7 @@ async def show(database_url: str, *, limit: int = LIST_LIMIT) -> list[str]:
 
 async def retry(database_url: str, event_id: str | None) -> list[tuple[str, str]]:
     """Requeue the given-up deliveries of `event_id` (None: all); (event, url) of each."""
-    conn = await asyncpg.connect(database_url)
+    conn = await db.connect(database_url)
     try:
         async with conn.transaction():
             return await queries.requeue(conn, event_id)

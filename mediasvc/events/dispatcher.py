@@ -1,6 +1,8 @@
 """The dispatcher: every node sends the outbox's due deliveries, signed, and records them.
 
-    wake (a NOTIFY at an event's commit, a delivery finished, the next retry due, POLL_S)
+    wake (a NOTIFY at an event's commit, a delivery finished, the next retry due, POLL_S;
+          POLL_UNHEARD_S when no connection LISTENs: behind a transaction pooler without
+          MEDIASVC_DATABASE_LISTEN_URL)
     → claim due deliveries: FOR UPDATE SKIP LOCKED, a lease committed at once
     → POST each, no transaction open → 2xx: delivered; else retry with backoff, or give up
 
@@ -41,6 +43,9 @@ log = structlog.get_logger(__name__)
 # The longest sleep without a wake-up: what catches a NOTIFY lost while the listening
 # connection was down.
 POLL_S = 5.0
+# The longest sleep when nothing LISTENs (`Settings.listen_url` is None): how late a webhook
+# may leave, for two small queries a second per node.
+POLL_UNHEARD_S = 1.0
 # Deliveries in flight per node.
 CONCURRENCY = 16
 # Retry delays double from MEDIASVC_WEBHOOK_BACKOFF_S up to this.
@@ -96,7 +101,8 @@ class Dispatcher:
         self.metrics = metrics
         self.signer = Signer(settings.webhook_secret)
         self.node = node_name()
-        self.poll_s = poll_s
+        self.listen_url = settings.listen_url
+        self.poll_s = poll_s if self.listen_url is not None else min(poll_s, POLL_UNHEARD_S)
         self.concurrency = concurrency
         self.lease_s = lease_s(settings.webhook_timeout_s)
         self._wake = asyncio.Event()
@@ -105,7 +111,11 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Claim, send and record, waking up as little as possible, until cancelled."""
-        listener = asyncio.create_task(self._listen())
+        listener: asyncio.Task[None] | None = None
+        if self.listen_url is None:
+            log.info("webhook.polling", every_s=self.poll_s)
+        else:
+            listener = asyncio.create_task(self._listen(self.listen_url))
         try:
             while True:
                 # Cleared before looking, so a wake-up during the look is not lost.
@@ -129,10 +139,12 @@ class Dispatcher:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
         finally:
-            listener.cancel()
+            if listener is not None:
+                listener.cancel()
             await self._hand_back()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            if listener is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     async def _claim(self, limit: int) -> list[Claim]:
         async with self.pool.acquire() as conn:
@@ -245,16 +257,14 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _listen(self) -> None:
-        """Wake the loop on every NOTIFY, on a connection of its own: pooled connections
-        skip asyncpg's reset query (`db._keep_session`), so a LISTEN on one would stay with
-        whoever borrowed it next. If the connection is lost, polling covers until it is
-        back."""
+    async def _listen(self, url: str) -> None:
+        """Wake the loop on every NOTIFY, on a connection of its own to `url`: pooled
+        connections skip asyncpg's reset query (`db._keep_session`), so a LISTEN on one
+        would stay with whoever borrowed it next. If the connection is lost, polling covers
+        until it is back."""
         while True:
             try:
-                conn = await asyncpg.connect(
-                    self.settings.database_url, timeout=self.settings.db_timeout_s
-                )
+                conn = await asyncpg.connect(url, timeout=self.settings.db_timeout_s)
             except DB_ERRORS as exc:
                 log.warning("webhook.listen_failed", error=str(exc))
                 await asyncio.sleep(self.poll_s)

@@ -122,7 +122,7 @@ class PostgresCluster:
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*_as_server_user(), *argv],
+            [*as_server_user(), *argv],
             capture_output=True,
             text=True,
             check=False,
@@ -163,7 +163,9 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _as_server_user() -> list[str]:
+def as_server_user() -> list[str]:
+    """The command prefix that runs a program as the server user (when we are root: the
+    server binaries, and PgBouncer, refuse to run as root)."""
     return ["runuser", "-u", SUPERUSER, "--"] if _is_root() else []
 
 
