@@ -1,5 +1,5 @@
 """PgBouncer in transaction-pooling mode in front of the test cluster, as most multi-node
-deployments run it (README "Several app nodes", docs/pgbouncer.md).
+deployments run it (README "Several app nodes", "Behind PgBouncer").
 
 Debian's `pgbouncer` (1.18: no `max_prepared_statements`) runs in the foreground as the
 server user (it refuses to run as root, like PostgreSQL), from a directory of its own. It
