@@ -32,7 +32,6 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -41,6 +40,7 @@ import structlog
 from mediasvc import db
 from mediasvc.config import Settings
 from mediasvc.db import cache_purges
+from mediasvc.db.listen import DB_ERRORS, listen_forever
 from mediasvc.storage.bucket import bucket_addresses
 
 log = structlog.get_logger(__name__)
@@ -64,8 +64,6 @@ OVERLAP_S = 5.0
 # Rows are kept this much longer than the TTL (for purgers that come back), then pruned.
 KEEP_PAST_TTL_S = 60.0
 PRUNE_EVERY_S = 60.0
-
-DB_ERRORS = (*db.UNAVAILABLE, asyncpg.PostgresError)
 
 
 def proxy_host(origin: str) -> str:
@@ -145,7 +143,18 @@ class CachePurger:
 
     async def run(self) -> None:
         """Look, apply, sleep until a NOTIFY, a repeat or the poll; until cancelled."""
-        listener = None if self.listen_url is None else asyncio.create_task(self._listen())
+        listener = None
+        if self.listen_url is not None:
+            listener = asyncio.create_task(
+                listen_forever(
+                    self.listen_url,
+                    cache_purges.CHANNEL,
+                    self._wake,
+                    timeout_s=self.settings.db_timeout_s,
+                    retry_s=self.poll_s,
+                    name="cache",
+                )
+            )
         try:
             while True:
                 self._wake.clear()
@@ -210,38 +219,6 @@ class CachePurger:
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         async with db.connection(self.pool) as conn:
             await cache_purges.prune(conn, older_than_s=self.window_s + KEEP_PAST_TTL_S)
-
-    async def _listen(self) -> None:
-        """Wake the loop on every NOTIFY, on a connection of its own (pooled connections
-        skip the reset that would UNLISTEN); polling covers while it is down."""
-        while True:
-            try:
-                assert self.listen_url is not None, "listens only with a URL to listen on"
-                conn = await asyncpg.connect(self.listen_url, timeout=self.settings.db_timeout_s)
-            except DB_ERRORS as exc:
-                log.warning("cache.listen_failed", error=str(exc))
-                await asyncio.sleep(self.poll_s)
-                continue
-            try:
-                await self._listen_on(conn)
-                log.warning("cache.listen_lost")
-            except DB_ERRORS as exc:
-                log.warning("cache.listen_failed", error=str(exc))
-            finally:
-                with contextlib.suppress(*DB_ERRORS):
-                    await conn.close(timeout=self.settings.db_timeout_s)
-            await asyncio.sleep(self.poll_s)
-
-    async def _listen_on(self, conn: asyncpg.Connection) -> None:
-        """LISTEN on `conn` until it is lost."""
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _: lost.set())
-        await conn.add_listener(cache_purges.CHANNEL, self._notified)
-        self._wake.set()  # whatever was recorded before the LISTEN
-        await lost.wait()
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
 
 
 @asynccontextmanager

@@ -24,16 +24,15 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import asyncpg
 import structlog
 
-from mediasvc import db
 from mediasvc.config import Settings
 from mediasvc.db import events as queries
 from mediasvc.db.events import Claim
+from mediasvc.db.listen import DB_ERRORS, listen_forever
 from mediasvc.events.signing import Signer
 from mediasvc.metrics import Metrics
 from mediasvc.timers import in_background
@@ -59,7 +58,6 @@ ERROR_SNIPPET = 200
 USER_AGENT = "mediasvc-webhooks"
 
 # What talking to PostgreSQL can raise here; the dispatcher logs it and carries on.
-DB_ERRORS = (*db.UNAVAILABLE, asyncpg.PostgresError)
 
 
 def lease_s(timeout_s: float) -> float:
@@ -115,7 +113,16 @@ class Dispatcher:
         if self.listen_url is None:
             log.info("webhook.polling", every_s=self.poll_s)
         else:
-            listener = asyncio.create_task(self._listen(self.listen_url))
+            listener = asyncio.create_task(
+                listen_forever(
+                    self.listen_url,
+                    queries.CHANNEL,
+                    self._wake,
+                    timeout_s=self.settings.db_timeout_s,
+                    retry_s=self.poll_s,
+                    name="webhook",
+                )
+            )
         try:
             while True:
                 # Cleared before looking, so a wake-up during the look is not lost.
@@ -256,39 +263,6 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _listen(self, url: str) -> None:
-        """Wake the loop on every NOTIFY, on a connection of its own to `url`: pooled
-        connections skip asyncpg's reset query (`db._keep_session`), so a LISTEN on one
-        would stay with whoever borrowed it next. If the connection is lost, polling covers
-        until it is back."""
-        while True:
-            try:
-                conn = await asyncpg.connect(url, timeout=self.settings.db_timeout_s)
-            except DB_ERRORS as exc:
-                log.warning("webhook.listen_failed", error=str(exc))
-                await asyncio.sleep(self.poll_s)
-                continue
-            try:
-                await self._listen_on(conn)
-                log.warning("webhook.listen_lost")
-            except DB_ERRORS as exc:
-                log.warning("webhook.listen_failed", error=str(exc))
-            finally:
-                with contextlib.suppress(*DB_ERRORS):
-                    await conn.close(timeout=self.settings.db_timeout_s)
-            await asyncio.sleep(self.poll_s)
-
-    async def _listen_on(self, conn: asyncpg.Connection) -> None:
-        """LISTEN on `conn` until it is lost."""
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _: lost.set())
-        await conn.add_listener(queries.CHANNEL, self._notified)
-        self._wake.set()  # whatever was recorded before the LISTEN
-        await lost.wait()
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
 
 
 async def _snippet(response: aiohttp.ClientResponse) -> str:
