@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,14 +46,21 @@ def cache_dir() -> Path:
 
 
 def install(cache: Path | None = None) -> Path:
-    """The directory whose `node_modules` holds sharp at `SHARP_VERSION`, installed if needed.
+    """The directory whose `node_modules` holds sharp at `SHARP_VERSION`, installed if needed."""
+    return npm_install(f"sharp-{SHARP_VERSION}", [f"sharp@{SHARP_VERSION}"], cache)
+
+
+def npm_install(entry: str, packages: Sequence[str], cache: Path | None = None) -> Path:
+    """The cache entry `entry` whose `node_modules` holds `packages` (`name@version`), installed
+    with npm if any is missing.
 
     npm installs into a scratch directory beside the cache entry, which is renamed into
     place only once complete, so an interrupted install is never mistaken for a good one.
     """
     cache = cache_dir() if cache is None else cache
-    target = cache / f"sharp-{SHARP_VERSION}"
-    if (target / "node_modules" / "sharp" / "package.json").is_file():
+    target = cache / entry
+    names = [spec.rsplit("@", 1)[0] for spec in packages]
+    if all((target / "node_modules" / name / "package.json").is_file() for name in names):
         return target
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
@@ -62,14 +70,7 @@ def install(cache: Path | None = None) -> Path:
     try:
         (scratch / "package.json").write_text('{"private": true}\n')
         done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                f"sharp@{SHARP_VERSION}",
-            ],
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *packages],
             cwd=scratch,
             capture_output=True,
             text=True,
@@ -77,9 +78,7 @@ def install(cache: Path | None = None) -> Path:
             check=False,
         )
         if done.returncode != 0:
-            raise SharpUnavailable(
-                f"npm install sharp@{SHARP_VERSION} failed: {done.stderr[-500:]}"
-            )
+            raise SharpUnavailable(f"npm install {' '.join(packages)} failed: {done.stderr[-500:]}")
         try:
             scratch.rename(target)
         except OSError:  # another run installed it meanwhile
