@@ -212,7 +212,7 @@ class Stack:
         before, client_before = self.cpu(), time.process_time()
         start = time.perf_counter()
         level.uploads = asyncio.run(
-            _upload_all(f"{self.base_url}/v1/media", self.token, body, content_type, clients, count)
+            upload_all(f"{self.base_url}/v1/media", self.token, body, content_type, clients, count)
         )
         level.wall_s = time.perf_counter() - start
         after = self.cpu()
@@ -224,6 +224,19 @@ class Stack:
             {st: n_after[st] - n_before.get(st, 0.0) for st in n_after},
         )
         return level
+
+    def peak_rss_mb(self) -> float:
+        """The app's peak resident memory: VmHWM summed over its nodes and everything they
+        started (workers, forkserver, resource tracker), as `peers.Peer.peak_rss_mb`."""
+        parts = self.parts()
+        return sum(procs.peak_rss_mb(pid) for pid in parts["app"] + parts["workers"])
+
+    def probe(self, body: bytes, content_type: str) -> dict[str, tuple[int, int, int]]:
+        """One upload; width, height and bytes of each variant, as its `201` states them."""
+        answer = asyncio.run(post_once(f"{self.base_url}/v1/media", self.token, body, content_type))
+        variants = answer["variants"]
+        assert isinstance(variants, dict)
+        return {name: (v["width"], v["height"], v["bytes"]) for name, v in variants.items()}
 
     def stages(self) -> tuple[dict[str, float], dict[str, float]]:
         """Seconds and counts so far per upload stage, summed over the app nodes' metrics
@@ -239,12 +252,16 @@ class Stack:
         return totals["sum"], totals["count"]
 
 
-async def _upload_all(
+async def upload_all(
     url: str, token: str, body: bytes, content_type: str, clients: int, count: int
 ) -> list[Upload]:
+    """`count` POSTs of `body` by `clients` concurrent clients, each on a kept-alive
+    connection; how each went. No `Authorization` header without a token (the peers)."""
     remaining = count
     done: list[Upload] = []
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
 
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal remaining
@@ -259,3 +276,19 @@ async def _upload_all(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await asyncio.gather(*(client(session) for _ in range(clients)))
     return done
+
+
+async def post_once(url: str, token: str, body: bytes, content_type: str) -> dict[str, object]:
+    """One POST that must be answered 201; its JSON."""
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.post(url, data=body, headers=headers) as response,
+    ):
+        if response.status != 201:
+            raise StackError(f"{url} answered {response.status}: {await response.text()}")
+        answer: dict[str, object] = await response.json()
+        return answer
