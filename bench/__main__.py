@@ -3,6 +3,7 @@
 python -m bench                 # the full run (`make bench`): a few minutes on 2 cores
 python -m bench --quick         # one tiny round of everything, for the smoke test
 python -m bench --no-service    # skip the HTTP stack (no PostgreSQL or nginx needed)
+python -m bench --no-peers      # the service without its peers (Node, FastAPI)
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from bench import avif, quality, report, rounds, sharp_baselines
+from bench import avif, peers, quality, report, rounds, sharp_baselines
 from bench.graphics import write_graphics
 from bench.inputs import write_inputs
 from mediasvc.imaging import encode
@@ -29,6 +31,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one tiny round (smoke test)")
     parser.add_argument("--no-service", action="store_true", help="skip the HTTP stack")
+    parser.add_argument("--no-peers", action="store_true", help="skip the service-level peers")
     parser.add_argument("--rounds", type=int, default=15, help="single-process rounds")
     parser.add_argument("--service-rounds", type=int, default=10, help="throughput rounds")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
@@ -67,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_service:
             _say(f"throughput rounds: {service_rounds} (pipeline on {workers} processes, service)")
             through = rounds.throughput(
-                inputs[rounds.MAIN_INPUT], workers, service_rounds, sizes, scratch
+                inputs[rounds.MAIN_INPUT],
+                workers,
+                service_rounds,
+                sizes,
+                scratch,
+                with_peers=not args.no_peers,
             )
     summary = report.summarise(single, through, memory, compared, encoded) | beside.summary()
     print(report.table(inputs, single, through, memory, compared, encoded, summary))
@@ -114,11 +122,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             for photo in beside.photos
         },
         "peak_rss_mb": memory,
+        "peers": _peers_document(through),
     }
     path = report.save(args.results_dir, document)
     print(f"\nresults: {path}")
     print(json.dumps(summary))
     return 0
+
+
+def _peers_document(through: rounds.Throughput | None) -> dict[str, Any]:
+    """The service-level peers' setup and output check, for the results file."""
+    found = through.peers if through else None
+    return {
+        "node_packages": list(peers.NODE_PACKAGES),
+        "skipped": found.skipped if found else {},
+        "service_output": found.service_output if found else {},
+        "outputs": found.outputs if found else {},
+        "output_check": {
+            name: dict(zip(("same", "why"), found.same_output(name), strict=True))
+            for name in found.outputs
+        }
+        if found
+        else {},
+    }
 
 
 def _say(message: str) -> None:

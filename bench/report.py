@@ -18,12 +18,16 @@ import pyvips
 from PIL import features
 
 from bench.inputs import Input
+from bench.peers import PEERS, bytes_ratio
 from bench.rounds import MAIN_INPUT, PHOTO_INPUTS, Encoded, SingleProcess, Throughput
+from bench.service import Level
 from bench.timing import median_cpu_ms, median_ms, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 # The client count at which the service is compared with the pipeline: one per core here.
 COMPARED_CLIENTS = 2
+# The client counts whose latencies are reported for the service-level peers.
+PEER_LATENCY_CLIENTS = (1, 2)
 # Baselines timed against the pipeline in the single-process phase.
 BASELINES = ("pillow_naive", "pillow_tuned", "sharp_naive", "sharp_tuned")
 # Single-threaded runs whose wall time exceeds their CPU time by more than this were
@@ -120,6 +124,8 @@ def summarise(
         for clients in sorted(through.levels):
             for stage, ms in sorted(through.levels[clients].stage_ms().items()):
                 summary[f"service_{stage}_ms_{clients}_clients"] = _r(ms)
+    if through:
+        summary |= peer_summary(through)
     summary["single_process_wall_over_cpu"] = _r(wall_over_cpu(single), 3)
     summary |= {f"peak_rss_mb_{name}": _r(mb) for name, mb in memory.items()}
     for name in BASELINES:
@@ -127,6 +133,49 @@ def summarise(
             pipeline_bytes = quality["pipeline"]["bytes"]
             summary[f"{name}_bytes_ratio"] = _r(pipeline_bytes / quality[name]["bytes"], 3)
     summary["cores"] = os.cpu_count()
+    return summary
+
+
+def peer_summary(through: Throughput) -> dict[str, Any]:
+    """The service-level peers' keys (issue 31): mediasvc's uploads/s over each peer's at 2
+    and 4 clients (`_4c`), each one's p50/p99 at 1 and 2 clients, peak RSS, output check."""
+    found = through.peers
+    summary: dict[str, Any] = {}
+    service = {c: through.levels[c] for c in PEER_LATENCY_CLIENTS if c in through.levels}
+    for clients, level in service.items():
+        if level.ok:
+            summary[f"service_p50_ms_{clients}c"] = _r(percentile(level.ok, 50) * 1000)
+            summary[f"service_p99_ms_{clients}c"] = _r(percentile(level.ok, 99) * 1000)
+    for name in PEERS:
+        levels = found.levels.get(name, {})
+        if not levels:
+            continue
+        summary[f"service_over_{name}"] = _r(found.service_over(name, COMPARED_CLIENTS), 3)
+        summary[f"service_over_{name}_4c"] = _r(found.service_over(name, 4), 3)
+        if COMPARED_CLIENTS in levels:
+            summary[f"{name}_ips"] = _r(levels[COMPARED_CLIENTS].images_per_s, 2)
+        for clients in PEER_LATENCY_CLIENTS:
+            if clients in levels and levels[clients].ok:
+                ok = levels[clients].ok
+                summary[f"{name}_p50_ms_{clients}c"] = _r(percentile(ok, 50) * 1000)
+                summary[f"{name}_p99_ms_{clients}c"] = _r(percentile(ok, 99) * 1000)
+        summary[f"{name}_peak_rss_mb"] = _r(found.peak_rss_mb.get(name, 0.0))
+        if name in found.outputs and found.service_output:
+            summary[f"{name}_bytes_ratio"] = _r(
+                bytes_ratio(found.service_output, found.outputs[name]), 3
+            )
+        summary[f"{name}_same_output"] = found.same_output(name)[0]
+    if found.levels:
+        summary["service_app_peak_rss_mb"] = _r(found.service_peak_rss_mb)
+        theirs = [
+            summary[f"{name}_p99_ms_{COMPARED_CLIENTS}c"]
+            for name in PEERS
+            if f"{name}_p99_ms_{COMPARED_CLIENTS}c" in summary
+        ]
+        ours = summary.get(f"service_p99_ms_{COMPARED_CLIENTS}c")
+        if theirs and ours:
+            # The issue's "p99 at 2 clients no worse than any of them": at most 1.
+            summary["service_p99_over_best_peer_p99"] = _r(ours / min(theirs), 3)
     return summary
 
 
@@ -171,6 +220,14 @@ def targets(summary: dict[str, Any]) -> list[Target]:
     # Equal quality: the pipeline's bytes within 10% of each baseline's.
     for name in ("pillow_tuned", "sharp_naive", "sharp_tuned"):
         limits += [(f"{name}_bytes_ratio", "<=", 1.10), (f"{name}_bytes_ratio", ">=", 0.90)]
+    # Issue 31: the whole service against the services teams run instead, at 2 clients.
+    if any(f"service_over_{name}" in summary for name in PEERS):
+        limits += [
+            ("service_over_node_naive", ">=", 1.5),
+            ("service_over_node_tuned", ">=", 1.0),
+            ("service_over_fastapi_pillow", ">=", 2.0),
+            ("service_p99_over_best_peer_p99", "<=", 1.0),
+        ]
     rows = [Target(name, summary.get(name), op, limit) for name, op, limit in limits]
     p50, p99 = summary.get("service_p50_ms"), summary.get("service_p99_ms")
     ratio = p99 / p50 if p50 and p99 else None
@@ -263,6 +320,8 @@ def table(
                 f"  one upload on an idle service: p50 {summary['single_upload_p50_ms']:.0f} ms, "
                 f"{summary['single_upload_over_pipeline_ms']:.2f} of one process's pipeline"
             )
+    if through and (through.peers.levels or through.peers.skipped):
+        lines += ["", *peer_table(through, summary)]
     if encoded:
         lines += [
             "",
@@ -286,6 +345,57 @@ def table(
         verdict = "met" if target.met else "MISSED"
         lines.append(f"  {target.name:<30}{value:>9} {target.op} {target.limit:<6g} {verdict}")
     return "\n".join(lines)
+
+
+def peer_table(through: Throughput, summary: dict[str, Any]) -> list[str]:
+    """The service-level peers beside mediasvc: rates, latencies, memory, output check."""
+    found = through.peers
+    lines = [
+        f"service-level peers ({through.workers} app processes each, behind nginx with the "
+        "service's body settings; same input, same rounds)",
+        f"  {'':<16}{'img/s 2c':>9}{'img/s 4c':>9}{'p50 1c':>8}{'p99 1c':>8}{'p50 2c':>8}"
+        f"{'p99 2c':>8}{'svc/x 2c':>9}{'svc/x 4c':>9}{'RSS MB':>8}   output",
+    ]
+
+    def ms(key: str) -> str:
+        return f"{summary[key]:>8.0f}" if key in summary else f"{'-':>8}"
+
+    def rate(levels: dict[int, Level], clients: int) -> str:
+        level = levels.get(clients)
+        return f"{level.images_per_s:>9.2f}" if level else f"{'-':>9}"
+
+    lines.append(
+        f"  {'mediasvc':<16}{rate(through.levels, 2)}{rate(through.levels, 4)}"
+        f"{ms('service_p50_ms_1c')}{ms('service_p99_ms_1c')}{ms('service_p50_ms_2c')}"
+        f"{ms('service_p99_ms_2c')}{'':>18}{found.service_peak_rss_mb:>8.0f}   "
+        + " ".join(f"{w}x{h}" for w, h, _ in found.service_output.values())
+    )
+    for name in PEERS:
+        if name in found.skipped:
+            lines.append(f"  {name:<16}skipped: {found.skipped[name].splitlines()[0]}")
+            continue
+        levels = found.levels.get(name)
+        if not levels:
+            continue
+        same, why = found.same_output(name)
+        ratio = summary.get(f"{name}_bytes_ratio", 0.0)
+        verdict = f"same (bytes {ratio:.2f})" if same else f"DIFFERS: {why}"
+        lines.append(
+            f"  {name:<16}{rate(levels, 2)}{rate(levels, 4)}"
+            f"{ms(f'{name}_p50_ms_1c')}{ms(f'{name}_p99_ms_1c')}"
+            f"{ms(f'{name}_p50_ms_2c')}{ms(f'{name}_p99_ms_2c')}"
+            f"{found.service_over(name, 2):>9.2f}{found.service_over(name, 4):>9.2f}"
+            f"{found.peak_rss_mb.get(name, 0.0):>8.0f}   {verdict}"
+        )
+        failed = sum(len(level.uploads) - len(level.ok) for level in levels.values())
+        if failed:
+            lines.append(f"    {failed} uploads were not answered 201")
+    lines += [
+        "  svc/x: median over rounds of mediasvc's img/s over the peer's in the same round;",
+        "  RSS: VmHWM summed over the app's processes (mediasvc: nodes, workers, forkserver);",
+        "  output: pixel sizes (within 1 px) and total bytes (within 10%) against mediasvc's",
+    ]
+    return lines
 
 
 def save(results_dir: Path, document: dict[str, Any]) -> Path:

@@ -7,14 +7,16 @@ every round runs each contestant once (single-process phase) or one batch of eac
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import limit, pillow_baselines, procs, sharp_baselines
+from bench import limit, peers, pillow_baselines, procs, sharp_baselines
 from bench import pipeline as bare
 from bench.inputs import Input
 from bench.isolated import Isolated
+from bench.peers import Peer, PeerResults
 from bench.service import Level, Stack, multipart_body
 from bench.timing import Sample
 from mediasvc.imaging.encode import WEBP_EFFORT
@@ -127,6 +129,8 @@ class Throughput:
     # the batch next to it. The machine's capacity drifts within seconds here, so paired
     # ratios (and their median) say more than ratios of totals.
     paired: list[dict[int, float]] = field(default_factory=list)
+    # The service-level peers, run in the same rounds (issue 31).
+    peers: PeerResults = field(default_factory=PeerResults)
 
     @property
     def pipeline_ips(self) -> float:
@@ -147,46 +151,100 @@ class BatchSizes:
 
 
 def throughput(
-    main: Input, workers: int, rounds: int, sizes: BatchSizes, scratch: Path
+    main: Input,
+    workers: int,
+    rounds: int,
+    sizes: BatchSizes,
+    scratch: Path,
+    with_peers: bool = True,
 ) -> Throughput:
-    """The N-process pipeline and the whole stack, alternating batch by batch.
+    """The N-process pipeline, the whole stack and its peers, alternating batch by batch.
 
-    Each round runs the pipeline batch and the service batches back to back, every other
-    round in reverse order, so neither side always gets the first or the last seconds.
+    Each round runs the pipeline batch, then at each client count the service's batch and
+    each peer's back to back, every other round in reverse order, so no contestant always
+    gets the first or the last seconds.
     """
     result = Throughput(workers)
     pool = bare.start_pool(workers)
     body, content_type = multipart_body(main.path, main.mime)
     try:
-        with Stack(scratch, workers=workers) as stack:
+        with Stack(scratch, workers=workers) as stack, contextlib.ExitStack() as started:
+            running = _start_peers(started, result.peers, scratch, workers) if with_peers else {}
             bare.warm(pool, workers, str(main.path), main.mime)
             stack.upload(body, content_type, workers, 2 * workers)  # start workers, connections
+            result.peers.service_output = stack.probe(body, content_type)
+            for name, peer in running.items():
+                # One upload per app process starts each (sharp's libvips, Pillow's codecs).
+                peer.upload(body, content_type, workers, workers)
+                result.peers.outputs[name] = peer.probe(body, content_type)
             for round_number in range(rounds):
-                steps: list[int | None] = [None, *sizes.clients]  # None: the pipeline batch
+                # None: the pipeline batch; then (who, clients) for the service and the peers.
+                steps: list[tuple[str, int] | None] = [None]
+                steps += [(who, c) for c in sizes.clients for who in ("service", *running)]
                 if round_number % 2:
                     steps.reverse()
-                rates: dict[int, float] = {}
+                rates: dict[str, dict[int, float]] = {}
                 pipeline_ips = 0.0
-                for clients in steps:
-                    if clients is None:
+                for step in steps:
+                    if step is None:
                         batch = bare.batch(pool, str(main.path), main.mime, sizes.pipeline)
                         result.pipeline_images += batch.images
                         result.pipeline_wall_s += batch.wall_s
                         result.pipeline_jobs.extend(batch.jobs)
                         pipeline_ips = batch.images_per_s
                         continue
+                    who, clients = step
+                    if who != "service":
+                        level = running[who].upload(
+                            body, content_type, clients, sizes.clients[clients]
+                        )
+                        levels = result.peers.levels.setdefault(who, {})
+                        _merge(levels.setdefault(clients, Level(clients)), level)
+                        rates.setdefault(who, {})[clients] = level.images_per_s
+                        continue
                     level = stack.upload(body, content_type, clients, sizes.clients[clients])
                     _merge(result.levels.setdefault(clients, Level(clients)), level)
-                    rates[clients] = level.images_per_s
+                    rates.setdefault(who, {})[clients] = level.images_per_s
                     for pid in stack.worker_pids():
                         peak = procs.peak_rss_mb(pid)
                         result.worker_peak_rss_mb[pid] = max(
                             peak, result.worker_peak_rss_mb.get(pid, 0.0)
                         )
-                result.paired.append({c: ips / pipeline_ips for c, ips in rates.items()})
+                service = rates.get("service", {})
+                result.paired.append({c: ips / pipeline_ips for c, ips in service.items()})
+                for name in running:
+                    theirs = rates.get(name, {})
+                    result.peers.paired.setdefault(name, []).append(
+                        {c: service[c] / ips for c, ips in theirs.items() if ips and c in service}
+                    )
+            result.peers.service_peak_rss_mb = stack.peak_rss_mb()
+            for name, peer in running.items():
+                result.peers.peak_rss_mb[name] = peer.peak_rss_mb()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return result
+
+
+def _start_peers(
+    started: contextlib.ExitStack, found: PeerResults, scratch: Path, workers: int
+) -> dict[str, Peer]:
+    """Every peer that starts, each left to `started` to stop; why the others did not."""
+    try:
+        node_dir: Path | None = peers.install_node()
+    except peers.PeerUnavailable as exc:
+        node_dir = None
+        found.skipped |= {name: str(exc) for name in peers.PEERS if name.startswith("node_")}
+    running = {}
+    for name in peers.PEERS:
+        if name in found.skipped:
+            continue
+        try:
+            running[name] = started.enter_context(
+                Peer(name, scratch, workers=workers, node_dir=node_dir)
+            )
+        except (peers.PeerUnavailable, OSError) as exc:
+            found.skipped[name] = str(exc)
+    return running
 
 
 def _merge(into: Level, batch: Level) -> None:

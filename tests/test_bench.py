@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PEERS = ("node_naive", "node_tuned", "fastapi_pillow")
 
 SUMMARY_KEYS = {
     "limit_ms",
@@ -39,6 +40,12 @@ SUMMARY_KEYS = {
     "avif_ssimulacra2_minus_webp",
     "avif_job_time_over_webp_only",
     "job_time_2560_ladder_over_default",
+    # Issue 31: the service-level peers (Express + sharp as written and tuned, FastAPI +
+    # Pillow), one tiny round of each beside the service's; npm installs the Node peers'
+    # packages once into the same cache as sharp.
+    *(f"service_over_{peer}{at}" for peer in PEERS for at in ("", "_4c")),
+    *(f"{peer}_{q}_ms_{c}c" for peer in PEERS for q in ("p50", "p99") for c in (1, 2)),
+    *(f"{peer}_peak_rss_mb" for peer in PEERS),
 }
 
 
@@ -62,3 +69,4 @@ def test_quick_bench_ends_with_the_summary_line_and_keeps_its_results(tmp_path: 
     assert document["summary"] == summary
     assert document.keys() >= {"machine", "versions", "settings", "targets", "encoding", "avif"}
     assert document["versions"]["sharp"]["sharp"] == document["settings"]["sharp_version"]
+    assert document["peers"]["output_check"].keys() == set(PEERS)
