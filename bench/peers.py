@@ -267,8 +267,9 @@ def read_output(folder: Path) -> Output:
     found = {}
     for spec in VARIANTS:
         path = folder / f"{spec.name}.webp"
+        size = path.stat().st_size  # first: a missing file is an OSError, not pyvips'
         header = pyvips.Image.new_from_file(str(path))
-        found[spec.name] = (header.width, header.height, path.stat().st_size)
+        found[spec.name] = (header.width, header.height, size)
     return found
 
 

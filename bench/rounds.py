@@ -17,7 +17,7 @@ from bench import pipeline as bare
 from bench.inputs import Input
 from bench.isolated import Isolated
 from bench.peers import Peer, PeerResults
-from bench.service import Level, Stack, multipart_body
+from bench.service import Level, Stack, StackError, multipart_body
 from bench.timing import Sample
 from mediasvc.imaging.encode import WEBP_EFFORT
 from mediasvc.imaging.job import DEFAULT_RULES
@@ -173,10 +173,14 @@ def throughput(
             bare.warm(pool, workers, str(main.path), main.mime)
             stack.upload(body, content_type, workers, 2 * workers)  # start workers, connections
             result.peers.service_output = stack.probe(body, content_type)
-            for name, peer in running.items():
+            for name, peer in list(running.items()):
                 # One upload per app process starts each (sharp's libvips, Pillow's codecs).
                 peer.upload(body, content_type, workers, workers)
-                result.peers.outputs[name] = peer.probe(body, content_type)
+                try:
+                    result.peers.outputs[name] = peer.probe(body, content_type)
+                except (StackError, OSError) as exc:  # not a 201, or no files written
+                    result.peers.skipped[name] = str(exc)
+                    del running[name]
             for round_number in range(rounds):
                 # None: the pipeline batch; then (who, clients) for the service and the peers.
                 steps: list[tuple[str, int] | None] = [None]
