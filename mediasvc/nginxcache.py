@@ -40,7 +40,7 @@ import structlog
 from mediasvc import db
 from mediasvc.config import Settings
 from mediasvc.db import cache_purges
-from mediasvc.db.listen import DB_ERRORS, listen_forever
+from mediasvc.db.listen import DB_ERRORS, start_listening, stopped
 from mediasvc.storage.bucket import bucket_addresses
 
 log = structlog.get_logger(__name__)
@@ -143,18 +143,14 @@ class CachePurger:
 
     async def run(self) -> None:
         """Look, apply, sleep until a NOTIFY, a repeat or the poll; until cancelled."""
-        listener = None
-        if self.listen_url is not None:
-            listener = asyncio.create_task(
-                listen_forever(
-                    self.listen_url,
-                    cache_purges.CHANNEL,
-                    self._wake,
-                    timeout_s=self.settings.db_timeout_s,
-                    retry_s=self.poll_s,
-                    name="cache",
-                )
-            )
+        listener = start_listening(
+            self.listen_url,
+            cache_purges.CHANNEL,
+            self._wake,
+            timeout_s=self.settings.db_timeout_s,
+            retry_s=self.poll_s,
+            name="cache",
+        )
         try:
             while True:
                 self._wake.clear()
@@ -174,10 +170,7 @@ class CachePurger:
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
         finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+            await stopped(listener)
 
     async def apply_recorded(self) -> int:
         """Apply the purges recorded since the last look (the last TTL at first); how many

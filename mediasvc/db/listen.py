@@ -23,6 +23,33 @@ log = structlog.get_logger(__name__)
 DB_ERRORS = (*db.UNAVAILABLE, asyncpg.PostgresError)
 
 
+def start_listening(
+    url: str | None,
+    channel: str,
+    wake: asyncio.Event,
+    *,
+    timeout_s: float,
+    retry_s: float,
+    name: str,
+) -> asyncio.Task[None] | None:
+    """`listen_forever` in a task of its own; None (nothing listens: the caller polls) when
+    there is no `url` to listen on."""
+    if url is None:
+        return None
+    return asyncio.create_task(
+        listen_forever(url, channel, wake, timeout_s=timeout_s, retry_s=retry_s, name=name)
+    )
+
+
+async def stopped(listener: asyncio.Task[None] | None) -> None:
+    """Wait for a listener `start_listening` gave to end (cancelling it first)."""
+    if listener is None:
+        return
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+
+
 async def listen_forever(
     url: str, channel: str, wake: asyncio.Event, *, timeout_s: float, retry_s: float, name: str
 ) -> None:

@@ -32,7 +32,7 @@ import structlog
 from mediasvc.config import Settings
 from mediasvc.db import events as queries
 from mediasvc.db.events import Claim
-from mediasvc.db.listen import DB_ERRORS, listen_forever
+from mediasvc.db.listen import DB_ERRORS, start_listening, stopped
 from mediasvc.events.signing import Signer
 from mediasvc.metrics import Metrics
 from mediasvc.timers import in_background
@@ -109,20 +109,16 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Claim, send and record, waking up as little as possible, until cancelled."""
-        listener: asyncio.Task[None] | None = None
         if self.listen_url is None:
             log.info("webhook.polling", every_s=self.poll_s)
-        else:
-            listener = asyncio.create_task(
-                listen_forever(
-                    self.listen_url,
-                    queries.CHANNEL,
-                    self._wake,
-                    timeout_s=self.settings.db_timeout_s,
-                    retry_s=self.poll_s,
-                    name="webhook",
-                )
-            )
+        listener = start_listening(
+            self.listen_url,
+            queries.CHANNEL,
+            self._wake,
+            timeout_s=self.settings.db_timeout_s,
+            retry_s=self.poll_s,
+            name="webhook",
+        )
         try:
             while True:
                 # Cleared before looking, so a wake-up during the look is not lost.
@@ -149,9 +145,7 @@ class Dispatcher:
             if listener is not None:
                 listener.cancel()
             await self._hand_back()
-            if listener is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+            await stopped(listener)
 
     async def _claim(self, limit: int) -> list[Claim]:
         async with self.pool.acquire() as conn:
