@@ -120,6 +120,8 @@ def summarise(
             summary[f"service_over_pipeline_{clients}_clients"] = _r(ratio, 3)
         app_cpu_s = level.cpu_s["app"] + level.cpu_s["workers"]
         summary["service_cpu_ms_per_upload"] = _r(app_cpu_s / len(level.ok) * 1000)
+        # The app's own event loop and threads, its image workers left out (issue 31).
+        summary["service_app_cpu_ms_per_upload"] = _r(level.cpu_s["app"] / len(level.ok) * 1000)
         summary["service_clients"] = COMPARED_CLIENTS
         for clients in sorted(through.levels):
             for stage, ms in sorted(through.levels[clients].stage_ms().items()):
@@ -200,13 +202,14 @@ def wall_over_cpu(single: SingleProcess) -> float:
 def targets(summary: dict[str, Any]) -> list[Target]:
     """The issue's targets, evaluated on this run."""
     limits = [
-        ("service_over_pipeline", ">=", 0.92),
+        # Issue 31: the service at 2 clients once the app's own CPU per upload is halved.
+        ("service_over_pipeline", ">=", 0.88),
+        ("service_app_cpu_ms_per_upload", "<=", 9),
         ("pipeline_over_limit", "<=", 1.15),
         ("pillow_tuned_over_pipeline", ">=", 1.1),
         ("pillow_naive_over_pipeline", ">=", 1.8),
         ("sharp_tuned_over_pipeline", ">=", 1.0),
         ("sharp_naive_over_pipeline", ">=", 1.5),
-        ("single_upload_over_pipeline_ms", "<=", 0.8),
         ("graphics_bytes_ratio", "<=", 0.5),
         ("photo_bytes_ratio", "<=", 1.02),
         ("photo_bytes_ratio", ">=", 0.98),
