@@ -58,10 +58,20 @@ async def test_delete_removes_files_and_empty_folder_and_ignores_missing(tmp_pat
     assert not (tmp_path / "media/ab/abc").exists()
 
 
-def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:
-    """A key with .. is refused before any file operation."""
+@pytest.mark.parametrize(
+    "key", ["../../etc/passwd", "ab/../../x", "/etc/passwd", "ab//x", "ab/./x", "ab/x\0y"]
+)
+def test_keys_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
+    """A key that could name a file outside the root is refused before any file operation."""
     with pytest.raises(ValueError, match="escapes"):
-        LocalStorage(tmp_path / "media").path_of("../../etc/passwd")
+        LocalStorage(tmp_path / "media").path_of(key)
+
+
+def test_keys_map_below_the_root(tmp_path: Path) -> None:
+    """A key and a prefix (trailing slash) name the file and the directory below the root."""
+    storage = LocalStorage(tmp_path / "media")
+    assert storage.path_of("ab/abc/full.webp") == storage.root / "ab" / "abc" / "full.webp"
+    assert storage.path_of("ab/abc/") == storage.root / "ab" / "abc"
 
 
 async def test_check_fails_when_the_root_is_not_writable(tmp_path: Path) -> None:

@@ -32,11 +32,16 @@ class LocalStorage:
         self.root = root.resolve()
 
     def path_of(self, key: str) -> Path:
-        """The file a key maps to; keys are ours, but refuse anything that escapes `root`."""
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
+        """The file a key maps to; keys are ours, but refuse anything that escapes `root`.
+
+        Told from the key's segments, not by resolving the path: resolving asked the file
+        system once per directory level, 35 `lstat`s an upload on the event loop. Only the
+        operator can put a link inside `root`.
+        """
+        segments = key.removesuffix("/").split("/")
+        if "\0" in key or any(segment in ("", ".", "..") for segment in segments):
             raise ValueError(f"storage key escapes the root: {key!r}")
-        return path
+        return self.root.joinpath(*segments)
 
     async def put(self, key: str, source: Path, content_type: str) -> None:
         try:
