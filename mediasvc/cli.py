@@ -31,6 +31,7 @@ from mediasvc.events import admin as events_admin
 from mediasvc.flows.reaper import reap
 from mediasvc.flows.rerender import Options
 from mediasvc.flows.space_deletion import SpaceDeletions
+from mediasvc.heap import keep_freed_buffers
 from mediasvc.imaging.confine import LandlockRefused
 from mediasvc.log import configure_logging
 from mediasvc.nginxcache import running_purger
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve() -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_format)
+    keep_freed_buffers()  # the serve process only: image workers are started afresh
     web.run_app(
         create_app(settings),
         host=settings.app_host,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ from mediasvc.imaging.formats import MISSING_DECODERS, SNIFF_BYTES, sniff
 
 # Each write is one hop to a writer thread: reads and writes of this size keep the hops few.
 CHUNK_BYTES = 1024 * 1024
+# How many pieces one `writev` may take (POSIX's IOV_MAX; 1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +139,11 @@ class _SpoolWriter:
 
     The network hands over what has arrived, often a few kilobytes: chunks are gathered in
     memory up to `CHUNK_BYTES` so that a 4 MB upload takes four hops to the thread, not
-    dozens. A cancelled request (client gone) abandons the await, not the thread: `close`
-    first waits for the operation in flight, so the file is never opened or written after
-    it was closed and removed.
+    dozens. They are handed over as they came, hashed one by one and written with one
+    `writev`, never joined: a join copied every byte once more (0.8 ms of CPU a 4 MB
+    upload, docs/performance.md). A cancelled request (client gone) abandons the await,
+    not the thread: `close` first waits for the operation in flight, so the file is never
+    opened or written after it was closed and removed.
     """
 
     def __init__(self, path: Path) -> None:
@@ -159,10 +164,8 @@ class _SpoolWriter:
         """Write what was gathered; a full disk is the client's 507."""
         if not self._pending:
             return
-        # A single read of 1 MiB or more (a session's body) needs no copy.
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending, self._pending_bytes = [], 0
-        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write, data)
+        chunks, self._pending, self._pending_bytes = self._pending, [], 0
+        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write, chunks)
         try:
             await asyncio.shield(self._in_flight)
         except OSError as exc:
@@ -172,11 +175,12 @@ class _SpoolWriter:
                 ) from None
             raise
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, chunks: list[bytes]) -> None:
         if self._file is None:
-            self._file = self.path.open("xb")
-        self.sha256.update(data)
-        self._file.write(data)
+            self._file = self.path.open("xb", buffering=0)
+        for chunk in chunks:
+            self.sha256.update(chunk)
+        _write_all(self._file.fileno(), chunks)
 
     async def close(self) -> None:
         if self._in_flight is not None:
@@ -184,6 +188,20 @@ class _SpoolWriter:
                 await self._in_flight
         if self._file is not None:
             await asyncio.to_thread(self._file.close)
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    """Write `chunks` in order with as few `writev` calls as the system allows (at most
+    `IOV_MAX` pieces each), going on after a short write."""
+    views = [memoryview(chunk) for chunk in chunks]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + _IOV_MAX])
+        while first < len(views) and written >= len(views[first]):
+            written -= len(views[first])
+            first += 1
+        if written:
+            views[first] = views[first][written:]
 
 
 def _allowed_type(head: bytes, rules: FileRules) -> tuple[str, float]:
