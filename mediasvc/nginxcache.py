@@ -154,9 +154,7 @@ class CachePurger:
         try:
             await self.apply_recorded()
             await self._prune_now_and_then()
-        except DB_ERRORS as exc:
-            log.warning("cache.purge_failed", error=str(exc))
-        except OSError as exc:
+        except (*DB_ERRORS, OSError) as exc:
             log.warning("cache.purge_failed", error=str(exc))
         await self._repeat_due()
         self.looked.set()
