@@ -448,21 +448,12 @@ class Settings:
                 "MEDIASVC_JWT_SECRET is required and not set"
                 " (or MEDIASVC_JWT_PUBLIC_KEY_FILE, or MEDIASVC_JWT_JWKS_URL)"
             )
-        # A provider's keys sign tokens for many services: only its issuer and this audience
-        # make a token one for us.
-        if "jwt_jwks_url" in values:
-            for name in ("jwt_issuer", "jwt_audience"):
-                if name not in values:
-                    raise ConfigError(
-                        f"MEDIASVC_{_FIELDS[name].metadata['env']} is required with"
-                        " MEDIASVC_JWT_JWKS_URL"
-                    )
+        for given, needed in _REQUIRED_WITH.items():
+            for name in needed:
+                if given in values and name not in values:
+                    raise ConfigError(f"{env_name(name)} is required with {env_name(given)}")
         if values.get("storage") == "s3" and "s3_bucket" not in values:
             raise _missing("S3_BUCKET")
-        if "webhook_urls" in values and "webhook_secret" not in values:
-            raise ConfigError("MEDIASVC_WEBHOOK_SECRET is required with MEDIASVC_WEBHOOK_URL")
-        if "moderation_url" in values and "moderation_secret" not in values:
-            raise ConfigError("MEDIASVC_MODERATION_SECRET is required with MEDIASVC_MODERATION_URL")
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -537,6 +528,14 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
 
 
 _FIELDS = {setting.name: setting for setting in fields(Settings)}
+# Settings that work only with others: with the first set, each of the others is required.
+_REQUIRED_WITH = {
+    # A provider's keys sign tokens for many services: only its issuer and this audience
+    # make a token one for us.
+    "jwt_jwks_url": ("jwt_issuer", "jwt_audience"),
+    "webhook_urls": ("webhook_secret",),
+    "moderation_url": ("moderation_secret",),
+}
 _UNSET: Any = object()
 
 

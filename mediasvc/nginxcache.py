@@ -25,7 +25,6 @@ plus `avif` for clients that take AVIF ("AVIF by Accept"), and `$scheme` is the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -40,8 +39,9 @@ import structlog
 from mediasvc import db
 from mediasvc.config import Settings
 from mediasvc.db import cache_purges
-from mediasvc.db.listen import DB_ERRORS, start_listening, stopped
+from mediasvc.db.listen import DB_ERRORS, run_rounds
 from mediasvc.storage.bucket import bucket_addresses
+from mediasvc.timers import in_background
 
 log = structlog.get_logger(__name__)
 
@@ -124,9 +124,6 @@ class CachePurger:
         self.settings = settings
         self.pool = pool
         self.cache_dir = cache_dir
-        # A direct connection to PostgreSQL (LISTEN does not pass a transaction pooler);
-        # None: behind a pooler without one, the poll alone brings purges.
-        self.listen_url = settings.listen_url
         self.poll_s = poll_s
         self.repeat_after_s = repeat_after_s
         self.window_s = float(settings.nginx_cache_ttl_s)
@@ -143,34 +140,27 @@ class CachePurger:
 
     async def run(self) -> None:
         """Look, apply, sleep until a NOTIFY, a repeat or the poll; until cancelled."""
-        listener = start_listening(
-            self.listen_url,
+        await run_rounds(
+            self.settings,
             cache_purges.CHANNEL,
             self._wake,
-            timeout_s=self.settings.db_timeout_s,
+            self._round,
             retry_s=self.poll_s,
             name="cache",
         )
+
+    async def _round(self) -> float:
+        """Apply what was recorded and the second passes due; how long to sleep at most."""
         try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self.apply_recorded()
-                    await self._prune_now_and_then()
-                except DB_ERRORS as exc:
-                    log.warning("cache.purge_failed", error=str(exc))
-                except OSError as exc:
-                    log.warning("cache.purge_failed", error=str(exc))
-                await self._repeat_due()
-                self.looked.set()
-                timeout = self.poll_s
-                if self._repeats:
-                    timeout = min(timeout, max(0.0, self._repeats[0][0] - time.monotonic()))
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
-        finally:
-            await stopped(listener)
+            await self.apply_recorded()
+            await self._prune_now_and_then()
+        except (*DB_ERRORS, OSError) as exc:
+            log.warning("cache.purge_failed", error=str(exc))
+        await self._repeat_due()
+        self.looked.set()
+        if self._repeats:
+            return min(self.poll_s, max(0.0, self._repeats[0][0] - time.monotonic()))
+        return self.poll_s
 
     async def apply_recorded(self) -> int:
         """Apply the purges recorded since the last look (the last TTL at first); how many
@@ -226,10 +216,5 @@ async def running_purger(
         yield None
         return
     purger = CachePurger(settings, pool, cache_dir)
-    task = asyncio.create_task(purger.run())
-    try:
+    async with in_background(purger.run()):
         yield purger
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -1,5 +1,6 @@
 """Work that runs in the background while a block runs: one task, cancelled and awaited
-when the block ends (`in_background`), or a round of work about every interval (`every`)."""
+when the block ends (`in_background`), or a round of work about every interval (`every`);
+and the sleep of a loop that may be woken early (`woken`)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,12 @@ async def every(
 
     async with in_background(loop()):
         yield
+
+
+async def woken(wake: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until `wake` is set or `timeout_s` have passed; whether it was set."""
+    # Not `wait_for`: on 3.11 it loses a cancel that meets a wake-up.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await wake.wait()
+    return wake.is_set()

@@ -1,5 +1,6 @@
 """LISTEN for NOTIFYs on a connection of its own, as long as the caller runs: the webhook
-dispatcher and the nginx cache purger wake on them instead of waiting for their poll.
+dispatcher and the nginx cache purger run their rounds (`run_rounds`) as they come instead
+of waiting for their poll.
 
 A pooled connection would not do: pooled connections skip asyncpg's reset query
 (`db._keep_session`), so a LISTEN on one would stay with whoever borrowed it next; and
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import structlog
 
 from mediasvc import db
+from mediasvc.config import Settings
+from mediasvc.timers import in_background, woken
 
 log = structlog.get_logger(__name__)
 
@@ -23,31 +27,34 @@ log = structlog.get_logger(__name__)
 DB_ERRORS = (*db.UNAVAILABLE, asyncpg.PostgresError)
 
 
-def start_listening(
-    url: str | None,
+async def run_rounds(
+    settings: Settings,
     channel: str,
     wake: asyncio.Event,
+    look: Callable[[], Awaitable[float]],
     *,
-    timeout_s: float,
     retry_s: float,
     name: str,
-) -> asyncio.Task[None] | None:
-    """`listen_forever` in a task of its own; None (nothing listens: the caller polls) when
-    there is no `url` to listen on."""
-    if url is None:
-        return None
-    return asyncio.create_task(
-        listen_forever(url, channel, wake, timeout_s=timeout_s, retry_s=retry_s, name=name)
-    )
-
-
-async def stopped(listener: asyncio.Task[None] | None) -> None:
-    """Wait for a listener `start_listening` gave to end (cancelling it first)."""
-    if listener is None:
-        return
-    listener.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listener
+) -> None:
+    """Call `look` round after round until cancelled, LISTENing on `channel` meanwhile
+    (`listen_forever`, where `settings.listen_url` names a connection to do it on). A round
+    starts when `wake` is set (by a NOTIFY, as each LISTEN starts, or by the caller) or
+    after the seconds the last `look` returned. `wake` is cleared before each look, so a
+    wake-up during one is not lost."""
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.listen_url is not None:
+            listening = listen_forever(
+                settings.listen_url,
+                channel,
+                wake,
+                timeout_s=settings.db_timeout_s,
+                retry_s=retry_s,
+                name=name,
+            )
+            await stack.enter_async_context(in_background(listening))
+        while True:
+            wake.clear()
+            await woken(wake, await look())
 
 
 async def listen_forever(

@@ -32,7 +32,7 @@ import structlog
 from mediasvc.config import Settings
 from mediasvc.db import events as queries
 from mediasvc.db.events import Claim
-from mediasvc.db.listen import DB_ERRORS, start_listening, stopped
+from mediasvc.db.listen import DB_ERRORS, run_rounds
 from mediasvc.events.signing import Signer
 from mediasvc.metrics import Metrics
 from mediasvc.timers import in_background
@@ -111,41 +111,35 @@ class Dispatcher:
         """Claim, send and record, waking up as little as possible, until cancelled."""
         if self.listen_url is None:
             log.info("webhook.polling", every_s=self.poll_s)
-        listener = start_listening(
-            self.listen_url,
-            queries.CHANNEL,
-            self._wake,
-            timeout_s=self.settings.db_timeout_s,
-            retry_s=self.poll_s,
-            name="webhook",
-        )
         try:
-            while True:
-                # Cleared before looking, so a wake-up during the look is not lost.
-                self._wake.clear()
-                timeout = self.poll_s
-                try:
-                    free = self.concurrency - len(self._inflight)
-                    claimed = await self._claim(free) if free > 0 else []
-                    if len(claimed) < free:
-                        # Nothing more is due now: sleep until the next retry is.
-                        timeout = await self._look_ahead()
-                    await self._prune_now_and_then()
-                except DB_ERRORS as exc:
-                    log.warning("webhook.dispatch_failed", error=str(exc))
-                except Exception:
-                    # Anything else is a bug, but not a reason to stop delivering for good:
-                    # log it and try again after the usual wait.
-                    log.exception("webhook.dispatch_crashed")
-                # Not `wait_for`: on 3.11 it loses a cancel that meets a wake-up.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
+            await run_rounds(
+                self.settings,
+                queries.CHANNEL,
+                self._wake,
+                self._round,
+                retry_s=self.poll_s,
+                name="webhook",
+            )
         finally:
-            if listener is not None:
-                listener.cancel()
             await self._hand_back()
-            await stopped(listener)
+
+    async def _round(self) -> float:
+        """Claim what is due and start sending it; how long to sleep at most."""
+        timeout = self.poll_s
+        try:
+            free = self.concurrency - len(self._inflight)
+            claimed = await self._claim(free) if free > 0 else []
+            if len(claimed) < free:
+                # Nothing more is due now: sleep until the next retry is.
+                timeout = await self._look_ahead()
+            await self._prune_now_and_then()
+        except DB_ERRORS as exc:
+            log.warning("webhook.dispatch_failed", error=str(exc))
+        except Exception:
+            # Anything else is a bug, but not a reason to stop delivering for good: log it
+            # and try again after the usual wait.
+            log.exception("webhook.dispatch_crashed")
+        return timeout
 
     async def _claim(self, limit: int) -> list[Claim]:
         async with self.pool.acquire() as conn:

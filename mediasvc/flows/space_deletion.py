@@ -37,7 +37,7 @@ from mediasvc.errors import MediaError
 from mediasvc.events import outbox
 from mediasvc.flows.purge import purge
 from mediasvc.storage import Storage, StorageError
-from mediasvc.timers import in_background
+from mediasvc.timers import in_background, woken
 
 log = structlog.get_logger(__name__)
 
@@ -147,9 +147,7 @@ class SpaceDeletions:
     async def _loop(self, interval_s: float) -> None:
         delay = interval_s
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            kicked = self._wake.is_set()
+            kicked = await woken(self._wake, delay)
             self._wake.clear()
             try:
                 passes = await self.run_all()

@@ -17,7 +17,7 @@ import signal
 import ssl
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -45,28 +45,13 @@ class NginxError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """What the templates need to know."""
+    """What the templates need to know: the settings, and what this host adds to them."""
 
+    settings: Settings
     listen: str
     upstreams: Sequence[str]
-    media_root: Path
-    max_upload_bytes: int
-    body_limit_bytes: int
-    url_signing_secret: str = field(repr=False)
-    signed_url_ttl_s: int
-    storage: str
     s3_origin: str
     s3_path: str
-    cache_size_mb: int
-    cache_ttl_s: int
-    rate_uploads_per_min: int
-    rate_uploads_burst: int
-    rate_api_per_s: int
-    rate_api_burst: int
-    rate_media_per_s: int
-    rate_media_burst: int
-    conn_per_ip: int
-    client_timeout_s: int
     # The CA certificates an https bucket's certificate is checked against (PEM); None for
     # a plain-HTTP endpoint.
     s3_trusted_ca: Path | None = None
@@ -74,18 +59,8 @@ class Site:
     # (nginx alone would resolve it once at start and keep stale addresses); unused for an
     # endpoint given as an address.
     s3_resolvers: Sequence[str] = ()
-    # Browser apps whose origins get CORS headers on nginx's own refusals too.
-    cors_origins: Sequence[str] = ()
-    # The session cookie a token may come in (MEDIASVC_AUTH_COOKIE): rate-limited per token
-    # like the Authorization header.
-    auth_cookie: str | None = None
-    # Balancers whose X-Forwarded-For names the client (MEDIASVC_TRUSTED_PROXIES).
-    trusted_proxies: Sequence[str] = ()
     # The names variant files may have (every kind's ladder): nothing else is served.
     variant_names: Sequence[str] = tuple(spec.name for spec in VARIANTS)
-    # Where nginx keeps bucket variants (MEDIASVC_NGINX_CACHE_DIR, which the nodes purge);
-    # None: `cache` in the runtime directory.
-    cache_dir: Path | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *, listen: str, upstreams: Sequence[str]) -> Site:
@@ -94,75 +69,59 @@ class Site:
         bucket = bucket_addresses(settings)[0]
         origin = bucket.origin
         return cls(
+            settings=settings,
             listen=listen,
             upstreams=upstreams,
-            media_root=settings.media_dir,
-            max_upload_bytes=settings.max_upload_bytes,
-            body_limit_bytes=settings.body_limit_bytes,
-            url_signing_secret=settings.url_signing_secret,
-            signed_url_ttl_s=settings.signed_url_ttl_s,
-            storage=settings.storage,
             s3_origin=origin,
             s3_path=bucket.path,
-            cache_size_mb=settings.nginx_cache_size_mb,
-            cache_ttl_s=settings.nginx_cache_ttl_s,
-            rate_uploads_per_min=settings.rate_uploads_per_min,
-            rate_uploads_burst=settings.rate_uploads_burst,
-            rate_api_per_s=settings.rate_api_per_s,
-            rate_api_burst=settings.rate_api_burst,
-            rate_media_per_s=settings.rate_media_per_s,
-            rate_media_burst=settings.rate_media_burst,
-            conn_per_ip=settings.conn_per_ip,
-            client_timeout_s=settings.client_timeout_s,
             s3_trusted_ca=system_ca_bundle() if origin.startswith("https://") else None,
             s3_resolvers=() if _is_address(urlsplit(origin).hostname) else system_nameservers(),
-            cors_origins=settings.cors_origins,
-            auth_cookie=settings.auth_cookie,
-            trusted_proxies=settings.trusted_proxies,
             variant_names=sorted(
                 {s.name for k in kind_rules(settings).values() for s in k.image.sizes}
             ),
-            cache_dir=settings.nginx_cache_dir,
         )
 
     def values(self, runtime_dir: Path) -> dict[str, str]:
         """The placeholder values for rendering into `runtime_dir`."""
+        settings = self.settings
         return {
             "MEDIASVC_LISTEN": self.listen,
             # max_fails=0: no failure nginx counts marks a node down (see the template).
             "MEDIASVC_UPSTREAM_SERVERS": "\n".join(
                 f"    server {address} max_fails=0;" for address in self.upstreams
             ),
-            "MEDIASVC_MEDIA_ROOT": str(self.media_root.resolve()),
-            "MEDIASVC_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
-            "MEDIASVC_BODY_LIMIT": str(self.body_limit_bytes),
+            "MEDIASVC_MEDIA_ROOT": str(settings.media_dir.resolve()),
+            "MEDIASVC_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
+            "MEDIASVC_BODY_LIMIT": str(settings.body_limit_bytes),
             "MEDIASVC_NGINX_DIR": str(runtime_dir.resolve()),
-            "MEDIASVC_URL_SIGNING_SECRET": self.url_signing_secret,
-            "MEDIASVC_SIGNED_URL_TTL": str(self.signed_url_ttl_s),
-            "MEDIASVC_STORAGE": self.storage,
+            "MEDIASVC_URL_SIGNING_SECRET": settings.url_signing_secret,
+            "MEDIASVC_SIGNED_URL_TTL": str(settings.signed_url_ttl_s),
+            "MEDIASVC_STORAGE": settings.storage,
             "MEDIASVC_VARIANT_KEY": variant_key_pattern(self.variant_names),
             "MEDIASVC_S3_SCHEME": urlsplit(self.s3_origin).scheme,
             "MEDIASVC_S3_HOST": urlsplit(self.s3_origin).netloc,
             "MEDIASVC_S3_PATH": self.s3_path,
             "MEDIASVC_S3_TLS": self._s3_tls(),
             "MEDIASVC_S3_RESOLVER": self._s3_resolver(),
-            "MEDIASVC_NGINX_CACHE_DIR": str((self.cache_dir or runtime_dir / "cache").resolve()),
+            "MEDIASVC_NGINX_CACHE_DIR": str(
+                (settings.nginx_cache_dir or runtime_dir / "cache").resolve()
+            ),
             "MEDIASVC_NGINX_CACHE_LEVELS": ":".join(str(width) for width in LEVELS),
-            "MEDIASVC_NGINX_CACHE_SIZE": f"{self.cache_size_mb}m",
-            "MEDIASVC_NGINX_CACHE_TTL": f"{self.cache_ttl_s}s",
-            "MEDIASVC_RATE_UPLOADS": f"{self.rate_uploads_per_min}r/m",
-            "MEDIASVC_RATE_UPLOADS_BURST": str(self.rate_uploads_burst),
-            "MEDIASVC_RATE_API": f"{self.rate_api_per_s}r/s",
-            "MEDIASVC_RATE_API_BURST": str(self.rate_api_burst),
-            "MEDIASVC_RATE_MEDIA": f"{self.rate_media_per_s}r/s",
-            "MEDIASVC_RATE_MEDIA_BURST": str(self.rate_media_burst),
-            "MEDIASVC_CONN_PER_IP": str(self.conn_per_ip),
-            "MEDIASVC_CLIENT_TIMEOUT": f"{self.client_timeout_s}s",
+            "MEDIASVC_NGINX_CACHE_SIZE": f"{settings.nginx_cache_size_mb}m",
+            "MEDIASVC_NGINX_CACHE_TTL": f"{settings.nginx_cache_ttl_s}s",
+            "MEDIASVC_RATE_UPLOADS": f"{settings.rate_uploads_per_min}r/m",
+            "MEDIASVC_RATE_UPLOADS_BURST": str(settings.rate_uploads_burst),
+            "MEDIASVC_RATE_API": f"{settings.rate_api_per_s}r/s",
+            "MEDIASVC_RATE_API_BURST": str(settings.rate_api_burst),
+            "MEDIASVC_RATE_MEDIA": f"{settings.rate_media_per_s}r/s",
+            "MEDIASVC_RATE_MEDIA_BURST": str(settings.rate_media_burst),
+            "MEDIASVC_CONN_PER_IP": str(settings.conn_per_ip),
+            "MEDIASVC_CLIENT_TIMEOUT": f"{settings.client_timeout_s}s",
             # When the next upload fits the per-minute rate again.
-            "MEDIASVC_RETRY_AFTER": str(max(1, math.ceil(60 / self.rate_uploads_per_min))),
+            "MEDIASVC_RETRY_AFTER": str(max(1, math.ceil(60 / settings.rate_uploads_per_min))),
             # Exact origins (checked by `origins.parse_origin`: no quote can be among them).
             "MEDIASVC_CORS_ORIGIN_MAP": "\n".join(
-                f'    "{origin}" "{origin}";' for origin in self.cors_origins
+                f'    "{origin}" "{origin}";' for origin in settings.cors_origins
             ),
             "MEDIASVC_CORS_EXPOSE": ", ".join(EXPOSE_HEADERS),
             "MEDIASVC_AUTH_COOKIE_MAP": self._auth_cookie_map(),
@@ -184,8 +143,8 @@ class Site:
         return {
             "PAYLOAD_TOO_LARGE": (
                 codes.PAYLOAD_TOO_LARGE,
-                f"The upload is larger than {self.max_upload_bytes} bytes.",
-                {"limit": self.max_upload_bytes},
+                f"The upload is larger than {self.settings.max_upload_bytes} bytes.",
+                {"limit": self.settings.max_upload_bytes},
             ),
             "UNSUPPORTED_CONTENT_ENCODING": (
                 codes.UNSUPPORTED_CONTENT_ENCODING,
@@ -224,11 +183,11 @@ class Site:
     def _real_ip(self) -> str:
         """The client's address from X-Forwarded-For, when it comes through a trusted
         balancer (the rightmost address not itself trusted); else nothing."""
-        if not self.trusted_proxies:
+        if not self.settings.trusted_proxies:
             return "    # No trusted balancer in front (MEDIASVC_TRUSTED_PROXIES unset)."
         return "\n".join(
             [
-                *(f"    set_real_ip_from {network};" for network in self.trusted_proxies),
+                *(f"    set_real_ip_from {network};" for network in self.settings.trusted_proxies),
                 "    real_ip_header X-Forwarded-For;",
                 "    real_ip_recursive on;",
             ]
@@ -237,11 +196,11 @@ class Site:
     def _auth_cookie_map(self) -> str:
         """The `map $http_cookie` line that finds the session token's signed part (the first
         cookie of that name; the app refuses a request with two)."""
-        if self.auth_cookie is None:
+        if self.settings.auth_cookie is None:
             return "    # No session cookie (MEDIASVC_AUTH_COOKIE unset): header tokens only."
         # Every character but letters, digits and _ is escaped: a cookie name may hold `.`,
         # `$`, `^`, `|`, `*` or `+` (`config._cookie_name`), none of them quotes or spaces.
-        name = re.sub(r"([^A-Za-z0-9_])", r"\\\1", self.auth_cookie)
+        name = re.sub(r"([^A-Za-z0-9_])", r"\\\1", self.settings.auth_cookie)
         pattern = rf"~(?:^|;)\s*{name}=(?<mediasvc_cookie_part>[^.;\s]+\.[^.;\s]+)\."
         return f'    "{pattern}" $mediasvc_cookie_part;'
 

@@ -264,6 +264,10 @@ def _json(schema: str, description: str, **extra: Any) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": _ref(schema)}}, **extra}
 
 
+def _json_body(schema: str, *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": _ref(schema)}}}
+
+
 def _op(
     operation_id: str,
     summary: str,
@@ -347,15 +351,10 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 "Upload an image: stream, check, make its kind's variants, store them",
                 "media",
                 {
-                    201: {
-                        **_json("UploadedMedia", "Stored and ready."),
-                        "headers": _LOCATION,
-                        "links": _MEDIA_LINKS,
-                    },
-                    200: {
-                        **_json("UploadedMedia", "A replayed `Idempotency-Key`."),
-                        "headers": _LOCATION,
-                    },
+                    201: _json(
+                        "UploadedMedia", "Stored and ready.", headers=_LOCATION, links=_MEDIA_LINKS
+                    ),
+                    200: _json("UploadedMedia", "A replayed `Idempotency-Key`.", headers=_LOCATION),
                     303: {
                         "description": "The form named `success_redirect`: back to that page "
                         "with `media=<id>`, or `error=<code>` for a refusal.",
@@ -437,10 +436,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 problems=(400, 401, 403, 404, 409),
                 security=caller,
                 parameters=[_MEDIA_ID_PARAM],
-                request_body={
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("ModerationDecision")}},
-                },
+                request_body=_json_body("ModerationDecision"),
                 description="`media.ready` or `media.deleted` follows. A media that is not "
                 "`quarantined` is `409`.",
             ),
@@ -469,10 +465,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 problems=(400, 401, 403, 404, 409),
                 security=caller,
                 parameters=[_MEDIA_ID_PARAM],
-                request_body={
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("TakedownRequest")}},
-                },
+                request_body=_json_body("TakedownRequest"),
                 description="The media's sha256 and (unless its picture is too flat, PDQ "
                 "quality under 50) its PDQ hash join the blocklist with `reason`; then it and "
                 "every ready media of the same file (with `similar`, of a picture within "
@@ -486,18 +479,14 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 "Block a file (sha256) or a picture (PDQ hash) from being uploaded (admins)",
                 "blocklist",
                 {
-                    201: {**_json("BlocklistEntry", "Blocked."), "headers": _LOCATION},
-                    200: {
-                        **_json("BlocklistEntry", "Blocked already: the existing entry."),
-                        "headers": _LOCATION,
-                    },
+                    201: _json("BlocklistEntry", "Blocked.", headers=_LOCATION),
+                    200: _json(
+                        "BlocklistEntry", "Blocked already: the existing entry.", headers=_LOCATION
+                    ),
                 },
                 problems=(400, 401, 403),
                 security=caller,
-                request_body={
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("BlocklistRequest")}},
-                },
+                request_body=_json_body("BlocklistRequest"),
                 description="Uploads of this file, or of a picture whose PDQ hash is within "
                 "`MEDIASVC_BLOCKLIST_PDQ_DISTANCE` (default 31 of 256 bits) of this one, are "
                 "then refused with `422 content_blocked`, on every upload path.",
@@ -543,10 +532,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                     _path_param("collection", _COLLECTION, "The collection."),
                     _OWNER_PARAM,
                 ],
-                request_body={
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("CollectionOrder")}},
-                },
+                request_body=_json_body("CollectionOrder"),
             ),
         },
         paths.SPACE_MEDIA.template: {
@@ -586,10 +572,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 problems=(400, 401, 403, 409, 413, 415, 422, 429),
                 security=caller,
                 parameters=[_IDEMPOTENCY_KEY],
-                request_body={
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("UploadSessionRequest")}},
-                },
+                request_body=_json_body("UploadSessionRequest"),
                 description="The declared type and size are checked against the kind at once; "
                 "the collection slot and quota are held until the session completes or expires.",
             ),
@@ -636,15 +619,13 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                 "Complete a session: read the bytes back, make the variants",
                 "uploads",
                 {
-                    201: {**_json("Media", "Ready."), "headers": _LOCATION, "links": _MEDIA_LINKS},
-                    200: {
-                        **_json("Media", "Completed before: ready, or failed."),
-                        "headers": _LOCATION,
-                    },
-                    202: {
-                        **_json("Media", "`Prefer: respond-async`: processing; poll `Location`."),
-                        "headers": _LOCATION,
-                    },
+                    201: _json("Media", "Ready.", headers=_LOCATION, links=_MEDIA_LINKS),
+                    200: _json("Media", "Completed before: ready, or failed.", headers=_LOCATION),
+                    202: _json(
+                        "Media",
+                        "`Prefer: respond-async`: processing; poll `Location`.",
+                        headers=_LOCATION,
+                    ),
                 },
                 problems=(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 500, 503),
                 security=caller,
@@ -657,10 +638,7 @@ def _paths(caller: list[dict[str, list[str]]], variant_names: list[str]) -> dict
                         "description": "`respond-async`: answer 202 at once.",
                     },
                 ],
-                request_body={
-                    "required": False,
-                    "content": {JSON: {"schema": _ref("SessionExpectations")}},
-                },
+                request_body=_json_body("SessionExpectations", required=False),
                 description="An optional body says what the caller knows the session is for "
                 "(`space`, `kind`, `collection`); a session opened for anything else is "
                 "`409 session_mismatch`, and nothing is done.",
@@ -796,10 +774,7 @@ def _webhooks() -> dict[str, Any]:
                 "tags": ["events"],
                 "security": [],
                 "parameters": signed,
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": _ref(model.__name__)}},
-                },
+                "requestBody": _json_body(model.__name__),
                 "responses": {
                     "2XX": {"description": "Delivered."},
                     "4XX": {
@@ -823,10 +798,7 @@ def _webhooks() -> dict[str, Any]:
                 "tags": ["moderation"],
                 "security": [],
                 "parameters": signed,
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("ModerationRequest")}},
-                },
+                "requestBody": _json_body("ModerationRequest"),
                 "responses": {
                     "2XX": _json(
                         "ModerationAnswer",
