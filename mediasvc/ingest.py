@@ -10,7 +10,6 @@ exits, on every path. Whatever is read before the form's first boundary is cappe
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -79,7 +78,7 @@ async def spooled_upload(
     try:
         yield await _receive(request, path, form)
     finally:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        path.unlink(missing_ok=True)  # scratch metadata: on the loop (docs/decisions.md)
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:

@@ -83,7 +83,7 @@ async def spooled_stream(
             raise ended_early() from None
         yield spooled.upload(path, {}, started)
     finally:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        path.unlink(missing_ok=True)  # scratch metadata: on the loop (docs/decisions.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +187,7 @@ class _SpoolWriter:
             with contextlib.suppress(Exception):
                 await self._in_flight
         if self._file is not None:
-            await asyncio.to_thread(self._file.close)
+            self._file.close()  # unbuffered: nothing left to write, one close(2)
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:

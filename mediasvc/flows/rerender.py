@@ -238,7 +238,7 @@ class Rerenderer:
         tag = new_render_tag()
         work_dir = self.settings.spool_dir / f"{media.id}.{tag}.out"
         try:
-            await asyncio.to_thread(work_dir.mkdir)
+            work_dir.mkdir()  # scratch metadata: on the loop (docs/decisions.md)
             facts = await self.processor.run(kind.name, upload.path, upload.mime, work_dir)
             files = store.planned(media.id, facts, private=media.is_private, render=tag)
             # Listed before any is written: if this process dies before the swap, they go.
@@ -256,7 +256,7 @@ class Rerenderer:
                 )
                 return Rendered(media.id, "failed", origin, detail or f"{exc}")
         finally:
-            await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+            shutil.rmtree(work_dir, ignore_errors=True)
         if swapped is None:
             await self._drop(files.keys)
             return Rendered(media.id, "changed", origin, "changed while it was re-rendered")

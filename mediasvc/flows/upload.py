@@ -175,7 +175,8 @@ class UploadFlow:
         work_dir = self.settings.spool_dir / f"{media_id}.out"
         writes = store.Writes()
         try:
-            await asyncio.to_thread(work_dir.mkdir)
+            # Scratch metadata, on the loop rather than a thread hop (docs/decisions.md).
+            work_dir.mkdir()
             with self.metrics.stage("process"):
                 facts = await self.processor.run(
                     options.kind.name, upload.path, upload.mime, work_dir
@@ -205,7 +206,7 @@ class UploadFlow:
             await asyncio.shield(self._undo(media_id, writes, failure))
             raise
         finally:
-            await asyncio.to_thread(shutil.rmtree, work_dir, ignore_errors=True)
+            shutil.rmtree(work_dir, ignore_errors=True)
         await asyncio.shield(remove_retired(self.db, self.storage, retired))
         self.metrics.uploads.labels("created", "").inc()
         return Uploaded(media, created=True, replaced=tuple(old.id for old in retired))
