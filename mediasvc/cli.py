@@ -188,8 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rerender":
             selection = RerenderSelection(args.kind, args.owner, args.space, args.since)
             options = Options(args.from_largest, dry_run=args.dry_run, force=args.force)
+            settings = _settings()
+            configure_logging(settings.log_format)
             return asyncio.run(
-                run_rerender(_settings(), selection, options, limit=args.limit, jobs=args.jobs)
+                run_rerender(settings, selection, options, limit=args.limit, jobs=args.jobs)
             )
         if args.command == "usage":
             return asyncio.run(show_usage(_settings(), by=args.by, top=args.top))

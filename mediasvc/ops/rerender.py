@@ -20,7 +20,6 @@ from mediasvc.db.queries import RerenderSelection
 from mediasvc.flows.processing import Processor, imaging_pool
 from mediasvc.flows.rerender import Options, Rendered, Rerenderer, describe
 from mediasvc.kinds import kind_rules
-from mediasvc.log import configure_logging
 from mediasvc.storage.open import open_storage
 
 # How each outcome reads in a media's line and in the summary.
@@ -45,7 +44,6 @@ async def rerender(
     out: TextIO = sys.stdout,
 ) -> int:
     """Run the command; 1 if any media failed, else 0."""
-    configure_logging(settings.log_format)
     kinds = kind_rules(settings)
     if selection.kind is not None and selection.kind not in kinds:
         known = ", ".join(sorted(kinds))
