@@ -19,6 +19,7 @@ from support import (
     field_part,
     file_part,
     multipart_body,
+    readme_program,
     stored_keys,
 )
 
@@ -275,26 +276,8 @@ class TestFile:
         }
 
     def test_the_issue_example_loads(self, tmp_path: Path) -> None:
-        """The README's kinds file gives the rules it says."""
-        env = self.write(
-            tmp_path,
-            """
-            [kinds.avatar]
-            crop = "square"
-            max_bytes = 2097152
-            min_width = 100
-            min_height = 100
-            collection_max = 1
-            replace = true
-
-            [kinds.post]
-            max_bytes = 5242880
-
-            [kinds.og]          # link previews
-            output = "jpeg"
-            quality = 85
-            """,
-        )
+        """The README's kinds file, taken from the README, gives the rules it says."""
+        env = self.write(tmp_path, readme_program("toml", "[kinds.avatar]"))
         kinds = kind_rules(Settings.from_env(env))
         assert kinds["avatar"].max_bytes == 2097152
         assert kinds["avatar"].image.min_width == 100
