@@ -16,7 +16,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S
-from locks import HeldLocks, until_waiting
+from locks import HeldLocks, held_locks, until_waiting
 from support import bearer, collection_positions, stored_keys, through_pgbouncer, upload_form
 
 from mediasvc.appkeys import DB, STORAGE
@@ -55,7 +55,7 @@ async def queued_then_released(
 ) -> list[Any]:
     """Start `requests` while `hold` holds a lock, wait until each waits for a lock (its
     flow is queued), release, and return their responses."""
-    async with HeldLocks(settings.database_url) as held:
+    async with held_locks(settings.database_url) as held:
         await hold(held)
         answers = asyncio.gather(*requests)
         await until_waiting(settings.database_url, len(requests))
@@ -89,7 +89,7 @@ class TestRemovalsTakeNoCollectionLock:
         """ "Select all, delete" on 8 of 10 photos while a reorder holds the gallery: every
         delete answers 204 without waiting for it, and the two left are at 0 and 1."""
         ids = await fill(client, 10)
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             deletes = [client.delete(f"/v1/media/{i}", headers=bearer()) for i in ids[:8]]
             responses = await finished(asyncio.gather(*deletes))
@@ -113,7 +113,7 @@ class TestRemovalsTakeNoCollectionLock:
         monkeypatch.setattr(Processor, "run", failing_run)
         pending = asyncio.ensure_future(upload(client, collection="gallery"))
         await finished(reached.wait())
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             fail.set()
             response = await finished(pending)
@@ -136,7 +136,7 @@ class TestRemovalsTakeNoCollectionLock:
         )
         assert response.status == 201, await response.text()
         session = await response.json()
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             put = client.put(session["upload"]["url"], data=b"not an image" * 5)
             assert (await finished(put)).status == 415
@@ -157,7 +157,7 @@ class TestRemovalsTakeNoCollectionLock:
             ids[0],
             ids[:3],
         )
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             report = await finished(
                 reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=60)
@@ -217,7 +217,7 @@ class TestQueuedOnTheLockThenRight:
         await client.app[DB].execute(
             "UPDATE media SET created_at = now() - interval '25 hours' WHERE id = $1", old
         )
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             again = asyncio.ensure_future(
                 client.post(
