@@ -17,7 +17,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S
 from locks import HeldLocks, held_locks, until_waiting
-from support import bearer, collection_positions, stored_keys, through_pgbouncer, upload_form
+from support import (
+    bearer,
+    collection_positions,
+    post_media,
+    stored_keys,
+    through_pgbouncer,
+    upload_form,
+)
 
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
@@ -64,9 +71,7 @@ async def queued_then_released(
 
 
 async def upload(client: Client, **fields: str) -> Any:
-    return await client.post(
-        "/v1/media", data=upload_form(TINY, filename="t.png", **fields), headers=bearer()
-    )
+    return await post_media(client, TINY, filename="t.png", **fields)
 
 
 async def fill(client: Client, count: int, collection: str = "gallery") -> list[str]:
