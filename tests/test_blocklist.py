@@ -243,6 +243,17 @@ class TestSessions:
         media_id: str = session["id"]
         return media_id
 
+    async def assert_ends_failed_as_blocked(self, client: Client, media_id: str, what: str) -> None:
+        """Wait (for `what`) until the media is `failed`; its problem is content_blocked."""
+
+        async def failed() -> bool:
+            read = await client.get(f"/v1/media/{media_id}", headers=bearer())
+            return bool((await read.json())["status"] == "failed")
+
+        await wait_until(failed, what)
+        read = await (await client.get(f"/v1/media/{media_id}", headers=bearer())).json()
+        assert read["problem"]["code"] == "content_blocked"
+
     async def test_a_blocked_session_complete_is_refused_and_leaves_nothing(
         self, client: Client, settings: Settings
     ) -> None:
@@ -269,14 +280,7 @@ class TestSessions:
             headers={**bearer(), "Prefer": "respond-async"},
         )
         assert answer.status == 202
-
-        async def failed() -> bool:
-            read = await client.get(f"/v1/media/{media_id}", headers=bearer())
-            return bool((await read.json())["status"] == "failed")
-
-        await wait_until(failed, "the completion to fail")
-        read = await (await client.get(f"/v1/media/{media_id}", headers=bearer())).json()
-        assert read["problem"]["code"] == "content_blocked"
+        await self.assert_ends_failed_as_blocked(client, media_id, "the completion to fail")
         assert await stored_keys(client) == before
 
     async def test_an_auto_complete_session_keeps_the_refusal(
@@ -286,14 +290,9 @@ class TestSessions:
         finds the object) ends `failed` with content_blocked, with nothing stored."""
         await block(client, sha256=SHA256)
         media_id = await self.open_and_send(client, complete="auto")
-
-        async def failed() -> bool:
-            read = await client.get(f"/v1/media/{media_id}", headers=bearer())
-            return bool((await read.json())["status"] == "failed")
-
-        await wait_until(failed, "the automatic completion to fail")
-        read = await (await client.get(f"/v1/media/{media_id}", headers=bearer())).json()
-        assert read["problem"]["code"] == "content_blocked"
+        await self.assert_ends_failed_as_blocked(
+            client, media_id, "the automatic completion to fail"
+        )
         assert await stored_keys(client) == []
 
 
