@@ -153,6 +153,16 @@ async def stored_bytes(client: TestClient[Any, Any], key: str) -> bytes:
         return data
 
 
+async def assert_one_media_left(client: TestClient[Any, Any]) -> None:
+    """One media row is left, ready, and storage holds its five variants and nothing else:
+    of uploads that replace each other, exactly one survived, whole."""
+    rows = await client.app[DB].fetch("SELECT id, status FROM media")
+    assert [row["status"] for row in rows] == ["ready"]
+    keys = await stored_keys(client)
+    assert len(keys) == 5
+    assert all(rows[0]["id"] in key for key in keys)
+
+
 async def assert_nothing_left(client: TestClient[Any, Any], settings: Settings) -> None:
     """No media row, no stored object, no spool file: a refused upload left no trace."""
     rows = await client.app[DB].fetchval("SELECT count(*) FROM media")

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
     assert_nothing_left,
+    assert_one_media_left,
     bearer,
     field_part,
     file_part,
@@ -219,11 +220,7 @@ class TestReplace:
         """Ten racing avatars: one item is left, and only its five files."""
         responses = await asyncio.gather(*(post(client, EXACT, kind="avatar") for _ in range(10)))
         assert [r.status for r in responses] == [201] * 10
-        rows = await client.app[DB].fetch("SELECT id, status FROM media")
-        assert [row["status"] for row in rows] == ["ready"]
-        keys = await stored_keys(client)
-        assert len(keys) == 5
-        assert all(rows[0]["id"] in key for key in keys)
+        await assert_one_media_left(client)
 
     async def test_an_avatar_being_deleted_is_not_replaced_as_well(self, client: Client) -> None:
         """A delete that marks the old avatar while the new one's retirement waits for that

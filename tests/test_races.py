@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S
 from locks import HeldLocks, held_locks, until_waiting
 from support import (
+    assert_one_media_left,
     bearer,
     collection_positions,
     post_media,
@@ -184,11 +185,7 @@ class TestQueuedOnTheLockThenRight:
             [upload(client, kind="avatar") for _ in range(5)],
         )
         assert [r.status for r in responses] == [201] * 5
-        rows = await client.app[DB].fetch("SELECT id, status FROM media")
-        assert [row["status"] for row in rows] == ["ready"]
-        keys = await stored_keys(client)
-        assert len(keys) == 5
-        assert all(rows[0]["id"] in key for key in keys)
+        await assert_one_media_left(client)
 
     @through_pgbouncer
     async def test_uploads_queued_on_a_full_collection_make_exactly_the_cap(
