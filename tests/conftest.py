@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,20 @@ class PgServer:
 
     def dsn(self, database: str = "postgres") -> str:
         return self.cluster.dsn(self.port, database)
+
+    @asynccontextmanager
+    async def scratch_database(self, prefix: str, template: str = "") -> AsyncIterator[str]:
+        """A new database named `prefix_<random>` (a copy of `template`, or empty), dropped
+        when the block ends; its DSN."""
+        name = f"{prefix}_{secrets.token_hex(6)}"
+        admin = await asyncpg.connect(self.dsn())
+        try:
+            copy = f" TEMPLATE {template}" if template else ""
+            await admin.execute(f"CREATE DATABASE {name}{copy}")
+            yield self.dsn(name)
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -129,14 +143,8 @@ async def _create_template(server: PgServer) -> None:
 @pytest.fixture
 async def database_url(postgres: PgServer) -> AsyncIterator[str]:
     """A fresh, migrated database for this test alone."""
-    name = f"test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-        yield postgres.dsn(name)
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with postgres.scratch_database("test", template=TEMPLATE_DB) as dsn:
+        yield dsn
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """How race tests force an interleaving: hold a lock from a second connection.
 
-`HeldLocks` opens its own connection and transaction, takes the service's own advisory
+`held_locks` opens its own connection and transaction, takes the service's own advisory
 locks (the same SQL the flows run) or row locks, and keeps them until the test releases
 them. `lock_waiters` counts the backends PostgreSQL shows waiting for a lock, so a test
 knows that a flow has reached the lock (it is queued) before it releases.
@@ -8,8 +8,8 @@ knows that a flow has reached the lock (it is queued) before it releases.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import asyncpg
 from gates import wait_until
@@ -18,43 +18,23 @@ from mediasvc.db import queries
 
 
 class HeldLocks:
-    """A transaction on its own connection that holds locks until `release` (or the block
-    ends, which rolls it back)."""
+    """A transaction on its own connection that holds locks until `release` (or the block of
+    `held_locks` ends, which rolls it back)."""
 
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        self.conn: asyncpg.Connection | None = None
-        self._tx: asyncpg.transaction.Transaction | None = None
-
-    async def __aenter__(self) -> HeldLocks:
-        self.conn = await asyncpg.connect(self._dsn)
-        self._tx = self.conn.transaction()
-        await self._tx.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.release()
-        assert self.conn is not None
-        await self.conn.close()
+    def __init__(self, conn: asyncpg.Connection, tx: asyncpg.transaction.Transaction) -> None:
+        self.conn = conn
+        self._tx: asyncpg.transaction.Transaction | None = tx
 
     async def collection(self, owner: str, collection: str) -> None:
         """Hold an owner's collection lock, as a reorder or an insert does."""
-        assert self.conn is not None
         await queries.lock_collection(self.conn, owner, collection)
 
     async def owner(self, owner: str) -> None:
         """Hold an owner's upload lock, as a quota check does."""
-        assert self.conn is not None
         await queries.lock_owner(self.conn, owner)
 
     async def rows(self, ids: Sequence[str]) -> None:
         """Hold the row locks of `ids`, in id order."""
-        assert self.conn is not None
         await self.conn.execute(
             "SELECT 1 FROM media WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", list(ids)
         )
@@ -64,6 +44,23 @@ class HeldLocks:
         if self._tx is not None:
             tx, self._tx = self._tx, None
             await (tx.commit() if commit else tx.rollback())
+
+
+@asynccontextmanager
+async def held_locks(dsn: str) -> AsyncIterator[HeldLocks]:
+    """A `HeldLocks` on a new connection to `dsn`, its transaction begun; at the end of the
+    block the transaction is rolled back (unless released before) and the connection closed."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        held = HeldLocks(conn, tx)
+        try:
+            yield held
+        finally:
+            await held.release()
+    finally:
+        await conn.close()
 
 
 async def lock_waiters(dsn: str) -> int:

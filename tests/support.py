@@ -111,13 +111,19 @@ def upload_form(
     return form
 
 
-async def upload_tiny(client: TestClient[Any, Any], sub: str = "alice", **fields: str) -> Any:
+async def post_media(
+    client: TestClient[Any, Any], data: bytes, sub: str = "alice", **form: str
+) -> aiohttp.ClientResponse:
+    """POST /v1/media of `data` as `sub`, in the `upload_form` that `form` describes (its
+    filename, content type and fields); the response."""
+    return await client.post("/v1/media", data=upload_form(data, **form), headers=bearer(sub))
+
+
+async def upload_tiny(
+    client: TestClient[Any, Any], sub: str = "alice", **fields: str
+) -> aiohttp.ClientResponse:
     """POST /v1/media of a tiny PNG as `sub`, with the form `fields`; the response."""
-    return await client.post(
-        "/v1/media",
-        data=upload_form(images.make_tiny(), filename="t.png", **fields),
-        headers=bearer(sub),
-    )
+    return await post_media(client, images.make_tiny(), sub, filename="t.png", **fields)
 
 
 # Run a test module on both storage backends: `pytestmark = parametrize_backends`.
@@ -145,6 +151,16 @@ async def stored_bytes(client: TestClient[Any, Any], key: str) -> bytes:
     async with response["Body"] as body:
         data: bytes = await body.read()
         return data
+
+
+async def assert_one_media_left(client: TestClient[Any, Any]) -> None:
+    """One media row is left, ready, and storage holds its five variants and nothing else:
+    of uploads that replace each other, exactly one survived, whole."""
+    rows = await client.app[DB].fetch("SELECT id, status FROM media")
+    assert [row["status"] for row in rows] == ["ready"]
+    keys = await stored_keys(client)
+    assert len(keys) == 5
+    assert all(rows[0]["id"] in key for key in keys)
 
 
 async def assert_nothing_left(client: TestClient[Any, Any], settings: Settings) -> None:

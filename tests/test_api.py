@@ -14,9 +14,11 @@ from support import (
     assert_nothing_left,
     bearer,
     parametrize_backends,
+    post_media,
     stored_bytes,
     through_pgbouncer,
     upload_form,
+    upload_tiny,
 )
 
 from mediasvc.app import create_app
@@ -42,7 +44,7 @@ class TestUpload:
     ) -> None:
         """A good JPEG becomes a ready media whose JSON matches the design's shape."""
         data = images.make_jpeg(width=1600, height=1200, orientation=6)
-        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        response = await post_media(client, data)
         assert response.status == 201, await response.text()
         body = await response.json()
         assert response.headers["Location"] == f"/v1/media/{body['id']}"
@@ -72,7 +74,7 @@ class TestUpload:
     ) -> None:
         """The files on disk decode to the sizes in the JSON, rotated by EXIF."""
         data = images.make_jpeg(width=640, height=480, orientation=8)
-        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        response = await post_media(client, data)
         body = await response.json()
         full = body["variants"]["full"]
         image = pyvips.Image.new_from_buffer(await stored_file(client, full["url"]), "")
@@ -84,11 +86,7 @@ class TestUpload:
         self, client: Client, settings: Settings
     ) -> None:
         """After a 201 the row says ready, lists every key, and no spool file is left."""
-        response = await client.post(
-            "/v1/media",
-            data=upload_form(images.make_png(alpha=True), filename="x.png"),
-            headers=bearer("bob"),
-        )
+        response = await post_media(client, images.make_png(alpha=True), "bob", filename="x.png")
         body = await response.json()
         row = await client.app[DB].fetchrow("SELECT * FROM media WHERE id = $1", body["id"])
         assert row["status"] == "ready"
@@ -98,11 +96,7 @@ class TestUpload:
 
     async def test_avatar_variants_are_square(self, client: Client) -> None:
         """kind=avatar crops to a square before resizing."""
-        response = await client.post(
-            "/v1/media",
-            data=upload_form(images.make_jpeg(width=900, height=600), kind="avatar"),
-            headers=bearer(),
-        )
+        response = await post_media(client, images.make_jpeg(width=900, height=600), kind="avatar")
         body = await response.json()
         assert body["kind"] == "avatar"
         assert all(v["width"] == v["height"] for v in body["variants"].values())
@@ -112,11 +106,7 @@ class TestUpload:
         """Items appended to a collection are numbered 0, 1, 2 in upload order."""
         positions = []
         for _ in range(3):
-            response = await client.post(
-                "/v1/media",
-                data=upload_form(images.make_tiny(), filename="t.png", collection="profile"),
-                headers=bearer(),
-            )
+            response = await upload_tiny(client, collection="profile")
             positions.append((await response.json())["position"])
         assert positions == [0, 1, 2]
 
@@ -171,9 +161,7 @@ class TestRefusals:
         self, client: Client, settings: Settings, field: str, value: str
     ) -> None:
         """Field values outside their allowed sets are refused, naming the field."""
-        response = await client.post(
-            "/v1/media", data=upload_form(images.make_tiny(), **{field: value}), headers=bearer()
-        )
+        response = await post_media(client, images.make_tiny(), **{field: value})
         assert response.status == 400
         assert (await response.json())["field"] == field
         await assert_nothing_left(client, settings)
@@ -187,7 +175,7 @@ class TestRefusals:
         data = images.make_jpeg(width=800, height=600)
         settings = make_settings(max_upload_bytes=len(data) - 1)
         client = await aiohttp_client(create_app(settings))
-        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        response = await post_media(client, data)
         assert response.status == 413
         problem = await response.json()
         assert problem["code"] == "payload_too_large"
@@ -197,21 +185,15 @@ class TestRefusals:
     async def test_next_upload_succeeds_after_a_refusal(self, client: Client) -> None:
         """A refused file does not disturb the workers."""
         bad = images.make_jpeg()[:500]
-        assert (
-            await client.post("/v1/media", data=upload_form(bad), headers=bearer())
-        ).status == 422
-        good = await client.post(
-            "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
-        )
+        assert (await post_media(client, bad)).status == 422
+        good = await post_media(client, images.make_jpeg())
         assert good.status == 201
 
 
 class TestRead:
     async def test_get_returns_the_same_json_as_the_upload(self, client: Client) -> None:
         """GET /v1/media/{id} answers the owner what POST answered."""
-        created = await (
-            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-        ).json()
+        created = await (await post_media(client, images.make_jpeg())).json()
         response = await client.get(f"/v1/media/{created['id']}", headers=bearer())
         assert response.status == 200
         assert await response.json() == created
@@ -223,9 +205,7 @@ class TestRead:
         """Others read a public media without its owner, the original's sha256, the PDQ
         hash or the processing report."""
         data = images.make_jpeg(gps=True)
-        created = await (
-            await client.post("/v1/media", data=upload_form(data), headers=bearer())
-        ).json()
+        created = await (await post_media(client, data)).json()
         assert "gps" in json.dumps(created["processing"])
         headers = {} if reader == "anonymous" else bearer(reader)
         response = await client.get(f"/v1/media/{created['id']}", headers=headers)
@@ -248,9 +228,7 @@ class TestRead:
         """With MEDIASVC_PUBLIC_OWNER, anyone reading a public media sees who uploaded it,
         and still not the sha256 or the report."""
         client: Client = await aiohttp_client(create_app(make_settings(public_owner=True)))
-        created = await (
-            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-        ).json()
+        created = await (await post_media(client, images.make_jpeg())).json()
         headers = {} if reader == "anonymous" else bearer(reader)
         seen = await (await client.get(f"/v1/media/{created['id']}", headers=headers)).json()
         assert seen["owner"] == "alice"
@@ -258,9 +236,7 @@ class TestRead:
 
     async def test_admin_reads_the_full_json_of_another_owners_media(self, client: Client) -> None:
         """An admin gets the sha256 and the processing report like the owner."""
-        created = await (
-            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-        ).json()
+        created = await (await post_media(client, images.make_jpeg())).json()
         response = await client.get(
             f"/v1/media/{created['id']}", headers=bearer("root", admin=True)
         )
@@ -271,11 +247,7 @@ class TestRead:
     ) -> None:
         """Private media exist only for their owner and admins."""
         created = await (
-            await client.post(
-                "/v1/media",
-                data=upload_form(images.make_jpeg(), visibility="private"),
-                headers=bearer("alice"),
-            )
+            await post_media(client, images.make_jpeg(), "alice", visibility="private")
         ).json()
         path = f"/v1/media/{created['id']}"
         assert (await client.get(path)).status == 404
@@ -331,9 +303,7 @@ class TestLimitsAndReport:
     ) -> None:
         """A photo with GPS and orientation 6 reports both, and gets a placeholder."""
         data = images.make_jpeg(orientation=6, gps=True)
-        body = await (
-            await client.post("/v1/media", data=upload_form(data), headers=bearer())
-        ).json()
+        body = await (await post_media(client, data)).json()
         assert body["placeholder"]["dominant_color"].startswith("#")
         assert len(body["placeholder"]["thumbhash"]) > 10
         assert body["processing"]["rotated_from_orientation"] == 6

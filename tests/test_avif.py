@@ -16,7 +16,7 @@ import images
 import pytest
 import pyvips
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form
+from support import post_media
 
 from mediasvc.imaging import pipeline
 from mediasvc.imaging.avif import AvifSequence, avif_sequence
@@ -171,11 +171,7 @@ class TestLimits:
 async def test_avif_sequence_upload_answers_201(client: TestClient[Any, Any]) -> None:
     """Through the real app an AVIF sequence becomes a ready media of five WebP variants."""
     data = images.make_avif_sequence(frames=5)
-    response = await client.post(
-        "/v1/media",
-        data=upload_form(data, filename="clip.avif", content_type="image/avif"),
-        headers=bearer(),
-    )
+    response = await post_media(client, data, filename="clip.avif", content_type="image/avif")
     assert response.status == 201, await response.text()
     body = await response.json()
     assert body["original"]["mime"] == "image/avif"

@@ -25,6 +25,7 @@ from support import (
     assert_nothing_left,
     bearer,
     parametrize_backends,
+    post_media,
     send_direct,
     stored_keys,
     upload_form,
@@ -49,12 +50,8 @@ RESIZED = images.make_scene_jpeg(seed=1, scale=0.95, quality=80)
 UNRELATED = images.make_scene_jpeg(seed=2)
 
 
-async def upload(client: Client, data: bytes, sub: str = "alice", **fields: str) -> Any:
-    return await client.post("/v1/media", data=upload_form(data, **fields), headers=bearer(sub))
-
-
 async def uploaded(client: Client, data: bytes, sub: str = "alice", **fields: str) -> Any:
-    response = await upload(client, data, sub, **fields)
+    response = await post_media(client, data, sub, **fields)
     assert response.status == 201, await response.text()
     return await response.json()
 
@@ -178,7 +175,7 @@ async def test_a_blocked_file_is_refused_and_nothing_is_left(
     """A form upload of a blocked sha256 is 422 content_blocked: no row, object or spool."""
     await block(client, sha256=SHA256)
 
-    await assert_blocked(await upload(client, PHOTO))
+    await assert_blocked(await post_media(client, PHOTO))
     await assert_nothing_left(client, settings)
 
 
@@ -191,7 +188,7 @@ async def test_near_copies_of_a_blocked_picture_are_refused_others_are_not(
     before = await stored_keys(client)
 
     for copy in (PHOTO, REENCODED, RESIZED):
-        await assert_blocked(await upload(client, copy, "bob"))
+        await assert_blocked(await post_media(client, copy, "bob"))
     assert await media_count(client) == 1
     assert await stored_keys(client) == before
     assert list(settings.spool_dir.iterdir()) == []
@@ -216,7 +213,7 @@ async def test_the_distance_is_a_setting(make_settings: Any, aiohttp_client: Any
     await block(client, pdq=media["pdq"]["hash"])
 
     await uploaded(client, PHOTO, "bob")
-    await assert_blocked(await upload(client, RESIZED, "bob"))
+    await assert_blocked(await post_media(client, RESIZED, "bob"))
 
 
 async def test_a_blocked_upload_through_nginx_is_a_problem(
@@ -246,6 +243,17 @@ class TestSessions:
         media_id: str = session["id"]
         return media_id
 
+    async def assert_ends_failed_as_blocked(self, client: Client, media_id: str, what: str) -> None:
+        """Wait (for `what`) until the media is `failed`; its problem is content_blocked."""
+
+        async def failed() -> bool:
+            read = await client.get(f"/v1/media/{media_id}", headers=bearer())
+            return bool((await read.json())["status"] == "failed")
+
+        await wait_until(failed, what)
+        read = await (await client.get(f"/v1/media/{media_id}", headers=bearer())).json()
+        assert read["problem"]["code"] == "content_blocked"
+
     async def test_a_blocked_session_complete_is_refused_and_leaves_nothing(
         self, client: Client, settings: Settings
     ) -> None:
@@ -272,14 +280,7 @@ class TestSessions:
             headers={**bearer(), "Prefer": "respond-async"},
         )
         assert answer.status == 202
-
-        async def failed() -> bool:
-            read = await client.get(f"/v1/media/{media_id}", headers=bearer())
-            return bool((await read.json())["status"] == "failed")
-
-        await wait_until(failed, "the completion to fail")
-        read = await (await client.get(f"/v1/media/{media_id}", headers=bearer())).json()
-        assert read["problem"]["code"] == "content_blocked"
+        await self.assert_ends_failed_as_blocked(client, media_id, "the completion to fail")
         assert await stored_keys(client) == before
 
     async def test_an_auto_complete_session_keeps_the_refusal(
@@ -289,14 +290,9 @@ class TestSessions:
         finds the object) ends `failed` with content_blocked, with nothing stored."""
         await block(client, sha256=SHA256)
         media_id = await self.open_and_send(client, complete="auto")
-
-        async def failed() -> bool:
-            read = await client.get(f"/v1/media/{media_id}", headers=bearer())
-            return bool((await read.json())["status"] == "failed")
-
-        await wait_until(failed, "the automatic completion to fail")
-        read = await (await client.get(f"/v1/media/{media_id}", headers=bearer())).json()
-        assert read["problem"]["code"] == "content_blocked"
+        await self.assert_ends_failed_as_blocked(
+            client, media_id, "the automatic completion to fail"
+        )
         assert await stored_keys(client) == []
 
 
@@ -370,7 +366,7 @@ async def test_a_takedown_removes_copies_across_owners_and_keeps_them_out(
         shapes.MediaDeleted.model_validate(event)
 
     for again in (PHOTO, REENCODED, RESIZED):
-        await assert_blocked(await upload(client, again, "erin"))
+        await assert_blocked(await post_media(client, again, "erin"))
     await uploaded(client, UNRELATED, "erin")
 
 
@@ -446,7 +442,7 @@ async def test_the_command_line_adds_lists_and_removes(
     added = await cli(database_url, "add", "--file", str(photo), "--reason", "seen twice")
     assert added.returncode == 0, added.stderr
     assert SHA256 in added.stdout
-    await assert_blocked(await upload(client, PHOTO))
+    await assert_blocked(await post_media(client, PHOTO))
 
     listed = await cli(database_url, "list")
     assert "seen twice" in listed.stdout

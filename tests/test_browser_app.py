@@ -5,6 +5,7 @@ form sent back with `303`, and the same requests refused from a third origin."""
 from __future__ import annotations
 
 import html
+import mimetypes
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,11 +133,12 @@ async def browser(sites: None, nginx: str, origins: Origins) -> AsyncIterator[Br
         assert problems == []
 
 
-async def choose(page: Page, tmp_path: Path, name: str, data: bytes) -> None:
-    """Put a file with `data` into the page's file input."""
-    path = tmp_path / name
-    path.write_bytes(data)
-    await page.locator("#file").set_input_files(path)
+async def choose(page: Page, name: str, data: bytes) -> None:
+    """Put a file `name` holding `data` into the page's file input, typed by its extension
+    as the browser types a file chosen from disk."""
+    mime, _ = mimetypes.guess_type(name)
+    assert mime is not None, name
+    await page.locator("#file").set_input_files({"name": name, "mimeType": mime, "buffer": data})
 
 
 async def sign_in_by_cookie(context: BrowserContext, sub: str, **where: str) -> None:
@@ -158,7 +160,6 @@ async def test_bearer_upload_from_another_origin(
     nginx: str,
     origins: Origins,
     browser: BrowserContext,
-    tmp_path: Path,
 ) -> None:
     """The README example, run on the app's origin with a bearer token, uploads with
     progress and reads Location, then reads a refusal's problem; from a third origin the
@@ -166,7 +167,7 @@ async def test_bearer_upload_from_another_origin(
     token = bearer("alice")["Authorization"].removeprefix("Bearer ")
     page = await browser.new_page()
     await page.goto(f"{origins.app}/")
-    await choose(page, tmp_path, "photo.jpg", images.make_noisy_jpeg(width=1200, height=900))
+    await choose(page, "photo.jpg", images.make_noisy_jpeg(width=1200, height=900))
     uploaded = await page.evaluate(UPLOAD, [nginx, token])
     assert uploaded["ok"], uploaded
     assert uploaded["status"] == "ready"
@@ -174,7 +175,7 @@ async def test_bearer_upload_from_another_origin(
     assert uploaded["progress"][-1] == 1
     assert uploaded["progress"] == sorted(uploaded["progress"])
 
-    await choose(page, tmp_path, "drawing.svg", SVG)
+    await choose(page, "drawing.svg", SVG)
     refused = await page.evaluate(UPLOAD, [nginx, token])
     assert not refused["ok"]
     assert refused["problem"]["status"] == 415
@@ -183,7 +184,7 @@ async def test_bearer_upload_from_another_origin(
 
     elsewhere = await browser.new_page()
     await elsewhere.goto(f"{origins.third}/")
-    await choose(elsewhere, tmp_path, "photo.jpg", images.make_tiny())
+    await choose(elsewhere, "photo.jpg", images.make_tiny())
     blocked = await elsewhere.evaluate(UPLOAD, [nginx, token])
     assert not blocked["ok"]
     assert blocked["problem"] is None  # the browser shows the third origin nothing
@@ -195,7 +196,6 @@ async def test_cookie_session_upload_and_csrf_from_a_third_origin(
     nginx: str,
     origins: Origins,
     browser: BrowserContext,
-    tmp_path: Path,
 ) -> None:
     """With the session in an HttpOnly cookie the app's script uploads without seeing the
     token; on a third origin (same site, so the browser sends the cookie) the same script is
@@ -204,7 +204,7 @@ async def test_cookie_session_upload_and_csrf_from_a_third_origin(
     page = await browser.new_page()
     await page.goto(f"{origins.app}/")
     assert await page.evaluate("document.cookie") == ""
-    await choose(page, tmp_path, "photo.jpg", images.make_jpeg())
+    await choose(page, "photo.jpg", images.make_jpeg())
     uploaded = await page.evaluate(UPLOAD, [nginx, None])
     assert uploaded["ok"], uploaded
     assert uploaded["location"] == f"/v1/media/{uploaded['id']}"
@@ -213,7 +213,7 @@ async def test_cookie_session_upload_and_csrf_from_a_third_origin(
 
     elsewhere = await browser.new_page()
     await elsewhere.goto(f"{origins.third}/")
-    await choose(elsewhere, tmp_path, "photo.jpg", images.make_jpeg())
+    await choose(elsewhere, "photo.jpg", images.make_jpeg())
     # The example's upload listener makes even a cookie upload ask first (a preflight,
     # which Playwright does not report): it is refused there, and nothing is sent.
     forged = await elsewhere.evaluate(UPLOAD, [nginx, None])
@@ -232,7 +232,6 @@ async def test_plain_forms_come_back_with_303(
     nginx: str,
     origins: Origins,
     browser: BrowserContext,
-    tmp_path: Path,
 ) -> None:
     """A form without script on the app's page, with the cookie session, lands back on the
     app with `media=<id>`, or with `error=<code>` when refused; the same form on a third
@@ -241,7 +240,7 @@ async def test_plain_forms_come_back_with_303(
     page = await browser.new_page()
 
     await page.goto(f"{origins.app}/form")
-    await choose(page, tmp_path, "photo.jpg", images.make_jpeg())
+    await choose(page, "photo.jpg", images.make_jpeg())
     await page.locator("#send").click()
     await page.wait_for_url(f"{origins.app}/done?**")
     query = parse_qs(urlsplit(page.url).query)
@@ -251,13 +250,13 @@ async def test_plain_forms_come_back_with_303(
     assert (await stored.json())["status"] == "ready"
 
     await page.goto(f"{origins.app}/form")
-    await choose(page, tmp_path, "drawing.svg", SVG)
+    await choose(page, "drawing.svg", SVG)
     await page.locator("#send").click()
     await page.wait_for_url(f"{origins.app}/done?**")
     assert parse_qs(urlsplit(page.url).query)["error"] == ["unsupported_media_type"]
 
     await page.goto(f"{origins.third}/form")
-    await choose(page, tmp_path, "photo.jpg", images.make_jpeg())
+    await choose(page, "photo.jpg", images.make_jpeg())
     async with page.expect_navigation() as navigation:
         await page.locator("#send").click()
     response = await navigation.value

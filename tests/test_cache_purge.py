@@ -14,7 +14,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import wait_until
-from support import bearer, running_nginx, upload_form
+from support import bearer, post_media, running_nginx
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
@@ -73,9 +73,7 @@ async def nodes(
 
 
 async def upload(node: Node, **fields: str) -> dict[str, Any]:
-    response = await node.client.post(
-        "/v1/media", data=upload_form(images.make_jpeg(), **fields), headers=bearer()
-    )
+    response = await post_media(node.client, images.make_jpeg(), **fields)
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

@@ -17,6 +17,7 @@ from support import (
     oversize_head_answer,
     running_nginx,
     upload_form,
+    upload_tiny,
 )
 from test_gixy import assert_nginx_accepts, gixy_findings, rendered_site
 
@@ -307,9 +308,7 @@ class TestVariantFiles:
     ) -> None:
         """A public variant served by nginx echoes an allowed origin (a script may read it),
         sends no CORS header to another origin, and lets any page embed it (CORP)."""
-        response = await client.post(
-            "/v1/media", data=upload_form(images.make_tiny(), filename="t.png"), headers=bearer()
-        )
+        response = await upload_tiny(client)
         url = (await response.json())["variants"]["small"]["url"]
         async with (
             running_nginx(settings, [client.server.port]) as base,

@@ -14,9 +14,9 @@ from support import (
     bearer,
     collection_positions,
     parametrize_backends,
+    post_media,
     stored_keys,
     through_pgbouncer,
-    upload_form,
 )
 
 from mediasvc.appkeys import DB
@@ -34,9 +34,7 @@ def settings(make_settings: Any, data_dir: Path) -> Settings:
 
 
 async def create(client: Client, sub: str = "alice", **fields: str) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/media", data=upload_form(images.make_jpeg(), **fields), headers=bearer(sub)
-    )
+    response = await post_media(client, images.make_jpeg(), sub, **fields)
     assert response.status == 201
     body: dict[str, Any] = await response.json()
     return body

@@ -29,14 +29,7 @@ from aiohttp.test_utils import TestClient
 from contract import Contract
 from gates import wait_until
 from pooler import PgBouncer
-from support import (
-    JWT_SECRET,
-    SIGNING_SECRET,
-    bearer,
-    through_pgbouncer,
-    upload_form,
-    upload_tiny,
-)
+from support import JWT_SECRET, SIGNING_SECRET, bearer, through_pgbouncer, upload_tiny
 from webhooks import FAST, HANG, KEY, SECRET, Receiver, media_of, receiving
 
 from mediasvc import db
@@ -459,9 +452,7 @@ class TestPayload:
                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();
             """
         )
-        response = await client.post(
-            "/v1/media", data=upload_form(images.make_tiny(), filename="t.png"), headers=bearer()
-        )
+        response = await upload_tiny(client)
         assert response.status == 500
         assert await pool.fetchval("SELECT count(*) FROM media") == 0
         assert await pool.fetchval("SELECT count(*) FROM events") == 0

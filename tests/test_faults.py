@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import s3_admin_client
-from support import assert_nothing_left, bearer, stored_keys, upload_form
+from support import assert_nothing_left, bearer, post_media, stored_keys, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
@@ -91,9 +91,7 @@ async def db_client(
 
 
 async def upload(client: Client) -> aiohttp.ClientResponse:
-    response: aiohttp.ClientResponse = await client.post(
-        "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
-    )
+    response: aiohttp.ClientResponse = await post_media(client, images.make_jpeg())
     return response
 
 
@@ -311,7 +309,7 @@ class TestFullDisk:
         client: Client = await aiohttp_client(create_app(settings))
         big = images.make_noisy_jpeg(width=1500, height=1000)
         assert len(big) > 2 * 1024 * 1024, len(big)
-        response = await client.post("/v1/media", data=upload_form(big), headers=bearer())
+        response = await post_media(client, big)
         assert response.status == 507
         assert (await response.json())["code"] == "insufficient_storage"
         await assert_nothing_left(client, settings)
@@ -325,7 +323,7 @@ class TestFullDisk:
         settings = make_settings(media_dir=tiny_disk / "media")
         client: Client = await aiohttp_client(create_app(settings))
         big = images.make_noisy_jpeg(width=1500, height=1000)
-        response = await client.post("/v1/media", data=upload_form(big), headers=bearer())
+        response = await post_media(client, big)
         assert response.status == 503
         await assert_nothing_left(client, settings)
 
@@ -339,7 +337,7 @@ class TestHungJob:
         settings = make_settings(job_timeout_s=0.05)
         client: Client = await aiohttp_client(create_app(settings))
         big = images.make_jpeg(width=4000, height=3000)
-        response = await client.post("/v1/media", data=upload_form(big), headers=bearer())
+        response = await post_media(client, big)
         assert response.status == 500
         assert (await response.json())["code"] == "processing_timeout"
         await assert_nothing_left(client, settings)

@@ -31,7 +31,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
-from support import bearer, npm_tools, run_tool, upload_form
+from support import bearer, npm_tools, post_media, run_tool, upload_form
 
 from mediasvc.config import Settings
 
@@ -177,7 +177,7 @@ async def test_a_generated_python_client_reads_a_media_and_the_limits(
         cwd=tmp_path,
     )
     photo = images.make_jpeg(width=300, height=200)
-    uploaded = await client.post("/v1/media", data=upload_form(photo), headers=bearer())
+    uploaded = await post_media(client, photo)
     assert uploaded.status == 201, await uploaded.text()
     media_id = (await uploaded.json())["id"]
 
@@ -245,7 +245,7 @@ async def test_generated_pydantic_models_validate_the_app_answers(
     read back, a page of the list and an upload session opened with the generated request
     model: nothing the app sends is missing from the document or outside it."""
     photo = images.make_jpeg(width=300, height=200)
-    uploaded = await client.post("/v1/media", data=upload_form(photo), headers=bearer())
+    uploaded = await post_media(client, photo)
     assert uploaded.status == 201, await uploaded.text()
     created = models.UploadedMedia.model_validate(await uploaded.json())
     # StrEnum members: equal to their values.

@@ -22,7 +22,7 @@ import sandbox_probe
 from aiohttp.test_utils import TestClient
 from imaging_support import make_job, run, run_python, truncated
 from PIL import Image
-from support import bearer, upload_form
+from support import bearer, post_media, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.config import Settings
@@ -442,11 +442,7 @@ async def test_sandboxed_worker_decodes_heic_and_stays_confined(
 async def test_heic_upload_gives_five_upright_variants(client: TestClient[Any, Any]) -> None:
     """A phone-like HEIC becomes ready media: displayed size, WebP variants, the owner's report."""
     data = images.make_heic(width=1200, height=900, orientation=6, gps=True, icc="p3")
-    response = await client.post(
-        "/v1/media",
-        data=upload_form(data, filename="IMG_0001.HEIC", content_type="image/heic"),
-        headers=bearer(),
-    )
+    response = await post_media(client, data, filename="IMG_0001.HEIC", content_type="image/heic")
     assert response.status == 201, await response.text()
     body = await response.json()
     assert body["original"]["mime"] == "image/heic"
@@ -502,10 +498,8 @@ async def test_without_the_extra_heic_is_415_saying_how_to_enable_it(
     client_without_extra: TestClient[Any, Any],
 ) -> None:
     """Without pillow-heif, a HEIC upload is 415 whose detail names the extra to install."""
-    response = await client_without_extra.post(
-        "/v1/media",
-        data=upload_form(images.make_heic(), filename="IMG.HEIC", content_type="image/heic"),
-        headers=bearer(),
+    response = await post_media(
+        client_without_extra, images.make_heic(), filename="IMG.HEIC", content_type="image/heic"
     )
     assert response.status == 415
     problem = await response.json()

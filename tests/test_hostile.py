@@ -28,6 +28,7 @@ from support import (
     field_part,
     file_part,
     multipart_body,
+    post_media,
     request_head,
     stored_bytes,
     stored_keys,
@@ -67,9 +68,7 @@ async def assert_refused(
 async def assert_clean_and_healthy(client: Client, settings: Settings) -> None:
     """Nothing left behind, and a good upload still goes through."""
     await assert_nothing_left(client, settings)
-    response = await client.post(
-        "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
-    )
+    response = await post_media(client, images.make_jpeg())
     assert response.status == 201
 
 
@@ -291,18 +290,14 @@ class TestTypes:
         self, client: Client, settings: Settings, data: bytes, filename: str, declared: str
     ) -> None:
         """Magic bytes decide; the filename and declared type are ignored."""
-        response = await client.post(
-            "/v1/media",
-            data=upload_form(data, filename=filename, content_type=declared),
-            headers=bearer(),
-        )
+        response = await post_media(client, data, filename=filename, content_type=declared)
         problem = await assert_refused(response, 415, "unsupported_media_type")
         assert "image/jpeg" in problem["accepted"]
         await assert_clean_and_healthy(client, settings)
 
     async def test_empty_file_is_422(self, client: Client, settings: Settings) -> None:
         """A zero-byte file is not an image."""
-        response = await client.post("/v1/media", data=upload_form(b""), headers=bearer())
+        response = await post_media(client, b"")
         await assert_refused(response, 422, "empty_file")
         await assert_clean_and_healthy(client, settings)
 
@@ -310,10 +305,8 @@ class TestTypes:
         self, client: Client
     ) -> None:
         """A PNG sent as text/plain named notes.txt is accepted as the PNG it is."""
-        response = await client.post(
-            "/v1/media",
-            data=upload_form(images.make_png(), filename="notes.txt", content_type="text/plain"),
-            headers=bearer(),
+        response = await post_media(
+            client, images.make_png(), filename="notes.txt", content_type="text/plain"
         )
         assert response.status == 201
         assert (await response.json())["original"]["mime"] == "image/png"
@@ -346,7 +339,7 @@ class TestPixelBombs:
         self, client: Client, settings: Settings, factory: Any, code: str
     ) -> None:
         """Claimed sizes past the limits are refused before any full decode."""
-        response = await client.post("/v1/media", data=upload_form(factory()), headers=bearer())
+        response = await post_media(client, factory())
         problem = await assert_refused(response, 422, code)
         assert "at most" in problem["detail"]
         await assert_clean_and_healthy(client, settings)
@@ -370,9 +363,7 @@ class TestCorruptFiles:
     ) -> None:
         """A file cut in half is refused, never stored with padding or missing frames."""
         data = factory()
-        response = await client.post(
-            "/v1/media", data=upload_form(data[: len(data) // 2]), headers=bearer()
-        )
+        response = await post_media(client, data[: len(data) // 2])
         await assert_refused(response, 422, "invalid_image")
         await assert_clean_and_healthy(client, settings)
 
@@ -380,7 +371,7 @@ class TestCorruptFiles:
         """A flipped byte in a PNG chunk fails its CRC and is refused."""
         data = bytearray(images.make_png())
         data[40] ^= 0xFF
-        response = await client.post("/v1/media", data=upload_form(bytes(data)), headers=bearer())
+        response = await post_media(client, bytes(data))
         await assert_refused(response, 422, "invalid_image")
         await assert_clean_and_healthy(client, settings)
 
@@ -401,7 +392,7 @@ class TestPolyglots:
         """The image is accepted; no byte of the smuggled payload reaches any variant."""
         data = factory()
         assert payload in data
-        response = await client.post("/v1/media", data=upload_form(data), headers=bearer())
+        response = await post_media(client, data)
         assert response.status == 201
         stored = await stored_keys(client)
         assert len(stored) == 5

@@ -8,12 +8,11 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import images
 import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import bearer, upload_form
+from support import bearer, upload_tiny
 
 Client = TestClient[Any, Any]
 
@@ -63,11 +62,7 @@ async def test_deeply_nested_reorder_body_is_400(client: Client) -> None:
 
 async def test_collection_name_with_a_newline_is_refused_in_a_form(client: Client) -> None:
     """`fullmatch`, not `match` with `$`: a trailing newline is not part of a valid name."""
-    response = await client.post(
-        "/v1/media",
-        data=upload_form(images.make_tiny(), filename="t.png", collection="abc\n"),
-        headers=bearer(),
-    )
+    response = await upload_tiny(client, collection="abc\n")
     assert response.status == 400
     assert (await response.json())["field"] == "collection"
 

@@ -15,10 +15,12 @@ from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
     assert_nothing_left,
+    assert_one_media_left,
     bearer,
     field_part,
     file_part,
     multipart_body,
+    readme_program,
     stored_keys,
 )
 
@@ -218,11 +220,7 @@ class TestReplace:
         """Ten racing avatars: one item is left, and only its five files."""
         responses = await asyncio.gather(*(post(client, EXACT, kind="avatar") for _ in range(10)))
         assert [r.status for r in responses] == [201] * 10
-        rows = await client.app[DB].fetch("SELECT id, status FROM media")
-        assert [row["status"] for row in rows] == ["ready"]
-        keys = await stored_keys(client)
-        assert len(keys) == 5
-        assert all(rows[0]["id"] in key for key in keys)
+        await assert_one_media_left(client)
 
     async def test_an_avatar_being_deleted_is_not_replaced_as_well(self, client: Client) -> None:
         """A delete that marks the old avatar while the new one's retirement waits for that
@@ -275,26 +273,8 @@ class TestFile:
         }
 
     def test_the_issue_example_loads(self, tmp_path: Path) -> None:
-        """The README's kinds file gives the rules it says."""
-        env = self.write(
-            tmp_path,
-            """
-            [kinds.avatar]
-            crop = "square"
-            max_bytes = 2097152
-            min_width = 100
-            min_height = 100
-            collection_max = 1
-            replace = true
-
-            [kinds.post]
-            max_bytes = 5242880
-
-            [kinds.og]          # link previews
-            output = "jpeg"
-            quality = 85
-            """,
-        )
+        """The README's kinds file, taken from the README, gives the rules it says."""
+        env = self.write(tmp_path, readme_program("toml", "[kinds.avatar]"))
         kinds = kind_rules(Settings.from_env(env))
         assert kinds["avatar"].max_bytes == 2097152
         assert kinds["avatar"].image.min_width == 100

@@ -9,7 +9,7 @@ import aiohttp
 import images
 import structlog
 from aiohttp.test_utils import TestClient
-from support import bearer, upload_form
+from support import bearer, post_media, upload_form
 
 Client = TestClient[Any, Any]
 
@@ -26,8 +26,8 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 async def test_uploads_are_counted_by_outcome_code_and_stage(client: Client) -> None:
     """One created, one refused (415): counters, stage histograms and bytes move."""
-    await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-    await client.post("/v1/media", data=upload_form(b"<html></html>" * 100), headers=bearer())
+    await post_media(client, images.make_jpeg())
+    await post_media(client, b"<html></html>" * 100)
     response = await client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -45,9 +45,7 @@ async def test_uploads_are_counted_by_outcome_code_and_stage(client: Client) -> 
 
 async def test_resource_gauges_and_route_labels(client: Client) -> None:
     """Pool and database gauges are read live; requests are labelled by route, not path."""
-    created = await (
-        await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-    ).json()
+    created = await (await post_media(client, images.make_jpeg())).json()
     await client.get(f"/v1/media/{created['id']}")
     text = await (await client.get("/metrics")).text()
     assert sample(text, "mediasvc_pool_workers") == 2
@@ -78,9 +76,7 @@ async def test_one_log_line_per_request_with_owner_media_code_and_bytes(
             data=upload_form(images.make_jpeg()),
             headers={**bearer("carol"), "X-Request-Id": "req-123"},
         )
-        refused = await client.post(
-            "/v1/media", data=upload_form(b"<html></html>" * 100), headers=bearer("carol")
-        )
+        refused = await post_media(client, b"<html></html>" * 100, "carol")
     lines = [e for e in logs if e["event"] == "request.finished"]
     assert len(lines) == 2
     created, failed = lines

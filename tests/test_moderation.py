@@ -28,6 +28,7 @@ from support import (
     assert_nothing_left,
     bearer,
     parametrize_backends,
+    post_media,
     readme_program,
     send_direct,
     serving,
@@ -418,9 +419,7 @@ class TestDocumentedReceiver:
     ) -> None:
         """The documented receiver allows a trusted owner's upload, denies a suspended
         one's with its reason, and sends anyone else's to the review queue."""
-        response = await client.post(
-            "/v1/media", data=upload_form(PHOTO, kind="chat"), headers=bearer(owner)
-        )
+        response = await post_media(client, PHOTO, owner, kind="chat")
         body = await response.json()
         assert response.status == status, body
         if status == 422:

@@ -29,6 +29,10 @@ from mediasvc.stack.nginxconf import render_template
 
 Client = TestClient[Any, Any]
 
+# Upload limits a test crosses quickly: six a minute with a burst of one, so a client's first
+# two uploads pass at once and the next ones are refused.
+TIGHT_UPLOADS = {"rate_uploads_per_min": 6, "rate_uploads_burst": 1}
+
 
 async def upload_through(
     http: aiohttp.ClientSession, nginx: str, data: bytes, **fields: str
@@ -197,9 +201,7 @@ class TestTrustedProxies:
     @pytest.fixture
     def settings(self, make_settings: Any) -> Settings:
         """A balancer on loopback in front of nginx, and tight per-address limits."""
-        result: Settings = make_settings(
-            rate_uploads_per_min=6, rate_uploads_burst=1, trusted_proxies=("127.0.0.1/32",)
-        )
+        result: Settings = make_settings(**TIGHT_UPLOADS, trusted_proxies=("127.0.0.1/32",))
         return result
 
     async def test_clients_behind_a_trusted_balancer_are_limited_by_their_own_address(
@@ -227,8 +229,7 @@ class TestAbuseLimits:
     def settings(self, make_settings: Any) -> Settings:
         """Tight limits so that a test can cross them quickly."""
         result: Settings = make_settings(
-            rate_uploads_per_min=6,
-            rate_uploads_burst=1,
+            **TIGHT_UPLOADS,
             rate_api_per_s=2,
             rate_api_burst=3,
             client_timeout_s=1,
@@ -349,8 +350,7 @@ class TestCookieRateLimit:
     def settings(self, make_settings: Any) -> Settings:
         """Tight upload limits, and sessions in the `sid` cookie for pages on APP."""
         result: Settings = make_settings(
-            rate_uploads_per_min=6,
-            rate_uploads_burst=1,
+            **TIGHT_UPLOADS,
             auth_cookie="__Host-sid.v2",
             cors_origins=("https://app.example.com",),
         )

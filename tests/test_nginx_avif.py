@@ -20,7 +20,7 @@ import pytest
 import pyvips
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, running_nginx, stored_bytes, upload_form
+from support import parametrize_backends, post_media, running_nginx, stored_bytes
 from test_nginx_s3 import signed
 
 from mediasvc.appkeys import STORAGE
@@ -74,11 +74,7 @@ async def add_avif_siblings(client: Client, media: dict[str, Any]) -> dict[str, 
 
 async def upload(client: Client, **fields: str) -> dict[str, Any]:
     """A photo uploaded through the app as alice; its JSON (owner's view: signed URLs)."""
-    response = await client.post(
-        "/v1/media",
-        data=upload_form(images.make_jpeg(width=800, height=600), **fields),
-        headers=bearer(),
-    )
+    response = await post_media(client, images.make_jpeg(width=800, height=600), **fields)
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

@@ -16,6 +16,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -156,31 +157,22 @@ class TestClientQueryStaysOut:
         for entry in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
             admin.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
 
-    async def test_deleted_public_variant_is_not_readable_by_its_version_id(
+    @pytest.mark.parametrize("private", [False, True], ids=["public", "signed"])
+    async def test_a_deleted_variant_is_not_readable_by_its_version_id(
         self,
         bucket_nginx: str,
         http: aiohttp.ClientSession,
         settings: Settings,
         versioned: Callable[[str], str],
+        private: bool,
     ) -> None:
-        """`?versionId=` of a deleted object is dropped before the bucket: 404, not the bytes."""
-        key = put_variant(settings)
-        version = versioned(key)
-        async with http.get(f"{bucket_nginx}/media/{key}?versionId={version}") as response:
-            assert response.status == 404
-            assert await response.read() != WEBP
-
-    async def test_deleted_private_variant_is_not_readable_by_its_version_id(
-        self,
-        bucket_nginx: str,
-        http: aiohttp.ClientSession,
-        settings: Settings,
-        versioned: Callable[[str], str],
-    ) -> None:
-        """A still-valid signed URL with `&versionId=` added cannot bring a deleted file back."""
-        key = put_variant(settings, private=True)
-        version = versioned(f"private/{key}")
-        async with http.get(f"{bucket_nginx}{signed(key)}&versionId={version}") as response:
+        """`versionId` added to a public URL, or to a signed URL still valid, is dropped before
+        the bucket: a deleted variant is not brought back (404, not the bytes)."""
+        key = put_variant(settings, private=private)
+        version = versioned(f"private/{key}" if private else key)
+        path = signed(key) if private else f"/media/{key}"
+        # aiohttp adds the parameter to the query the signed path already has.
+        async with http.get(bucket_nginx + path, params={"versionId": version}) as response:
             assert response.status == 404
             assert await response.read() != WEBP
 
@@ -287,6 +279,8 @@ def fake_bucket_nginx(
 
 # nginx's answer: status, headers, body.
 Answer = tuple[int, CIMultiDictProxy[str], bytes]
+# Asks nginx for variants from a bucket that fails with (status, S3 error code); its answers.
+FailingBucket = Callable[[int, str], Awaitable[list[Answer]]]
 
 
 class TestBucketErrors:
@@ -296,7 +290,7 @@ class TestBucketErrors:
         aiohttp_server: Any,
         make_settings: Callable[..., Settings],
         http: aiohttp.ClientSession,
-    ) -> Callable[[int, str], Awaitable[list[Answer]]]:
+    ) -> FailingBucket:
         """Asks nginx for a public and a signed variant whose bucket answers `status` with
         the S3 error `code`; nginx's answers (each reached the bucket once)."""
 
@@ -325,10 +319,7 @@ class TestBucketErrors:
         ],
     )
     async def test_bucket_failure_is_a_503_problem_without_its_xml(
-        self,
-        failing_bucket: Callable[[int, str], Awaitable[list[Answer]]],
-        status: int,
-        code: str,
+        self, failing_bucket: FailingBucket, status: int, code: str
     ) -> None:
         """A bucket that fails or redirects: 503 busy with Retry-After, nothing of the bucket's."""
         for answer, headers, body in await failing_bucket(status, code):
@@ -346,10 +337,7 @@ class TestBucketErrors:
         [(400, "InvalidArgument"), (403, "AccessDenied"), (405, "MethodNotAllowed"), (409, "Busy")],
     )
     async def test_bucket_refusal_is_a_plain_404(
-        self,
-        failing_bucket: Callable[[int, str], Awaitable[list[Answer]]],
-        status: int,
-        code: str,
+        self, failing_bucket: FailingBucket, status: int, code: str
     ) -> None:
         """Any 4xx of the bucket is the same empty-handed 404 as a missing key."""
         for answer, headers, body in await failing_bucket(status, code):
@@ -404,21 +392,34 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@dataclass(frozen=True)
+class TlsBucket:
+    """A fake bucket served over https, its endpoint, and its self-signed certificate."""
+
+    bucket: FakeBucket
+    endpoint: str
+    cert: Path
+
+
+# GETs a public variant through nginx whose bucket is at an endpoint; its status and body.
+FetchVariant = Callable[..., Awaitable[tuple[int, bytes]]]
+
+
 class TestBucketTls:
     @pytest.fixture
-    async def tls_bucket(self, aiohttp_server: Any, tmp_path: Path) -> tuple[FakeBucket, str, Path]:
+    async def tls_bucket(self, aiohttp_server: Any, tmp_path: Path) -> TlsBucket:
         """An https bucket with a self-signed certificate that serves one object at any path."""
         cert, key = self_signed_certificate(tmp_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         bucket = FakeBucket()
         server = await aiohttp_server(bucket.app(), ssl=context)
-        return bucket, f"https://127.0.0.1:{server.port}", cert
+        return TlsBucket(bucket, f"https://127.0.0.1:{server.port}", cert)
 
     @pytest.fixture
     def fetch(
         self, make_settings: Callable[..., Settings], http: aiohttp.ClientSession
-    ) -> Callable[..., Awaitable[tuple[int, bytes]]]:
+    ) -> FetchVariant:
         """GETs a public variant through nginx whose bucket is at `endpoint`, with
         `site_changes`; its status and body."""
 
@@ -432,27 +433,21 @@ class TestBucketTls:
         return fetch
 
     async def test_untrusted_bucket_certificate_is_refused(
-        self,
-        tls_bucket: tuple[FakeBucket, str, Path],
-        fetch: Callable[..., Awaitable[tuple[int, bytes]]],
+        self, tls_bucket: TlsBucket, fetch: FetchVariant
     ) -> None:
         """Against the system CAs a self-signed bucket fails the handshake: 503, no request."""
-        bucket, endpoint, _ = tls_bucket
-        status, _ = await fetch(endpoint)
+        status, _ = await fetch(tls_bucket.endpoint)
         assert status == 503
-        assert bucket.requests == []
+        assert tls_bucket.bucket.requests == []
 
     async def test_bucket_certificate_from_the_trusted_set_is_accepted(
-        self,
-        tls_bucket: tuple[FakeBucket, str, Path],
-        fetch: Callable[..., Awaitable[tuple[int, bytes]]],
+        self, tls_bucket: TlsBucket, fetch: FetchVariant
     ) -> None:
         """With the bucket's CA trusted the same URL is served (so the 503 above was the check)."""
-        bucket, endpoint, cert = tls_bucket
-        status, body = await fetch(endpoint, s3_trusted_ca=cert)
+        status, body = await fetch(tls_bucket.endpoint, s3_trusted_ca=tls_bucket.cert)
         assert status == 200
         assert body == WEBP
-        assert len(bucket.requests) == 1
+        assert len(tls_bucket.bucket.requests) == 1
 
 
 class FakeNameServer(asyncio.DatagramProtocol):

@@ -38,6 +38,7 @@ from mediasvc.web.openapi import build_document
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
+OverBudget = Callable[..., Awaitable[Client]]
 
 APP = "https://app.example.com"
 COOKIE = "access_token"
@@ -84,19 +85,20 @@ def made(make_settings: Callable[..., Settings], aiohttp_client: Any) -> MakeCli
     return make
 
 
-async def over_budget(
-    contract: Contract,
-    operation: Operation,
-    made: MakeClient,
-    send: Callable[[Client], Awaitable[Any]],
-    **budget: int,
-) -> Client:
-    """A node where each user's budget for `operation` is one a minute, whose answer to a
-    second request of the same user is the documented 429; the node."""
-    tight = await made(**budget)
-    await send(tight)
-    await contract.check(operation, await send(tight), 429)
-    return tight
+@pytest.fixture
+def over_budget(contract: Contract, made: MakeClient) -> OverBudget:
+    """Makes a node on `budget` (each user's budget for `operation`, one a minute) and checks
+    that its answer to a second request of the same user is the documented 429; the node."""
+
+    async def exhaust(
+        operation: Operation, send: Callable[[Client], Awaitable[Any]], **budget: int
+    ) -> Client:
+        tight = await made(**budget)
+        await send(tight)
+        await contract.check(operation, await send(tight), 429)
+        return tight
+
+    return exhaust
 
 
 def answered(*clients: Client) -> set[Answer]:
@@ -173,7 +175,7 @@ async def test_create_media(contract: Contract, client: Client, made: MakeClient
     assert_all_answered(contract, op, client, capped, hasty)
 
 
-async def test_list_media(contract: Contract, client: Client, made: MakeClient) -> None:
+async def test_list_media(contract: Contract, client: Client, over_budget: OverBudget) -> None:
     """GET /v1/media answers a page, and refuses a bad parameter, no token, another owner."""
     op = ("GET", "/v1/media")
     await uploaded(client, collection="album")
@@ -185,12 +187,12 @@ async def test_list_media(contract: Contract, client: Client, made: MakeClient) 
     await contract.check(op, await client.get("/v1/media"), 401)
     await contract.check(op, await client.get("/v1/media?owner=bob", headers=bearer()), 403)
     tight = await over_budget(
-        contract, op, made, lambda on: on.get("/v1/media", headers=bearer()), user_reads_per_min=1
+        op, lambda on: on.get("/v1/media", headers=bearer()), user_reads_per_min=1
     )
     assert_all_answered(contract, op, client, tight)
 
 
-async def test_get_media(contract: Contract, client: Client, made: MakeClient) -> None:
+async def test_get_media(contract: Contract, client: Client, over_budget: OverBudget) -> None:
     """GET /v1/media/{id} answers the media, a bad token's 401 and an unknown id's 404."""
     op = ("GET", "/v1/media/{media_id}")
     media = await uploaded(client)
@@ -200,16 +202,12 @@ async def test_get_media(contract: Contract, client: Client, made: MakeClient) -
     await contract.check(op, await client.get(f"/v1/media/{media['id']}", headers=nonsense), 401)
     await contract.check(op, await client.get("/v1/media/" + "A" * 22), 404)
     tight = await over_budget(
-        contract,
-        op,
-        made,
-        lambda on: on.get(f"/v1/media/{media['id']}", headers=bearer()),
-        user_reads_per_min=1,
+        op, lambda on: on.get(f"/v1/media/{media['id']}", headers=bearer()), user_reads_per_min=1
     )
     assert_all_answered(contract, op, client, tight)
 
 
-async def test_delete_media(contract: Contract, client: Client, made: MakeClient) -> None:
+async def test_delete_media(contract: Contract, client: Client, over_budget: OverBudget) -> None:
     """DELETE /v1/media/{id}: 204 for the owner, 403 for another, 409 while processing."""
     op = ("DELETE", "/v1/media/{media_id}")
     media = await uploaded(client)
@@ -228,16 +226,14 @@ async def test_delete_media(contract: Contract, client: Client, made: MakeClient
     )
     kept = await uploaded(client)
     tight = await over_budget(
-        contract,
         op,
-        made,
         lambda on: on.delete(f"/v1/media/{kept['id']}", headers=bearer()),
         user_deletes_per_min=1,
     )
     assert_all_answered(contract, op, client, tight)
 
 
-async def test_get_variant(contract: Contract, client: Client, made: MakeClient) -> None:
+async def test_get_variant(contract: Contract, client: Client, over_budget: OverBudget) -> None:
     """GET /v1/media/{id}/{variant} redirects, or refuses a bad token and an unknown id."""
     op = ("GET", "/v1/media/{media_id}/{variant}")
     media = await uploaded(client)
@@ -247,11 +243,7 @@ async def test_get_variant(contract: Contract, client: Client, made: MakeClient)
     await contract.check(op, await client.get(path, headers=nonsense, allow_redirects=False), 401)
     await contract.check(op, await client.get(f"/v1/media/{'A' * 22}/small"), 404)
     tight = await over_budget(
-        contract,
-        op,
-        made,
-        lambda on: on.get(path, headers=bearer(), allow_redirects=False),
-        user_reads_per_min=1,
+        op, lambda on: on.get(path, headers=bearer(), allow_redirects=False), user_reads_per_min=1
     )
     assert_all_answered(contract, op, client, tight)
 
@@ -274,7 +266,9 @@ async def test_put_collection_order(contract: Contract, client: Client) -> None:
     assert_all_answered(contract, op, client)
 
 
-async def test_delete_space_media(contract: Contract, client: Client, made: MakeClient) -> None:
+async def test_delete_space_media(
+    contract: Contract, client: Client, over_budget: OverBudget
+) -> None:
     """DELETE /v1/spaces/{space}/media: 202 for a manager, 403 for a member, 400 for a
     malformed space, 429 over the deletes budget."""
     op = ("DELETE", "/v1/spaces/{space}/media")
@@ -285,12 +279,14 @@ async def test_delete_space_media(contract: Contract, client: Client, made: Make
     await contract.check(op, await client.delete("/v1/spaces/a%20b/media", headers=manager), 400)
     await contract.check(op, await client.delete(path, headers=manager), 202)
     tight = await over_budget(
-        contract, op, made, lambda on: on.delete(path, headers=manager), user_deletes_per_min=1
+        op, lambda on: on.delete(path, headers=manager), user_deletes_per_min=1
     )
     assert_all_answered(contract, op, client, tight)
 
 
-async def test_create_upload_session(contract: Contract, client: Client, made: MakeClient) -> None:
+async def test_create_upload_session(
+    contract: Contract, client: Client, over_budget: OverBudget
+) -> None:
     """POST /v1/uploads: 201, 200 for a replayed key, and each refusal at open."""
     op = ("POST", "/v1/uploads")
     declared = {"content_type": "image/jpeg", "size": len(PHOTO)}
@@ -312,9 +308,7 @@ async def test_create_upload_session(contract: Contract, client: Client, made: M
     await contract.check(op, await post({**declared, "content_type": "image/tiff"}, bearer()), 415)
     await contract.check(op, await post({**declared, "size": 1}, key), 422)
     tight = await over_budget(
-        contract,
         op,
-        made,
         lambda on: on.post("/v1/uploads", json=declared, headers=bearer()),
         user_uploads_per_min=1,
     )

@@ -28,7 +28,7 @@ import asyncpg
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, running_nginx, upload_form
+from support import bearer, parametrize_backends, post_media, running_nginx
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
@@ -96,11 +96,7 @@ async def upload_both(client: Client) -> list[str]:
     """A public photo of the kept kind (with an AVIF alternate), and a private post; ids."""
     ids = []
     for fields in ({"kind": "kept"}, {"kind": "post", "visibility": "private"}):
-        response = await client.post(
-            "/v1/media",
-            data=upload_form(images.make_jpeg(width=400, height=300), **fields),
-            headers=bearer(),
-        )
+        response = await post_media(client, images.make_jpeg(width=400, height=300), **fields)
         assert response.status == 201, await response.text()
         ids.append((await response.json())["id"])
     await ensure_alternate(client, ids[0])
@@ -318,9 +314,7 @@ class UploadingOnFirstRead(WrappedStorage):
     async def read(self, key: str) -> AsyncIterator[bytes]:  # type: ignore[override]
         if not self.uploaded:
             self.uploaded.append("")  # taken: only the first read uploads
-            response = await self.client.post(
-                "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
-            )
+            response = await post_media(self.client, images.make_jpeg())
             assert response.status == 201
             self.uploaded[0] = (await response.json())["id"]
         async for chunk in self.inner.read(key):

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import images
 from aiohttp.test_utils import TestClient
-from support import SIGNING_SECRET, bearer, parametrize_backends, upload_form
+from support import SIGNING_SECRET, bearer, parametrize_backends, post_media
 
 from mediasvc.config import Settings
 from mediasvc.signing import sign_path
@@ -25,11 +25,7 @@ def flip_first(signature: str) -> str:
 
 
 async def create_private(client: Client) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/media",
-        data=upload_form(images.make_jpeg(), visibility="private"),
-        headers=bearer("alice"),
-    )
+    response = await post_media(client, images.make_jpeg(), "alice", visibility="private")
     assert response.status == 201
     body: dict[str, Any] = await response.json()
     return body
@@ -120,9 +116,7 @@ class TestVariantRedirect:
 
     async def test_public_redirect_is_the_plain_url(self, client: Client) -> None:
         """For public media the redirect goes to the immutable plain URL."""
-        response = await client.post(
-            "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
-        )
+        response = await post_media(client, images.make_jpeg())
         media = await response.json()
         response = await client.get(f"/v1/media/{media['id']}/thumbnail", allow_redirects=False)
         assert response.status == 302

@@ -9,7 +9,7 @@ from typing import Any
 import images
 import pytest
 from aiohttp.test_utils import TestClient
-from support import bearer, stored_keys, upload_form
+from support import bearer, post_media, stored_keys
 
 from mediasvc.appkeys import DB, UPLOADS
 from mediasvc.config import Settings
@@ -19,9 +19,7 @@ TINY = images.make_tiny()
 
 
 async def upload(client: Client, sub: str = "alice", data: bytes = TINY) -> Any:
-    return await client.post(
-        "/v1/media", data=upload_form(data, filename="t.png"), headers=bearer(sub)
-    )
+    return await post_media(client, data, sub, filename="t.png")
 
 
 async def rows(client: Client, owner: str) -> int:

@@ -16,8 +16,16 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S
-from locks import HeldLocks, until_waiting
-from support import bearer, collection_positions, stored_keys, through_pgbouncer, upload_form
+from locks import HeldLocks, held_locks, until_waiting
+from support import (
+    assert_one_media_left,
+    bearer,
+    collection_positions,
+    post_media,
+    stored_keys,
+    through_pgbouncer,
+    upload_form,
+)
 
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.config import Settings
@@ -55,7 +63,7 @@ async def queued_then_released(
 ) -> list[Any]:
     """Start `requests` while `hold` holds a lock, wait until each waits for a lock (its
     flow is queued), release, and return their responses."""
-    async with HeldLocks(settings.database_url) as held:
+    async with held_locks(settings.database_url) as held:
         await hold(held)
         answers = asyncio.gather(*requests)
         await until_waiting(settings.database_url, len(requests))
@@ -64,9 +72,7 @@ async def queued_then_released(
 
 
 async def upload(client: Client, **fields: str) -> Any:
-    return await client.post(
-        "/v1/media", data=upload_form(TINY, filename="t.png", **fields), headers=bearer()
-    )
+    return await post_media(client, TINY, filename="t.png", **fields)
 
 
 async def fill(client: Client, count: int, collection: str = "gallery") -> list[str]:
@@ -89,7 +95,7 @@ class TestRemovalsTakeNoCollectionLock:
         """ "Select all, delete" on 8 of 10 photos while a reorder holds the gallery: every
         delete answers 204 without waiting for it, and the two left are at 0 and 1."""
         ids = await fill(client, 10)
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             deletes = [client.delete(f"/v1/media/{i}", headers=bearer()) for i in ids[:8]]
             responses = await finished(asyncio.gather(*deletes))
@@ -113,7 +119,7 @@ class TestRemovalsTakeNoCollectionLock:
         monkeypatch.setattr(Processor, "run", failing_run)
         pending = asyncio.ensure_future(upload(client, collection="gallery"))
         await finished(reached.wait())
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             fail.set()
             response = await finished(pending)
@@ -136,7 +142,7 @@ class TestRemovalsTakeNoCollectionLock:
         )
         assert response.status == 201, await response.text()
         session = await response.json()
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             put = client.put(session["upload"]["url"], data=b"not an image" * 5)
             assert (await finished(put)).status == 415
@@ -157,7 +163,7 @@ class TestRemovalsTakeNoCollectionLock:
             ids[0],
             ids[:3],
         )
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             report = await finished(
                 reap(client.app[DB], client.app[STORAGE], settings.spool_dir, grace_s=60)
@@ -179,11 +185,7 @@ class TestQueuedOnTheLockThenRight:
             [upload(client, kind="avatar") for _ in range(5)],
         )
         assert [r.status for r in responses] == [201] * 5
-        rows = await client.app[DB].fetch("SELECT id, status FROM media")
-        assert [row["status"] for row in rows] == ["ready"]
-        keys = await stored_keys(client)
-        assert len(keys) == 5
-        assert all(rows[0]["id"] in key for key in keys)
+        await assert_one_media_left(client)
 
     @through_pgbouncer
     async def test_uploads_queued_on_a_full_collection_make_exactly_the_cap(
@@ -217,7 +219,7 @@ class TestQueuedOnTheLockThenRight:
         await client.app[DB].execute(
             "UPDATE media SET created_at = now() - interval '25 hours' WHERE id = $1", old
         )
-        async with HeldLocks(settings.database_url) as held:
+        async with held_locks(settings.database_url) as held:
             await held.collection("alice", "gallery")
             again = asyncio.ensure_future(
                 client.post(

@@ -18,7 +18,7 @@ import images
 import pytest
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_listening
-from support import README, bearer, readme_program, upload_form
+from support import README, bearer, readme_program, upload_tiny
 
 from mediasvc.cli import main
 from mediasvc.config import Settings, env_name
@@ -90,9 +90,7 @@ async def test_the_webhook_receiver_handles_ready_and_deleted(
     new media with its thumbnail's URL, then forget it once deleted."""
     program, port = receiver
     await wait_listening(port, "the README's receiver listens")
-    response = await client.post(
-        "/v1/media", data=upload_form(images.make_tiny(), filename="t.png"), headers=bearer()
-    )
+    response = await upload_tiny(client)
     assert response.status == 201
     media = await response.json()
     attached = await program.line(lambda line: media["id"] in line, "the attach line")

@@ -24,9 +24,9 @@ from support import (
     file_part,
     multipart_body,
     parametrize_backends,
+    post_media,
     stored_keys,
     through_pgbouncer,
-    upload_form,
 )
 
 from mediasvc.appkeys import DB, STORAGE
@@ -65,9 +65,7 @@ async def test_crash_leftovers_are_finished_or_undone(
 ) -> None:
     """A row stuck in processing with two objects, one stuck in deleting, an orphan object,
     a stale spool file: one gc pass removes them all and keeps the ready media intact."""
-    ready = await (
-        await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-    ).json()
+    ready = await (await post_media(client, images.make_jpeg())).json()
     crashed_upload = "A" * 22
     crashed_delete = "B" * 22
     orphan = "C" * 22

@@ -26,9 +26,9 @@ from gates import wait_until
 from support import (
     bearer,
     parametrize_backends,
+    post_media,
     running_nginx,
     stored_keys,
-    upload_form,
     webhook_receiver,
 )
 
@@ -89,9 +89,7 @@ def redesigned(settings: Settings) -> Settings:
 
 
 async def upload(client: Client, kind: str, data: bytes = PHOTO, **fields: str) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/media", data=upload_form(data, kind=kind, **fields), headers=bearer()
-    )
+    response = await post_media(client, data, kind=kind, **fields)
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

@@ -16,6 +16,7 @@ from support import (
     assert_nothing_left,
     bearer,
     parametrize_backends,
+    post_media,
     stored_keys,
     through_pgbouncer,
     upload_form,
@@ -401,16 +402,12 @@ class TestOwnerSlotsAndLateBodies:
         assert (await third.json())["code"] == "too_many_requests"
         put = await client.put(sessions[3]["upload"]["url"], data=PHOTO)
         assert put.status == 429
-        form = await client.post(
-            "/v1/media", data=upload_form(PHOTO, filename="p.jpg"), headers=bearer()
-        )
+        form = await post_media(client, PHOTO, filename="p.jpg")
         assert form.status == 429
         assert await row_status(client, sessions[2]["id"]) == "pending"
         assert await row_status(client, sessions[3]["id"]) == "pending"
         go.set()
-        other = await client.post(
-            "/v1/media", data=upload_form(PHOTO, filename="p.jpg"), headers=bearer("bob")
-        )
+        other = await post_media(client, PHOTO, "bob", filename="p.jpg")
         assert other.status == 201
         await client.app[SESSIONS].close()  # the two background completes have finished
         assert (await complete(client, sessions[2]["id"])).status == 201

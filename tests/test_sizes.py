@@ -18,10 +18,10 @@ from browser import browser_context, site
 from support import (
     bearer,
     parametrize_backends,
+    post_media,
     send_direct,
     stored_bytes,
     stored_keys,
-    upload_form,
 )
 
 from mediasvc.app import create_app
@@ -51,9 +51,7 @@ def settings(make_settings: Any) -> Settings:
 
 
 async def upload(client: Client, data: bytes, kind: str, **fields: str) -> dict[str, Any]:
-    response = await client.post(
-        "/v1/media", data=upload_form(data, kind=kind, **fields), headers=bearer()
-    )
+    response = await post_media(client, data, kind=kind, **fields)
     assert response.status == 201, await response.text()
     body: dict[str, Any] = await response.json()
     return body

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
-from locks import HeldLocks
+from locks import held_locks
 from support import (
     JWT_SECRET,
     parametrize_backends,
@@ -247,7 +247,7 @@ async def test_a_locked_media_is_skipped_not_waited_for(client: Client, settings
     it removes the rest and keeps the job; once the lock goes, the next pass ends it."""
     locked, free = await share(client), await share(client)
     deletions = SpaceDeletions(db=client.app[DB], storage=client.app[STORAGE], settings=settings)
-    async with HeldLocks(settings.database_url) as held:
+    async with held_locks(settings.database_url) as held:
         await held.rows([locked])
         assert await deletions.start(CHAT, "test") == 2
         done = await asyncio.wait_for(deletions.run(CHAT), DEADLINE_S)

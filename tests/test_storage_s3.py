@@ -19,7 +19,7 @@ from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from conftest import S3_CREDENTIALS, s3_admin_client
-from support import bearer, stored_keys, upload_form
+from support import post_media, stored_keys
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
@@ -102,9 +102,7 @@ class TestServiceOnS3:
 
         settings = make_settings(s3_bucket="no-such-bucket-here")
         client = await aiohttp_client(create_app(settings))
-        response = await client.post(
-            "/v1/media", data=upload_form(images.make_jpeg()), headers=bearer()
-        )
+        response = await post_media(client, images.make_jpeg())
         assert response.status == 503
         assert response.headers["Retry-After"]
         assert (await response.json())["code"] == "busy"
@@ -118,9 +116,7 @@ class TestServiceOnS3:
         self, client: Client, nginx: str, http: aiohttp.ClientSession
     ) -> None:
         """No x-amz-* header reaches clients; the second read is a cache hit."""
-        body = await (
-            await client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-        ).json()
+        body = await (await post_media(client, images.make_jpeg())).json()
         url = nginx + body["variants"]["medium"]["url"]
         statuses = []
         for _ in range(2):
@@ -144,10 +140,7 @@ class TestServiceOnS3:
     async def test_concurrent_uploads_write_five_objects_each(self, client: Client) -> None:
         """Variants are uploaded concurrently, and every ready media has exactly five."""
         responses = await asyncio.gather(
-            *(
-                client.post("/v1/media", data=upload_form(images.make_jpeg()), headers=bearer())
-                for _ in range(4)
-            )
+            *(post_media(client, images.make_jpeg()) for _ in range(4))
         )
         assert [r.status for r in responses] == [201] * 4
         assert len(await stored_keys(client)) == 20

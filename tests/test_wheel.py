@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import zipfile
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import images
 import pytest
 from conftest import PgServer
@@ -108,14 +106,8 @@ async def serving(command: Path, env: dict[str, str], cwd: Path, port: int) -> A
 @pytest.fixture
 async def empty_database(postgres: PgServer) -> AsyncIterator[str]:
     """A database with no table at all, for the installed migrator."""
-    name = f"wheel_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield postgres.dsn(name)
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with postgres.scratch_database("wheel") as dsn:
+        yield dsn
 
 
 @pytest.fixture
