@@ -29,6 +29,7 @@ from mediasvc.errors import BadRequest, InvalidImage, MediaError
 from mediasvc.flows.processing import _REJECTIONS
 from mediasvc.kinds import kind_rules
 from mediasvc.stack.nginxconf import Site, render
+from mediasvc.web import problems
 from mediasvc.web.openapi import MODERATION_HOOK, PATH, build_document
 
 Client = TestClient[Any, Any]
@@ -298,6 +299,13 @@ class TestProblemCodes:
         assert codes.HTTP_ERROR.body("I'm a teapot", status=418, title="I'm a teapot")["code"] == (
             "http_error"
         )
+
+    def test_each_status_aiohttp_refuses_with_maps_to_its_general_code(self) -> None:
+        """A status aiohttp raises itself maps to the general code of that status, never to
+        a specific one (a 403 is `forbidden`, not nginx's `signature_invalid`)."""
+        for status in (400, 401, 403, 404, 405, 413, 415):
+            assert problems.code_for(status) == codes.with_status(status)[0], status
+        assert problems.code_for(418) == codes.HTTP_ERROR
 
     def test_nginx_problems_are_rendered_from_the_registry(
         self, settings: Settings, tmp_path: Path

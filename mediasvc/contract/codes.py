@@ -337,7 +337,6 @@ HTTP_CODES: dict[int, Code] = {
         BAD_REQUEST,
         UNAUTHORIZED,
         FORBIDDEN,
-        SIGNATURE_INVALID,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
         PAYLOAD_TOO_LARGE,
