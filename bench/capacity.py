@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import statistics
 import sys
@@ -127,7 +126,7 @@ def measure(scratch: Path, *, quick: bool) -> Run:
             Deployment("s3", scratch, runner, receiver, nodes=1, workers=cores, moto=moto) as s3,
         ):
             s3.batch(body, content_type, CLIENTS, CLIENTS)
-            cost, _busy = s3.batch(body, content_type, CLIENTS, 4 if quick else 12)
+            cost, _busy = s3.batch(body, content_type, CLIENTS, 4 if quick else 16)
             run.s3.add(cost)
     return run
 
@@ -167,6 +166,7 @@ def budget(cost: Cost) -> dict[str, Any]:
         "uploads": cost.ok,
         "failed": len(cost.uploads) - cost.ok,
         "uploads_per_s": round(cost.uploads_per_s, 2),
+        "cores_used": round(cost.cores_used(), 2),
         "cpu_ms": {part: round(cost.cpu_ms(part), 1) for part in PARTS}
         | {"total": round(cost.stack_cpu_ms(), 1)},
         "db_round_trips": round(cost.round_trips(), 2),
@@ -184,38 +184,80 @@ def budget(cost: Cost) -> dict[str, Any]:
     }
 
 
+def s3_client_cpu_ms(run: Run) -> float:
+    """The app's CPU per upload for storing to a bucket rather than to disk (aiobotocore:
+    signing and sending five PutObjects), from the S3 deployment against the budget's."""
+    return max(0.0, run.s3.cpu_ms("app") - run.one.cpu_ms("app"))
+
+
+def per_extra_node(run: Run) -> dict[str, float]:
+    """What each app node beyond the first adds to one upload, from the two-node deployment
+    (one node more than the budget's): every node's dispatcher wakes at every event's
+    NOTIFY and looks for work (a claim and a backlog read), and its event loop runs that."""
+    one, two = run.one, run.two
+    return {
+        "app_cpu_ms": max(0.0, two.cpu_ms("app") - one.cpu_ms("app")),
+        "outbox_round_trips": max(
+            0.0, two.round_trips_by_group()["outbox"] - one.round_trips_by_group()["outbox"]
+        ),
+        "outbox_transactions": max(
+            0.0, two.transactions_by_group()["outbox"] - one.transactions_by_group()["outbox"]
+        ),
+    }
+
+
+def node_uploads_per_s(run: Run) -> float:
+    """What one app node of NODE_CORES cores takes at UTILISATION (app, workers, nginx),
+    storing to a bucket."""
+    ms = sum(run.one.cpu_ms(part) for part in ("app", "workers", "nginx")) + s3_client_cpu_ms(run)
+    return NODE_CORES * UTILISATION * 1000 / ms if ms else 0.0
+
+
 def sizing(run: Run, per_day: int) -> dict[str, Any]:
-    """What `per_day` uploads of the bench photo need, from the one-node budget."""
+    """What `per_day` uploads of the bench photo need, storing to a bucket: the one-node
+    budget at the peak rate, plus the S3 client's CPU (`s3_client_cpu_ms`) and what each
+    node beyond the first adds (`per_extra_node`)."""
     one, s3 = run.one, run.s3
     peak = per_day / 86400 * PEAK_FACTOR
-    cores = {part: peak * one.cpu_ms(part) / 1000 for part in PARTS}
-    node_cores = sum(cores[part] for part in ("app", "workers", "nginx")) / UTILISATION
+    extra = per_extra_node(run)
+
+    def cores(nodes: int) -> dict[str, float]:
+        busy = {part: peak * one.cpu_ms(part) / 1000 for part in PARTS}
+        busy["app"] += peak * (s3_client_cpu_ms(run) + extra["app_cpu_ms"] * (nodes - 1)) / 1000
+        return busy
+
+    nodes = MIN_NODES
+    while sum(cores(nodes)[p] for p in ("app", "workers", "nginx")) / UTILISATION > (
+        nodes * NODE_CORES
+    ):
+        nodes += 1
+    busy = cores(nodes)
+    round_trips = one.round_trips() + extra["outbox_round_trips"] * (nodes - 1)
+    transactions = one.per_upload(one.db.transactions.total()) + extra["outbox_transactions"] * (
+        nodes - 1
+    )
     puts = s3.per_upload(sum(n for what, n in s3.s3.items() if what.startswith("PUT object")))
-    requests = s3.per_upload(s3.s3.total())
-    stored = run.kinds.get("post", (0, 0))[1]
+    commits = one.per_upload(one.commits)
     return {
         "uploads_per_day": per_day,
         "mean_per_s": round(per_day / 86400, 2),
         "peak_per_s": round(peak, 2),
-        "busy_cores_at_peak": {part: round(n, 2) for part, n in cores.items()},
-        "app_node_cores": round(node_cores, 1),
-        "app_nodes": max(MIN_NODES, math.ceil(node_cores / NODE_CORES)),
-        "postgres_cores": round(cores["postgres"] / UTILISATION, 2),
-        "db_commits_per_s": round(peak * one.per_upload(one.commits), 1),
-        "db_transactions_per_s": round(peak * one.per_upload(one.db.transactions.total()), 1),
-        "db_round_trips_per_s": round(peak * one.round_trips(), 1),
-        "wal_mb_per_s": round(peak * one.per_upload(one.wal_bytes) / 1e6, 2),
+        "busy_cores_at_peak": {part: round(n, 2) for part, n in busy.items()},
+        "app_nodes": nodes,
+        "app_node_cores_busy": round(sum(busy[p] for p in ("app", "workers", "nginx")), 2),
+        "postgres_cores": round(busy["postgres"] / UTILISATION, 2),
+        "db_round_trips_per_upload": round(round_trips, 2),
+        "db_round_trips_per_s": round(peak * round_trips, 1),
+        "db_transactions_per_s": round(peak * transactions, 1),
+        "db_commits_per_s": round(peak * commits, 1),
+        "wal_mb_per_s": round(peak * one.per_upload(one.wal_bytes) / 1e6, 3),
         "wal_gb_per_day": round(per_day * one.per_upload(one.wal_bytes) / 1e9, 2),
         "bucket_puts_per_s": round(peak * puts, 1),
-        "bucket_requests_per_s": round(peak * requests, 1),
+        "bucket_requests_per_s": round(peak * s3.per_upload(s3.s3.total()), 1),
         "webhooks_per_s": round(peak * one.per_upload(one.webhooks), 1),
-        "stored_gb_per_day_post": round(per_day * stored / 1e9, 1),
-        # Where each shared limit would be reached, in uploads/s at peak.
-        "commit_ceiling_uploads_per_s": round(
-            run.commit_ceiling_per_s / one.per_upload(one.commits), 1
-        )
-        if one.commits
-        else None,
+        "stored_gb_per_day": {
+            kind: round(per_day * stored / 1e9, 1) for kind, (_f, stored) in run.kinds.items()
+        },
     }
 
 
@@ -238,12 +280,15 @@ def summary(run: Run) -> dict[str, Any]:
             s3.per_upload(sum(n for what, n in s3.s3.items() if what.startswith("PUT"))), 2
         ),
         "s3_app_cpu_ms_per_upload": round(s3.cpu_ms("app"), 1),
+        "s3_client_cpu_ms_per_upload": round(s3_client_cpu_ms(run), 1),
     }
     line |= {f"bytes_stored_per_upload_{kind}": b for kind, (_f, b) in run.kinds.items()}
     line |= {f"files_per_upload_{kind}": f for kind, (f, _b) in run.kinds.items()}
     line |= {
         "uploads_per_s_1_node": round(one.uploads_per_s, 2),
         "uploads_per_s_2_nodes": round(two.uploads_per_s, 2),
+        "cores_used_1_node": round(one.cores_used(), 2),
+        "cores_used_2_nodes": round(two.cores_used(), 2),
         "two_nodes_over_one_uploads_per_s": round(statistics.median(run.paired), 3)
         if run.paired
         else 0.0,
@@ -252,6 +297,13 @@ def summary(run: Run) -> dict[str, Any]:
         "db_round_trips_per_upload_2_nodes": round(two.round_trips(), 2),
         "db_commits_per_upload_2_nodes": round(two.per_upload(two.commits), 2),
         "pg_commit_ceiling_per_s": round(run.commit_ceiling_per_s),
+        "commit_ceiling_uploads_per_s": round(
+            run.commit_ceiling_per_s / one.per_upload(one.commits), 1
+        )
+        if one.commits
+        else 0.0,
+        "node_uploads_per_s": round(node_uploads_per_s(run), 2),
+        "outbox_round_trips_per_extra_node": round(per_extra_node(run)["outbox_round_trips"], 2),
         "ceiling_uploads_per_s_1_node": round(run.cores * 1000 / one.stack_cpu_ms(), 2)
         if one.stack_cpu_ms()
         else 0.0,
@@ -264,7 +316,7 @@ def summary(run: Run) -> dict[str, Any]:
         size = sizing(run, per_day)
         tag = f"{per_day // 1000}k"
         line[f"app_nodes_{tag}"] = size["app_nodes"]
-        line[f"app_node_cores_{tag}"] = size["app_node_cores"]
+        line[f"db_round_trips_per_s_{tag}"] = size["db_round_trips_per_s"]
         line[f"db_commits_per_s_{tag}"] = size["db_commits_per_s"]
         line[f"bucket_puts_per_s_{tag}"] = size["bucket_puts_per_s"]
     line["cores"] = run.cores
@@ -315,6 +367,7 @@ def table(run: Run, line: dict[str, Any]) -> str:
             "{:>10.2f}",
         ),
         row("uploads/s", one.uploads_per_s, two.uploads_per_s, "{:>10.2f}"),
+        row("cores the stack used", one.cores_used(), two.cores_used(), "{:>10.2f}"),
         f"  two nodes over one, uploads/s (median of paired rounds): "
         f"{line['two_nodes_over_one_uploads_per_s']:.3f}",
         f"  the budget's ceiling on {run.cores} cores: {line['ceiling_uploads_per_s_1_node']:.2f}"
@@ -343,20 +396,41 @@ def table(run: Run, line: dict[str, Any]) -> str:
         f"PostgreSQL commit ceiling here (8 connections, one-row autocommit INSERTs): "
         f"{run.commit_ceiling_per_s:.0f}/s",
         "",
-        f"sizing (peak = {PEAK_FACTOR:g}x the mean, cores at most {UTILISATION:.0%} busy, "
-        f"{NODE_CORES}-core app nodes, at least {MIN_NODES})",
+        f"sizing, storing to a bucket: peak hour = {PEAK_FACTOR:g}x the mean, cores at most "
+        f"{UTILISATION:.0%} busy at peak, {NODE_CORES}-core app nodes, at least {MIN_NODES}",
     ]
-    for per_day in DAILY:
-        size = sizing(run, per_day)
-        cores = size["busy_cores_at_peak"]
-        out.append(
-            f"  {per_day:>9,}/day: peak {size['peak_per_s']:.1f}/s; busy cores: workers "
-            f"{cores['workers']:.2f}, app {cores['app']:.2f}, nginx {cores['nginx']:.2f}, "
-            f"postgres {cores['postgres']:.2f}; {size['app_nodes']} nodes "
-            f"({size['app_node_cores']:.1f} cores); DB {size['db_commits_per_s']:.0f} commits/s, "
-            f"{size['db_round_trips_per_s']:.0f} round trips/s; bucket "
-            f"{size['bucket_puts_per_s']:.0f} PUT/s; {size['stored_gb_per_day_post']:.1f} GB/day"
-        )
+    sizes = [sizing(run, per_day) for per_day in DAILY]
+
+    def size_row(name: str, key: str, *inner: str) -> str:
+        values = []
+        for size in sizes:
+            value = size[key]
+            for name_in in inner:
+                value = value[name_in]
+            values.append(value)
+        return f"  {name:<34}" + "".join(f"{v:>16}" for v in values)
+
+    out += [
+        size_row("uploads a day", "uploads_per_day"),
+        size_row("uploads/s, mean", "mean_per_s"),
+        size_row("uploads/s, peak", "peak_per_s"),
+        *(size_row(f"busy cores at peak, {p}", "busy_cores_at_peak", p) for p in PARTS),
+        size_row("app nodes", "app_nodes"),
+        size_row("DB round trips per upload", "db_round_trips_per_upload"),
+        size_row("DB round trips/s", "db_round_trips_per_s"),
+        size_row("DB transactions/s", "db_transactions_per_s"),
+        size_row("DB durable commits/s", "db_commits_per_s"),
+        size_row("WAL GB/day", "wal_gb_per_day"),
+        size_row("bucket PUT/s", "bucket_puts_per_s"),
+        size_row("webhooks/s", "webhooks_per_s"),
+        *(size_row(f"stored GB/day, all {k}", "stored_gb_per_day", k) for k in run.kinds),
+        "",
+        f"limits: one {NODE_CORES}-core node at {UTILISATION:.0%}: "
+        f"{node_uploads_per_s(run):.1f} uploads/s; PostgreSQL here: "
+        f"{line['commit_ceiling_uploads_per_s']:.0f} uploads/s at its commit ceiling; each node "
+        f"beyond the first adds {per_extra_node(run)['outbox_round_trips']:.2f} outbox round "
+        "trips per upload",
+    ]
     return "\n".join(out)
 
 

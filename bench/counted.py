@@ -82,11 +82,12 @@ STATEMENT_GROUPS = (
     (
         "timers",
         re.compile(
-            r"auto_check|cache_purges|status IN \('processing'|usage_|space_deletions"
-            r"|object_removals|pg_try_advisory"
+            r"auto_checks = auto_checks \+ 1|FROM cache_purges"
+            r"|status IN \('processing', 'deleting', 'failed'\)|usage_by_kind|usage_refreshed"
+            r"|space_deletions|object_removals|DELETE FROM user_budgets WHERE tat"
         ),
     ),
-    ("outbox", re.compile(r"\bevent(s|_deliveries)\b|pg_notify", re.IGNORECASE)),
+    ("outbox", re.compile(r"\bevent(s|_deliveries)\b", re.IGNORECASE)),
     ("budget", re.compile(r"\buser_budgets\b", re.IGNORECASE)),
     ("blocklist", re.compile(r"\bblocklist\b", re.IGNORECASE)),
     ("media", re.compile(r"\bmedia\b", re.IGNORECASE)),
@@ -170,12 +171,22 @@ class Cost:
     def stack_cpu_ms(self) -> float:
         return sum(self.cpu_ms(part) for part in PARTS)
 
+    def cores_used(self) -> float:
+        """The stack's CPU over the uploads' wall time: the cores it got."""
+        return sum(self.cpu_s[part] for part in PARTS) / self.wall_s if self.wall_s else 0.0
+
     def round_trips(self) -> float:
         return self.per_upload(self.db.round_trips.total())
 
     def round_trips_by_group(self) -> dict[str, float]:
+        return self._by_group(self.db.round_trips)
+
+    def transactions_by_group(self) -> dict[str, float]:
+        return self._by_group(self.db.transactions)
+
+    def _by_group(self, counter: Counter[str]) -> dict[str, float]:
         groups: Counter[str] = Counter()
-        for statement, n in self.db.round_trips.items():
+        for statement, n in counter.items():
             groups[group_of(statement)] += n
         return {name: self.per_upload(groups[name]) for name, _ in STATEMENT_GROUPS}
 
