@@ -79,6 +79,7 @@ class Run:
     # Each deployment at rest (no uploads) for a while: what its timers and pollers cost.
     idle: dict[str, Cost] = field(default_factory=dict)
     commit_ceiling_per_s: float = 0.0
+    row_bytes: dict[str, float] = field(default_factory=dict)
     input_bytes: int = 0
 
 
@@ -119,6 +120,7 @@ def measure(scratch: Path, *, quick: bool) -> Run:
             for kind in one.kinds():
                 run.kinds[kind] = one.upload_kind(photo, "image/jpeg", kind)
             _say("PostgreSQL's commit ceiling")
+            run.row_bytes = one.row_bytes()
             run.commit_ceiling_per_s = one.commit_ceiling(0.5 if quick else 2.0)
         _say("one node on S3 (moto)")
         with (
@@ -284,11 +286,16 @@ def summary(run: Run) -> dict[str, Any]:
     }
     line |= {f"bytes_stored_per_upload_{kind}": b for kind, (_f, b) in run.kinds.items()}
     line |= {f"files_per_upload_{kind}": f for kind, (f, _b) in run.kinds.items()}
+    line["media_row_bytes"] = run.row_bytes.get("media", 0.0)
     line |= {
         "uploads_per_s_1_node": round(one.uploads_per_s, 2),
         "uploads_per_s_2_nodes": round(two.uploads_per_s, 2),
         "cores_used_1_node": round(one.cores_used(), 2),
         "cores_used_2_nodes": round(two.cores_used(), 2),
+        # The budget's prediction for the two nodes at the cores they got: linear in CPU.
+        "predicted_uploads_per_s_2_nodes": round(two.cores_used() * 1000 / one.stack_cpu_ms(), 2)
+        if one.stack_cpu_ms()
+        else 0.0,
         "two_nodes_over_one_uploads_per_s": round(statistics.median(run.paired), 3)
         if run.paired
         else 0.0,
@@ -368,6 +375,9 @@ def table(run: Run, line: dict[str, Any]) -> str:
         ),
         row("uploads/s", one.uploads_per_s, two.uploads_per_s, "{:>10.2f}"),
         row("cores the stack used", one.cores_used(), two.cores_used(), "{:>10.2f}"),
+        f"  two nodes, predicted from the budget at the cores they got: "
+        f"{line['predicted_uploads_per_s_2_nodes']:.2f} uploads/s (measured "
+        f"{two.uploads_per_s:.2f})",
         f"  two nodes over one, uploads/s (median of paired rounds): "
         f"{line['two_nodes_over_one_uploads_per_s']:.3f}",
         f"  the budget's ceiling on {run.cores} cores: {line['ceiling_uploads_per_s_1_node']:.2f}"
@@ -393,6 +403,8 @@ def table(run: Run, line: dict[str, Any]) -> str:
     ]
     out += [
         "",
+        "database row bytes (pg_column_size, no indexes): "
+        + ", ".join(f"{table} {n:.0f}" for table, n in run.row_bytes.items()),
         f"PostgreSQL commit ceiling here (8 connections, one-row autocommit INSERTs): "
         f"{run.commit_ceiling_per_s:.0f}/s",
         "",
@@ -459,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "at_rest_per_s": {name: per_second(cost) for name, cost in run.idle.items()},
         "kinds": {kind: {"files": f, "bytes": b} for kind, (f, b) in run.kinds.items()},
         "kinds_toml": KINDS_TOML,
+        "row_bytes": run.row_bytes,
         "sizing": [sizing(run, per_day) for per_day in DAILY],
         "assumptions": {
             "peak_factor": PEAK_FACTOR,

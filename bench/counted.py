@@ -554,10 +554,27 @@ class Deployment:
 
         return self.runner.run(fetch())
 
+    def row_bytes(self) -> dict[str, float]:
+        """The mean size of a row (`pg_column_size`, indexes not counted) of the tables an
+        upload writes: media rows stay, events go after 7 days, budgets after a minute."""
+        assert self._monitor is not None
+        return self.runner.run(_row_bytes(self._monitor))
+
     def commit_ceiling(self, seconds: float, connections: int = 8) -> float:
         """One-row autocommit INSERTs from `connections` connections for `seconds`, on this
         deployment's durable PostgreSQL, past the proxy: commits per second."""
         return self.runner.run(_commit_burst(self.direct_dsn, seconds, connections))
+
+
+_ROW_TABLES = ("media", "events", "event_deliveries", "user_budgets")
+
+
+async def _row_bytes(conn: asyncpg.Connection) -> dict[str, float]:
+    found = {}
+    for table in _ROW_TABLES:  # names from the constant above, never from input
+        mean = await conn.fetchval(f"SELECT avg(pg_column_size(t.*)) FROM {table} t")  # noqa: S608
+        found[table] = round(float(mean or 0.0), 1)
+    return found
 
 
 async def _look(conn: asyncpg.Connection) -> tuple[str, int]:

@@ -30,6 +30,8 @@ SUMMARY_KEYS = {
     "uploads_per_s_1_node",
     "uploads_per_s_2_nodes",
     "two_nodes_over_one_uploads_per_s",
+    "cores_used_2_nodes",
+    "predicted_uploads_per_s_2_nodes",
     *(f"cpu_ms_per_upload_2_nodes_{part}" for part in PARTS),
     "pg_commit_ceiling_per_s",
     "others_cores_during_batches",
