@@ -522,6 +522,8 @@ class Deployment:
             check=False,
             cwd="/",
         )
+        if done.returncode != 0:  # a count of 0 would read as "no commits"
+            raise StackError(f"pg_waldump failed: {done.stderr.strip()[-500:]}")
         commits = 0
         for line in done.stdout.splitlines():
             if line.startswith("Transaction/COMMIT "):

@@ -109,7 +109,12 @@ class CountingProxy:
         try:
             self._loop.run_forever()
         finally:
+            # Connections still open (none, once the app has stopped) end with the loop.
             self._server.close()
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
@@ -120,11 +125,11 @@ class CountingProxy:
             return
         conversation = _Conversation(self)
         try:
-            if await conversation.startup(client_r, client_w, server_w):
-                await asyncio.gather(
-                    conversation.pump(client_r, server_w, conversation.from_client),
-                    conversation.pump(server_r, client_w, conversation.from_server),
-                )
+            await conversation.startup(client_r, client_w, server_w)
+            await asyncio.gather(
+                conversation.pump(client_r, server_w, conversation.from_client),
+                conversation.pump(server_r, client_w, conversation.from_server),
+            )
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -163,8 +168,9 @@ class _Conversation:
         client_r: asyncio.StreamReader,
         client_w: asyncio.StreamWriter,
         server_w: asyncio.StreamWriter,
-    ) -> bool:
-        """Refuse encryption requests, forward the startup message; False if it ended."""
+    ) -> None:
+        """Refuse encryption requests (loopback: plain is fine, and readable), then forward
+        the startup message."""
         while True:
             head = await client_r.readexactly(8)
             length, code = struct.unpack("!ii", head)
@@ -175,7 +181,7 @@ class _Conversation:
             rest = await client_r.readexactly(length - 8)
             server_w.write(head + rest)
             await server_w.drain()
-            return True
+            return
 
     async def pump(
         self,
