@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -457,6 +458,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    # The stacks, clusters and moto run in sessions of their own, so a signal to us does not
+    # reach them: SIGTERM unwinds the `with` blocks that stop them (a test's timeout sends it).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mediasvc-capacity-") as tmp:
         scratch = Path(tmp)

@@ -268,17 +268,20 @@ class Moto:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if not wait_until_listening(self.process, self.port, timeout_s=30):
+        try:
+            if not wait_until_listening(self.process, self.port, timeout_s=30):
+                raise StackError("moto_server did not start")
+            client = botocore.session.get_session().create_client(
+                "s3",
+                endpoint_url=self.url,
+                region_name="us-east-1",
+                aws_access_key_id=_FAKE_S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=_FAKE_S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
+            client.create_bucket(Bucket=self.bucket)
+        except BaseException:
             self.__exit__()
-            raise StackError("moto_server did not start")
-        client = botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id=_FAKE_S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=_FAKE_S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-        client.create_bucket(Bucket=self.bucket)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -376,8 +379,9 @@ class Deployment:
             self.scratch.mkdir(mode=0o755)
             self.cluster.ensure_initialised()
             pg_port = free_port()
-            self.cluster.start(pg_port)  # the durable defaults, as `make run`'s
+            # Each stop is registered before its start, so a signal mid-start stops it too.
             started.callback(self.cluster.stop)
+            self.cluster.start(pg_port)  # the durable defaults, as `make run`'s
             self._monitor = self.runner.run(self._connect(pg_port))
             proxy = started.enter_context(CountingProxy(pg_port))
             self.proxy = proxy
@@ -398,8 +402,9 @@ class Deployment:
                     "MEDIASVC_S3_ENDPOINT_URL": self.moto.url,
                 }
             self.stack = _Stack(self.scratch, workers=self.workers, postgres=self.cluster)
+            started.callback(self.stack.__exit__, None, None, None)
             with _environ(env):
-                started.enter_context(self.stack)
+                self.stack.__enter__()
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -132,6 +132,10 @@ class CountingProxy:
             )
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Only the proxy's own shutdown cancels; ending quietly keeps asyncio's stream
+            # callback from logging the cancellation as an error.
+            pass
         finally:
             for writer in (client_w, server_w):
                 writer.close()

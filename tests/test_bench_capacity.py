@@ -46,17 +46,24 @@ def test_quick_capacity_run_ends_with_the_summary_line_and_keeps_its_results(
 ) -> None:
     """A one-round capacity run exits 0, prints its JSON summary last, and saves the budget
     of each deployment, the kinds' bytes and the sizing for both daily volumes."""
-    done = subprocess.run(
+    run = subprocess.Popen(
         [sys.executable, "-m", "bench.capacity", "--quick", "--results-dir", str(tmp_path)],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=110,
-        check=False,
     )
+    try:
+        stdout, stderr = run.communicate(timeout=95)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: the run stops the stacks, clusters and moto it started, which
+        # live in sessions of their own and would outlive a killed parent.
+        run.terminate()
+        run.communicate(timeout=20)
+        raise
 
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert run.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary.keys() >= SUMMARY_KEYS
     assert all(isinstance(summary[key], int | float) for key in SUMMARY_KEYS)
     [saved] = tmp_path.glob("capacity-*.json")
