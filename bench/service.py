@@ -122,6 +122,9 @@ class Stack:
         env.update(
             MEDIASVC_DATA_DIR=str(self.data_dir),
             MEDIASVC_HTTP_PORT=str(self.port),
+            # The app node's own port too: the default (8081) is taken wherever another
+            # stack or bench already runs.
+            MEDIASVC_APP_PORT=str(free_port()),
             MEDIASVC_WORKERS=str(self.workers),
             MEDIASVC_LOG_FORMAT="json",
             # Every bench client shares one address: nginx's per-client limits would
