@@ -230,12 +230,8 @@ def _graphic_ways(image: Any) -> list[Encoding]:
     as a palette, and first lossless where it has at most `PALETTE_COLOURS` colours (a
     palette of fewer colours may still be smaller: a sprite resized to 256 px kept 108
     colours, in 1 328 bytes lossless against 518 as a palette)."""
-    mode = _MODES[image.bands]
-    pixels = Image.frombuffer(
-        mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1
-    )
     # Pillow stops counting one past the limit: about 1 ms for a resized graphic.
-    few = pixels.getcolors(PALETTE_COLOURS) is not None
+    few = _pillow(image).getcolors(PALETTE_COLOURS) is not None
     return ["lossless", "palette"] if few else ["palette"]
 
 
@@ -378,11 +374,15 @@ def encode_still(image: Any, *, quality: int, effort: int, lossless: bool = Fals
     `quality` is libwebp's: the visual quality when lossy, how hard it tries when lossless;
     `effort` is its `method` (0 fast .. 6 small), libvips' `effort`.
     """
+    return _webp(_pillow(image), quality=quality, effort=effort, lossless=lossless)
+
+
+def _pillow(image: Any) -> Image.Image:
+    """One frame of 8-bit sRGB `image` (pyvips) as a Pillow image of the same pixels."""
     mode = _MODES[image.bands]
-    pixels = Image.frombuffer(
+    return Image.frombuffer(
         mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1
     )
-    return _webp(pixels, quality=quality, effort=effort, lossless=lossless)
 
 
 def _webp(pixels: Image.Image, *, quality: int, effort: int, lossless: bool) -> bytes:
