@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import avif, peers, quality, report, rounds, sharp_baselines
-from bench.graphics import write_graphics
+from bench.graphics import QUICK_SCORED, write_graphics
 from bench.inputs import write_inputs
 from mediasvc.imaging import encode
 from mediasvc.imaging.job import DEFAULT_RULES
@@ -59,7 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         single = rounds.single_process(inputs, single_rounds, scratch)
         compared = quality.compare(inputs[rounds.MAIN_INPUT].path, single.outputs)
         _say("content-aware encoding: graphics and photos")
-        encoded = rounds.encoding(graphics, inputs)
+        encoded = rounds.encoding(
+            graphics,
+            inputs,
+            scratch,
+            rounds=1 if args.quick else rounds.ENCODING_ROUNDS,
+            scored=QUICK_SCORED if args.quick else None,
+        )
         _say("AVIF beside WebP, and the 2560 px ladder: the photo set")
         beside = avif.measure(
             inputs, scratch, rounds=1 if args.quick else avif.ROUNDS, quick=args.quick
@@ -97,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sharp_version": sharp_baselines.SHARP_VERSION,
             "sharp_skipped": single.sharp_skipped,
             "graphic_min_flat_share": encode.GRAPHIC_MIN_FLAT_SHARE,
+            "graphic_palette": {
+                "quality": encode.PALETTE_QUALITY,
+                "min_psnr_db": encode.PALETTE_MIN_PSNR_DB,
+                "lossless_up_to_colours": encode.PALETTE_COLOURS,
+            },
+            "encoding_rounds": 1 if args.quick else rounds.ENCODING_ROUNDS,
             "avif_beside_webp": {
                 "quality": encode.AVIF_BESIDE_WEBP_QUALITY,
                 "small_quality": encode.AVIF_BESIDE_WEBP_SMALL_QUALITY,

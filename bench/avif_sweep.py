@@ -225,14 +225,15 @@ def ssimulacra2(reference: pyvips.Image, encoded: bytes) -> float:
     if not reference.hasalpha():
         return float(compute_ssimulacra2(_png(reference), _png(distorted)))
     return min(
-        float(
-            compute_ssimulacra2(
-                _png(reference.flatten(background=[bg] * 3)),
-                _png(distorted.flatten(background=[bg] * 3)),
-            )
-        )
+        float(compute_ssimulacra2(_png(_on(reference, bg)), _png(_on(distorted, bg))))
         for bg in ALPHA_BACKGROUNDS
     )
+
+
+def _on(image: pyvips.Image, background: float) -> pyvips.Image:
+    """`image` flattened on a grey `background`; as it is without alpha (libwebp leaves out
+    an alpha channel that is opaque everywhere)."""
+    return image.flatten(background=[background] * 3) if image.hasalpha() else image
 
 
 def _measure(

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +30,10 @@ from typing import Any
 import aiohttp
 import boto3
 
+from bench.procs import moto_server
 from mediasvc.config import Settings
 from mediasvc.nginxcache import cache_file, cache_keys, evict
-from mediasvc.stack.localproc import free_port, wait_until_listening
+from mediasvc.stack.localproc import free_port
 from mediasvc.stack.nginxconf import NginxProcess, Site, render
 
 BUCKET = "bench"
@@ -47,19 +47,6 @@ PATCHES = {
     ],
     "no-cache": [("proxy_cache mediasvc_media;", "proxy_cache off;")],
 }
-
-
-def start_moto(scratch: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **CREDENTIALS},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    if not wait_until_listening(process, port, timeout_s=30):
-        raise RuntimeError("moto_server did not start")
-    return process, f"http://127.0.0.1:{port}"
 
 
 def fill_bucket(endpoint: str, keys: int) -> list[str]:
@@ -195,8 +182,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mediasvc-bench-") as tmp:
         scratch = Path(tmp)
         scratch.chmod(0o755)  # nginx's workers write the cache under it
-        moto, endpoint = start_moto(scratch)
-        try:
+        with moto_server(**CREDENTIALS) as endpoint:
             keys = fill_bucket(endpoint, args.keys)
             for mode in PATCHES:
                 results[mode] = run_mode(
@@ -204,9 +190,6 @@ def main() -> int:
                 )
                 print(f"{mode:>10}: {results[mode]}", file=sys.stderr)
             results["purge"] = purge_cost(endpoint, scratch)
-        finally:
-            moto.terminate()
-            moto.wait(10)
     print(json.dumps(results))
     return 0
 

@@ -1,20 +1,41 @@
-"""The graphics set, drawn in code: what products upload besides photos.
+"""The graphics sets, drawn in code: what products upload besides photos.
 
-A UI screenshot with text, a logo in flat colours on a transparent background, a chart and
-a piece of pixel art. They are drawn as SVG and rasterised by libvips (librsvg and pango, in
-the bench process only: the service's workers never load SVG), then stored as PNG, or as a
-GIF for the pixel art. The bench runs the pipeline on them twice, as it is and lossy only,
-to report how many bytes content-aware encoding saves (`graphics_bytes_ratio`).
+Two sets, as issue 31 asks, and one image in neither:
+
+- **sparse** (`SPARSE`): an 800x800 logo in flat colours on transparency, a 1280x800 flat
+  landing page (a few words, large flat areas, a flat illustration), a 768x512 sheet of 24
+  two-colour icons on transparency, and a 32x32 sprite scaled 12x (a GIF);
+- **dense** (`DENSE`): 1280x800 screenshots full of text: a settings page with cards and a
+  table, a code editor in a dark theme, a page of documentation;
+- a 1200x750 bar and line chart with labels, measured beside them.
+
+They are drawn as SVG and rasterised by libvips (librsvg and pango, antialiased, in the bench
+process only: the service's workers never load SVG), then stored as PNG, or as a GIF for the
+sprite. The bench runs the pipeline on each twice, as it is and lossy only, and reports
+each set's bytes over its lossy-only bytes (`graphics_sparse_bytes_ratio`,
+`graphics_dense_bytes_ratio`; `graphics_bytes_ratio` is over issue 19's four, `ISSUE_19`),
+the job time it costs, and SSIMULACRA2 of what each wrote (`score`).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyvips
 
+from bench.avif_sweep import Source, ssimulacra2, variants
 from bench.inputs import Input
+from mediasvc.imaging.formats import OUTPUT_FORMATS
+
+SPARSE = ("logo", "flat_ui", "icon_set", "pixel_art")
+DENSE = ("ui_screenshot", "code_screenshot", "docs_screenshot")
+# The set `graphics_bytes_ratio` was first measured on (issue 19), kept for comparison.
+ISSUE_19 = ("ui_screenshot", "logo", "chart", "pixel_art")
+# The variants `score` rates in a quick run: the 256 px and smaller ones take 0.1 s in all.
+QUICK_SCORED = ("medium", "small", "thumbnail")
 
 _FONT = "DejaVu Sans, Verdana, sans-serif"
 _WORDS = (
@@ -147,6 +168,177 @@ def chart_svg(width: int = 1200, height: int = 750) -> str:
     return _svg(width, height, parts)
 
 
+def flat_ui_svg(width: int = 1280, height: int = 800) -> str:
+    """A landing page in a flat style: a bar with a few links, a headline, two buttons and a
+    flat illustration (sun, hills, clouds) taking half the page. Few words, large flat areas."""
+    hills = (
+        ("0,560 0,400 300,240 560,440 560,560", "#86efac"),
+        ("120,560 380,330 560,470 560,560", "#22c55e"),
+    )
+    parts = [
+        f'<rect width="{width}" height="{height}" fill="#fefce8"/>',
+        f'<rect width="{width}" height="72" fill="#ffffff"/>',
+        '<circle cx="48" cy="36" r="16" fill="#e11d48"/>',
+        _text(76, 44, "acme", 22, "#111827", "bold"),
+        f'<rect x="{width - 168}" y="18" width="136" height="36" rx="18" fill="#111827"/>',
+        _text(width - 138, 42, "Sign up", 15, "#ffffff", "bold"),
+        _text(96, 250, "Upload once,", 48, "#111827", "bold"),
+        _text(96, 312, "serve every size.", 48, "#111827", "bold"),
+        _text(96, 372, "Five clean variants of every image, served by nginx.", 19, "#4b5563"),
+        '<rect x="96" y="420" width="180" height="52" rx="26" fill="#e11d48"/>',
+        _text(132, 453, "Get started", 18, "#ffffff", "bold"),
+        '<rect x="296" y="420" width="150" height="52" rx="26" fill="none" stroke="#111827" '
+        'stroke-width="2"/>',
+        _text(334, 453, "Read docs", 18, "#111827", "bold"),
+        f'<g transform="translate({width - 620} 120)">',
+        '<rect width="560" height="560" fill="#bae6fd"/>',
+        '<circle cx="400" cy="150" r="70" fill="#fbbf24"/>',
+        '<rect x="60" y="110" width="190" height="44" rx="22" fill="#ffffff"/>',
+        '<rect x="110" y="80" width="100" height="60" rx="30" fill="#ffffff"/>',
+        *(f'<polygon points="{points}" fill="{fill}"/>' for points, fill in hills),
+        '<rect x="360" y="400" width="120" height="120" fill="#78350f"/>',
+        '<polygon points="340,410 420,330 500,410" fill="#b91c1c"/>',
+        '<rect x="400" y="450" width="40" height="70" fill="#fef3c7"/>',
+        "</g>",
+        f'<rect y="{height - 48}" width="{width}" height="48" fill="#111827"/>',
+        _text(96, height - 18, "mediasvc", 14, "#9ca3af"),
+    ]
+    return _svg(width, height, parts)
+
+
+# Icons drawn in a 64-unit box, in two colours: `{a}` the shape, `{b}` its detail.
+_ICONS = (
+    '<polygon points="8,30 32,8 56,30" fill="{a}"/><rect x="14" y="30" width="36" height="26" '
+    'fill="{a}"/><rect x="27" y="38" width="10" height="18" fill="{b}"/>',
+    '<rect x="6" y="14" width="52" height="36" rx="4" fill="{a}"/>'
+    '<polyline points="6,16 32,36 58,16" fill="none" stroke="{b}" stroke-width="4"/>',
+    '<path d="M32 56 L8 30 A12 12 0 0 1 32 16 A12 12 0 0 1 56 30 Z" fill="{a}"/>',
+    '<polygon points="32,4 40,24 62,24 44,38 50,60 32,46 14,60 20,38 2,24 24,24" fill="{a}"/>',
+    '<circle cx="32" cy="32" r="22" fill="{a}"/><circle cx="32" cy="32" r="9" fill="{b}"/>'
+    '<rect x="28" y="2" width="8" height="12" fill="{a}"/><rect x="28" y="50" width="8" '
+    'height="12" fill="{a}"/><rect x="2" y="28" width="12" height="8" fill="{a}"/>'
+    '<rect x="50" y="28" width="12" height="8" fill="{a}"/>',
+    '<path d="M14 46 L14 28 A18 18 0 0 1 50 28 L50 46 L56 52 L8 52 Z" fill="{a}"/>'
+    '<circle cx="32" cy="56" r="6" fill="{b}"/>',
+    '<circle cx="26" cy="26" r="17" fill="none" stroke="{a}" stroke-width="7"/>'
+    '<line x1="38" y1="38" x2="58" y2="58" stroke="{b}" stroke-width="9"/>',
+    '<circle cx="32" cy="20" r="13" fill="{a}"/><path d="M8 60 A24 22 0 0 1 56 60 Z" fill="{b}"/>',
+    '<circle cx="32" cy="32" r="28" fill="{a}"/><polyline points="18,32 28,43 47,22" '
+    'fill="none" stroke="{b}" stroke-width="7"/>',
+    '<rect x="4" y="18" width="56" height="38" rx="6" fill="{a}"/><rect x="20" y="10" '
+    'width="24" height="12" fill="{a}"/><circle cx="32" cy="37" r="12" fill="{b}"/>',
+    '<rect x="12" y="18" width="40" height="42" rx="3" fill="{a}"/><rect x="6" y="8" '
+    'width="52" height="8" fill="{b}"/><rect x="24" y="2" width="16" height="8" fill="{b}"/>',
+    '<circle cx="22" cy="38" r="14" fill="{a}"/><circle cx="38" cy="28" r="18" fill="{a}"/>'
+    '<rect x="22" y="36" width="32" height="16" fill="{a}"/>',
+)
+_ICON_COLOURS = (("#2563eb", "#bfdbfe"), ("#e11d48", "#fecdd3"), ("#059669", "#a7f3d0"))
+
+
+def icon_set_svg(columns: int = 6, rows: int = 4, cell: int = 128) -> str:
+    """A sheet of flat two-colour icons on transparency, as an icon set is exported."""
+    parts = []
+    for index in range(columns * rows):
+        icon = _ICONS[index % len(_ICONS)]
+        a, b = _ICON_COLOURS[index // len(_ICONS) + index % 2]
+        x, y = (index % columns) * cell + cell // 8, (index // columns) * cell + cell // 8
+        scale = cell * 0.75 / 64
+        parts.append(f'<g transform="translate({x} {y}) scale({scale})">')
+        parts += [icon.format(a=a, b=b), "</g>"]
+    return _svg(columns * cell, rows * cell, parts)
+
+
+_CODE = (
+    ("kw", "from"), ("", " __future__ "), ("kw", "import"), ("", " annotations"), ("nl", ""),
+    ("nl", ""),
+    ("kw", "import"), ("", " asyncio"), ("nl", ""),
+    ("kw", "from"), ("", " pathlib "), ("kw", "import"), ("", " Path"), ("nl", ""),
+    ("nl", ""),
+    ("kw", "async def"), ("fn", " spool"), ("", "(reader, target: Path, limit: "),
+    ("ty", "int"), ("", ") -> "), ("ty", "int"), ("", ":"), ("nl", ""),
+    ("st", '    """Write the upload to `target`, refusing more than `limit` bytes."""'),
+    ("nl", ""),
+    ("", "    written = "), ("nu", "0"), ("nl", ""),
+    ("kw", "    with"), ("", " target.open("), ("st", '"wb"'), ("", ") "), ("kw", "as"),
+    ("", " file:"), ("nl", ""),
+    ("kw", "        while"), ("", " chunk := "), ("kw", "await"),
+    ("", " reader.read_chunk("), ("nu", "1_048_576"), ("", "):"), ("nl", ""),
+    ("", "            written += "), ("fn", "len"), ("", "(chunk)"), ("nl", ""),
+    ("kw", "            if"), ("", " written > limit:"), ("nl", ""),
+    ("kw", "                raise"), ("ty", " TooLarge"), ("", "(limit, written)"), ("nl", ""),
+    ("kw", "            await"), ("", " asyncio.to_thread(file.write, chunk)"), ("nl", ""),
+    ("kw", "    return"), ("", " written"), ("nl", ""),
+)  # fmt: skip
+_CODE_COLOURS = {
+    "": "#d4d4d4", "kw": "#c586c0", "fn": "#dcdcaa", "ty": "#4ec9b0", "st": "#ce9178",
+    "nu": "#b5cea8",
+}  # fmt: skip
+
+
+def code_screenshot_svg(width: int = 1280, height: int = 800) -> str:
+    """An editor in a dark theme: a file tree, tabs, line numbers and highlighted code, the
+    file repeated to fill the window."""
+    mono = "DejaVu Sans Mono, monospace"
+    parts = [
+        f'<rect width="{width}" height="{height}" fill="#1e1e1e"/>',
+        f'<rect width="220" height="{height}" fill="#252526"/>',
+        '<rect x="220" width="1060" height="34" fill="#2d2d2d"/>',
+        '<rect x="220" width="150" height="34" fill="#1e1e1e"/>',
+        _text(236, 22, "spool.py", 13, "#ffffff"),
+        _text(386, 22, "ingest.py", 13, "#969696"),
+        f'<rect y="{height - 22}" width="{width}" height="22" fill="#007acc"/>',
+        _text(12, height - 6, "main  Python 3.11  UTF-8  LF", 12, "#ffffff"),
+    ]
+    rng = _rng(11)
+    for row in range(30):
+        depth = rng.randint(0, 2)
+        name = rng.choice(_WORDS) + rng.choice((".py", ".sql", ".md", "/"))
+        parts.append(_text(16 + 14 * depth, 58 + 22 * row, name, 13, "#cccccc"))
+    line, top, tspans = 1, 56, []
+    for kind, words in _CODE * 3:
+        y = top + 19 * (line - 1)
+        if y > height - 30:
+            break
+        if kind == "nl":
+            spans = "".join(tspans)
+            parts += [
+                f'<text x="236" y="{y}" font-family="{mono}" font-size="13" fill="#858585">'
+                f"{line:>3}</text>",
+                f'<text x="280" y="{y}" font-family="{mono}" font-size="13" '
+                f'xml:space="preserve">{spans}</text>',
+            ]
+            line, tspans = line + 1, []
+            continue
+        tspans.append(f'<tspan fill="{_CODE_COLOURS[kind]}">{_escape(words)}</tspan>')
+    return _svg(width, height, parts)
+
+
+def docs_screenshot_svg(width: int = 1280, height: int = 800) -> str:
+    """A page of documentation: a narrow sidebar, a heading and paragraphs of body text."""
+    rng = _rng(23)
+    parts = [
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<rect width="260" height="{height}" fill="#f9fafb"/>',
+        f'<rect x="260" width="1" height="{height}" fill="#e5e7eb"/>',
+        _text(300, 70, "Uploading from a browser", 30, "#111827", "bold"),
+    ]
+    for i in range(24):
+        parts.append(_text(28, 60 + 28 * i, _phrase(rng, 2).capitalize(), 14, "#374151"))
+    y = 112
+    while y < height - 30:
+        for _ in range(rng.randint(3, 6)):
+            if y >= height - 30:
+                break
+            parts.append(_text(300, y, _phrase(rng, 12).capitalize(), 15, "#1f2937"))
+            y += 24
+        y += 16
+    return _svg(width, height, parts)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _svg(width: int, height: int, parts: list[str]) -> str:
     body = "\n".join(parts)
     return (
@@ -182,27 +374,71 @@ def pixel_art(cells: int = 32, scale: int = 12) -> pyvips.Image:
     return sprite.zoom(scale, scale).copy(interpretation="srgb")
 
 
+# What each graphic is, in the order the bench runs them; the SVG each is drawn from.
+NOTES = {
+    "logo": "800x800 logo, flat colours, transparent background",
+    "flat_ui": "1280x800 flat landing page, a few words",
+    "icon_set": "768x512 sheet of 24 two-colour icons, transparent",
+    "pixel_art": "32x32 sprite at 12x, GIF",
+    "ui_screenshot": "1280x800 settings page: cards, a table, text",
+    "code_screenshot": "1280x800 code editor, dark theme",
+    "docs_screenshot": "1280x800 page of documentation text",
+    "chart": "1200x750 bar and line chart with labels",
+}
+_SVGS: dict[str, Callable[[], str]] = {
+    "logo": logo_svg,
+    "flat_ui": flat_ui_svg,
+    "icon_set": icon_set_svg,
+    "ui_screenshot": screenshot_svg,
+    "code_screenshot": code_screenshot_svg,
+    "docs_screenshot": docs_screenshot_svg,
+    "chart": chart_svg,
+}
+# Drawn on transparency; the others are flattened on white.
+_TRANSPARENT = frozenset({"logo", "icon_set"})
+
+
+def draw(name: str) -> tuple[bytes, str]:
+    """One graphic as the file an upload carries, and its type: a PNG (the sprite a GIF)."""
+    if name == "pixel_art":
+        gif: bytes = pixel_art().gifsave_buffer()
+        return gif, "image/gif"
+    image = pyvips.Image.svgload_buffer(_SVGS[name]().encode())
+    if name not in _TRANSPARENT:
+        image = image.flatten(background=[255, 255, 255])
+    png: bytes = image.cast("uchar").copy(interpretation="srgb").pngsave_buffer()
+    return png, "image/png"
+
+
 def write_graphics(directory: Path) -> dict[str, Input]:
-    """Draw the graphics set into `directory`."""
-    made = {
-        "ui_screenshot": (screenshot_svg(), ".png", "1280x800 UI screenshot with text"),
-        "logo": (logo_svg(), ".png", "800x800 logo, flat colours, transparent background"),
-        "chart": (chart_svg(), ".png", "1200x750 bar and line chart with labels"),
-    }
+    """Draw the graphics into `directory`: the sparse set, the dense set and the chart."""
     inputs = {}
-    for name, (svg, suffix, note) in made.items():
-        image = pyvips.Image.svgload_buffer(svg.encode())
-        if name != "logo":
-            image = image.flatten(background=[255, 255, 255])
-        path = directory / f"{name}{suffix}"
-        image.cast("uchar").copy(interpretation="srgb").pngsave(str(path))
-        inputs[name] = _input(name, path, "image/png", note)
-    path = directory / "pixel_art.gif"
-    pixel_art().gifsave(str(path))
-    inputs["pixel_art"] = _input("pixel_art", path, "image/gif", "32x32 sprite at 12x, GIF")
+    for name, note in NOTES.items():
+        data, mime = draw(name)
+        path = directory / f"{name}.{mime.removeprefix('image/')}"
+        path.write_bytes(data)
+        header = pyvips.Image.new_from_file(str(path))
+        inputs[name] = Input(name, path, mime, header.width, header.height, len(data), note)
     return inputs
 
 
-def _input(name: str, path: Path, mime: str, note: str) -> Input:
-    header = pyvips.Image.new_from_file(str(path))
-    return Input(name, path, mime, header.width, header.height, path.stat().st_size, note)
+def set_of(name: str) -> str:
+    """Which set a graphic belongs to: "sparse", "dense", or "" (the chart)."""
+    return "sparse" if name in SPARSE else "dense" if name in DENSE else ""
+
+
+def score(item: Input, written: str, lossy_only: str, sizes: tuple[str, ...]) -> dict[str, Any]:
+    """SSIMULACRA2 of each variant in `sizes` the pipeline wrote into `written` (as it is)
+    and into `lossy_only`, against the pixels it encoded them from (`avif_sweep.variants`):
+    variant -> {"score", "lossy_only_score"}. Run in a scoring process (`init_scorer`)."""
+    webp = OUTPUT_FORMATS["webp"]
+    found: dict[str, Any] = {}
+    for spec, image in variants(Source(item.name, str(item.path), item.mime, item.note)):
+        if spec.name in sizes:
+            found[spec.name] = {
+                key: round(
+                    ssimulacra2(image, (Path(out) / webp.filename(spec.name)).read_bytes()), 2
+                )
+                for key, out in (("score", written), ("lossy_only_score", lossy_only))
+            }
+    return found

@@ -9,6 +9,7 @@
 // tuned: busboy streams the file part to a temp file (nothing buffered whole), one decode
 //        to the largest size as raw pixels, each smaller variant resized from the next
 //        larger's raw pixels.
+// The variants are made by sharp_ladders.mjs, as in the single-process sharp baselines.
 //
 // Everything else is sharp's defaults in both (its libvips thread count, its cache): what
 // differs is only what the issue names. Packages come from PEER_NODE_DIR (bench/peers.py
@@ -19,12 +20,14 @@ import { createWriteStream } from "node:fs";
 import { mkdir, unlink } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { pipeline } from "node:stream/promises";
+import { naive, tuned } from "./sharp_ladders.mjs";
 
 const env = process.env;
 const mode = env.PEER_MODE;
 const workers = Number(env.PEER_WORKERS);
 const quality = Number(env.PEER_QUALITY);
 const effort = Number(env.PEER_EFFORT);
+const options = { quality, effort };
 const maxBytes = Number(env.PEER_MAX_BYTES);
 // [[name, size], ...], smallest first, as mediasvc.imaging.variants.VARIANTS.
 const variants = JSON.parse(env.PEER_VARIANTS);
@@ -39,7 +42,6 @@ if (cluster.isPrimary) {
   const require = createRequire(`${env.PEER_NODE_DIR}/`);
   const express = require("express");
   const sharp = require("sharp");
-  const inside = (size) => ({ width: size, height: size, fit: "inside", withoutEnlargement: true });
   const newFolder = async () => {
     const id = randomUUID();
     await mkdir(`${env.PEER_OUT_DIR}/${id}`);
@@ -55,15 +57,7 @@ if (cluster.isPrimary) {
       try {
         if (!req.file) return res.status(400).json({ error: "no file" });
         const id = await newFolder();
-        await Promise.all(
-          variants.map(([name, size]) =>
-            sharp(req.file.buffer)
-              .rotate()
-              .resize(inside(size))
-              .webp({ quality, effort })
-              .toFile(`${env.PEER_OUT_DIR}/${id}/${name}.webp`),
-          ),
-        );
+        await naive(sharp, req.file.buffer, `${env.PEER_OUT_DIR}/${id}`, variants, options);
         res.status(201).json({ id });
       } catch (error) {
         next(error);
@@ -71,25 +65,6 @@ if (cluster.isPrimary) {
     });
   } else {
     const busboy = require("busboy");
-    const largestFirst = [...variants].sort((a, b) => b[1] - a[1]);
-    const derive = async (source, id) => {
-      let pixels = await sharp(source)
-        .rotate()
-        .resize(inside(largestFirst[0][1]))
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      for (const [index, [name, size]] of largestFirst.entries()) {
-        if (index > 0) {
-          pixels = await sharp(pixels.data, { raw: pixels.info })
-            .resize(inside(size))
-            .raw()
-            .toBuffer({ resolveWithObject: true });
-        }
-        await sharp(pixels.data, { raw: pixels.info })
-          .webp({ quality, effort })
-          .toFile(`${env.PEER_OUT_DIR}/${id}/${name}.webp`);
-      }
-    };
     app.post("/v1/media", (req, res, next) => {
       let form;
       try {
@@ -115,7 +90,7 @@ if (cluster.isPrimary) {
           temp = await saved;
           if (tooLarge) return res.status(413).json({ error: "too large" });
           const id = await newFolder();
-          await derive(temp, id);
+          await tuned(sharp, temp, `${env.PEER_OUT_DIR}/${id}`, variants, options);
           res.status(201).json({ id });
         } catch (error) {
           next(error);

@@ -31,7 +31,6 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import TracebackType
 
 import pyvips
 
@@ -124,7 +123,7 @@ http {{
 """
 
 
-class Peer:
+class Peer(procs.Stoppable):
     """One peer service and its nginx on free ports, in a scratch dir; a context manager."""
 
     def __init__(self, name: str, scratch: Path, *, workers: int, node_dir: Path | None) -> None:
@@ -198,16 +197,12 @@ class Peer:
         ):
             if not wait_until_listening(process, port, timeout_s=_START_TIMEOUT_S):
                 log = (self.dir / "app.log").read_text(errors="replace")[-1000:]
-                self.__exit__(None, None, None)
+                self.close()
                 raise PeerUnavailable(f"{self.name}: its {what} did not start\n{log}")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop its nginx, then its app (each with its whole process group)."""
         for attribute, sig in (("_nginx", signal.SIGQUIT), ("_app", signal.SIGTERM)):
             process = getattr(self, attribute)
             setattr(self, attribute, None)

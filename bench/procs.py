@@ -1,10 +1,19 @@
-"""What the kernel says about processes: tree, CPU time, peak memory (Linux `/proc`)."""
+"""Processes the bench starts and measures: what the kernel says about them (tree, CPU
+time, peak memory, from Linux `/proc`), the way out of a context manager that started some
+(`Stoppable`), and the local S3-compatible server the bench and the tests talk to
+(`moto_server`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+
+from mediasvc.stack.localproc import free_port, wait_until_listening
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
@@ -72,3 +81,39 @@ def cmdline(pid: int) -> str:
         return (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+class Stoppable:
+    """A context manager over processes it started: `close()` stops them, on the way out of
+    the `with` and wherever starting them failed half way."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextmanager
+def moto_server(**env: str) -> Iterator[str]:
+    """A local S3-compatible server (moto_server, with `env` added to its environment) in its
+    own process on a free port; yields its URL, and stops it on the way out."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_until_listening(process, port, timeout_s=30):
+            raise RuntimeError("moto_server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)

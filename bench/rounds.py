@@ -11,16 +11,22 @@ import contextlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bench import graphics as graphics_set
 from bench import limit, peers, pillow_baselines, procs, sharp_baselines
 from bench import pipeline as bare
+from bench.avif import SCORERS
+from bench.avif_sweep import init_scorer
 from bench.inputs import Input
-from bench.isolated import Isolated
+from bench.isolated import Isolated, new_executor
 from bench.peers import Peer, PeerResults
 from bench.service import Level, Stack, StackError, multipart_body
 from bench.timing import Sample
 from mediasvc.imaging.encode import WEBP_EFFORT
+from mediasvc.imaging.formats import OUTPUT_FORMATS
 from mediasvc.imaging.job import DEFAULT_RULES
+from mediasvc.imaging.variants import VARIANTS
 from mediasvc.imaging.worker import init_worker
 
 MAIN_INPUT = "photo_12mp"
@@ -33,6 +39,8 @@ PHOTO_INPUTS = ("photo_12mp", "alpha_2mp", "cmyk")
 # Only measured for memory, once, in a fresh worker.
 MEMORY_INPUTS = ("photo_12mp", "photo_48mp", "photo_12mp_heic")
 CLIENT_LEVELS = (1, 2, 4)
+# Rounds of the content-aware encoding phase (`encoding`): each input both ways per round.
+ENCODING_ROUNDS = 3
 
 
 @dataclass(slots=True)
@@ -281,34 +289,105 @@ def memory(inputs: dict[str, Input]) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """One input through the pipeline as it is, and with lossless graphics turned off."""
+    """One input through the pipeline as it is, and with content-aware encoding turned off
+    (lossy only): bytes both ways, in all and per variant, how each variant was stored
+    ("lossless", "palette" or "lossy"), and the job's CPU time both ways, the median over
+    rounds. `group` is the graphics set ("sparse", "dense", "" for neither) or "photo";
+    a graphic's variants carry their SSIMULACRA2 both ways where scored."""
 
     name: str
+    group: str
     encoding: str
-    lossless_variants: list[str]
     bytes: int
     lossy_only_bytes: int
     ms: float
     lossy_only_ms: float
+    variants: dict[str, dict[str, Any]]
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes / self.lossy_only_bytes
 
 
-def encoding(graphics: dict[str, Input], inputs: dict[str, Input]) -> dict[str, Encoded]:
-    """The graphics set and the photo set, each encoded content-aware and lossy only."""
+def encoding(
+    graphics: dict[str, Input],
+    inputs: dict[str, Input],
+    scratch: Path,
+    rounds: int = ENCODING_ROUNDS,
+    scored: tuple[str, ...] | None = None,
+) -> dict[str, Encoded]:
+    """The graphics and the photo set, each encoded content-aware and lossy only, `rounds`
+    times interleaved in one worker set up like the service's; then each graphic's variants
+    (those in `scored`; all by default) scored both ways, after the timing."""
+    items = [*graphics.values(), *(inputs[n] for n in PHOTO_INPUTS if n in inputs)]
+    kept = {(i.name, w): scratch / "encoding" / w / i.name for i in items for w in _WAYS}
+    cpu_s: dict[tuple[str, str], list[float]] = {}
+    made: dict[tuple[str, str], bare.JobResult] = {}
     worker = Isolated(init_worker)
     try:
-        found = {}
-        for item in [*graphics.values(), *(inputs[n] for n in PHOTO_INPUTS if n in inputs)]:
-            aware = worker.call(bare.once, str(item.path), item.mime)
-            lossy = worker.call(bare.once, str(item.path), item.mime, None, False)
-            found[item.name] = Encoded(
-                item.name,
-                aware.encoding,
-                aware.lossless_variants,
-                sum(aware.bytes_by_variant.values()),
-                sum(lossy.bytes_by_variant.values()),
-                aware.sample.wall_s * 1000,
-                lossy.sample.wall_s * 1000,
-            )
-        return found
+        for round_number in range(rounds):
+            ways = _WAYS[::-1] if round_number % 2 else _WAYS
+            for item, way in ((i, w) for i in items for w in ways):
+                out_dir = None
+                if round_number == 0:  # one run's files kept, for the table and the scores
+                    kept[item.name, way].mkdir(parents=True)
+                    out_dir = str(kept[item.name, way])
+                job = worker.call(bare.once, str(item.path), item.mime, out_dir, way == "aware")
+                made.setdefault((item.name, way), job)
+                cpu_s.setdefault((item.name, way), []).append(job.sample.cpu_s)
     finally:
         worker.close()
+    scores: dict[str, dict[str, Any]] = {}
+    scorers = new_executor(SCORERS, init_scorer)
+    try:
+        futures = {
+            i.name: scorers.submit(
+                graphics_set.score,
+                i,
+                str(kept[i.name, "aware"]),
+                str(kept[i.name, "lossy_only"]),
+                scored or tuple(spec.name for spec in VARIANTS),
+            )
+            for i in graphics.values()
+        }
+        scores = {name: future.result() for name, future in futures.items()}
+    finally:
+        scorers.shutdown()
+    found = {}
+    for item in items:
+        aware, lossy = made[item.name, "aware"], made[item.name, "lossy_only"]
+        variants = {
+            name: {
+                "bytes": size,
+                "lossy_only_bytes": lossy.bytes_by_variant[name],
+                "stored": _stored_as(
+                    name, aware.lossless_variants, *(kept[item.name, w] for w in _WAYS)
+                ),
+                **scores.get(item.name, {}).get(name, {}),
+            }
+            for name, size in aware.bytes_by_variant.items()
+        }
+        found[item.name] = Encoded(
+            item.name,
+            "photo" if item.name in PHOTO_INPUTS else graphics_set.set_of(item.name),
+            aware.encoding,
+            sum(aware.bytes_by_variant.values()),
+            sum(lossy.bytes_by_variant.values()),
+            statistics.median(cpu_s[item.name, "aware"]) * 1000,
+            statistics.median(cpu_s[item.name, "lossy_only"]) * 1000,
+            variants,
+        )
+    return found
+
+
+# The pipeline as it is, and with content-aware encoding off.
+_WAYS = ("aware", "lossy_only")
+
+
+def _stored_as(name: str, lossless: list[str], aware: Path, lossy_only: Path) -> str:
+    """How variant `name` was stored: lossy when the file is the lossy-only one byte for
+    byte (libwebp is deterministic), lossless when the report lists it, else a palette."""
+    filename = OUTPUT_FORMATS[DEFAULT_RULES.output_format].filename(name)
+    if (aware / filename).read_bytes() == (lossy_only / filename).read_bytes():
+        return "lossy"
+    return "lossless" if name in lossless else "palette"

@@ -22,7 +22,6 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import aiohttp
 
@@ -97,7 +96,7 @@ def multipart_body(path: Path, mime: str) -> tuple[bytes, str]:
     return head + path.read_bytes() + tail, f"multipart/form-data; boundary={boundary}"
 
 
-class Stack:
+class Stack(procs.Stoppable):
     """`python -m mediasvc dev` in a scratch data dir on a free port; a context manager."""
 
     def __init__(self, scratch: Path, *, workers: int) -> None:
@@ -122,6 +121,9 @@ class Stack:
         env.update(
             MEDIASVC_DATA_DIR=str(self.data_dir),
             MEDIASVC_HTTP_PORT=str(self.port),
+            # The app node's own port too: the default (8081) is taken wherever another
+            # stack or bench already runs.
+            MEDIASVC_APP_PORT=str(free_port()),
             MEDIASVC_WORKERS=str(self.workers),
             MEDIASVC_LOG_FORMAT="json",
             # Every bench client shares one address: nginx's per-client limits would
@@ -148,7 +150,7 @@ class Stack:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not self._ready.wait(0.2):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
+                self.close()
                 raise StackError("the dev stack did not start:\n" + "".join(self._output))
         return self
 
@@ -164,12 +166,8 @@ class Stack:
                 self.token = line.strip().removeprefix(_TOKEN_PREFIX)
                 self._ready.set()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the stack (the app, its workers, nginx, PostgreSQL) and drop its data dir."""
         process, self._process = self._process, None
         if process is not None:
             stop(process, timeout_s=_STOP_TIMEOUT_S)

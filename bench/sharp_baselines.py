@@ -24,9 +24,9 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from bench.procs import Stoppable
 from bench.timing import Sample
 from mediasvc.imaging.variants import VARIANTS
 
@@ -91,7 +91,7 @@ def npm_install(entry: str, packages: Sequence[str], cache: Path | None = None) 
     return target
 
 
-class Sharp:
+class Sharp(Stoppable):
     """One long-lived sharp worker process; `call` runs one baseline there and waits."""
 
     def __init__(self, installed: Path) -> None:
@@ -110,14 +110,6 @@ class Sharp:
 
     def __enter__(self) -> Sharp:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _ask(self, job: dict[str, Any]) -> dict[str, Any]:
         assert self._process.stdin is not None

@@ -35,6 +35,14 @@ SUMMARY_KEYS = {
     "single_upload_over_pipeline_ms",
     "graphics_bytes_ratio",
     "photo_bytes_ratio",
+    # Issue 31: the sparse and the dense graphics set, the worst graphic, what the choice
+    # costs in job time, and SSIMULACRA2 against lossy only (the quick run scores the
+    # variants of 256 px and less).
+    "graphics_sparse_bytes_ratio",
+    "graphics_dense_bytes_ratio",
+    "graphics_worst_bytes_ratio",
+    "graphics_job_time_over_lossy_only",
+    "graphics_ssimulacra2_minus_lossy_only",
     # Issue 28: AVIF beside WebP, and a 2560 px ladder, on the photo set.
     "avif_bytes_over_webp",
     "avif_ssimulacra2_minus_webp",

@@ -1,10 +1,11 @@
 """Encoding the variants (`mediasvc.imaging.encode`): content-aware WebP (graphics lossless
-where that is smaller, photos lossy; checked by bytes and pixels, never by time), and still
-WebP files through Pillow (the same files libvips writes, and nothing in them but the
-image)."""
+or as a palette where that is smaller, photos lossy; checked by bytes and pixels, never by
+time), and still WebP files through Pillow (the same files libvips writes, and nothing in
+them but the image)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import pytest
 import pyvips
 from imaging_support import make_job, run
 
+from bench import graphics
+from bench.avif_sweep import Source, variants
 from mediasvc.imaging import pipeline
-from mediasvc.imaging.encode import encode_still
+from mediasvc.imaging.encode import PALETTE_MIN_PSNR_DB, encode_still
 from mediasvc.imaging.job import Facts
 from mediasvc.imaging.variants import LARGEST
 
@@ -36,6 +39,44 @@ def largest_file(facts: Facts) -> pyvips.Image:
 def max_difference(a: pyvips.Image, b: pyvips.Image) -> float:
     assert (a.width, a.height, a.bands) == (b.width, b.height, b.bands)
     return float((a.cast("int") - b.cast("int")).abs().max())
+
+
+def as_shown(image: pyvips.Image) -> pyvips.Image:
+    """RGBA with its colours premultiplied by alpha: what shows over any background (an
+    opaque image gains the alpha WebP leaves out)."""
+    image = image if image.hasalpha() else image.bandjoin(255)
+    return image.premultiply()
+
+
+def psnr(reference: pyvips.Image, written: pyvips.Image) -> float:
+    """PSNR in dB of `written` against `reference`, as shown (inf: the same)."""
+    difference = as_shown(reference) - as_shown(written)
+    mean_square = float((difference * difference).avg())
+    return math.inf if mean_square == 0 else 10 * math.log10(255**2 / mean_square)
+
+
+def drawn(tmp_path: Path, name: str) -> tuple[bytes, str, list[tuple[str, pyvips.Image]]]:
+    """One of the bench's graphics (`bench.graphics`), as an upload, its type, and the pixels
+    of each variant as the pipeline resizes them (largest first), before encoding."""
+    data, mime = graphics.draw(name)
+    path = tmp_path / name
+    path.write_bytes(data)
+    resized = [(spec.name, image) for spec, image in variants(Source(name, str(path), mime, ""))]
+    return data, mime, resized
+
+
+def stored_as(facts: Facts) -> dict[str, str]:
+    """How each variant was written: lossless (listed so), palette (lossless WebP, not
+    listed: its colours were quantised) or lossy (a VP8 image)."""
+    listed = facts.processing["lossless_variants"]
+    assert isinstance(listed, list)
+    found = {}
+    for variant in facts.variants:
+        vp8l = b"VP8L" in chunks(Path(variant.path).read_bytes())
+        found[variant.name] = (
+            "lossy" if not vp8l else "lossless" if variant.name in listed else "palette"
+        )
+    return found
 
 
 # --------------------------------------------------------------------------
@@ -78,23 +119,75 @@ def test_a_graphic_on_transparency_keeps_its_visible_pixels_and_alpha_exactly(
     assert max_difference(shown.ifthenelse(written, 0), shown.ifthenelse(source, 0)) == 0
 
 
-def test_each_smaller_variant_of_a_graphic_is_the_smaller_of_its_two_encodes(
+def test_each_smaller_variant_of_a_graphic_is_the_smallest_of_its_encodes(
     tmp_path: Path,
 ) -> None:
     """No variant of a graphic is larger than lossy alone would make it, and the set is
-    smaller overall; the lossless ones are listed in the report (here `full`, at the
-    source's size, and `large`, resized by exactly 2)."""
+    smaller overall: `full`, at the source's size and in its few colours, is lossless, and
+    the resized ones, which resampling gave more colours, are palettes."""
     data = images.make_graphic(width=1024, height=640)
 
     facts = run(tmp_path, data, "image/png")
     lossy = lossy_only(tmp_path, data, "image/png")
 
     chosen, baseline = bytes_of(facts), bytes_of(lossy)
-    assert all(chosen[name] <= baseline[name] for name in baseline)
-    assert sum(chosen.values()) < sum(baseline.values())
-    listed = facts.processing["lossless_variants"]
-    assert listed == [v.name for v in facts.variants if chosen[v.name] < baseline[v.name]]
-    assert listed == ["large", "full"]
+    assert all(chosen[name] < baseline[name] for name in baseline)
+    assert facts.processing["lossless_variants"] == ["full"]
+    assert set(stored_as(facts).values()) == {"lossless", "palette"}
+
+
+def test_a_sparse_graphic_comes_out_smaller_and_the_set_at_half_the_lossy_bytes(
+    tmp_path: Path,
+) -> None:
+    """The bench's sparse graphics (a logo, a flat landing page, an icon set, a sprite):
+    no variant is larger than its lossy-only file, each graphic is smaller in all, and the
+    set comes to at most half its lossy-only bytes (issue 31)."""
+    totals, lossy_totals = 0, 0
+    for name in graphics.SPARSE:
+        data, mime = graphics.draw(name)
+
+        chosen = bytes_of(run(tmp_path, data, mime))
+        baseline = bytes_of(lossy_only(tmp_path, data, mime))
+
+        assert all(chosen[size] <= baseline[size] for size in baseline), name
+        assert sum(chosen.values()) < sum(baseline.values()), name
+        totals, lossy_totals = totals + sum(chosen.values()), lossy_totals + sum(baseline.values())
+    assert totals <= 0.5 * lossy_totals
+
+
+@pytest.mark.parametrize("name", graphics.DENSE)
+def test_a_dense_text_screenshot_never_comes_out_larger_than_lossy_only(
+    tmp_path: Path, name: str
+) -> None:
+    """A screenshot full of text, where resampled glyph edges favour lossy: no variant is
+    larger than lossy alone would write it."""
+    data, mime = graphics.draw(name)
+
+    chosen = bytes_of(run(tmp_path, data, mime))
+    baseline = bytes_of(lossy_only(tmp_path, data, mime))
+
+    assert all(chosen[size] <= baseline[size] for size in baseline)
+
+
+@pytest.mark.parametrize("name", ["pixel_art", "logo", "icon_set", "ui_screenshot"])
+def test_lossless_variants_have_the_resized_pixels_and_palettes_stay_near(
+    tmp_path: Path, name: str
+) -> None:
+    """A variant stored lossless holds exactly the pixels it was resized to (where visible);
+    one stored as a palette is within the palette's floor of them, and not exact."""
+    data, mime, resized = drawn(tmp_path, name)
+
+    facts = run(tmp_path, data, mime)
+
+    stored = stored_as(facts)
+    files = {v.name: pyvips.Image.new_from_file(v.path) for v in facts.variants}
+    for size, pixels in resized:
+        quality = psnr(pixels, files[size])
+        if stored[size] == "lossless":
+            assert quality == math.inf, size
+        elif stored[size] == "palette":
+            assert PALETTE_MIN_PSNR_DB <= quality < math.inf, size
+    assert set(stored.values()) & {"lossless", "palette"}
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ import sandbox_probe
 import unit_filter
 from gates import Gate
 
+from bench import graphics
 from mediasvc.imaging import confine, launch, pipeline, worker
 from mediasvc.imaging import pool as pool_module
 from mediasvc.imaging.job import AlternateFile, Facts, Job, Pdq, VariantFile
@@ -351,6 +352,31 @@ async def test_sandboxed_worker_computes_the_same_pdq_hash(
     expected = pipeline.process(Job(source=str(source), out_dir=str(outside), mime="image/jpeg"))
     assert facts.pdq == expected.pdq
     assert facts.pdq.usable
+
+
+async def test_sandboxed_worker_writes_a_graphics_palettes_as_outside_it(
+    pool: ImagingPool, tmp_path: Path
+) -> None:
+    """The palette trial (libimagequant through libvips' PNG writer, read back by Pillow's
+    PNG plugin, loaded before confinement) runs in a confined worker and writes the same
+    files as the same pipeline outside it."""
+    data, mime = graphics.draw("logo")
+    source = tmp_path / "logo.png"
+    source.write_bytes(data)
+    outside, inside = tmp_path / "outside", tmp_path / "inside"
+    outside.mkdir()
+    inside.mkdir()
+
+    facts = await pool.process(Job(source=str(source), out_dir=str(inside), mime=mime))
+
+    expected = pipeline.process(Job(source=str(source), out_dir=str(outside), mime=mime))
+    assert facts.processing["encoding"] == "palette"
+    assert files_of(facts) == files_of(expected)
+
+
+def files_of(facts: Facts) -> list[bytes]:
+    """The variant files `facts` names, in ladder order."""
+    return [Path(variant.path).read_bytes() for variant in facts.variants]
 
 
 def test_imaging_loads_numpy_with_no_blas_thread() -> None:

@@ -51,7 +51,7 @@ def planned_variant_urls(
     }
 
 
-def _document(
+def media_document(
     media: Media,
     settings: Settings,
     *,
@@ -165,7 +165,7 @@ def media_view(
     uploaded it.
     """
     sees_owner = full if owner is None else owner
-    document = _document(
+    document = media_document(
         media, settings, full=full, owner=sees_owner, signed_urls=True, sizes=sizes
     )
     return shapes.Media.model_validate(document)
@@ -175,7 +175,7 @@ def uploaded_view(
     media: Media, settings: Settings, replaced: Sequence[str] | None, sizes: str | None = None
 ) -> shapes.UploadedMedia:
     """What an upload answers its owner: the media, and (a replacing kind) what it retired."""
-    document = _document(media, settings, full=True, owner=True, signed_urls=True, sizes=sizes)
+    document = media_document(media, settings, full=True, owner=True, signed_urls=True, sizes=sizes)
     if replaced is not None:
         document["replaced"] = list(replaced)
     return shapes.UploadedMedia.model_validate(document)
@@ -186,7 +186,7 @@ def event_view(media: Media, settings: Settings) -> shapes.EventMedia:
     (the product's backend receives these) and without signed URLs: a signed URL grants
     its reader the file, so it is only minted for a caller the API has checked, and a
     webhook is stored and retried for hours. A private variant's `url` is null."""
-    document = _document(media, settings, full=False, owner=True, signed_urls=False)
+    document = media_document(media, settings, full=False, owner=True, signed_urls=False)
     return shapes.EventMedia.model_validate(document)
 
 

@@ -8,8 +8,10 @@ XMP, IPTC, ICC, comments or text chunks).
   byte-identical files; Pillow's path to the encoder takes 10-15% less time for them
   (docs/performance.md), and encoding is most of an upload's work. Pillow only ever gets
   pixels that libvips decoded, checked and resized: it never parses an upload.
-- **Lossless trials**: a graphic (a mostly flat still stored losslessly) is encoded
-  lossless as well as lossy, and the smaller file is kept (`write_variants`).
+- **Graphics**: each variant of a graphic (a mostly flat still stored losslessly) is
+  encoded lossy, as a palette (quantised to fewer colours, then lossless) and, where it
+  has at most 256 colours, lossless; the smallest file is kept (`write_variants`), a
+  palette only where its pixels stay within `PALETTE_MIN_PSNR_DB` of the variant's.
 - **JPEG and AVIF** keep the first frame only; JPEG flattens alpha on white.
 - **AVIF beside WebP** (`ImageRules.alternates`): each variant of a still is also written
   as AVIF, from the pixels its WebP got, at settings chosen for that (`AVIF_BESIDE_WEBP_*`),
@@ -22,6 +24,7 @@ docs/performance.md has the measurements behind each setting.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyvips
+
 # Imported with the module, as the worker starts and before its sandbox closes: Pillow
-# would otherwise import its plugins at the first save.
-from PIL import Image, WebPImagePlugin  # noqa: F401 - registers the WebP writer
+# would otherwise import its plugins at the first save (or open).
+from PIL import Image, PngImagePlugin, WebPImagePlugin  # noqa: F401 - registers the codecs
 
 from mediasvc.imaging.formats import OUTPUT_FORMATS, OutputFormat
 from mediasvc.imaging.frames import first_frame, page_height
@@ -56,6 +61,21 @@ WEBP_LOSSLESS_EFFORT = 75
 # libwebp's `method` for lossless: at 2 the bench's graphics at 1024 px encode 2-3.6x faster
 # than at 4 (screenshot 43 against 80 ms) for -0.7% to +0.8% bytes (docs/performance.md).
 WEBP_LOSSLESS_METHOD = 2
+# A variant of a graphic with at most this many colours is also tried lossless: libwebp
+# stores it as a palette, exactly. With more (every edge resampled from a larger size adds
+# colours) lossless was 1.5-6x the palette trial's bytes on the bench's graphics, never
+# smaller, and it costs as much as the lossy encode: not tried.
+PALETTE_COLOURS = 256
+# The palette trial: libimagequant (through libvips' PNG writer, as pngquant uses it) picks
+# the fewest colours, at most 256, that reach this quality (0..100, pngquant's `--quality`
+# maximum), without dithering (noise that lossless coding pays for), and the result is
+# written lossless. It is kept only where it is the smaller file and its pixels are within
+# PALETTE_MIN_PSNR_DB of the variant's: a root-mean-square error of 2 levels of 255, over
+# the colours as shown (premultiplied by alpha). On the bench's graphics the 26 palettes
+# kept scored 72-95 in SSIMULACRA2, each 4.6 to 76 points above lossy q80 of the same
+# variant, in 0.36-0.97 of its bytes (docs/performance.md).
+PALETTE_QUALITY = 80
+PALETTE_MIN_PSNR_DB = 42.0
 # A WebP still has at most VP8X, ICCP and ALPH before its image chunk; a longer walk is
 # a hostile or odd file, and stopping only means lossy.
 _WEBP_MAX_CHUNKS = 8
@@ -77,8 +97,9 @@ AVIF_BESIDE_WEBP_SUBSAMPLE = "on"  # 4:2:0: 4:4:4 costs 1.2-1.3x the encode time
 _MODES = {3: "RGB", 4: "RGBA"}
 
 
-# One variant's encodes in the output format, in flight: one per `Encoding` tried.
-_Trials = list[Future[tuple[Encoding, bytes]]]
+# One variant's encodes in the output format, in flight: lossy last, preferred only when
+# smaller. None: the palette trial was refused (`_palette_webp`).
+_Trials = list[Future[tuple[Encoding, bytes | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +128,13 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
     """Encode every variant into `job.out_dir`, from `largest` (the decoded largest variant;
     `loader` read the source) down, each resized from the next larger.
 
-    A graphic (`_is_graphic`) has its largest variant encoded lossless as well as lossy, and
-    lossless is kept when it is no larger. Only then are the smaller variants tried both ways
-    too, each keeping the smaller file: resampling turns every edge into new colours, so a
-    resized graphic often comes out smaller lossy, and one that lost lossless at 1024 px loses
-    it at every smaller size. Photos, animations and JPEG/AVIF output are encoded once.
+    Each variant of a graphic (`_is_graphic`) is encoded lossy and `_graphic_ways` (as a
+    palette and, with few colours, lossless), and the smallest file is kept, lossless then
+    palette on a tie: no variant is ever larger than lossy alone would write it. Once
+    lossy wins at one size the smaller sizes are encoded lossy only: resampling
+    turns every edge into new colours, so a graphic only gets harder to store without loss
+    as it shrinks (on the bench's graphics, lossy never lost again once it had won).
+    Photos, animations and JPEG/AVIF output are encoded once, lossy.
 
     With "avif" in `job.rules.alternates`, each variant of a still is also encoded as AVIF
     (`_avif_beside_webp`) from the same pixels, written beside it and listed in its
@@ -126,8 +149,7 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
     full = _for_output(largest, output)
     encoder = ThreadPoolExecutor(job.threads) if job.threads > 1 else None
     submit = encoder.submit if encoder is not None else _done
-    wanted = output.name == "webp" and job.rules.lossless_graphics
-    choices: tuple[Encoding, ...] = ("lossless", "lossy") if wanted else ("lossy",)
+    graphic = output.name == "webp" and job.rules.lossless_graphics
     avif = OUTPUT_FORMATS["avif"]
     # An animation keeps its one animated file: an AVIF alternate would hold one frame.
     with_avif = avif.name in job.rules.alternates and page_height(full) == full.height
@@ -139,18 +161,17 @@ def write_variants(largest: Any, job: Job, loader: str) -> Encoded:
         # Largest first, each derived from the next larger one.
         for spec in sorted(ladder, key=lambda v: v.size, reverse=True):
             if spec is top:
-                if len(choices) > 1 and not _is_graphic(full, job, loader):
-                    choices = ("lossy",)
+                graphic = graphic and _is_graphic(full, job, loader)
             else:
                 # Materialised, so the next smaller one starts from these pixels, not `full`.
                 image = image.thumbnail_image(spec.size, height=spec.size, size="down")
                 image = image.copy_memory()
-            quality = job.rules.quality
-            trials = [submit(_encoded, image, output, quality, choice) for choice in choices]
-            if spec is top and len(trials) > 1 and _smallest(trials)[0] == "lossy":
-                choices = ("lossy",)  # lossless lost where it stands the best chance
+            ways: list[Encoding] = [*_graphic_ways(image), "lossy"] if graphic else ["lossy"]
+            trials = [submit(_encoded, image, output, job.rules.quality, way) for way in ways]
             alternates = [submit(_avif_beside_webp, image)] if with_avif else []
             made.append((spec, image, trials, alternates))
+            if graphic and _smallest(trials)[0] == "lossy":
+                graphic = False  # and it would lose at every smaller size
         written, encodings = {}, {}
         for spec, variant, trials, alternates in made:
             encodings[spec.name], data = _smallest(trials)
@@ -199,8 +220,19 @@ def _done(fn: Callable[..., T], *args: Any) -> Future[T]:
 
 
 def _smallest(trials: _Trials) -> tuple[Encoding, bytes]:
-    """The smallest of the encodes; on a tie the first (lossless, when it was tried)."""
-    return min((trial.result() for trial in trials), key=lambda found: len(found[1]))
+    """The smallest of the encodes; on a tie the first (the graphic way, when it was tried)."""
+    made = [(encoding, data) for encoding, data in (t.result() for t in trials) if data is not None]
+    return min(made, key=lambda found: len(found[1]))
+
+
+def _graphic_ways(image: Any) -> list[Encoding]:
+    """How a variant of a graphic is tried beside lossy, in order of preference on a tie:
+    as a palette, and first lossless where it has at most `PALETTE_COLOURS` colours (a
+    palette of fewer colours may still be smaller: a sprite resized to 256 px kept 108
+    colours, in 1 328 bytes lossless against 518 as a palette)."""
+    # Pillow stops counting one past the limit: about 1 ms for a resized graphic.
+    few = _pillow(image).getcolors(PALETTE_COLOURS) is not None
+    return ["lossless", "palette"] if few else ["palette"]
 
 
 def _is_graphic(image: Any, job: Job, loader: str) -> bool:
@@ -254,9 +286,11 @@ def _webp_is_lossless(source: str) -> bool:
 
 def _encoded(
     image: Any, output: OutputFormat, quality: int, encoding: Encoding
-) -> tuple[Encoding, bytes]:
-    """`image` as a file of the `output` format, in memory."""
-    data: bytes
+) -> tuple[Encoding, bytes | None]:
+    """`image` as a file of the `output` format, in memory (None: a palette refused)."""
+    data: bytes | None
+    if output.name == "webp" and encoding == "palette":
+        return _palette_webp(image)
     if output.name == "webp" and encoding == "lossless":
         # Lossless is tried for stills only (`_is_graphic`). Its quality is libwebp's effort:
         # the kind's quality does not apply.
@@ -272,6 +306,43 @@ def _encoded(
     else:
         data = encode_avif(image, quality=quality, effort=AVIF_EFFORT)
     return encoding, data
+
+
+def _palette_webp(image: Any) -> tuple[Encoding, bytes | None]:
+    """A still `image` quantised to at most 256 colours (`PALETTE_QUALITY`), as lossless WebP.
+
+    The file is None when quantising moved the pixels further than `PALETTE_MIN_PSNR_DB`
+    allows, and "lossless" when it moved none that show (colours under full transparency
+    counted as distinct). libvips quantises only when saving a palette PNG; Pillow reads
+    that back (a file made here from pixels libvips decoded: Pillow parses no upload).
+    """
+    indexed = image.pngsave_buffer(
+        palette=True, Q=PALETTE_QUALITY, dither=0.0, compression=0, keep="none"
+    )
+    mode = _MODES[image.bands]
+    with Image.open(io.BytesIO(indexed), formats=["PNG"]) as png:
+        pixels = png.convert(mode)
+    quantised = pyvips.Image.new_from_memory(
+        pixels.tobytes(), image.width, image.height, image.bands, "uchar"
+    )
+    psnr = _psnr(image, quantised)
+    if psnr < PALETTE_MIN_PSNR_DB:
+        return "palette", None
+    data = _webp(pixels, quality=WEBP_LOSSLESS_EFFORT, effort=WEBP_LOSSLESS_METHOD, lossless=True)
+    return ("lossless" if psnr == math.inf else "palette"), data
+
+
+def _psnr(image: Any, other: Any) -> float:
+    """The peak signal-to-noise ratio of `other` against `image`, in dB (inf: the same).
+
+    With alpha, over the colours premultiplied by it: what shows over any background, so
+    the colour a fully transparent pixel holds does not count.
+    """
+    if image.hasalpha():
+        image, other = image.premultiply(), other.premultiply()
+    difference = image.cast("float") - other.cast("float")
+    mean_square = float((difference * difference).avg())
+    return math.inf if mean_square == 0 else 10 * math.log10(255**2 / mean_square)
 
 
 def _avif_beside_webp(image: Any) -> bytes:
@@ -303,10 +374,19 @@ def encode_still(image: Any, *, quality: int, effort: int, lossless: bool = Fals
     `quality` is libwebp's: the visual quality when lossy, how hard it tries when lossless;
     `effort` is its `method` (0 fast .. 6 small), libvips' `effort`.
     """
+    return _webp(_pillow(image), quality=quality, effort=effort, lossless=lossless)
+
+
+def _pillow(image: Any) -> Image.Image:
+    """One frame of 8-bit sRGB `image` (pyvips) as a Pillow image of the same pixels."""
     mode = _MODES[image.bands]
-    pixels = Image.frombuffer(
+    return Image.frombuffer(
         mode, (image.width, image.height), image.write_to_memory(), "raw", mode, 0, 1
     )
+
+
+def _webp(pixels: Image.Image, *, quality: int, effort: int, lossless: bool) -> bytes:
+    """Pillow `pixels` as a WebP file: no metadata is ever passed to the writer."""
     out = io.BytesIO()
     pixels.save(out, format="WEBP", quality=quality, method=effort, lossless=lossless)
     return out.getvalue()

@@ -14,12 +14,12 @@ The report (`processing_report`) always has these keys:
 - `removed`: the sorted `Removable` names of the metadata the source carried; the encoders
   keep none of it.
 - `frames`: how many frames the written variants hold.
-- `encoding`: how the largest variant was compressed, an `Encoding`: "lossless" when the
-  source was a graphic whose largest variant came out no larger lossless than lossy (WebP
-  output only; see `encode.write_variants`), else "lossy".
+- `encoding`: how the largest variant was compressed, an `Encoding`. For a graphic (WebP
+  output only; see `encode.write_variants`) the smallest of "lossless", "palette" and
+  "lossy"; else "lossy".
 - `lossless_variants`: the names of the variants stored lossless (pixel-exact), largest
-  last; empty when `encoding` is "lossy". A smaller variant of a graphic is lossless only
-  where that was no larger than lossy too.
+  last. A smaller variant of a graphic is lossless only where that was the smallest file
+  too; a palette variant is not listed (its colours were quantised).
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ ColorConversion = Literal[
     "converted to 8-bit sRGB",  # greyscale, 16-bit or HEIF HDR, with no profile or an sRGB one
     "sRGB",  # 8-bit RGB, untagged or tagged sRGB: no conversion
 ]
-# "lossless": WebP lossless, pixel-exact; "lossy": the kind's output format at its quality.
-Encoding = Literal["lossless", "lossy"]
+# "lossless": WebP lossless, pixel-exact; "palette": quantised to at most 256 colours, then
+# WebP lossless (near-lossless: `encode.PALETTE_MIN_PSNR_DB`); "lossy": the kind's output
+# format at its quality.
+Encoding = Literal["lossless", "palette", "lossy"]
 # "comment": JPEG COM, GIF comment extension; "text": PNG tEXt/zTXt/iTXt other than XMP;
 # "gps": any GPS tag in the EXIF; the rest are whole blocks (ICC profile, XMP packet, ...).
 Removable = Literal["comment", "exif", "gps", "icc", "iptc", "text", "xmp"]
