@@ -27,11 +27,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -40,7 +39,7 @@ import botocore.session
 
 from bench import procs
 from bench.pgproxy import CountingProxy, Counts
-from bench.service import Stack, StackError, Upload
+from bench.service import Stack, StackError, Upload, upload_all
 from mediasvc.auth import mint_token
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
 from mediasvc.stack.pgcluster import PostgresCluster, as_server_user, client_binary
@@ -335,7 +334,7 @@ def _environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-class Deployment:
+class Deployment(procs.Stoppable):
     """A dev stack with its own PostgreSQL behind the counting proxy; a context manager.
 
     `runner` is the event loop the monitoring connection and the clients share.
@@ -406,16 +405,11 @@ class Deployment:
             with _environ(env):
                 self.stack.__enter__()
         except BaseException:
-            self.__exit__(None, None, None)
+            self.close()
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         if self._monitor is not None:
             with contextlib.suppress(Exception):
                 self.runner.run(self._monitor.close())
@@ -467,7 +461,7 @@ class Deployment:
         before = self.counters()
         started = time.perf_counter()
         uploads = self.runner.run(
-            _upload_all(
+            upload_all(
                 f"{self.stack.base_url}/v1/media", self.token, body, content_type, clients, count
             )
         )
@@ -541,7 +535,7 @@ class Deployment:
         files_before, bytes_before = _tree_size(media)
         body, content_type = form_body(path, mime, {"kind": kind})
         [upload] = self.runner.run(
-            _upload_all(f"{self.stack.base_url}/v1/media", self.token, body, content_type, 1, 1)
+            upload_all(f"{self.stack.base_url}/v1/media", self.token, body, content_type, 1, 1)
         )
         if upload.status != 201:
             raise StackError(f"an upload of kind {kind} was answered {upload.status}")
@@ -663,32 +657,3 @@ def form_body(path: Path, mime: str, fields: Mapping[str, str]) -> tuple[bytes, 
     return b"".join(parts) + head + path.read_bytes() + tail, (
         f"multipart/form-data; boundary={boundary}"
     )
-
-
-async def _upload_all(
-    url: str,
-    token: Callable[[], str],
-    body: bytes,
-    content_type: str,
-    clients: int,
-    count: int,
-) -> list[Upload]:
-    """`count` POSTs by `clients` concurrent clients, each with a token of its own user
-    (`token()` mints the next), as `bench.service.upload_all` otherwise."""
-    remaining = count
-    done: list[Upload] = []
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            headers = {"Content-Type": content_type, "Authorization": f"Bearer {token()}"}
-            start = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-            done.append(Upload(time.perf_counter() - start, response.status))
-
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-    return done

@@ -29,7 +29,8 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
+
+from bench import procs
 
 # The request codes a client may send before its startup message (protocol 3.0).
 _SSL_REQUEST = 80877103
@@ -60,7 +61,7 @@ class Counts:
         )
 
 
-class CountingProxy:
+class CountingProxy(procs.Stoppable):
     """Listens on 127.0.0.1 (a free port) and forwards to `upstream_port`; a context manager.
 
     `snapshot()` is a copy of the counts, safe to call from any thread.
@@ -82,12 +83,7 @@ class CountingProxy:
             raise RuntimeError("the counting proxy did not start")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,20 +252,26 @@ class Stack(procs.Stoppable):
 
 
 async def upload_all(
-    url: str, token: str, body: bytes, content_type: str, clients: int, count: int
+    url: str,
+    token: str | Callable[[], str],
+    body: bytes,
+    content_type: str,
+    clients: int,
+    count: int,
 ) -> list[Upload]:
     """`count` POSTs of `body` by `clients` concurrent clients, each on a kept-alive
-    connection; how each went. No `Authorization` header without a token (the peers)."""
+    connection; how each went. `token` is one for every upload, or mints each upload's
+    (`bench.counted`: a user each); no `Authorization` header with an empty one (the peers)."""
     remaining = count
     done: list[Upload] = []
-    headers = {"Content-Type": content_type}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
 
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
+            headers = {"Content-Type": content_type}
+            if bearer := token() if callable(token) else token:
+                headers["Authorization"] = f"Bearer {bearer}"
             start = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()

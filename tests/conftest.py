@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -28,10 +25,11 @@ from answers import record_answers
 from pooler import PgBouncer, running_pgbouncer
 from support import JWT_SECRET, SIGNING_SECRET, running_nginx
 
+from bench import procs
 from mediasvc.app import create_app
 from mediasvc.config import Settings
 from mediasvc.db.migrate import migrate_database
-from mediasvc.stack.localproc import free_port, wait_until_listening
+from mediasvc.stack.localproc import free_port
 from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster
 
 TEMPLATE_DB = "mediasvc_template"
@@ -149,25 +147,12 @@ async def database_url(postgres: PgServer) -> AsyncIterator[str]:
 
 @contextmanager
 def moto_server(**env: str) -> Iterator[str]:
-    """A local S3-compatible server (moto_server, with `env` added to its environment) in its
-    own process, with the fake credentials set here for the clients; yields its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    with pytest.MonkeyPatch.context() as patch:
+    """A local S3-compatible server (`bench.procs.moto_server`, with `env` added to its
+    environment), with the fake credentials set here for the clients; yields its URL."""
+    with pytest.MonkeyPatch.context() as patch, procs.moto_server(**env) as url:
         for name, value in S3_CREDENTIALS.items():
             patch.setenv(name, value)
-        try:
-            if not wait_until_listening(process, port, timeout_s=30):
-                raise RuntimeError("moto_server did not start")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(10)
+        yield url
 
 
 @pytest.fixture(scope="session")
