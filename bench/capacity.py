@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.counted import KINDS_TOML, PARTS, Cost, Deployment, Moto, Receiver, form_body, shortened
+from bench.counted import KINDS_TOML, PARTS, Cost, Deployment, Moto, Receiver, shortened
 from bench.inputs import photo_jpeg
+from bench.service import multipart_body
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # One client per core, as `make bench`'s compared service level.
@@ -91,7 +92,7 @@ def measure(scratch: Path, *, quick: bool) -> Run:
     photo = scratch / "photo_12mp.jpg"
     photo.write_bytes(photo_jpeg(4000, 2880))  # bench.inputs' main input
     run.input_bytes = photo.stat().st_size
-    body, content_type = form_body(photo, "image/jpeg", {})
+    body, content_type = multipart_body(photo, "image/jpeg")
     with Receiver() as receiver, asyncio.Runner() as runner:
         with contextlib.ExitStack() as started:
             _say("starting one node, and two nodes beside it")

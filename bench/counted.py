@@ -39,7 +39,7 @@ import botocore.session
 
 from bench import procs
 from bench.pgproxy import CountingProxy, Counts
-from bench.service import Stack, StackError, Upload, upload_all
+from bench.service import Stack, StackError, Upload, multipart_body, upload_all
 from mediasvc.auth import mint_token
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
 from mediasvc.stack.pgcluster import PostgresCluster, as_server_user, client_binary
@@ -533,7 +533,7 @@ class Deployment(procs.Stoppable):
         """One upload of `kind`; the files and bytes it added under the media dir."""
         media = self.stack.data_dir / "media"
         files_before, bytes_before = _tree_size(media)
-        body, content_type = form_body(path, mime, {"kind": kind})
+        body, content_type = multipart_body(path, mime, {"kind": kind})
         [upload] = self.runner.run(
             upload_all(f"{self.stack.base_url}/v1/media", self.token, body, content_type, 1, 1)
         )
@@ -638,22 +638,3 @@ def _machine_cpu_s() -> float:
 def _tree_size(root: Path) -> tuple[int, int]:
     files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
     return len(files), sum(p.stat().st_size for p in files)
-
-
-def form_body(path: Path, mime: str, fields: Mapping[str, str]) -> tuple[bytes, str]:
-    """The upload form: `fields` first (so a kind's cap applies while streaming), then the
-    file, built once."""
-    boundary = f"capacity-{secrets.token_hex(12)}"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    head = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="file"; filename="upload{path.suffix}"\r\n'
-        f"Content-Type: {mime}\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    return b"".join(parts) + head + path.read_bytes() + tail, (
-        f"multipart/form-data; boundary={boundary}"
-    )

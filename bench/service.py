@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,16 +85,24 @@ class Level:
         return {st: self.stage_s[st] / n * 1000 for st, n in self.stage_n.items() if n}
 
 
-def multipart_body(path: Path, mime: str) -> tuple[bytes, str]:
-    """The upload form with one `file` part, built once so clients spend nothing on it."""
+def multipart_body(
+    path: Path, mime: str, fields: Mapping[str, str] | None = None
+) -> tuple[bytes, str]:
+    """The upload form: `fields` first (so a kind's cap applies while streaming), then one
+    `file` part; built once so clients spend nothing on it."""
     boundary = f"bench-{secrets.token_hex(12)}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in (fields or {}).items()
+    ]
     head = (
         f"--{boundary}\r\n"
         f'Content-Disposition: form-data; name="file"; filename="upload{path.suffix}"\r\n'
         f"Content-Type: {mime}\r\n\r\n"
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
-    return head + path.read_bytes() + tail, f"multipart/form-data; boundary={boundary}"
+    body = b"".join(parts) + head + path.read_bytes() + tail
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 class Stack(procs.Stoppable):
