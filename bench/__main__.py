@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import avif, peers, quality, report, rounds, sharp_baselines
+from bench import avif, peers, procs, quality, report, rounds, sharp_baselines
 from bench.graphics import QUICK_SCORED, write_graphics
 from bench.inputs import write_inputs
 from mediasvc.imaging import encode
@@ -40,6 +40,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    procs.exit_on_sigterm()
     workers = os.cpu_count() or 1
     single_rounds = 1 if args.quick else args.rounds
     service_rounds = 1 if args.quick else args.service_rounds

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import procs
 from bench.counted import KINDS_TOML, PARTS, Cost, Deployment, Moto, Receiver, shortened
 from bench.inputs import photo_jpeg
 from bench.service import multipart_body
@@ -459,9 +459,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    # The stacks, clusters and moto run in sessions of their own, so a signal to us does not
-    # reach them: SIGTERM unwinds the `with` blocks that stop them (a test's timeout sends it).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    procs.exit_on_sigterm()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mediasvc-capacity-") as tmp:
         scratch = Path(tmp)

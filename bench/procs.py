@@ -6,6 +6,7 @@ time, peak memory, from Linux `/proc`), the way out of a context manager that st
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -117,3 +118,11 @@ def moto_server(**env: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind this process's `with` blocks, as Ctrl-C does: the stacks,
+    clusters and servers a run starts live in sessions of their own, so a signal to the run
+    does not reach them, and only their context managers stop them (a test's timeout sends
+    SIGTERM)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

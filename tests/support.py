@@ -69,6 +69,20 @@ def npm_tools(name: str, *packages: str) -> Path:
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+def run_to_end(args: list[str], *, cwd: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run a command (a bench run) to its end, its output captured; past `timeout_s` it gets
+    SIGTERM, not SIGKILL, so that it stops the stacks and servers it started in sessions of
+    their own (`bench.procs.exit_on_sigterm`), which would outlive a killed parent."""
+    run = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = run.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        run.terminate()
+        run.communicate(timeout=30)
+        raise
+    return subprocess.CompletedProcess(args, run.returncode, stdout, stderr)
+
+
 def readme_program(language: str, marker: str) -> str:
     """The one fenced `language` block of the README that contains `marker`."""
     blocks = re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.M | re.S)

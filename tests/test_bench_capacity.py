@@ -7,9 +7,10 @@ and written down by the command, not asserted here.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from support import run_to_end
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("app", "workers", "nginx", "postgres")
@@ -46,24 +47,14 @@ def test_quick_capacity_run_ends_with_the_summary_line_and_keeps_its_results(
 ) -> None:
     """A one-round capacity run exits 0, prints its JSON summary last, and saves the budget
     of each deployment, the kinds' bytes and the sizing for both daily volumes."""
-    run = subprocess.Popen(
+    run = run_to_end(
         [sys.executable, "-m", "bench.capacity", "--quick", "--results-dir", str(tmp_path)],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        timeout_s=240,  # a bound on a stuck run, not a measure: ~25 s on 2 quiet cores
     )
-    try:
-        stdout, stderr = run.communicate(timeout=95)
-    except subprocess.TimeoutExpired:
-        # SIGTERM, not SIGKILL: the run stops the stacks, clusters and moto it started, which
-        # live in sessions of their own and would outlive a killed parent.
-        run.terminate()
-        run.communicate(timeout=20)
-        raise
 
-    assert run.returncode == 0, stderr[-3000:]
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary.keys() >= SUMMARY_KEYS
     assert all(isinstance(summary[key], int | float) for key in SUMMARY_KEYS)
     [saved] = tmp_path.glob("capacity-*.json")
