@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from mediasvc.keys import variant_key
 from mediasvc.storage import StorageError
+from mediasvc.storage import local as local_module
 from mediasvc.storage.local import LocalStorage
 
 
@@ -92,3 +94,33 @@ async def test_put_moves_the_scratch_file_on_the_same_disk(tmp_path: Path) -> No
     stored = tmp_path / "media/ab/abc/full.webp"
     assert stored.stat().st_ino == inode
     assert not source.exists()
+
+
+async def test_a_put_survives_a_delete_removing_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two session objects share `uploads/`: deleting one removes the directory once it is
+    empty, which can happen between another put's mkdir and its rename. Forced here: the
+    first rename finds its directory just removed; the put makes it again and lands."""
+    storage = LocalStorage(tmp_path / "media")
+    await storage.put("uploads/first", _scratch(tmp_path, b"first"), "image/jpeg")
+    real_replace = os.replace
+    removed = []
+
+    def replace_after_a_delete(source: Path, dest: Path) -> None:
+        if not removed:
+            removed.append(dest)
+            real_replace(storage.path_of("uploads/first"), tmp_path / "taken")
+            Path(dest).parent.rmdir()  # as `_remove_all` does once `uploads/` is empty
+        real_replace(source, dest)
+
+    monkeypatch.setattr(local_module.os, "replace", replace_after_a_delete)
+    await storage.put("uploads/second", _scratch(tmp_path, b"second"), "image/jpeg")
+    assert removed
+    assert storage.path_of("uploads/second").read_bytes() == b"second"
+
+
+def _scratch(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / f"scratch-{data.decode()}"
+    path.write_bytes(data)
+    return path

@@ -22,6 +22,8 @@ from mediasvc.storage import (
 
 # Reads go through a thread per chunk: large chunks keep the hops few.
 _READ_CHUNK = 1024 * 1024
+# Tries at giving a file its name while deletes remove the directory it goes in.
+_PLACE_ATTEMPTS = 5
 
 
 class LocalStorage:
@@ -98,18 +100,31 @@ class LocalStorage:
 
 
 def _write_atomic(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
     # The worker's output is complete and is the caller's scratch copy: make its bytes
     # durable, then give it its final name. No copy when spool and media share a disk.
     with source.open("rb") as src:
         os.fsync(src.fileno())
+    for attempt in range(1, _PLACE_ATTEMPTS + 1):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _place(source, dest)
+            break
+        except FileNotFoundError:
+            # A delete removes a directory it leaves empty (`_remove_all`); one in the same
+            # directory (another session's object under `uploads/`) may have run between the
+            # mkdir and the rename. Make the directory again.
+            if attempt == _PLACE_ATTEMPTS or not source.exists():
+                raise
+    _fsync_dir(dest.parent)
+
+
+def _place(source: Path, dest: Path) -> None:
     try:
         os.replace(source, dest)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
         _copy_atomic(source, dest)  # the spool is on another filesystem
-    _fsync_dir(dest.parent)
 
 
 def _copy_atomic(source: Path, dest: Path) -> None:
