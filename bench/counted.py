@@ -21,7 +21,6 @@ import itertools
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -388,7 +387,6 @@ class Deployment(procs.Stoppable):
             env = {
                 "MEDIASVC_DATABASE_URL": self.cluster.dsn(proxy.port, DATABASE),
                 "MEDIASVC_APP_NODES": str(self.nodes),
-                "MEDIASVC_APP_PORT": str(_free_ports(self.nodes)),
                 "MEDIASVC_JWT_SECRET": self.jwt_secret,
                 "MEDIASVC_KINDS_FILE": str(self.scratch / "kinds.toml"),
                 "MEDIASVC_WEBHOOK_URL": f"http://127.0.0.1:{self.receiver.port}{self.hook_path}",
@@ -603,24 +601,6 @@ async def _commit_burst(dsn: str, seconds: float, connections: int) -> float:
         for conn in conns:
             await conn.close()
     return done / (time.perf_counter() - started)
-
-
-def _free_ports(count: int) -> int:
-    """The first of `count` consecutive ports free on 127.0.0.1 (node i listens on the
-    first + i; two deployments, or `make run` beside, must not share the default)."""
-    while True:
-        first = free_port()
-        if first + count <= 65535 and all(_port_free(first + i) for i in range(1, count)):
-            return first
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _lsn(text: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -126,3 +127,21 @@ def exit_on_sigterm() -> None:
     does not reach them, and only their context managers stop them (a test's timeout sends
     SIGTERM)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free on 127.0.0.1 (app node i of a dev stack
+    listens on the first + i)."""
+    while True:
+        first = free_port()
+        if first + count <= 65535 and all(_port_free(first + i) for i in range(1, count)):
+            return first
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

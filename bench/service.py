@@ -130,9 +130,9 @@ class Stack(procs.Stoppable):
         env.update(
             MEDIASVC_DATA_DIR=str(self.data_dir),
             MEDIASVC_HTTP_PORT=str(self.port),
-            # The app node's own port too: the default (8081) is taken wherever another
-            # stack or bench already runs.
-            MEDIASVC_APP_PORT=str(free_port()),
+            # The app nodes' own ports too (node i on the first + i): the default (8081) is
+            # taken wherever another stack or bench already runs.
+            MEDIASVC_APP_PORT=str(procs.free_ports(int(env.get("MEDIASVC_APP_NODES", "1")))),
             MEDIASVC_WORKERS=str(self.workers),
             MEDIASVC_LOG_FORMAT="json",
             # Every bench client shares one address: nginx's per-client limits would
