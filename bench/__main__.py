@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import avif, peers, procs, quality, report, rounds, sharp_baselines
+from bench import avif, peers, procs, quality, receive, report, rounds, sharp_baselines
 from bench.graphics import QUICK_SCORED, write_graphics
 from bench.inputs import write_inputs
 from mediasvc.imaging import encode
@@ -73,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _say("memory: fresh workers")
         memory = rounds.memory(inputs)
+        _say("the receive path alone: the intake against its floor")
+        receiving = receive.measure(
+            inputs[rounds.MAIN_INPUT],
+            rounds=1 if args.quick else receive.ROUNDS,
+            batch=4 if args.quick else receive.BATCH,
+        )
         through = None
         if not args.no_service:
             _say(f"throughput rounds: {service_rounds} (pipeline on {workers} processes, service)")
@@ -85,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with_peers=not args.no_peers,
             )
     summary = report.summarise(single, through, memory, compared, encoded) | beside.summary()
+    summary |= receiving.summary(summary.get("service_app_cpu_ms_tiny_upload"))
     print(report.table(inputs, single, through, memory, compared, encoded, summary))
     print("\n" + avif.table(beside))
     document = {

@@ -18,7 +18,7 @@ from bench import limit, peers, pillow_baselines, procs, sharp_baselines
 from bench import pipeline as bare
 from bench.avif import SCORERS
 from bench.avif_sweep import init_scorer
-from bench.inputs import Input
+from bench.inputs import Input, photo_jpeg
 from bench.isolated import Isolated, new_executor
 from bench.peers import Peer, PeerResults
 from bench.service import Level, Stack, StackError, multipart_body
@@ -39,6 +39,9 @@ PHOTO_INPUTS = ("photo_12mp", "alpha_2mp", "cmyk")
 # Only measured for memory, once, in a fresh worker.
 MEMORY_INPUTS = ("photo_12mp", "photo_48mp", "photo_12mp_heic")
 CLIENT_LEVELS = (1, 2, 4)
+# The tiny upload's batches (`Throughput.tiny`).
+TINY_CLIENTS = 2
+TINY_SIZE = (64, 48)
 # Rounds of the content-aware encoding phase (`encoding`): each input both ways per round.
 ENCODING_ROUNDS = 3
 
@@ -139,6 +142,9 @@ class Throughput:
     paired: list[dict[int, float]] = field(default_factory=list)
     # The service-level peers, run in the same rounds (issue 31).
     peers: PeerResults = field(default_factory=PeerResults)
+    # A 64x48 JPEG through the same stack at 2 clients, a batch each round: the app's CPU
+    # for what every upload costs whatever its bytes (issue 31).
+    tiny: Level = field(default_factory=lambda: Level(TINY_CLIENTS))
 
     @property
     def pipeline_ips(self) -> float:
@@ -175,6 +181,9 @@ def throughput(
     result = Throughput(workers)
     pool = bare.start_pool(workers)
     body, content_type = multipart_body(main.path, main.mime)
+    tiny_path = scratch / "tiny.jpg"
+    tiny_path.write_bytes(photo_jpeg(*TINY_SIZE))
+    tiny_body, tiny_type = multipart_body(tiny_path, "image/jpeg")
     try:
         with Stack(scratch, workers=workers) as stack, contextlib.ExitStack() as started:
             running = _start_peers(started, result.peers, scratch, workers) if with_peers else {}
@@ -193,6 +202,7 @@ def throughput(
                 # None: the pipeline batch; then (who, clients) for the service and the peers.
                 steps: list[tuple[str, int] | None] = [None]
                 steps += [(who, c) for c in sizes.clients for who in ("service", *running)]
+                steps.append(("tiny", TINY_CLIENTS))
                 if round_number % 2:
                     steps.reverse()
                 rates: dict[str, dict[int, float]] = {}
@@ -206,6 +216,11 @@ def throughput(
                         pipeline_ips = batch.images_per_s
                         continue
                     who, clients = step
+                    if who == "tiny":
+                        batch_size = sizes.clients[TINY_CLIENTS]
+                        level = stack.upload(tiny_body, tiny_type, clients, 2 * batch_size)
+                        _merge(result.tiny, level)
+                        continue
                     if who != "service":
                         level = running[who].upload(
                             body, content_type, clients, sizes.clients[clients]

@@ -55,6 +55,13 @@ SUMMARY_KEYS = {
     *(f"service_over_{peer}{at}" for peer in PEERS for at in ("", "_4c")),
     *(f"{peer}_{q}_ms_{c}c" for peer in PEERS for q in ("p50", "p99") for c in (1, 2)),
     *(f"{peer}_peak_rss_mb" for peer in PEERS),
+    # Issue 31: the app's own CPU for the 4 MB photo and for a 64x48 one, and the receive
+    # path alone (the real intake, and its floor: the body hashed and written, no multipart).
+    "service_app_cpu_ms_per_upload",
+    "service_app_cpu_ms_tiny_upload",
+    "receive_intake_cpu_ms",
+    "receive_floor_cpu_ms",
+    "service_app_cpu_floor_ms",
 }
 
 
