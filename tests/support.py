@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
+from mediasvc.signing import sign_path
 from mediasvc.stack.localproc import free_port
 from mediasvc.stack.nginxconf import NginxProcess, Site, render
 from mediasvc.storage.local import LocalStorage
@@ -92,6 +93,11 @@ def readme_program(language: str, marker: str) -> str:
     found = [block for block in blocks if marker in block]
     assert len(found) == 1, f"expected one {language} block with {marker!r}, got {len(found)}"
     return found[0]
+
+
+def signed(key: str) -> str:
+    """A valid signed URL path for the private variant `key`."""
+    return sign_path(f"/private/{key}", SIGNING_SECRET, 300)
 
 
 def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:

@@ -19,8 +19,7 @@ import images
 import pytest
 import pyvips
 from aiohttp import web
-from support import Client, parametrize_backends, post_media, running_nginx, stored_bytes
-from test_nginx_s3 import signed
+from support import Client, parametrize_backends, post_media, running_nginx, signed, stored_bytes
 
 from mediasvc.appkeys import STORAGE
 from mediasvc.config import Settings
