@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 from mediasvc.appkeys import DB, STORAGE
 from mediasvc.auth import mint_token
 from mediasvc.config import Settings
+from mediasvc.signing import sign_path
 from mediasvc.stack.localproc import free_port
 from mediasvc.stack.nginxconf import NginxProcess, Site, render
 from mediasvc.storage.local import LocalStorage
@@ -32,6 +33,9 @@ from mediasvc.storage.s3 import S3Storage
 JWT_SECRET = "test-secret-" + "x" * 32
 SIGNING_SECRET = "test-signing-secret-" + "y" * 32
 NPM_CACHE = Path(__file__).parent.parent / ".cache" / "npm"
+
+# The app under test, as the `client` fixture gives it.
+Client = TestClient[Any, Any]
 
 
 async def run_tool(*argv: str | Path, cwd: Path) -> str:
@@ -91,13 +95,18 @@ def readme_program(language: str, marker: str) -> str:
     return found[0]
 
 
+def signed(key: str) -> str:
+    """A valid signed URL path for the private variant `key`."""
+    return sign_path(f"/private/{key}", SIGNING_SECRET, 300)
+
+
 def bearer(sub: str = "alice", *, admin: bool = False) -> dict[str, str]:
     """An Authorization header for `sub`, signed with the test secret."""
     return {"Authorization": f"Bearer {mint_token(JWT_SECRET, sub, admin=admin)}"}
 
 
 async def collection_positions(
-    client: TestClient[Any, Any], collection: str, sub: str = "alice"
+    client: Client, collection: str, sub: str = "alice"
 ) -> list[tuple[str, int]]:
     """(id, position) of a collection's items as its owner lists them, every page."""
     found: list[tuple[str, int]] = []
@@ -126,16 +135,14 @@ def upload_form(
 
 
 async def post_media(
-    client: TestClient[Any, Any], data: bytes, sub: str = "alice", **form: str
+    client: Client, data: bytes, sub: str = "alice", **form: str
 ) -> aiohttp.ClientResponse:
     """POST /v1/media of `data` as `sub`, in the `upload_form` that `form` describes (its
     filename, content type and fields); the response."""
     return await client.post("/v1/media", data=upload_form(data, **form), headers=bearer(sub))
 
 
-async def upload_tiny(
-    client: TestClient[Any, Any], sub: str = "alice", **fields: str
-) -> aiohttp.ClientResponse:
+async def upload_tiny(client: Client, sub: str = "alice", **fields: str) -> aiohttp.ClientResponse:
     """POST /v1/media of a tiny PNG as `sub`, with the form `fields`; the response."""
     return await post_media(client, images.make_tiny(), sub, filename="t.png", **fields)
 
@@ -150,12 +157,12 @@ through_pgbouncer = pytest.mark.parametrize(
 )
 
 
-async def stored_keys(client: TestClient[Any, Any]) -> list[str]:
+async def stored_keys(client: Client) -> list[str]:
     """Every key in the app's storage, whichever backend it is."""
     return sorted([obj.key async for obj in client.app[STORAGE].scan()])
 
 
-async def stored_bytes(client: TestClient[Any, Any], key: str) -> bytes:
+async def stored_bytes(client: Client, key: str) -> bytes:
     """The content of one stored object, read the backend's own way."""
     storage = client.app[STORAGE]
     if isinstance(storage, LocalStorage):
@@ -167,7 +174,7 @@ async def stored_bytes(client: TestClient[Any, Any], key: str) -> bytes:
         return data
 
 
-async def assert_one_media_left(client: TestClient[Any, Any]) -> None:
+async def assert_one_media_left(client: Client) -> None:
     """One media row is left, ready, and storage holds its five variants and nothing else:
     of uploads that replace each other, exactly one survived, whole."""
     rows = await client.app[DB].fetch("SELECT id, status FROM media")
@@ -177,7 +184,7 @@ async def assert_one_media_left(client: TestClient[Any, Any]) -> None:
     assert all(rows[0]["id"] in key for key in keys)
 
 
-async def assert_nothing_left(client: TestClient[Any, Any], settings: Settings) -> None:
+async def assert_nothing_left(client: Client, settings: Settings) -> None:
     """No media row, no stored object, no spool file: a refused upload left no trace."""
     rows = await client.app[DB].fetchval("SELECT count(*) FROM media")
     assert rows == 0
@@ -240,9 +247,7 @@ async def running_nginx(
         await asyncio.to_thread(process.stop)
 
 
-async def exchange(
-    client: TestClient[Any, Any], head: str, body: bytes
-) -> tuple[int, dict[str, Any]]:
+async def exchange(client: Client, head: str, body: bytes) -> tuple[int, dict[str, Any]]:
     """Send `head` and `body` on a socket of its own (whatever the head declares), read one
     answer; its status and problem. The rest of a declared body is never sent, so an answer
     proves the app gave it without reading that far."""
@@ -340,7 +345,7 @@ async def oversize_head_answer(
     return int(status_line.split()[1]), answered, payload
 
 
-async def send_direct(client: TestClient[Any, Any], upload: dict[str, Any], data: bytes) -> int:
+async def send_direct(client: Client, upload: dict[str, Any], data: bytes) -> int:
     """Send the bytes as `upload` says, as a client would; the store's status."""
     url = upload["url"]
     if url.startswith("/"):

@@ -9,8 +9,8 @@ from typing import Any
 import images
 import pytest
 import pyvips
-from aiohttp.test_utils import TestClient
 from support import (
+    Client,
     assert_nothing_left,
     bearer,
     parametrize_backends,
@@ -25,9 +25,6 @@ from mediasvc.app import create_app
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.imaging.variants import VARIANTS
-
-Client = TestClient[Any, Any]
-
 
 pytestmark = parametrize_backends
 

@@ -18,10 +18,10 @@ import aiohttp
 import images
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
     JWT_SECRET,
+    Client,
     assert_nothing_left,
     bearer,
     parametrize_backends,
@@ -38,7 +38,6 @@ from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.contract import shapes
 
-Client = TestClient[Any, Any]
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = bearer("root", admin=True)
 PHOTO = images.make_scene_jpeg(seed=1)

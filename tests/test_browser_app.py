@@ -9,16 +9,14 @@ import mimetypes
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import images
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from browser import browser_context, site
 from playwright.async_api import BrowserContext, Page
-from support import bearer
+from support import Client, bearer
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
@@ -27,8 +25,6 @@ from mediasvc.stack.localproc import free_port
 README = Path(__file__).resolve().parents[1] / "README.md"
 COOKIE = "access_token"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>' + b" " * 4096
-
-Client = TestClient[Any, Any]
 
 # Runs the README's `uploadImage` on the file chosen in the page; its outcome as data.
 UPLOAD = """async ([api, token]) => {

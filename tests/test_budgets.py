@@ -10,14 +10,11 @@ from typing import Any
 import images
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
-from support import bearer, through_pgbouncer, upload_form, upload_tiny
+from support import Client, bearer, through_pgbouncer, upload_form, upload_tiny
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture

@@ -12,16 +12,14 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from gates import wait_until
-from support import bearer, post_media, running_nginx
+from support import Client, bearer, post_media, running_nginx
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.nginxcache import CachePurger, cache_file, cache_keys, proxy_host
 
-Client = TestClient[Any, Any]
 # Far beyond the test: only a purge can explain a 404 from a cached entry.
 CACHE_TTL_S = 600
 # How long "at once" may take on another node: a NOTIFY and an unlink, milliseconds.

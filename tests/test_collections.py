@@ -7,12 +7,9 @@ import random
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from support import bearer, collection_positions, through_pgbouncer, upload_tiny
+from support import Client, bearer, collection_positions, through_pgbouncer, upload_tiny
 
 from mediasvc.config import Settings
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture

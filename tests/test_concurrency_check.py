@@ -41,18 +41,15 @@ import images
 import pytest
 import structlog
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from standardwebhooks import Webhook, WebhookVerificationError
-from support import bearer, serving, upload_form
+from support import Client, bearer, serving, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SETTINGS, STORAGE, UPLOADS
 from mediasvc.config import Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.keys import media_id_of, upload_key
-
-Client = TestClient[Any, Any]
 
 CLIENTS = 16
 OPERATIONS = 300

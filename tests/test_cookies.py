@@ -8,8 +8,7 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
-from support import assert_nothing_left, bearer, upload_form
+from support import Client, assert_nothing_left, bearer, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB
@@ -18,8 +17,6 @@ from mediasvc.config import Settings
 APP = "https://app.example.com"
 SIBLING = "https://forum.example.com"  # same site, so SameSite=Lax still sends the cookie
 COOKIE = "access_token"
-
-Client = TestClient[Any, Any]
 
 
 def token(sub: str = "alice") -> str:

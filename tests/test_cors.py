@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from support import (
+    Client,
     bearer,
     oversize_head_answer,
     running_nginx,
@@ -28,8 +28,6 @@ from mediasvc.origins import origin_of, parse_origin
 APP = "https://app.example.com"
 DEV = "http://localhost:5173"
 OTHER = "https://evil.example.net"
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
+    Client,
     bearer,
     collection_positions,
     parametrize_backends,
@@ -22,7 +22,6 @@ from support import (
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 
-Client = TestClient[Any, Any]
 pytestmark = parametrize_backends
 
 

@@ -25,11 +25,10 @@ from typing import Any
 import asyncpg
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from contract import Contract
 from gates import wait_until
 from pooler import PgBouncer
-from support import JWT_SECRET, SIGNING_SECRET, bearer, through_pgbouncer, upload_tiny
+from support import JWT_SECRET, SIGNING_SECRET, Client, bearer, through_pgbouncer, upload_tiny
 from webhooks import FAST, HANG, KEY, SECRET, Receiver, media_of, receiving
 
 from mediasvc import db
@@ -51,8 +50,6 @@ from mediasvc.kinds import kind_rules
 from mediasvc.metrics import Metrics
 from mediasvc.stack.localproc import free_port, stop, wait_until_listening
 from mediasvc.web.openapi import build_document
-
-Client = TestClient[Any, Any]
 
 
 @functools.cache

@@ -18,9 +18,8 @@ import aiohttp
 import images
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from conftest import s3_admin_client
-from support import assert_nothing_left, bearer, post_media, stored_keys, upload_form
+from support import Client, assert_nothing_left, bearer, post_media, stored_keys, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
@@ -29,8 +28,6 @@ from mediasvc.db.migrate import migrate_database
 from mediasvc.flows.reaper import reap
 from mediasvc.stack.localproc import free_port
 from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster
-
-Client = TestClient[Any, Any]
 
 
 @dataclass

@@ -29,13 +29,11 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
-from support import bearer, npm_tools, post_media, run_tool, upload_form
+from support import Client, bearer, npm_tools, post_media, run_tool, upload_form
 
 from mediasvc.config import Settings
 
-Client = TestClient[Any, Any]
 # Pinned, so a new release cannot fail an unchanged document; typescript 5, the major
 # openapi-typescript 7 supports; openapi-fetch 0.17 reads openapi-typescript 7's `paths`.
 TOOLS = ("openapi-typescript@7.13.0", "typescript@5.9.3", "openapi-fetch@0.17.0")

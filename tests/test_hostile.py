@@ -18,10 +18,10 @@ import jwt
 import pytest
 import structlog
 from aiohttp.http_parser import HttpRequestParserPy
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
     JWT_SECRET,
+    Client,
     assert_nothing_left,
     bearer,
     exchange,
@@ -38,8 +38,6 @@ from support import (
 from mediasvc.config import Settings
 from mediasvc.ingest import MAX_PREAMBLE_BYTES
 from mediasvc.spool import CHUNK_BYTES
-
-Client = TestClient[Any, Any]
 
 
 async def post_raw(client: Client, body: bytes, content_type: str) -> aiohttp.ClientResponse:

@@ -7,13 +7,11 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, stored_keys, upload_form
+from support import Client, bearer, parametrize_backends, stored_keys, upload_form
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 
-Client = TestClient[Any, Any]
 PHOTO = images.make_jpeg()
 pytestmark = parametrize_backends
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import bearer, upload_tiny
-
-Client = TestClient[Any, Any]
+from support import Client, bearer, upload_tiny
 
 
 def cursor(position: object) -> str:

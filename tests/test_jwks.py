@@ -17,11 +17,11 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from support import JWT_SECRET
+from support import JWT_SECRET, Client
 
 from mediasvc.app import create_app
 from mediasvc.auth import TokenVerifier, mint_token
@@ -33,8 +33,6 @@ from mediasvc.stack.localproc import free_port
 ISSUER = "https://id.example.com/"
 AUDIENCE = "mediasvc"
 COOLDOWN_S = 30.0
-
-Client = TestClient[Any, Any]
 
 
 @dataclass(frozen=True)

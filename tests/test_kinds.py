@@ -11,9 +11,9 @@ import aiohttp
 import images
 import pytest
 import pyvips
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
+    Client,
     assert_nothing_left,
     assert_one_media_left,
     bearer,
@@ -28,8 +28,6 @@ from mediasvc.app import create_app
 from mediasvc.appkeys import DB, SETTINGS
 from mediasvc.config import ConfigError, Settings
 from mediasvc.kinds import KIND_KEYS, default_kind, kind_rules
-
-Client = TestClient[Any, Any]
 
 # A 100x100 JPEG with a one-character comment, and the same with two: one byte apart.
 EXACT = images.make_jpeg(width=100, height=100, comment="x")

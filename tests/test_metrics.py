@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import aiohttp
 import images
 import structlog
-from aiohttp.test_utils import TestClient
-from support import bearer, post_media, upload_form
-
-Client = TestClient[Any, Any]
+from support import Client, bearer, post_media, upload_form
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -20,11 +20,11 @@ import aiohttp
 import images
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_listening
 from standardwebhooks import Webhook
 from support import (
     JWT_SECRET,
+    Client,
     assert_nothing_left,
     bearer,
     parametrize_backends,
@@ -43,8 +43,6 @@ from mediasvc.auth import mint_token
 from mediasvc.config import ConfigError, Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.stack.localproc import free_port
-
-Client = TestClient[Any, Any]
 
 KEY = bytes(range(100, 132))
 SECRET = "whsec_" + base64.b64encode(KEY).decode()

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from support import (
     JWT_SECRET,
+    Client,
     bearer,
     oversize_head_answer,
     parametrize_backends,
@@ -26,8 +26,6 @@ from mediasvc.auth import mint_token
 from mediasvc.config import Settings
 from mediasvc.stack.localproc import free_port
 from mediasvc.stack.nginxconf import render_template
-
-Client = TestClient[Any, Any]
 
 # Upload limits a test crosses quickly: six a minute with a burst of one, so a client's first
 # two uploads pass at once and the next ones are refused.

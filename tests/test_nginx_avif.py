@@ -19,15 +19,11 @@ import images
 import pytest
 import pyvips
 from aiohttp import web
-from aiohttp.test_utils import TestClient
-from support import parametrize_backends, post_media, running_nginx, stored_bytes
-from test_nginx_s3 import signed
+from support import Client, parametrize_backends, post_media, running_nginx, signed, stored_bytes
 
 from mediasvc.appkeys import STORAGE
 from mediasvc.config import Settings
 from mediasvc.stack.localproc import free_port
-
-Client = TestClient[Any, Any]
 
 # What browsers send for images (Chrome, Firefox), and the other Accept classes.
 AVIF = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"

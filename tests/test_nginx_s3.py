@@ -29,11 +29,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from multidict import CIMultiDictProxy
-from support import SIGNING_SECRET, running_nginx
+from support import running_nginx, signed
 
 from mediasvc.config import Settings
 from mediasvc.ids import new_media_id
-from mediasvc.signing import sign_path
 from mediasvc.stack.localproc import free_port
 
 WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L" + b"\x00" * 14
@@ -75,11 +74,6 @@ def bucket_object(settings: Settings, key: str) -> bytes:
     admin = s3_admin_client(settings.s3_endpoint_url or "")
     data: bytes = admin.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
     return data
-
-
-def signed(key: str) -> str:
-    """A valid signed URL path for the private variant `key`."""
-    return sign_path(f"/private/{key}", SIGNING_SECRET, 300)
 
 
 class TestOnlyReads:

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from support import (
+    Client,
     bearer,
     collection_positions,
     parametrize_backends,
@@ -23,7 +23,6 @@ from mediasvc.app import create_app
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 
-Client = TestClient[Any, Any]
 pytestmark = parametrize_backends
 
 

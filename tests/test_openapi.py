@@ -15,10 +15,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 from contract import Contract
 from openapi_spec_validator import validate
-from support import bearer, npm_tools, run_tool
+from support import Client, bearer, npm_tools, run_tool
 
 import mediasvc
 from mediasvc.app import create_app
@@ -32,7 +31,6 @@ from mediasvc.stack.nginxconf import Site, render
 from mediasvc.web import problems
 from mediasvc.web.openapi import MODERATION_HOOK, PATH, build_document
 
-Client = TestClient[Any, Any]
 PACKAGE = Path(mediasvc.__file__).parent
 NGINX = PACKAGE / "nginx"
 # Pinned, so a release with new rules cannot fail an unchanged document.

@@ -21,10 +21,9 @@ import aiohttp
 import images
 import pytest
 from aiohttp.http_parser import HttpRequestParserPy
-from aiohttp.test_utils import TestClient
 from answers import ANSWERS, Answer, record_answers
 from contract import Contract, Operation
-from support import JWT_SECRET, bearer, exchange, request_head, upload_form
+from support import JWT_SECRET, Client, bearer, exchange, request_head, upload_form
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
@@ -36,7 +35,6 @@ from mediasvc.kinds import kind_rules
 from mediasvc.signing import sign_path
 from mediasvc.web.openapi import build_document
 
-Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
 OverBudget = Callable[..., Awaitable[Client]]
 

@@ -27,8 +27,7 @@ import aiohttp
 import asyncpg
 import images
 import pytest
-from aiohttp.test_utils import TestClient
-from support import bearer, parametrize_backends, post_media, running_nginx
+from support import Client, bearer, parametrize_backends, post_media, running_nginx
 
 from mediasvc.app import create_app
 from mediasvc.appkeys import DB, STORAGE
@@ -44,8 +43,6 @@ from mediasvc.stack.localproc import free_port
 from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster, client_binary
 from mediasvc.storage import DirectUpload, DirectUploadTerms, Storage, StoredObject
 from mediasvc.storage.open import open_storage
-
-Client = TestClient[Any, Any]
 
 # A kind with every sort of object: variants, their AVIF alternates, the kept source.
 KINDS_TOML = """

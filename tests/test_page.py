@@ -12,10 +12,9 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from browser import CHROMIUM_ARGS, WAIT_MS, chromium_path
 from playwright.async_api import Page, Request, Route, async_playwright
-from support import bearer
+from support import Client, bearer
 
 from mediasvc.app import create_app
 from mediasvc.config import Settings
@@ -28,8 +27,6 @@ SVG = (
     b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
     b"<script>alert(1)</script></svg>"
 )
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture(scope="session")

@@ -24,18 +24,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import images
 import pytest
 from aiobotocore.session import get_session
-from aiohttp.test_utils import TestClient
 from browser import browser_context
 from conftest import S3_CREDENTIALS, apply_cors_rules, moto_server
 from playwright.async_api import BrowserContext, ConsoleMessage, FilePayload, Page, Request
-from support import SIGNING_SECRET, bearer, parametrize_backends, stored_keys
+from support import SIGNING_SECRET, Client, bearer, parametrize_backends, stored_keys
 
 from mediasvc.appkeys import DB
 from mediasvc.config import AddressingStyle, Settings
@@ -48,8 +46,6 @@ from mediasvc.web.page import content_security_policy
 
 PHOTO = images.make_jpeg(width=1200, height=900)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import images
-from aiohttp.test_utils import TestClient
-from support import SIGNING_SECRET, bearer, parametrize_backends, post_media
+from support import SIGNING_SECRET, Client, bearer, parametrize_backends, post_media
 
 from mediasvc.config import Settings
 from mediasvc.signing import sign_path
 
-Client = TestClient[Any, Any]
 pytestmark = parametrize_backends
 
 

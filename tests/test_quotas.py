@@ -8,13 +8,11 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
-from support import bearer, post_media, stored_keys
+from support import Client, bearer, post_media, stored_keys
 
 from mediasvc.appkeys import DB, UPLOADS
 from mediasvc.config import Settings
 
-Client = TestClient[Any, Any]
 TINY = images.make_tiny()
 
 

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S
 from locks import HeldLocks, held_locks, until_waiting
 from support import (
+    Client,
     assert_one_media_left,
     bearer,
     collection_positions,
@@ -35,7 +35,6 @@ from mediasvc.flows.processing import Processor
 from mediasvc.flows.reaper import reap
 from mediasvc.imaging.job import Facts
 
-Client = TestClient[Any, Any]
 T = TypeVar("T")
 
 TINY = images.make_tiny()

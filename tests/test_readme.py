@@ -16,16 +16,13 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_listening
-from support import README, bearer, readme_program, upload_tiny
+from support import README, Client, bearer, readme_program, upload_tiny
 
 from mediasvc.cli import main
 from mediasvc.config import Settings, env_name
 from mediasvc.contract import codes
 from mediasvc.stack.localproc import free_port
-
-Client = TestClient[Any, Any]
 
 ENV_EXAMPLE = README.parent / "deploy" / "mediasvc.env.example"
 SETTINGS = {env_name(setting.name) for setting in fields(Settings)}

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
+    Client,
     bearer,
     file_part,
     multipart_body,
@@ -37,7 +37,6 @@ from mediasvc.keys import variant_key
 from mediasvc.spool import CHUNK_BYTES
 from mediasvc.stack.localproc import free_port, wait_until_listening
 
-Client = TestClient[Any, Any]
 pytestmark = parametrize_backends
 
 

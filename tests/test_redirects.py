@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from support import (
+    Client,
     assert_nothing_left,
     bearer,
     field_part,
@@ -28,8 +28,6 @@ APP = "https://app.example.com"
 COOKIE = "access_token"
 PAGE = f"{APP}/profile/photo?tab=avatar"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"/>' + b" " * 5000
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ import images
 import pytest
 import pyvips
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from gates import wait_until
 from support import (
+    Client,
     bearer,
     parametrize_backends,
     post_media,
@@ -43,8 +43,6 @@ from mediasvc.keys import source_key, variant_key_pattern
 from mediasvc.kinds import kind_rules
 from mediasvc.ops.rerender import rerender
 from mediasvc.storage import Storage
-
-Client = TestClient[Any, Any]
 
 BEFORE = {
     "kept": {"keep_source": True, "sizes": {"small": 100, "big": 400}},

@@ -37,15 +37,13 @@ import hypothesis
 import images
 import requests
 import schemathesis
-from aiohttp.test_utils import TestClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from support import bearer
+from support import Client, bearer
 
 from mediasvc.web.openapi import DEFAULT_STATUSES
 
-Client = TestClient[Any, Any]
 EXAMPLES = 25
 SEQUENCES = 15
 STEPS = 8

@@ -10,9 +10,9 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
 from support import (
+    Client,
     assert_nothing_left,
     bearer,
     parametrize_backends,
@@ -33,7 +33,6 @@ from mediasvc.flows.sessions import content_path
 from mediasvc.keys import upload_key
 from mediasvc.signing import sign_path
 
-Client = TestClient[Any, Any]
 PHOTO = images.make_jpeg(width=800, height=600)
 
 

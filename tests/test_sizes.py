@@ -13,9 +13,9 @@ import aiohttp
 import images
 import pytest
 import pyvips
-from aiohttp.test_utils import TestClient
 from browser import browser_context, site
 from support import (
+    Client,
     bearer,
     parametrize_backends,
     post_media,
@@ -30,8 +30,6 @@ from mediasvc.config import ConfigError, Settings
 from mediasvc.flows.reaper import reap
 from mediasvc.keys import source_key
 from mediasvc.stack.localproc import free_port
-
-Client = TestClient[Any, Any]
 
 LADDER = {"thumb": 128, "card": 512, "screen": 1440, "retina": 2560}
 KINDS = {

@@ -12,11 +12,11 @@ import images
 import jwt
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from gates import DEADLINE_S, wait_until
 from locks import held_locks
 from support import (
     JWT_SECRET,
+    Client,
     parametrize_backends,
     send_direct,
     serving,
@@ -34,7 +34,6 @@ from mediasvc.flows.processing import Processor
 from mediasvc.flows.space_deletion import SpaceDeletions
 from mediasvc.keys import media_id_of
 
-Client = TestClient[Any, Any]
 PHOTO = images.make_jpeg(width=320, height=240)
 CHAT = "conversation:8f2c"
 OTHER = "conversation:77aa"

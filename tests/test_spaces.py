@@ -14,9 +14,9 @@ import asyncpg
 import images
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
 from support import (
     JWT_SECRET,
+    Client,
     assert_nothing_left,
     field_part,
     file_part,
@@ -33,7 +33,6 @@ from mediasvc.db import queries
 from mediasvc.errors import Unauthorized
 from mediasvc.spaces import MAX_HEADER_BYTES, MAX_TOKEN_SPACES
 
-Client = TestClient[Any, Any]
 PHOTO = images.make_jpeg()
 CHAT = "conversation:8f2c"
 OTHER = "conversation:77aa"

@@ -14,20 +14,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from conftest import S3_CREDENTIALS, s3_admin_client
-from support import post_media, stored_keys
+from support import Client, post_media, stored_keys
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.stack.localproc import free_port
 from mediasvc.storage import DirectUploadTerms, StorageError
 from mediasvc.storage.s3 import PRIVATE_CACHE_CONTROL, PUBLIC_CACHE_CONTROL, S3Storage, open_client
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture

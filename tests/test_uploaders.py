@@ -14,18 +14,15 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
 from browser import browser_context, site
 from conftest import apply_cors_rules
 from playwright.async_api import BrowserContext, Page, Request, Response
-from support import bearer, npm_tools, parametrize_backends, readme_program
+from support import Client, bearer, npm_tools, parametrize_backends, readme_program
 
 from mediasvc.appkeys import DB
 from mediasvc.config import Settings
 from mediasvc.imaging.variants import VARIANTS
 from mediasvc.stack.localproc import free_port
-
-Client = TestClient[Any, Any]
 
 # Pinned, so a new release cannot fail an unchanged recipe; the majors the README names.
 PACKAGES = (

@@ -10,8 +10,7 @@ from typing import Any
 
 import images
 import pytest
-from aiohttp.test_utils import TestClient
-from support import JWT_SECRET, bearer, through_pgbouncer, upload_form
+from support import JWT_SECRET, Client, bearer, through_pgbouncer, upload_form
 
 from mediasvc import db, usage
 from mediasvc.appkeys import DB, KINDS, METRICS
@@ -23,8 +22,6 @@ from mediasvc.metrics import Metrics
 from mediasvc.ops.usage import show_usage
 from mediasvc.stack import devstack
 from mediasvc.stack.pgcluster import PostgresCluster
-
-Client = TestClient[Any, Any]
 
 KINDS_TABLE = {"kinds": {"kept": {"keep_source": True}, "chat": {"sizes": {"s": 64, "m": 200}}}}
 
