@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import images
 import pytest
+from site_checks import assert_nginx_accepts, gixy_findings, rendered_site
 from support import (
     Client,
     bearer,
@@ -19,7 +20,6 @@ from support import (
     upload_form,
     upload_tiny,
 )
-from test_gixy import assert_nginx_accepts, gixy_findings, rendered_site
 
 from mediasvc.app import create_app
 from mediasvc.config import ConfigError, Settings
