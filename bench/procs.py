@@ -55,14 +55,23 @@ def descendants(root: int, tree: dict[int, int] | None = None) -> list[int]:
 
 def cpu_seconds(pids: Iterable[int]) -> float:
     """User + system CPU of these processes, with their reaped children's."""
+    return _cpu_fields(pids, 11, 15)
+
+
+def reaped_cpu_seconds(pids: Iterable[int]) -> float:
+    """The part of `cpu_seconds` that these processes' reaped children spent."""
+    return _cpu_fields(pids, 13, 15)
+
+
+def _cpu_fields(pids: Iterable[int], first: int, end: int) -> float:
+    # utime, stime, cutime, cstime are fields 14-17 of stat; index 0 here is field 3.
     total = 0
     for pid in pids:
         try:
             fields = _stat_fields(pid)
         except OSError:
             continue
-        # utime, stime, cutime, cstime are fields 14-17 of stat; index 0 here is field 3.
-        total += sum(int(value) for value in fields[11:15])
+        total += sum(int(value) for value in fields[first:end])
     return total / _TICKS
 
 

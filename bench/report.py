@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,25 @@ def targets(summary: dict[str, Any]) -> list[Target]:
     return rows
 
 
+def _level_rows(label: str, level: Level, over_pipeline: str) -> list[str]:
+    """A service level's row of the throughput table, its app stages, and its failures."""
+    ok = level.ok
+    count = max(1, len(ok))
+    cpu = " ".join(f"{part} {sec / count * 1000:.0f}" for part, sec in level.cpu_s.items())
+    rows = [
+        f"  {label:<22}{level.images_per_s:>8.2f}{percentile(ok, 50) * 1000:>9.0f}"
+        f"{percentile(ok, 99) * 1000:>9.0f}{len(ok):>5}{over_pipeline:>7}   {cpu}"
+    ]
+    if stages := level.stage_ms():
+        rows.append(
+            "    app stages, mean ms: "
+            + " ".join(f"{stage} {stages[stage]:.1f}" for stage in sorted(stages))
+        )
+    if failed := Counter(u.status for u in level.uploads if u.status != 201):
+        rows.append(f"    not answered 201: {dict(failed)}")
+    return rows
+
+
 def table(
     inputs: dict[str, Input],
     single: SingleProcess,
@@ -337,24 +357,10 @@ def table(
             "  /pipe: median over rounds of service img/s over the pipeline batch next to it",
         ]
         for clients, level in sorted(through.levels.items()):
-            ok = level.ok
-            count = max(1, len(ok))
-            cpu = " ".join(f"{part} {sec / count * 1000:.0f}" for part, sec in level.cpu_s.items())
-            lines.append(
-                f"  {'service, ' + str(clients) + ' client' + ('s' if clients > 1 else ''):<22}"
-                f"{level.images_per_s:>8.2f}{percentile(ok, 50) * 1000:>9.0f}"
-                f"{percentile(ok, 99) * 1000:>9.0f}{len(ok):>5}"
-                f"{through.service_over_pipeline(clients):>7.2f}   {cpu}"
-            )
-            stages = level.stage_ms()
-            if stages:
-                lines.append(
-                    "    app stages, mean ms: "
-                    + " ".join(f"{stage} {stages[stage]:.1f}" for stage in sorted(stages))
-                )
-            failed = len(level.uploads) - len(ok)
-            if failed:
-                lines.append(f"    {failed} uploads were not answered 201")
+            label = f"service, {clients} client" + ("s" if clients > 1 else "")
+            lines += _level_rows(label, level, f"{through.service_over_pipeline(clients):>7.2f}")
+        if through.tiny.uploads:
+            lines += _level_rows(f"service, 64x48, {through.tiny.clients}c", through.tiny, "")
         if "single_upload_p50_ms" in summary:
             lines.append(
                 f"  one upload on an idle service: p50 {summary['single_upload_p50_ms']:.0f} ms, "

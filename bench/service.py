@@ -210,7 +210,15 @@ class Stack(procs.Stoppable):
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far per part of the stack."""
-        return {part: procs.cpu_seconds(pids) for part, pids in self.parts().items()}
+        parts = self.parts()
+        spent = {part: procs.cpu_seconds(pids) for part, pids in parts.items()}
+        # A worker that exits (recycled after `max_tasks_per_child` jobs) is reaped by its
+        # node, which the kernel then charges with all its CPU: count it with the workers,
+        # where it was spent, not with the app that reaped it.
+        reaped = procs.reaped_cpu_seconds(parts["app"])
+        spent["app"] -= reaped
+        spent["workers"] += reaped
+        return spent
 
     def upload(self, body: bytes, content_type: str, clients: int, count: int) -> Level:
         """`count` uploads by `clients` concurrent clients; wall and CPU time of the batch."""

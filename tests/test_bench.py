@@ -7,10 +7,14 @@ Only the shape of the output is checked, never a time: speed is reported side by
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 from support import run_to_end
+
+from bench import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ("node_naive", "node_tuned", "fastapi_pillow")
@@ -83,3 +87,16 @@ def test_quick_bench_ends_with_the_summary_line_and_keeps_its_results(tmp_path: 
     assert document.keys() >= {"machine", "versions", "settings", "targets", "encoding", "avif"}
     assert document["versions"]["sharp"]["sharp"] == document["settings"]["sharp_version"]
     assert document["peers"]["output_check"].keys() == set(PEERS)
+
+
+def test_a_reaped_child_s_cpu_is_told_apart_from_its_parent_s_own() -> None:
+    """The kernel charges a reaped child's CPU to its parent: an app node reaping a recycled
+    image worker would seem to have spent the worker's whole life (`Stack.cpu` moves it
+    back to the workers with `reaped_cpu_seconds`)."""
+    me = [os.getpid()]
+    before, reaped_before = procs.cpu_seconds(me), procs.reaped_cpu_seconds(me)
+    burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    reaped = procs.reaped_cpu_seconds(me) - reaped_before
+    assert reaped >= 0.3
+    assert procs.cpu_seconds(me) - before - reaped < 0.2  # this process only waited
