@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from mediasvc.ops.storage_copy import copy_storage, target_name
 from mediasvc.ops.verify import Missing, verify_storage
 from mediasvc.stack.localproc import free_port
 from mediasvc.stack.pgcluster import FAST_UNSAFE, PostgresCluster, client_binary
-from mediasvc.storage import DirectUpload, DirectUploadTerms, Storage, StoredObject
+from mediasvc.storage import DirectUpload, DirectUploadTerms, Storage, StoredFile, StoredObject
 from mediasvc.storage.open import open_storage
 
 # A kind with every sort of object: variants, their AVIF alternates, the kept source.
@@ -262,6 +262,10 @@ class WrappedStorage:
 
     async def put(self, key: str, source: Path, content_type: str) -> None:
         await self.inner.put(key, source, content_type)
+
+    async def put_all(self, files: Sequence[StoredFile]) -> None:
+        for file in files:
+            await self.put(file.key, file.path, file.mime)
 
     def read(self, key: str) -> AsyncIterator[bytes]:
         return self.inner.read(key)

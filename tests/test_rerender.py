@@ -10,7 +10,7 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +42,7 @@ from mediasvc.flows.rerender import Options, Rendered, Rerenderer
 from mediasvc.keys import source_key, variant_key_pattern
 from mediasvc.kinds import kind_rules
 from mediasvc.ops.rerender import rerender
-from mediasvc.storage import Storage
+from mediasvc.storage import Storage, StoredFile
 
 BEFORE = {
     "kept": {"keep_source": True, "sizes": {"small": 100, "big": 400}},
@@ -210,6 +210,10 @@ class HeldStorage:
         self.finished += 1
         if self.finished == self.let_through:
             self.written.set()
+
+    async def put_all(self, files: Sequence[StoredFile]) -> None:
+        for file in files:
+            await self.put(file.key, file.path, file.mime)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

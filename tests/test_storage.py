@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mediasvc.keys import variant_key
-from mediasvc.storage import StorageError
+from mediasvc.storage import StorageError, StoredFile
 from mediasvc.storage import local as local_module
 from mediasvc.storage.local import LocalStorage
 
@@ -118,6 +118,54 @@ async def test_a_put_survives_a_delete_removing_its_directory(
     await storage.put("uploads/second", _scratch(tmp_path, b"second"), "image/jpeg")
     assert removed
     assert storage.path_of("uploads/second").read_bytes() == b"second"
+
+
+async def test_put_all_writes_a_media_s_files_and_syncs_each_directory_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A media's files in one go: each holds its bytes, and each directory they were named
+    in is synced once, after the last of its files has its name (one sync per file cost
+    the app 1.3 ms per upload)."""
+    storage = LocalStorage(tmp_path / "media")
+    names = ["full.avif", "full.webp", "small.webp", "thumbnail.webp"]
+    content = {f"ab/abc/{name}": name.encode() for name in names} | {"originals/ab/abc": b"src"}
+    files = [
+        StoredFile(key, _scratch(tmp_path, data), "image/webp") for key, data in content.items()
+    ]
+    synced: list[tuple[Path, list[str]]] = []
+    real_sync = local_module._fsync_dir
+
+    def sync(directory: Path) -> None:
+        synced.append((directory, sorted(p.name for p in directory.iterdir())))
+        real_sync(directory)
+
+    monkeypatch.setattr(local_module, "_fsync_dir", sync)
+    await storage.put_all(files)
+    assert {key: storage.path_of(key).read_bytes() for key in content} == content
+    assert synced == [
+        (storage.path_of("ab/abc/full.webp").parent, names),
+        (storage.path_of("originals/ab/abc").parent, ["abc"]),
+    ]
+
+
+async def test_put_all_failing_part_way_says_how_many_it_stored(tmp_path: Path) -> None:
+    """The third file cannot be read: a `StorageError` whose `stored` counts the two files
+    that have their names, which stay for the caller's undo; the rest are not written."""
+    storage = LocalStorage(tmp_path / "media")
+    files = [
+        StoredFile("ab/abc/one.webp", _scratch(tmp_path, b"one"), "image/webp"),
+        StoredFile("ab/abc/two.webp", _scratch(tmp_path, b"two"), "image/webp"),
+        StoredFile("ab/abc/three.webp", tmp_path / "missing", "image/webp"),
+        StoredFile("ab/abc/four.webp", _scratch(tmp_path, b"four"), "image/webp"),
+    ]
+    with pytest.raises(StorageError) as failed:
+        await storage.put_all(files)
+    assert failed.value.stored == 2
+    assert "ab/abc/three.webp" in str(failed.value)
+    assert sorted(p.name for p in storage.path_of("ab/abc/one.webp").parent.iterdir()) == [
+        "one.webp",
+        "two.webp",
+    ]
 
 
 def _scratch(tmp_path: Path, data: bytes) -> Path:

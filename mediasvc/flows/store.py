@@ -8,7 +8,6 @@ them for cleanup first): `planned` names every file and what the row will say of
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,18 +18,9 @@ from mediasvc.imaging.job import Facts
 from mediasvc.keys import rendered_name, source_key, variant_key
 from mediasvc.models import StoredAlternate, StoredVariant
 from mediasvc.spool import SpooledUpload
-from mediasvc.storage import Storage, StorageError
+from mediasvc.storage import Storage, StorageError, StoredFile
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """One file to write: its key, where it is now, its type."""
-
-    key: str
-    path: Path
-    mime: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +88,12 @@ async def put_all(storage: Storage, files: list[StoredFile], writes: Writes) -> 
     """Write every file; `Busy` if the storage refused any (what was written stays, for
     the caller's undo). `writes` counts over every call with it: a media may be written in
     two steps (the variant a moderation hook is shown, then the rest)."""
-    # Every write runs to its end (each is bounded by the storage timeout) rather than
-    # being cancelled when another fails: then the undo knows exactly what exists, and
-    # no write can land after the undo removed what was there.
     writes.started += len(files)
-    outcomes = await asyncio.gather(
-        *(storage.put(f.key, f.path, f.mime) for f in files), return_exceptions=True
-    )
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    writes.failed += len(errors)
-    writes.finished += len(outcomes) - len(errors)
-    if errors:
-        if not all(isinstance(e, StorageError) for e in errors):
-            raise next(e for e in errors if not isinstance(e, StorageError))
-        log.warning("storage.unavailable", error=str(errors[0]))
-        raise Busy("Storage is unavailable; try again shortly.")
+    try:
+        await storage.put_all(files)
+    except StorageError as exc:
+        writes.finished += exc.stored
+        writes.failed += len(files) - exc.stored
+        log.warning("storage.unavailable", error=str(exc))
+        raise Busy("Storage is unavailable; try again shortly.") from None
+    writes.finished += len(files)

@@ -68,7 +68,7 @@ from mediasvc.metrics import Metrics
 from mediasvc.models import Media, Placeholder, StoredVariant
 from mediasvc.moderation import Decision, Moderator
 from mediasvc.spool import SpooledUpload
-from mediasvc.storage import Storage, StorageError
+from mediasvc.storage import Storage, StorageError, StoredFile
 
 log = structlog.get_logger(__name__)
 
@@ -237,7 +237,7 @@ class UploadFlow:
         copy = path.with_name(f"moderation-{path.name}")
         await asyncio.to_thread(shutil.copyfile, path, copy)
         with self.metrics.stage("store"):
-            await store.put_all(self.storage, [store.StoredFile(key, copy, variant.mime)], writes)
+            await store.put_all(self.storage, [StoredFile(key, copy, variant.mime)], writes)
         assert upload.sha256 is not None, "a spooled upload is hashed"
         asked = ModerationRequest(
             id=media_id,

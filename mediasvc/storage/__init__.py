@@ -7,7 +7,7 @@ imports no backend, so the backends can import it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +17,23 @@ from typing import Literal, Protocol
 class StorageError(Exception):
     """The backend could not complete an operation (unreachable, full, refusing)."""
 
+    def __init__(self, message: str, *, stored: int = 0) -> None:
+        super().__init__(message)
+        # Of a `put_all`'s files, how many were stored anyway (before or beside the failure).
+        self.stored = stored
+
 
 class ObjectMissing(StorageError):
     """No object is stored under the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file to write: its key, where it is now (the caller's scratch copy), its type."""
+
+    key: str
+    path: Path
+    mime: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,12 @@ class Storage(Protocol):
 
         `source` is the caller's scratch file: a backend may move it instead of copying.
         """
+        ...
+
+    async def put_all(self, files: Sequence[StoredFile]) -> None:
+        """Store each file as `put` does, the backend's cheapest way for a set (one media's
+        files); once every write has ended, `StorageError` if any failed, its `stored`
+        saying how many of them were stored all the same."""
         ...
 
     async def delete(self, keys: Iterable[str]) -> None:

@@ -8,7 +8,7 @@ import errno
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from mediasvc.storage import (
     DirectUploadTerms,
     ObjectMissing,
     StorageError,
+    StoredFile,
     StoredObject,
 )
 
@@ -46,10 +47,21 @@ class LocalStorage:
         return self.root.joinpath(*segments)
 
     async def put(self, key: str, source: Path, content_type: str) -> None:
+        await self.put_all([StoredFile(key, source, content_type)])
+
+    async def put_all(self, files: Sequence[StoredFile]) -> None:
+        # One thread hop for them all, and one fsync per directory rather than per file: a
+        # media's five files, each in a thread of its own, cost the app 1.3 ms more CPU per
+        # upload and took no less time (docs/performance.md).
+        placed = [(file.path, self.path_of(file.key)) for file in files]
+        progress = _Progress()
         try:
-            await asyncio.to_thread(_write_atomic, source, self.path_of(key))
+            await asyncio.to_thread(_write_all_atomic, placed, progress)
         except OSError as exc:
-            raise StorageError(f"cannot write {key}: {exc.strerror}") from exc
+            key = files[progress.placed].key if progress.placed < len(files) else files[-1].key
+            raise StorageError(
+                f"cannot write {key}: {exc.strerror}", stored=progress.placed
+            ) from exc
 
     async def delete(self, keys: Iterable[str]) -> None:
         paths = [self.path_of(key) for key in keys]
@@ -99,23 +111,39 @@ class LocalStorage:
             raise StorageError(f"media directory not writable: {exc.strerror}") from exc
 
 
-def _write_atomic(source: Path, dest: Path) -> None:
-    # The worker's output is complete and is the caller's scratch copy: make its bytes
-    # durable, then give it its final name. No copy when spool and media share a disk.
-    with source.open("rb") as src:
-        os.fsync(src.fileno())
+class _Progress:
+    """How many of `_write_all_atomic`'s files have their final name so far."""
+
+    placed = 0
+
+
+def _write_all_atomic(files: list[tuple[Path, Path]], progress: _Progress) -> None:
+    # Each source is the worker's complete output and the caller's scratch copy: make its
+    # bytes durable, then give it its final name (no copy when spool and media share a
+    # disk); the names are durable once each directory they were given in is synced.
+    directories: dict[Path, None] = {}
+    for source, dest in files:
+        with source.open("rb") as src:
+            os.fsync(src.fileno())
+        _place_in_directory(source, dest)
+        progress.placed += 1
+        directories[dest.parent] = None
+    for directory in directories:
+        _fsync_dir(directory)
+
+
+def _place_in_directory(source: Path, dest: Path) -> None:
     for attempt in range(1, _PLACE_ATTEMPTS + 1):
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             _place(source, dest)
-            break
+            return
         except FileNotFoundError:
             # A delete removes a directory it leaves empty (`_remove_all`); one in the same
             # directory (another session's object under `uploads/`) may have run between the
             # mkdir and the rename. Make the directory again.
             if attempt == _PLACE_ATTEMPTS or not source.exists():
                 raise
-    _fsync_dir(dest.parent)
 
 
 def _place(source: Path, dest: Path) -> None:

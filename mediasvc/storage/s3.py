@@ -9,7 +9,7 @@ standard AWS variables; the bucket needs no public ACLs (see deploy/README.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mediasvc.storage import (
     DirectUploadTerms,
     ObjectMissing,
     StorageError,
+    StoredFile,
     StoredObject,
 )
 
@@ -61,6 +62,20 @@ class S3Storage:
             )
         except _UNAVAILABLE as exc:
             raise StorageError(f"cannot write {key}: {exc}") from exc
+
+    async def put_all(self, files: Sequence[StoredFile]) -> None:
+        # Side by side. Every write runs to its end (each bounded by the storage timeout)
+        # rather than being cancelled when another fails: then the caller's undo knows what
+        # may exist, and no write lands after the undo removed what was there.
+        outcomes = await asyncio.gather(
+            *(self.put(f.key, f.path, f.mime) for f in files), return_exceptions=True
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if not errors:
+            return
+        if not all(isinstance(e, StorageError) for e in errors):
+            raise next(e for e in errors if not isinstance(e, StorageError))
+        raise StorageError(str(errors[0]), stored=len(outcomes) - len(errors))
 
     async def delete(self, keys: Iterable[str]) -> None:
         objects = [{"Key": self.prefix + key} for key in keys]
