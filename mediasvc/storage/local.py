@@ -51,8 +51,8 @@ class LocalStorage:
 
     async def put_all(self, files: Sequence[StoredFile]) -> None:
         # One thread hop for them all, and one fsync per directory rather than per file: a
-        # media's five files, each in a thread of its own, cost the app 1.3 ms more CPU per
-        # upload and took no less time (docs/performance.md).
+        # media's files each in a thread of its own cost the app 0.9-2.1 ms more CPU per
+        # upload (docs/decisions.md).
         placed = [(file.path, self.path_of(file.key)) for file in files]
         progress = _Progress()
         try:
