@@ -149,23 +149,40 @@ async def test_put_all_writes_a_media_s_files_and_syncs_each_directory_once(
 
 
 async def test_put_all_failing_part_way_says_how_many_it_stored(tmp_path: Path) -> None:
-    """The third file cannot be read: a `StorageError` whose `stored` counts the two files
-    that have their names, which stay for the caller's undo; the rest are not written."""
+    """The third file cannot be named (a file stands where its directory would go): a
+    `StorageError` whose `stored` counts the two files that have their names, which stay
+    for the caller's undo; the rest are not written."""
     storage = LocalStorage(tmp_path / "media")
     files = [
         StoredFile("ab/abc/one.webp", _scratch(tmp_path, b"one"), "image/webp"),
         StoredFile("ab/abc/two.webp", _scratch(tmp_path, b"two"), "image/webp"),
-        StoredFile("ab/abc/three.webp", tmp_path / "missing", "image/webp"),
+        StoredFile("ab/abc/taken/three.webp", _scratch(tmp_path, b"three"), "image/webp"),
         StoredFile("ab/abc/four.webp", _scratch(tmp_path, b"four"), "image/webp"),
     ]
+    (tmp_path / "media/ab/abc").mkdir(parents=True)
+    (tmp_path / "media/ab/abc/taken").write_bytes(b"")
     with pytest.raises(StorageError) as failed:
         await storage.put_all(files)
     assert failed.value.stored == 2
-    assert "ab/abc/three.webp" in str(failed.value)
-    assert sorted(p.name for p in storage.path_of("ab/abc/one.webp").parent.iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "media/ab/abc").iterdir()) == [
         "one.webp",
+        "taken",
         "two.webp",
     ]
+
+
+async def test_put_all_with_a_source_missing_stores_none(tmp_path: Path) -> None:
+    """Every file's bytes are made durable before any gets its name: one that cannot be
+    read fails the set before anything is stored."""
+    storage = LocalStorage(tmp_path / "media")
+    files = [
+        StoredFile("ab/abc/one.webp", _scratch(tmp_path, b"one"), "image/webp"),
+        StoredFile("ab/abc/two.webp", tmp_path / "missing", "image/webp"),
+    ]
+    with pytest.raises(StorageError) as failed:
+        await storage.put_all(files)
+    assert failed.value.stored == 0
+    assert not (tmp_path / "media").exists()
 
 
 def _scratch(tmp_path: Path, data: bytes) -> Path:

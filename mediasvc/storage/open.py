@@ -21,4 +21,8 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
     else:
         from mediasvc.storage.local import LocalStorage
 
-        yield LocalStorage(settings.media_dir)
+        storage = LocalStorage(settings.media_dir)
+        try:
+            yield storage
+        finally:
+            storage.close()
