@@ -125,7 +125,7 @@ async def test_put_all_writes_a_media_s_files_and_syncs_each_directory_once(
 ) -> None:
     """A media's files in one go: each holds its bytes, and each directory they were named
     in is synced once, after the last of its files has its name (one sync per file cost
-    the app 0.9-2.1 ms per upload)."""
+    the app about 1 ms per upload)."""
     storage = LocalStorage(tmp_path / "media")
     names = ["full.avif", "full.webp", "small.webp", "thumbnail.webp"]
     content = {f"ab/abc/{name}": name.encode() for name in names} | {"originals/ab/abc": b"src"}

@@ -61,7 +61,7 @@ class LocalStorage:
     async def put_all(self, files: Sequence[StoredFile]) -> None:
         # One hop from the loop for them all, and one fsync per directory rather than per
         # file: each file in a thread of its own, syncing the directory after its rename,
-        # cost the app 0.9-2.1 ms more CPU per upload (docs/decisions.md).
+        # cost the app about 1 ms more CPU per upload (docs/decisions.md).
         placed = [(file.path, self.path_of(file.key)) for file in files]
         progress = _Progress()
         try:
