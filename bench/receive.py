@@ -26,6 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 
@@ -69,17 +70,22 @@ def measure(main: Input, rounds: int = ROUNDS, batch: int = BATCH) -> Receiving:
     result = Receiving()
     body, content_type = multipart_body(main.path, main.mime)
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="mediasvc-receive-") as spool:
+    with (
+        tempfile.TemporaryDirectory(prefix="mediasvc-receive-") as spool,
+        tempfile.TemporaryFile("w+") as output,
+    ):
+        # Its output goes to a file, not a pipe nobody reads while it serves: a server that
+        # fills a pipe stops.
         server = subprocess.Popen(
             [sys.executable, "-m", "bench.receive", str(port), spool],
             cwd=Path(__file__).resolve().parents[1],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=output,
             text=True,
         )
         try:
             if not wait_until_listening(server, port, timeout_s=30):
-                raise RuntimeError(f"the receive server did not start: {_stderr(server)}")
+                raise RuntimeError(f"the receive server did not start: {_tail(output)}")
             for number in range(rounds + 1):  # round 0 warms both routes up, unmeasured
                 order = ROUTES if number % 2 else ROUTES[::-1]
                 for route in order:
@@ -88,7 +94,7 @@ def measure(main: Input, rounds: int = ROUNDS, batch: int = BATCH) -> Receiving:
                     sent = asyncio.run(upload_all(url, "", body, content_type, CLIENTS, batch))
                     spent = procs.cpu_seconds([server.pid]) - before
                     if any(upload.status != 200 for upload in sent):
-                        raise RuntimeError(f"/{route} refused the form: {_stderr(server)}")
+                        raise RuntimeError(f"/{route} refused the form: {_tail(output)}")
                     if number:
                         result.cpu_ms[route].append(spent / len(sent) * 1000)
         finally:
@@ -97,10 +103,9 @@ def measure(main: Input, rounds: int = ROUNDS, batch: int = BATCH) -> Receiving:
     return result
 
 
-def _stderr(server: subprocess.Popen[str]) -> str:
-    if server.poll() is None:
-        return "(still running)"
-    return (server.stderr.read() if server.stderr else "")[-2000:]
+def _tail(output: IO[str]) -> str:
+    output.seek(0)
+    return output.read()[-2000:]
 
 
 def _app(spool_dir: Path) -> web.Application:
